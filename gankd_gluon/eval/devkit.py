@@ -1,0 +1,160 @@
+"""PASCAL VOC devkit result files: write detections, read them back, score them.
+
+Format (devkit ``VOCdevkit/results/VOC2007/Main/<comp>_det_<set>_<class>.txt``, read by
+``VOCevaldet.m`` with ``textread(..., '%s %f %f %f %f %f')``): one file per class, one line per
+detection, ``image_id score xmin ymin xmax ymax`` in 1-based pixels. GluonCV's labels are
+0-based (``VOCDetection`` subtracts 1 from the XML), so writing adds 1 and reading subtracts it.
+
+Numbers are written with Python's ``repr`` (shortest string that reads back to the same double),
+so a file read back gives exactly the detections that were written, and ``eval_voc.py
+--save-detections`` then ``--detections`` reproduces the in-loop APs.
+
+Tied scores keep the order of the lines in each file: scoring sorts with a stable sort, as
+the devkit's MATLAB ``sort`` is stable (:func:`gankd_gluon.eval.voc.score_detections`).
+"""
+import logging
+import os
+
+import numpy as np
+
+from .results import DetectionSet
+from .voc import score_detections
+
+__all__ = ["DEFAULT_PREFIX", "devkit_filename", "write_devkit_detections",
+           "read_devkit_detections", "score_devkit_dir"]
+
+#: ``comp4``: the devkit's detection competition with outside training data; ``test`` set
+DEFAULT_PREFIX = "comp4_det_test_"
+
+
+def devkit_filename(class_name, prefix=DEFAULT_PREFIX):
+    """``comp4_det_test_<class>.txt``"""
+    return "%s%s.txt" % (prefix, class_name)
+
+
+def write_devkit_detections(out_dir, detections, class_names, prefix=DEFAULT_PREFIX):
+    """Write one devkit result file per class (an empty file for a class without detections).
+
+    Parameters
+    ----------
+    out_dir : str
+        Created if missing; existing files of the same names are replaced.
+    detections : DetectionSet
+        0-based original-image boxes; each class's lines are written in the set's order.
+    class_names : sequence of str, length C
+    prefix : str
+
+    Returns
+    -------
+    list of str
+        The C paths written.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for cls, name in enumerate(class_names):
+        sel = np.flatnonzero(detections.labels == cls)
+        path = os.path.join(out_dir, devkit_filename(name, prefix))
+        with open(path, "w") as f:
+            for k in sel:
+                x1, y1, x2, y2 = (float(v) + 1.0 for v in detections.boxes[k])
+                f.write("%s %r %r %r %r %r\n" % (detections.image_ids[detections.image_index[k]],
+                                                 float(detections.scores[k]), x1, y1, x2, y2))
+        paths.append(path)
+    return paths
+
+
+def _parse_file(path, cls, image_index_of):
+    """Rows of one result file as (image_index, label, score, box) arrays, in line order."""
+    index, scores, boxes = [], [], []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6:
+                raise ValueError("%s:%d: expected 'image_id score xmin ymin xmax ymax', got %r"
+                                 % (path, lineno, line.rstrip("\n")))
+            try:
+                values = [float(v) for v in fields[1:]]
+            except ValueError:
+                raise ValueError("%s:%d: score and box must be numbers, got %r"
+                                 % (path, lineno, line.rstrip("\n"))) from None
+            if not np.all(np.isfinite(values)):
+                raise ValueError("%s:%d: non-finite number in %r" % (path, lineno, line.rstrip()))
+            if fields[0] not in image_index_of:
+                # VOCevaldet.m stops with 'unrecognized image' as well
+                raise ValueError("%s:%d: image id %r is not in the evaluated split"
+                                 % (path, lineno, fields[0]))
+            index.append(image_index_of[fields[0]])
+            scores.append(values[0])
+            boxes.append([v - 1.0 for v in values[1:]])
+    n = len(index)
+    return (np.asarray(index, dtype=np.int64), np.full(n, cls, dtype=np.int64),
+            np.asarray(scores, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(n, 4))
+
+
+def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFIX):
+    """Read a directory of devkit result files.
+
+    Parameters
+    ----------
+    det_dir : str
+    class_names : sequence of str, length C
+        File ``<prefix><class>.txt`` holds class ``class_names.index(class)``. A missing file
+        means no detections of that class (logged); no file at all is an error.
+    image_ids : list of str
+        The evaluated split; an id outside it is an error naming the file and line.
+    prefix : str
+
+    Returns
+    -------
+    DetectionSet
+        Boxes 0-based (the file's values minus 1); within a class, in line order.
+    """
+    if not os.path.isdir(det_dir):
+        raise FileNotFoundError("detections directory %s does not exist" % det_dir)
+    image_index_of = {str(image_id): i for i, image_id in enumerate(image_ids)}
+    parts, missing = [], []
+    for cls, name in enumerate(class_names):
+        path = os.path.join(det_dir, devkit_filename(name, prefix))
+        if not os.path.isfile(path):
+            missing.append(os.path.basename(path))
+            continue
+        parts.append(_parse_file(path, cls, image_index_of))
+    if not parts:
+        raise FileNotFoundError(
+            "no devkit result files in %s: expected %s (one per class, lines 'image_id score "
+            "xmin ymin xmax ymax')" % (det_dir, ", ".join(devkit_filename(n, prefix)
+                                                          for n in class_names)))
+    if missing:
+        logging.warning("%s: no result file for %d classes (scored as no detections): %s",
+                        det_dir, len(missing), ", ".join(missing))
+    known = {devkit_filename(n, prefix) for n in class_names}
+    extra = sorted(f for f in os.listdir(det_dir) if f.startswith(prefix) and f.endswith(".txt")
+                   and f not in known)
+    if extra:
+        logging.warning("%s: ignoring result files of unknown classes: %s", det_dir,
+                        ", ".join(extra))
+    return DetectionSet.concatenate(image_ids, parts)
+
+
+def score_devkit_dir(det_dir, ground_truth, class_names, metric="voc07", prefix=DEFAULT_PREFIX):
+    """Score a directory of devkit result files against ground truth.
+
+    Parameters
+    ----------
+    det_dir : str
+    ground_truth : GroundTruth
+        Original-image, 0-based (e.g. :func:`gankd_gluon.eval.results.dataset_ground_truth`).
+    class_names : sequence of str, length C
+    metric : {'voc07', 'area'}
+    prefix : str
+
+    Returns
+    -------
+    names : list of str, length C + 1
+    values : list of float, length C + 1
+        As :func:`gankd_gluon.eval.voc.score_detections` (ties keep line order).
+    """
+    detections = read_devkit_detections(det_dir, class_names, ground_truth.image_ids, prefix)
+    return score_detections(detections, ground_truth, class_names, metric)
