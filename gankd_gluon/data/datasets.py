@@ -1,0 +1,667 @@
+"""Datasets by name (``voc``, ``coco``, ``synthetic``, ``synthetic_coco``) with input checks.
+
+Every script takes the same two flags (:func:`add_dataset_args`) and calls::
+
+    train_set = get_dataset(args.dataset, args.dataset_root, 'train')
+    val_set = get_dataset(args.dataset, args.dataset_root, 'test')
+
+Loading goes through GluonCV's own ``VOCDetection`` and ``COCODetection``; the subclasses here
+only set ``CLASSES`` and add the checks of issue 3 item 6. The policy, in one sentence: a
+missing dataset, a path that leaves the dataset folder, or an XML entity declaration **stops**
+with an exception naming the file; any other bad input **skips the smallest unit it affects**
+(an object, else the image), logs a warning naming the file, and is counted in
+``dataset.report`` (``dataset.summary()`` prints the totals). In detail:
+
+================================  ==========================================================
+input                             what happens
+================================  ==========================================================
+missing root / split / json       stop: :class:`DatasetNotFoundError` naming the path, with
+                                  how to prepare the data and the ``synthetic`` alternative
+id with ``..`` or absolute path   stop: :class:`UnsafeInputError` naming split file and line
+XML declaring entities            stop: :class:`UnsafeInputError` naming the XML file
+                                  (parsed with defusedxml, so nothing is expanded)
+missing, empty, truncated or      skip the image (checked when the dataset is built, without
+non-JPEG/PNG image file           decoding: :func:`check_image_file`)
+image that still fails to decode  the next image is returned instead, with a warning; a
+in ``__getitem__``                DataLoader worker never raises on an image
+malformed XML / missing XML       skip the image
+missing or invalid ``<size>``     skip the image (boxes cannot be checked without it)
+object without ``<name>``,        drop the object
+``<bndbox>`` or numeric coords
+box outside the image, zero       drop the object (GluonCV's bounds, which the paper's
+area, xmin > xmax                 numbers were computed with; GluonCV also drops it)
+unknown class name                drop the object (as GluonCV does, so a dataset can be
+                                  trained on a subset of its classes); counted per name
+missing or empty ``<difficult>``  read as 0, as the VOC devkit does (counted as a note)
+image with no (valid) objects     train split: skip the image (SSD target generation needs a
+                                  box); test split: keep it with the label ``[[-1]*6]``
+                                  (GluonCV's COCO convention; metrics ignore class -1), so
+                                  detections on it still count as false positives
+================================  ==========================================================
+
+Counts made inside DataLoader worker processes (the ``substituted`` case) stay in those
+processes; their warnings still reach the log.
+"""
+import os
+
+import mxnet as mx
+import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
+from gluoncv.data import COCODetection, VOCDetection
+from gluoncv.data.mscoco.utils import try_import_pycocotools
+from gluoncv.utils.bbox import bbox_clip_xyxy, bbox_xywh_to_xyxy
+from xml.etree.ElementTree import ParseError
+
+from .checks import (DatasetNotFoundError, InputReport, UnsafeInputError, check_image_file,
+                     check_relative_id)
+from .synthetic import SYNTHETIC_CLASSES
+
+__all__ = ['DATASET_NAMES', 'DEFAULT_ROOTS', 'DatasetNotFoundError', 'UnsafeInputError',
+           'CheckedVOCDetection', 'SyntheticVOCDetection', 'CheckedCOCODetection',
+           'SyntheticCOCODetection', 'get_dataset', 'dataset_classes', 'dataset_metric_kind',
+           'add_dataset_args', 'default_root']
+
+DATASET_NAMES = ('voc', 'coco', 'synthetic', 'synthetic_coco')
+
+#: GluonCV's default roots (VOCDetection / COCODetection defaults, and where GluonCV's
+#: scripts/datasets/{pascal_voc,mscoco}.py link the data); the generated set sits beside them.
+DEFAULT_ROOTS = {
+    'voc': os.path.join('~', '.mxnet', 'datasets', 'voc'),
+    'coco': os.path.join('~', '.mxnet', 'datasets', 'coco'),
+    'synthetic': os.path.join('~', '.mxnet', 'datasets', 'gankd_synthetic'),
+    'synthetic_coco': os.path.join('~', '.mxnet', 'datasets', 'gankd_synthetic'),
+}
+
+_SYNTHETIC_HINT = ('Without VOC/COCO (e.g. no internet), use the generated dataset: '
+                   '`python scripts/make_synthetic_voc.py --root DIR`, then '
+                   '`--dataset synthetic --dataset-root DIR`.')
+_VOC_HINT = ('Prepare Pascal VOC with GluonCV\'s script (it is not in the gluoncv wheel): download '
+             'https://raw.githubusercontent.com/dmlc/gluon-cv/master/scripts/datasets/pascal_voc.py '
+             'and run `python pascal_voc.py --download-dir ~/VOCdevkit`, which fetches VOC2007 '
+             'trainval+test and VOC2012 trainval into that folder and links '
+             '~/.mxnet/datasets/voc to it; or pass `--dataset-root DIR` where DIR holds '
+             'VOC2007/ and VOC2012/ (or VOCdevkit/VOC2007, ...). ' + _SYNTHETIC_HINT)
+_COCO_HINT = ('Prepare MS COCO with GluonCV\'s script (it is not in the gluoncv wheel): download '
+              'https://raw.githubusercontent.com/dmlc/gluon-cv/master/scripts/datasets/mscoco.py '
+              'and run `python mscoco.py --download-dir ~/mscoco`, which fetches train2017, '
+              'val2017 and annotations_trainval2017 and links ~/.mxnet/datasets/coco to it; or '
+              'pass `--dataset-root DIR` where DIR holds annotations/, train2017/ and val2017/. '
+              + _SYNTHETIC_HINT)
+_GENERATED_HINT = ('Generate it with `python scripts/make_synthetic_voc.py --root DIR` and pass '
+                   '`--dataset-root DIR` (default DIR: %s).' % DEFAULT_ROOTS['synthetic'])
+
+
+def _not_found(what, path, hint):
+    return DatasetNotFoundError('%s not found: %s. %s' % (what, path, hint))
+
+
+def _first_line(err):
+    text = str(err).strip().splitlines()
+    return text[-1] if text else type(err).__name__
+
+
+class _SafeReadMixin(object):
+    """``__getitem__`` that never raises on an image: a file that fails to decode is replaced.
+
+    The image files were checked when the dataset was built (:func:`check_image_file`), so this
+    only triggers for a file that changed since, or one corrupt inside while complete at both
+    ends. Returning another sample keeps every batch full and the DataLoader worker alive; the
+    warning names the file.
+    """
+
+    def _image_path_of(self, idx):
+        raise NotImplementedError
+
+    def _label_of(self, idx):
+        raise NotImplementedError
+
+    def __getitem__(self, idx):
+        n = len(self)
+        for k in range(min(n, 10)):
+            j = (idx + k) % n
+            path = self._image_path_of(j)
+            try:
+                img = mx.image.imread(path, 1)
+            except (mx.base.MXNetError, OSError, ValueError) as err:
+                self.report.add('substituted', path, 'decode failed: %s' % _first_line(err))
+                continue
+            label = self._label_of(j)
+            if self._transform is not None:
+                return self._transform(img, label)
+            return img, label.copy()
+        raise RuntimeError('%s: %d consecutive images from index %d failed to decode; '
+                           'see the warnings above' % (self.report.name, min(n, 10), idx))
+
+    def summary(self):
+        """What was skipped while loading: see :meth:`InputReport.summary`."""
+        return self.report.summary()
+
+
+class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
+    """GluonCV's ``VOCDetection`` with the input checks of this module (see its docstring).
+
+    Differences from ``VOCDetection``, all additive: existence checks with a helpful
+    :class:`DatasetNotFoundError`; ids checked for ``..`` and absolute paths; blank lines in
+    split files ignored; annotations parsed with defusedxml; images and objects that fail a check
+    skipped and counted in :attr:`report`; labels always parsed (and checked) when the dataset is
+    built. Boxes and labels of valid input are identical to ``VOCDetection``'s.
+
+    Parameters
+    ----------
+    root : str
+        Folder holding ``VOC2007`` etc. (GluonCV's default ``~/.mxnet/datasets/voc``).
+    splits : sequence of (int or str, str)
+        ``(year, name)`` pairs as in ``VOCDetection``, e.g. ``((2007, 'test'),)``.
+    transform : callable or None
+        ``transform(img, label)`` as in GluonCV.
+    index_map : dict or None
+        Class name -> index, as in GluonCV.
+    skip_empty : bool
+        Skip images with no valid object (training); if False they are kept with the label
+        ``[[-1, -1, -1, -1, -1, -1]]`` (evaluation).
+
+    Attributes
+    ----------
+    report : InputReport
+        What was skipped; ``summary()`` returns ``report.summary()``.
+
+    Items are ``(img, label)``: img NDArray (H, W, 3) uint8 RGB, label np.ndarray (N, 6) float64
+    ``[xmin, ymin, xmax, ymax, class_id, difficult]``, 0-based pixel corners (XML - 1, as
+    GluonCV).
+    """
+    PREPARE_HINT = _VOC_HINT
+
+    def __init__(self, root=DEFAULT_ROOTS['voc'], splits=((2007, 'trainval'), (2012, 'trainval')),
+                 transform=None, index_map=None, skip_empty=True):
+        name = '%s(%s)' % (type(self).__name__, ','.join(str(s[0]) + s[1] for s in splits))
+        self.report = InputReport(name)
+        self._skip_empty = skip_empty
+        if not os.path.isdir(os.path.expanduser(root)):
+            raise _not_found('dataset root', os.path.expanduser(root), self.PREPARE_HINT)
+        # preload_label=False: GluonCV's loader would parse before the checks below can run
+        super(CheckedVOCDetection, self).__init__(root=root, splits=splits, transform=transform,
+                                                  index_map=index_map, preload_label=False)
+        self._check_items()
+
+    def _load_items(self, splits):
+        """Read the split files: missing file -> stop, unsafe id -> stop, blank line -> ignored."""
+        ids = []
+        for subfolder, name in splits:
+            root = os.path.join(
+                self._root, ('VOC' + str(subfolder)) if isinstance(subfolder, int) else subfolder)
+            split_file = os.path.join(root, 'ImageSets', 'Main', name + '.txt')
+            if not os.path.isfile(split_file):
+                raise _not_found('split file', split_file, self.PREPARE_HINT)
+            with open(split_file, 'r') as f:
+                for lineno, line in enumerate(f, start=1):
+                    image_id = line.strip()
+                    if not image_id:
+                        continue
+                    check_relative_id(image_id, '%s line %d' % (split_file, lineno))
+                    ids.append((root, image_id))
+        return ids
+
+    def _check_items(self):
+        """Keep the items whose image file and annotation pass the checks; cache their labels."""
+        items, labels, shapes = [], [], {}
+        for item in self._items:
+            img_path = self._image_path.format(*item)
+            problem = check_image_file(img_path)
+            if problem:
+                self.report.add('unreadable_image', img_path, problem)
+                continue
+            anno_path = self._anno_path.format(*item)
+            parsed = self._parse_annotation(anno_path)
+            if parsed is None:
+                continue
+            label, size = parsed
+            if label.shape[0] == 0:
+                if self._skip_empty:
+                    self.report.add('no_objects', anno_path)
+                    continue
+                label = -np.ones((1, 6))
+            else:
+                self.report.kept_objects += label.shape[0]
+            shapes[len(items)] = size
+            items.append(item)
+            labels.append(label)
+        self._items, self._label_cache, self._im_shapes = items, labels, shapes
+        self.report.kept_images = len(items)
+        if not items:
+            raise ValueError('%s: no usable images.\n%s' % (self.report.name, self.summary()))
+
+    def _load_label(self, idx):
+        """Label of item ``idx`` (parsed and checked when the dataset was built).
+
+        Overrides GluonCV's parser, which uses ``xml.etree`` (entity expansion) and crashes on a
+        missing ``<difficult>`` (AttributeError) or an empty one (TypeError); see
+        :meth:`_parse_annotation`. A missing or empty ``<difficult>`` is read as 0, as the VOC
+        devkit does (``PASreadrecord.m``: ``difficult`` defaults to false).
+        """
+        return self._label_cache[idx]
+
+    def _image_path_of(self, idx):
+        return self._image_path.format(*self._items[idx])
+
+    def _label_of(self, idx):
+        return self._label_cache[idx]
+
+    def _parse_annotation(self, anno_path):
+        """Parse one VOC XML file with defusedxml and check it.
+
+        Parameters
+        ----------
+        anno_path : str
+
+        Returns
+        -------
+        (label, (width, height)) or None
+            label: np.ndarray (N, 6) float64 ``[xmin, ymin, xmax, ymax, class_id, difficult]``
+            0-based (XML value - 1, as GluonCV), N >= 0. None if the image is skipped (the
+            reason is recorded in :attr:`report`).
+
+        Raises
+        ------
+        UnsafeInputError
+            If the file declares entities or DTD parts that defusedxml forbids.
+        """
+        report = self.report
+        try:
+            root = SafeET.parse(anno_path).getroot()
+        except DefusedXmlException as err:
+            raise UnsafeInputError('%s: refusing to parse annotation: %r (XML entity '
+                                   'declarations and external references are forbidden; VOC '
+                                   'annotations have none)' % (anno_path, err)) from err
+        except ParseError as err:
+            report.add('bad_annotation', anno_path, 'XML parse error: %s' % err)
+            return None
+        except OSError as err:
+            report.add('bad_annotation', anno_path, 'cannot read: %s' % err)
+            return None
+        size = root.find('size')
+        width = _positive_number(size, 'width')
+        height = _positive_number(size, 'height')
+        if width is None or height is None:
+            report.add('missing_size', anno_path, 'need <size><width> and <height> > 0')
+            return None
+        label = []
+        for k, obj in enumerate(root.iter('object')):
+            where = 'object %d' % k
+            name_el = obj.find('name')
+            cls_name = (name_el.text or '').strip().lower() if name_el is not None else ''
+            if not cls_name:
+                report.add('bad_object', anno_path, '%s has no <name>' % where)
+                continue
+            if cls_name not in self.classes:
+                report.unknown_classes[cls_name] += 1
+                report.add('unknown_class', anno_path, '%s is %r' % (where, cls_name))
+                continue
+            xml_box = obj.find('bndbox')
+            if xml_box is None:
+                report.add('bad_object', anno_path, '%s (%s) has no <bndbox>' % (where, cls_name))
+                continue
+            coords = [_number(xml_box, tag) for tag in ('xmin', 'ymin', 'xmax', 'ymax')]
+            if any(c is None for c in coords):
+                report.add('bad_object', anno_path,
+                           '%s (%s): <bndbox> needs numeric xmin, ymin, xmax, ymax' % (where,
+                                                                                     cls_name))
+                continue
+            # devkit boxes are 1-based; GluonCV subtracts 1 (pascal_voc/detection.py:124-127)
+            xmin, ymin, xmax, ymax = [c - 1 for c in coords]
+            problem = _box_problem(xmin, ymin, xmax, ymax, width, height)
+            if problem:
+                report.add('invalid_box', anno_path, '%s (%s) [%g, %g, %g, %g] in a %gx%g image: %s'
+                           % (where, cls_name, coords[0], coords[1], coords[2], coords[3], width,
+                              height, problem))
+                continue
+            difficult = _difficult(obj)
+            if difficult is None:
+                report.add('difficult_defaulted', anno_path, where)
+                difficult = 0
+            label.append([xmin, ymin, xmax, ymax, self.index_map[cls_name], difficult])
+        return np.array(label, dtype=np.float64).reshape((-1, 6)), (width, height)
+
+
+def _number(parent, tag):
+    """``float(parent.find(tag).text)``, or None when the element or a number is missing."""
+    if parent is None:
+        return None
+    el = parent.find(tag)
+    if el is None or el.text is None:
+        return None
+    try:
+        value = float(el.text.strip())
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def _positive_number(parent, tag):
+    value = _number(parent, tag)
+    return value if value is not None and value > 0 else None
+
+
+def _difficult(obj):
+    """0 or 1 from ``<difficult>``; None if the tag is missing, empty or not a number."""
+    value = _number(obj, 'difficult')
+    if value is None:
+        return None
+    return int(value != 0)
+
+
+def _box_problem(xmin, ymin, xmax, ymax, width, height):
+    """What is wrong with a 0-based box under GluonCV's bounds (detection.py ``_validate_label``).
+
+    Returns None for a valid box: ``0 <= xmin < W``, ``0 <= ymin < H``, ``xmin < xmax <= W``,
+    ``ymin < ymax <= H``.
+    """
+    if xmax < xmin or ymax < ymin:
+        return 'xmin > xmax or ymin > ymax'
+    if xmax == xmin or ymax == ymin:
+        return 'zero area (xmin == xmax or ymin == ymax)'
+    if not (0 <= xmin < width and 0 <= ymin < height and xmax <= width and ymax <= height):
+        return 'outside the image'
+    return None
+
+
+class SyntheticVOCDetection(CheckedVOCDetection):
+    """The generated dataset (:mod:`gankd_gluon.data.synthetic`) read as VOC.
+
+    ``root`` is ``<generator root>/VOCdevkit``; splits ``((2007, 'trainval'),)`` or
+    ``((2007, 'test'),)``.
+    """
+    CLASSES = SYNTHETIC_CLASSES
+    PREPARE_HINT = _GENERATED_HINT
+
+    def __init__(self, root=os.path.join(DEFAULT_ROOTS['synthetic'], 'VOCdevkit'),
+                 splits=((2007, 'trainval'),), **kwargs):
+        super(SyntheticVOCDetection, self).__init__(root=root, splits=splits, **kwargs)
+
+
+class CheckedCOCODetection(_SafeReadMixin, COCODetection):
+    """GluonCV's ``COCODetection`` with the input checks of this module.
+
+    Differences from ``COCODetection``: existence checks with :class:`DatasetNotFoundError`;
+    a clear message when the json categories differ from ``CLASSES``; ``coco_url`` paths with
+    ``..`` stop with :class:`UnsafeInputError`; a missing, empty or truncated image file skips
+    the image instead of stopping the whole load (GluonCV raises IOError); objects of unknown
+    category ids and malformed boxes are dropped and counted (GluonCV raises KeyError / drops
+    silently). Valid boxes are converted exactly as GluonCV does (``x2 = x + w - 1``, clipped to
+    the image).
+
+    Parameters
+    ----------
+    root : str
+        Folder holding ``annotations/<split>.json`` and the image folders.
+    splits : str or sequence of str
+        Json names without ``.json``, e.g. ``'instances_val2017'``.
+    transform : callable or None
+    min_object_area : float
+    skip_empty : bool
+        Skip images without a valid object (training). If False they are kept with the label
+        ``[[-1, -1, -1, -1, -1]]`` (GluonCV's behaviour with ``skip_empty=False``).
+    use_crowd : bool
+
+    Items are ``(img, label)``: img NDArray (H, W, 3) uint8, label np.ndarray (N, 5) float64
+    ``[xmin, ymin, xmax, ymax, class_id]`` (COCO has no ``difficult`` flag).
+    """
+    PREPARE_HINT = _COCO_HINT
+
+    def __init__(self, root=DEFAULT_ROOTS['coco'], splits=('instances_val2017',), transform=None,
+                 min_object_area=0, skip_empty=True, use_crowd=True):
+        if isinstance(splits, str):
+            splits = [splits]
+        self.report = InputReport('%s(%s)' % (type(self).__name__, ','.join(splits)))
+        expanded = os.path.expanduser(root)
+        if not os.path.isdir(expanded):
+            raise _not_found('dataset root', expanded, self.PREPARE_HINT)
+        for split in splits:
+            anno = os.path.join(expanded, self.annotation_dir, split) + '.json'
+            if not os.path.isfile(anno):
+                raise _not_found('annotation file', anno, self.PREPARE_HINT)
+        super(CheckedCOCODetection, self).__init__(
+            root=root, splits=splits, transform=transform, min_object_area=min_object_area,
+            skip_empty=skip_empty, use_crowd=use_crowd)
+        self._labels = [np.array(lb, dtype=np.float64).reshape((-1, 5)) for lb in self._labels]
+        self.report.kept_images = len(self._items)
+        if not self._items:
+            raise ValueError('%s: no usable images.\n%s' % (self.report.name, self.summary()))
+
+    def _image_path_of(self, idx):
+        return self._items[idx]
+
+    def _label_of(self, idx):
+        return self._labels[idx]
+
+    def _load_jsons(self):
+        """GluonCV's loader with the checks above (the same steps; bad entries skipped, not raised)."""
+        try_import_pycocotools()
+        from pycocotools.coco import COCO
+        items, labels, im_aspect_ratios = [], [], []
+        for split in self._splits:
+            anno = os.path.join(self._root, self.annotation_dir, split) + '.json'
+            try:
+                _coco = COCO(anno)
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError('%s: not a COCO instances json (%s)' % (anno, err)) from err
+            self._coco.append(_coco)
+            classes = [c['name'] for c in _coco.loadCats(_coco.getCatIds())]
+            if classes != list(self.classes):
+                raise ValueError('%s: category names %s (in category-id order) differ from '
+                                 '%s.CLASSES %s' % (anno, classes, type(self).__name__,
+                                                    list(self.classes)))
+            json_id_to_contiguous = {v: k for k, v in enumerate(_coco.getCatIds())}
+            if self.json_id_to_contiguous is None:
+                self.json_id_to_contiguous = json_id_to_contiguous
+                self.contiguous_id_to_json = {v: k for k, v in json_id_to_contiguous.items()}
+            elif self.json_id_to_contiguous != json_id_to_contiguous:
+                raise ValueError('%s: category ids differ from the first split\'s' % anno)
+            self._current_anno = anno
+            for entry in _coco.loadImgs(sorted(_coco.getImgIds())):
+                abs_path = self._checked_image_path(entry, anno)
+                if abs_path is None:
+                    continue
+                problem = check_image_file(abs_path)
+                if problem:
+                    self.report.add('unreadable_image', abs_path, problem)
+                    continue
+                label = self._check_load_bbox(_coco, entry)
+                if not label:
+                    self.report.add('no_objects', abs_path, 'image id %s in %s' % (entry['id'],
+                                                                                 anno))
+                    continue
+                if label[0][4] >= 0:
+                    self.report.kept_objects += len(label)
+                im_aspect_ratios.append(float(entry['width']) / entry['height'])
+                items.append(abs_path)
+                labels.append(label)
+        return items, labels, im_aspect_ratios
+
+    def _checked_image_path(self, entry, anno):
+        """``_parse_image_path`` after checking the entry; None (and counted) if unusable."""
+        url = entry.get('coco_url')
+        parts = url.split('/')[-2:] if isinstance(url, str) else []
+        if len(parts) != 2 or not all(parts) or not entry.get('width') \
+                or not entry.get('height'):
+            self.report.add('bad_annotation', anno, 'image id %s needs coco_url "<dir>/<file>", '
+                            'width and height' % entry.get('id'))
+            return None
+        check_relative_id('/'.join(parts), '%s image id %s coco_url' % (anno, entry.get('id')))
+        if parts[1] == '.':
+            raise UnsafeInputError('%s image id %s: coco_url %r names a directory'
+                                   % (anno, entry.get('id'), url))
+        return self._parse_image_path(entry)
+
+    def _check_load_bbox(self, coco, entry):
+        """GluonCV's box loading, counting what it drops and dropping unknown category ids."""
+        ann_ids = coco.getAnnIds(imgIds=[entry['id']], iscrowd=None)
+        valid_objs = []
+        width, height = entry['width'], entry['height']
+        where = '%s image id %s' % (getattr(self, '_current_anno', 'json'), entry['id'])
+        for obj in coco.loadAnns(ann_ids):
+            area, box = obj.get('area'), obj.get('bbox')
+            if area is None or not isinstance(box, (list, tuple)) or len(box) != 4:
+                self.report.add('bad_object', where, 'annotation id %s needs area and a 4-number '
+                                'bbox' % obj.get('id'))
+                continue
+            if area < self._min_object_area:
+                continue
+            if obj.get('ignore', 0) == 1:
+                continue
+            if not self._use_crowd and obj.get('iscrowd', 0):
+                continue
+            cid = obj.get('category_id')
+            if cid not in self.json_id_to_contiguous:
+                self.report.unknown_classes['category_id %s' % cid] += 1
+                self.report.add('unknown_class', where, 'annotation id %s has category_id %s'
+                                % (obj.get('id'), cid))
+                continue
+            # convert from (x, y, w, h) to (xmin, ymin, xmax, ymax) and clip, as GluonCV
+            xmin, ymin, xmax, ymax = bbox_clip_xyxy(bbox_xywh_to_xyxy(box), width, height)
+            if area > 0 and xmax > xmin and ymax > ymin:
+                valid_objs.append([xmin, ymin, xmax, ymax, self.json_id_to_contiguous[cid]])
+            else:
+                self.report.add('invalid_box', where, 'annotation id %s bbox %s area %s'
+                                % (obj.get('id'), box, area))
+        if not valid_objs and not self._skip_empty:
+            # dummy invalid labels if no valid objects are found (GluonCV's convention)
+            valid_objs.append([-1, -1, -1, -1, -1])
+        return valid_objs
+
+
+class SyntheticCOCODetection(CheckedCOCODetection):
+    """The generated dataset read as COCO (``root`` = ``<generator root>/coco``).
+
+    Splits ``'instances_trainval'`` / ``'instances_test'``. ``CLASSES`` is a list because
+    GluonCV compares it with the json's category names as a list.
+    """
+    CLASSES = list(SYNTHETIC_CLASSES)
+    PREPARE_HINT = _GENERATED_HINT
+
+    def __init__(self, root=os.path.join(DEFAULT_ROOTS['synthetic'], 'coco'),
+                 splits=('instances_trainval',), **kwargs):
+        super(SyntheticCOCODetection, self).__init__(root=root, splits=splits, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------
+# by name
+# ------------------------------------------------------------------------------------------------
+def _check_name(name):
+    if name not in DATASET_NAMES:
+        raise ValueError('unknown dataset %r; choose one of %s' % (name, ', '.join(DATASET_NAMES)))
+
+
+def default_root(name):
+    """Where ``get_dataset(name)`` looks when no root is given (``~`` expanded)."""
+    _check_name(name)
+    return os.path.expanduser(DEFAULT_ROOTS[name])
+
+
+def _voc_root(root):
+    """Accept both GluonCV's layout (root/VOC2007) and the devkit tar's (root/VOCdevkit/VOC2007)."""
+    if not os.path.isdir(os.path.join(root, 'VOC2007')) \
+            and os.path.isdir(os.path.join(root, 'VOCdevkit', 'VOC2007')):
+        return os.path.join(root, 'VOCdevkit')
+    return root
+
+
+def _coco_root(root):
+    """Accept the generator's root (root/coco/annotations) as well as a COCO root itself."""
+    if not os.path.isdir(os.path.join(root, 'annotations')) \
+            and os.path.isdir(os.path.join(root, 'coco', 'annotations')):
+        return os.path.join(root, 'coco')
+    return root
+
+
+def get_dataset(name, root=None, split='train', skip_empty=None):
+    """A detection dataset by name.
+
+    Parameters
+    ----------
+    name : {'voc', 'coco', 'synthetic', 'synthetic_coco'}
+        ``voc``: VOC2007+2012 trainval for ``train``, VOC2007 test for ``test`` (the paper).
+        ``coco``: ``instances_train2017`` / ``instances_val2017`` (paper Table 2).
+        ``synthetic``: the generated VOC2007 ``trainval`` / ``test``
+        (``scripts/make_synthetic_voc.py``); ``synthetic_coco``: the same data read through
+        ``COCODetection``.
+    root : str or None
+        Dataset root; default :data:`DEFAULT_ROOTS` (GluonCV's ``~/.mxnet/datasets/{voc,coco}``).
+        For ``synthetic*`` give the generator's ``--root``.
+    split : {'train', 'test'}
+    skip_empty : bool or None
+        Skip images without objects; default True for ``train``, False for ``test``.
+
+    Returns
+    -------
+    CheckedVOCDetection or CheckedCOCODetection
+        Items ``(img, label)``: img NDArray (H, W, 3) uint8, label np.ndarray float64
+        (N, 6) ``[x1, y1, x2, y2, cls, difficult]`` for VOC kinds, (N, 5) for COCO kinds.
+        ``dataset.summary()`` tells what was skipped.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        Root, split file or json missing; the message names the path and how to prepare it.
+    UnsafeInputError
+        An id leaves the dataset folder, or an XML file declares entities.
+    """
+    _check_name(name)
+    if split not in ('train', 'test'):
+        raise ValueError("split must be 'train' or 'test', got %r" % (split,))
+    train = split == 'train'
+    skip_empty = train if skip_empty is None else skip_empty
+    root = os.path.expanduser(root) if root else default_root(name)
+    if name == 'voc':
+        splits = ((2007, 'trainval'), (2012, 'trainval')) if train else ((2007, 'test'),)
+        return CheckedVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty)
+    if name == 'synthetic':
+        splits = ((2007, 'trainval'),) if train else ((2007, 'test'),)
+        return SyntheticVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty)
+    if name == 'coco':
+        splits = 'instances_train2017' if train else 'instances_val2017'
+        return CheckedCOCODetection(root=root, splits=splits, skip_empty=skip_empty)
+    splits = 'instances_trainval' if train else 'instances_test'
+    return SyntheticCOCODetection(root=_coco_root(root), splits=splits, skip_empty=skip_empty)
+
+
+def dataset_classes(name):
+    """Class names of a dataset, in label-index order, as a tuple of str."""
+    _check_name(name)
+    if name == 'voc':
+        return tuple(VOCDetection.CLASSES)
+    if name == 'coco':
+        return tuple(COCODetection.CLASSES)
+    return tuple(SYNTHETIC_CLASSES)
+
+
+def dataset_metric_kind(name):
+    """``'voc'`` (VOC07 11-point AP at IoU 0.5) or ``'coco'`` (AP@[.5:.95] via pycocotools)."""
+    _check_name(name)
+    return 'coco' if name in ('coco', 'synthetic_coco') else 'voc'
+
+
+def add_dataset_args(parser, default='voc'):
+    """Add ``--dataset`` and ``--dataset-root`` to an argparse parser (same flags everywhere).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    default : str
+        Default ``--dataset``; ``voc`` as in the paper.
+
+    Returns
+    -------
+    argparse._ArgumentGroup
+    """
+    group = parser.add_argument_group('dataset')
+    group.add_argument('--dataset', type=str, default=default, choices=DATASET_NAMES,
+                       help='voc: VOC07+12 trainval / VOC07 test (paper); coco: train2017 / '
+                            'val2017; synthetic: the generated VOC-format set '
+                            '(scripts/make_synthetic_voc.py); synthetic_coco: the same read as '
+                            'COCO json')
+    group.add_argument('--dataset-root', type=str, default=None,
+                       help='dataset folder; default: ' + ', '.join(
+                           '%s %s' % (k, v) for k, v in DEFAULT_ROOTS.items()
+                           if k != 'synthetic_coco'))
+    return group

@@ -1,0 +1,54 @@
+"""Generate the synthetic shapes dataset: a VOC2007-format tree plus the same split as COCO json.
+
+VOC and COCO cannot be downloaded here, so every script can run on this instead
+(``--dataset synthetic --dataset-root DIR``; see gankd_gluon/data/synthetic.py for what is in it).
+
+Example::
+
+    python scripts/make_synthetic_voc.py --root ~/.mxnet/datasets/gankd_synthetic --seed 0 \
+        --num-train 300 --num-test 100
+"""
+import argparse
+import time
+
+from gankd_gluon.data.datasets import DEFAULT_ROOTS
+from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Generate a VOC-format detection dataset of %d shape classes (%s) with the '
+                    'same split as COCO json.' % (len(SYNTHETIC_CLASSES),
+                                                  ', '.join(SYNTHETIC_CLASSES)),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--root', type=str, default=DEFAULT_ROOTS['synthetic'],
+                        help='output folder (gets VOCdevkit/VOC2007 and coco/); the default is '
+                             'where --dataset synthetic looks without --dataset-root')
+    parser.add_argument('--seed', type=int, default=0, help='same seed, same bytes')
+    parser.add_argument('--num-train', type=int, default=300, help='images in trainval')
+    parser.add_argument('--num-test', type=int, default=100, help='images in test')
+    parser.add_argument('--image-size', type=int, nargs=2, default=[256, 256],
+                        metavar=('W', 'H'), help='image size (the smallest with --image-size-max)')
+    parser.add_argument('--image-size-max', type=int, nargs=2, default=None, metavar=('W', 'H'),
+                        help='if given, each image size is drawn from [--image-size, this]')
+    return parser.parse_args(argv)
+
+
+def main(args):
+    start = time.time()
+    stats = make_synthetic_voc(args.root, seed=args.seed, num_train=args.num_train,
+                               num_test=args.num_test, image_size=tuple(args.image_size),
+                               image_size_max=tuple(args.image_size_max)
+                               if args.image_size_max else None)
+    for split in ('trainval', 'test'):
+        print('%s: %d images, %d objects' % (split, stats['num_images'][split],
+                                             stats['num_objects'][split]))
+    print('VOC root (VOCDetection root): %s' % stats['voc_root'])
+    print('COCO root (COCODetection root): %s' % stats['coco_root'])
+    print('done in %.1f s; use it with --dataset synthetic --dataset-root %s'
+          % (time.time() - start, args.root))
+    return stats
+
+
+if __name__ == '__main__':
+    main(parse_args())
