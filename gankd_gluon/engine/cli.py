@@ -1,0 +1,26 @@
+"""Exit codes and messages shared by the command-line entry points."""
+import logging
+import sys
+
+__all__ = ["run_main"]
+
+
+def run_main(main, args):
+    """Run ``main(args)``; turn the errors a user can fix into one clear line and an exit code.
+
+    Returns 0 on success, 1 on a non-finite loss (the message names the loss, epoch and
+    batch), 2 on missing data/weights or a refused checkpoint.
+    """
+    from ..data.checks import DatasetNotFoundError
+    from ..models.ssd import WeightsNotFoundError
+    from .checkpoint import CheckpointError
+    try:
+        main(args)
+    except FloatingPointError as err:
+        logging.getLogger("gankd").error("stopping: %s", err)
+        print("error: %s" % err, file=sys.stderr)
+        return 1
+    except (DatasetNotFoundError, WeightsNotFoundError, CheckpointError) as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,227 @@
+"""The stage/epoch loop shared by every SSD training script: logging in the published format,
+validation, checkpoints, exact resume, SIGTERM and NaN handling.
+
+A run is a list of :class:`Stage` s (GAN-KD: the adversarial stage 1, then plain stage 2; plain
+SSD training: one stage). The loop knows nothing of GANs: a stage brings its step function, its
+trainers, its learning-rate schedule and the log columns it computes.
+"""
+import math
+import os
+import random
+import time
+
+import mxnet as mx
+import numpy as np
+
+from ..logs.format import (format_best_map, format_namespace, format_ssd_batch, format_ssd_epoch,
+                           format_start, format_validation)
+from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .guards import RunningMean, StopFlag
+from .steps import split_batch
+
+__all__ = ["Stage", "Run", "step_lr", "seed_everything"]
+
+
+def seed_everything(seed):
+    """Seed MXNet, numpy and Python; the loop reseeds at every epoch start with
+    ``seed + 1000 * stage + epoch`` so a resumed run replays the same shuffles and augmentations
+    (exactly, with ``num_workers=0``: worker processes keep RNG states of their own)."""
+    mx.random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    random.seed(seed)
+
+
+def step_lr(base_lr, epoch, decay, decay_epochs):
+    """Step schedule of GluonCV's train_ssd.py: ``base * decay**k``, k = number of decay epochs
+    already passed. ``epoch`` is 1-based; GluonCV's 0-based ``epoch >= step`` is ``epoch > step``.
+    """
+    return base_lr * decay ** sum(1 for s in decay_epochs if epoch > s)
+
+
+class Stage:
+    """One training stage.
+
+    Parameters
+    ----------
+    number : int
+        1 (adversarial) or 2 (plain), printed in checkpoints and the report.
+    epochs : int
+        Epochs of this stage; the epoch counter restarts at 1 in every stage, as in the
+        published SSD log (stage 2 restarts at epoch 1 after epoch 221).
+    step : callable
+        ``step(data, cls_targets, box_targets, epoch, batch)`` -> dict of per-device losses.
+    trainers : dict of str -> gluon.Trainer
+    lrs : callable
+        ``lrs(epoch)`` -> dict trainer name -> learning rate for that epoch.
+    columns : list of (str, str or None)
+        Log column name and the step's loss key; None = not computed in this stage (printed as
+        nan, DESIGN.md sec. 5).
+    """
+
+    def __init__(self, number, epochs, step, trainers, lrs, columns):
+        self.number = number
+        self.epochs = epochs
+        self.step = step
+        self.trainers = trainers
+        self.lrs = lrs
+        self.columns = columns
+
+
+class Run:
+    """Runs stages over a loader, validating and checkpointing.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Logged as the ``Namespace(...)`` line and stored in every checkpoint. Uses
+        ``batch_size, log_interval, val_interval, save_interval, seed, resume``.
+    logger : logging.Logger
+    train_loader : iterable of (data, cls_targets, box_targets)
+    ctx : list of Context
+    blocks : dict of str -> Block
+        Everything a checkpoint holds (student, critics, ...).
+    validate : callable or None
+        ``validate()`` -> (class names, APs, mAP) of the deployable model.
+    prefix : str
+        Checkpoint path prefix.
+    keep_last : int
+        Epoch checkpoints kept (``best`` and ``final`` are always kept).
+    before_epoch : callable or None
+        Called at each epoch start (e.g. to re-hybridize a net that was traced for validation).
+    val_title : str
+        ``StudentNet Validation`` (published GAN-KD log) or ``Validation`` (GluonCV scripts).
+    export : callable or None
+        ``export(tag)`` after the ``best`` and ``final`` checkpoints: writes the deployable
+        model (symbol + params) beside them.
+    """
+
+    def __init__(self, args, logger, train_loader, ctx, blocks, validate, prefix, keep_last=3,
+                 before_epoch=None, export=None, val_title="StudentNet Validation"):
+        self.args = args
+        self.logger = logger
+        self.loader = train_loader
+        self.ctx = ctx
+        self.blocks = blocks
+        self.validate = validate
+        self.prefix = prefix
+        self.keep_last = keep_last
+        self.before_epoch = before_epoch
+        self.export = export
+        self.val_title = val_title
+        self.best_map = float("nan")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _all_trainers(self, stages):
+        out = {}
+        for st in stages:
+            for name, tr in st.trainers.items():
+                out["s%d_%s" % (st.number, name)] = tr
+        return out
+
+    def _save(self, stages, tag, stage, epoch, completed):
+        state = {"stage": stage, "epoch": epoch, "epoch_completed": completed,
+                 "best_map": None if math.isnan(self.best_map) else self.best_map,
+                 "args": vars(self.args)}
+        return save_checkpoint(self.prefix, tag, self.blocks, self._all_trainers(stages), state)
+
+    def _resume(self, stages):
+        path = self.args.resume
+        if path == "auto":
+            path = latest_checkpoint(self.prefix)
+            if path is None:
+                return 1, 1
+        state = load_checkpoint(path, self.blocks, self._all_trainers(stages), self.ctx)
+        if state.get("best_map") is not None:
+            self.best_map = float(state["best_map"])
+        stage, epoch = int(state["stage"]), int(state["epoch"])
+        if not state.get("epoch_completed", True):
+            # interrupted mid-epoch (SIGTERM): the weights keep the partial epoch's updates and
+            # the epoch starts again from its first batch
+            epoch -= 1
+        self.logger.info("Resumed from %s (stage %d, epoch %d done)", path, stage, epoch)
+        numbers = [s.number for s in stages]
+        idx = numbers.index(stage) if stage in numbers else 0
+        if epoch >= stages[idx].epochs and idx + 1 < len(stages):
+            return stages[idx + 1].number, 1
+        return stage, epoch + 1
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, stages):
+        """Train all stages; returns the best mAP (nan if never validated)."""
+        args = self.args
+        self.logger.info(format_namespace(args))
+        start_stage, start_epoch = (1, 1)
+        if args.resume:
+            start_stage, start_epoch = self._resume(stages)
+        else:
+            start_stage = stages[0].number
+        stop = StopFlag()
+        try:
+            for st in stages:
+                if st.number < start_stage:
+                    continue
+                first = start_epoch if st.number == start_stage else 1
+                self.logger.info(format_start(first))
+                for epoch in range(first, st.epochs + 1):
+                    if not self._epoch(stages, st, epoch, stop):
+                        return self.best_map
+            self._save(stages, "final", stages[-1].number, stages[-1].epochs, True)
+            if self.export is not None:
+                self.export("final")
+        finally:
+            stop.restore()
+        return self.best_map
+
+    def _epoch(self, stages, st, epoch, stop):
+        """One epoch; returns False when a stop was requested (checkpoint already written)."""
+        args = self.args
+        seed_everything(args.seed + 1000 * st.number + epoch)
+        for name, lr in st.lrs(epoch).items():
+            st.trainers[name].set_learning_rate(lr)
+        if self.before_epoch is not None:
+            self.before_epoch()
+        metrics = [RunningMean(col) for col, _ in st.columns]
+        from tqdm import tqdm
+        bar = tqdm(total=len(self.loader), desc="stage %d epoch %d" % (st.number, epoch),
+                   unit="batch", leave=False, disable=not getattr(args, "progress", True))
+        tic = btic = time.time()
+        seen = seen_since_log = 0
+        for i, batch in enumerate(self.loader):
+            data, cls_t, box_t = split_batch(batch, self.ctx)
+            losses = st.step(data, cls_t, box_t, epoch=epoch, batch=i)
+            for m, (_, key) in zip(metrics, st.columns):
+                if key is not None:
+                    m.update(losses[key])
+            n = batch[0].shape[0]
+            seen += n
+            seen_since_log += n
+            bar.update(1)
+            if args.log_interval and (i + 1) % args.log_interval == 0:
+                speed = seen_since_log / max(time.time() - btic, 1e-9)
+                self.logger.info(format_ssd_batch(epoch, i, speed, [m.get() for m in metrics]))
+                btic, seen_since_log = time.time(), 0
+            if stop:
+                bar.close()
+                self.logger.info("Stopping on %s after [Epoch %d][Batch %d]; saving", stop.requested,
+                                 epoch, i)
+                path = self._save(stages, "interrupted", st.number, epoch, False)
+                self.logger.info("Saved %s; continue with --resume %s", path, path)
+                return False
+        bar.close()
+        speed = seen / max(time.time() - tic, 1e-9)
+        self.logger.info(format_ssd_epoch(epoch, speed, [m.get() for m in metrics]))
+        last = epoch == st.epochs
+        if self.validate is not None and (epoch % args.val_interval == 0 or last):
+            names, aps, mean_ap = self.validate()
+            self.logger.info(format_validation(epoch, names, aps, mean_ap, title=self.val_title))
+            # a NaN mAP is never "best"
+            if np.isfinite(mean_ap) and not (mean_ap <= self.best_map):
+                self.best_map = mean_ap
+                self._save(stages, "best", st.number, epoch, True)
+                if self.export is not None:
+                    self.export("best")
+            self.logger.info(format_best_map(self.best_map))
+        if epoch % args.save_interval == 0 or last:
+            self._save(stages, "epoch-s%d-e%04d" % (st.number, epoch), st.number, epoch, True)
+            prune_checkpoints(self.prefix, self.keep_last)
+        return True

@@ -1,0 +1,292 @@
+"""Assembly of the SSD runs behind the scripts: GAN-KD (``train_ssd_gan_kd.py``) and plain SSD
+training (``train_ssd.py``). The scripts parse arguments and call :func:`run_gankd` or
+:func:`run_plain`; everything here is reusable by benchmarks, tests and the demo.
+
+Defaults follow the paper (Sec. 4.1) and, where the paper is silent, the published log
+(``published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``); each flag's help says
+which.
+"""
+import argparse
+import os
+
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
+from ..data.loaders import get_ssd_train_loader
+from ..eval.voc import evaluate_detector, get_eval_loader
+from ..logs.format import setup_logger
+from ..models.critics import DNet
+from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
+                          feature_channels, initialize_new_params, split_ssd, teacher_layout)
+from .loop import Run, Stage, seed_everything, step_lr
+from .steps import GANStep, SSDStep
+
+__all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
+           "build_gankd_models", "pretrained_base_arg"]
+
+GAN_COLUMNS = ["Loss_D", "Loss_G", "Loss_D_real", "Loss_D_fake"]
+DET_COLUMNS = [("train_student_ori_net_CrossEntropy", "CrossEntropy"),
+               ("train_student_ori_net_SmoothL1", "SmoothL1")]
+
+
+def pretrained_base_arg(value):
+    """``--pretrained-base``: ``zoo`` (download ImageNet weights), ``none``, or a local file."""
+    if value == "zoo":
+        return True
+    if value == "none":
+        return False
+    if not os.path.isfile(value):
+        raise argparse.ArgumentTypeError("--pretrained-base %s: no such file (use zoo, none or "
+                                         "a .params file)" % value)
+    return value
+
+
+def add_common_args(parser):
+    """Flags shared by plain SSD and GAN-KD training. ``dest`` names are the published log's
+    Namespace fields wherever that setting exists (DESIGN.md sec. 5)."""
+    add_dataset_args(parser)
+    parser.add_argument("--data-shape", type=int, default=512,
+                        help="input size; 512 as SSD512 in the paper's tables")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="global batch over all devices; 32 is GluonCV's SSD default (the paper "
+                             "does not state it; the published log ran 64 on 4 GPUs)")
+    parser.add_argument("--gpus", type=str, default="0,1",
+                        help="GPU ids; the paper used two GPUs. '' runs on the CPU")
+    parser.add_argument("--cpu-devices", type=int, default=1,
+                        help="with --gpus '': split each batch over this many CPU contexts "
+                             "(exercises the multi-device path without a GPU)")
+    parser.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=4,
+                        help="DataLoader workers (GluonCV's default; the published log used 16-32)")
+    parser.add_argument("--augment", choices=("default", "flip"), default="default",
+                        help="'default' is GluonCV's SSD augmentation (the paper's); 'flip' is "
+                             "resize + flip only, for small CPU runs")
+    parser.add_argument("--epochs", type=int, default=90,
+                        help="plain-training epochs (GAN-KD: stage 2; paper: 90)")
+    parser.add_argument("--lr", type=float, default=0.001,
+                        help="SGD learning rate of plain training (GluonCV SSD, published log)")
+    parser.add_argument("--lr-decay", type=float, default=0.1, help="step decay factor")
+    parser.add_argument("--lr-decay-epoch", type=str, default="",
+                        help="epochs after which the SGD lr decays; paper: none; the published "
+                             "log used '80,100'")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper)")
+    parser.add_argument("--wd", type=float, default=0.0005, help="SGD weight decay (paper)")
+    parser.add_argument("--log-interval", type=int, default=100,
+                        help="batches between log lines (published log)")
+    parser.add_argument("--val-interval", type=int, default=1,
+                        help="epochs between validations (published log)")
+    parser.add_argument("--save-interval", type=int, default=10,
+                        help="epochs between epoch checkpoints (published log)")
+    parser.add_argument("--keep-last", type=int, default=3,
+                        help="epoch checkpoints kept; best and final are always kept")
+    parser.add_argument("--save-prefix", type=str, default="",
+                        help="run name; default says what ran, e.g. "
+                             "ssd_512_mobilenet1.0_resnet50_v1_voc_gankd")
+    parser.add_argument("--log-dir", type=str, default="logs",
+                        help="the log goes to <log-dir>/<save-prefix>_train.log")
+    parser.add_argument("--save-dir", type=str, default="checkpoints",
+                        help="checkpoints go to <save-dir>/<save-prefix>/")
+    parser.add_argument("--resume", type=str, default="",
+                        help="checkpoint manifest (.json) to resume from exactly; 'auto' picks "
+                             "the newest epoch checkpoint of this run")
+    parser.add_argument("--start-epoch", type=int, default=1,
+                        help="kept for the published Namespace; the epoch comes from --resume")
+    parser.add_argument("--seed", type=int, default=233, help="random seed (published log)")
+    parser.add_argument("--pretrained-base", type=pretrained_base_arg, default="zoo",
+                        help="ImageNet weights of the backbone: 'zoo' (GluonCV download, as the "
+                             "paper), a local .params file, or 'none'")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
+    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
+    return parser
+
+
+def add_gankd_args(parser):
+    """Flags of the GAN-KD stages (paper Sec. 3.2, 4.1; published log)."""
+    parser.add_argument("--student", type=str, default="mobilenet1.0",
+                        help="student backbone: mobilenet1.0, mobilenet0.75, mobilenetv2_1.0, "
+                             "resnet18_v1 (Tables 1, 2)")
+    parser.add_argument("--teacher", type=str, default="resnet50_v1",
+                        help="teacher SSD backbone: vgg16_atrous, resnet50_v1, resnet101_v2")
+    parser.add_argument("--teacher-params", type=str, default=None,
+                        help="local .params of the trained teacher SSD (a GluonCV zoo file or "
+                             "one from train_ssd.py); default: download from GluonCV's zoo")
+    parser.add_argument("--head", choices=("teacher", "student"), default="teacher",
+                        help="teacher: the student's maps feed the teacher's trained SSD head "
+                             "(paper Fig. 1); student: a head of the student's own")
+    parser.add_argument("--stage", choices=("1", "2", "both"), default="both",
+                        help="1 adversarial, 2 plain SSD training, both in one command")
+    parser.add_argument("--gan-epochs", type=int, default=180,
+                        help="stage-1 epochs (paper: 180; the published log ran 221)")
+    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=float, default=0.0005,
+                        help="critic Adam lr (paper, published log)")
+    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=float, default=0.0005,
+                        help="student Adam lr in stage 1 (paper, published log)")
+    parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (published log)")
+    parser.add_argument("--clamp-lower", type=float, default=-0.03,
+                        help="WGAN critic weight clipping (published log)")
+    parser.add_argument("--clamp-upper", type=float, default=0.03,
+                        help="WGAN critic weight clipping (published log)")
+    parser.add_argument("--d-steps", type=int, default=1,
+                        help="critic steps per student step (paper: 1, they alternate)")
+    parser.add_argument("--critic-channels", type=int, default=128,
+                        help="channels of each critic's first conv (doubled per downsampling)")
+    return parser
+
+
+def get_contexts(args):
+    """Devices from ``--gpus`` / ``--cpu-devices``, with a clear error when a GPU is missing."""
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    if not gpus:
+        return [mx.cpu(i) for i in range(max(1, args.cpu_devices))]
+    available = mx.context.num_gpus()
+    missing = [g for g in gpus if int(g) >= available]
+    if missing:
+        raise RuntimeError("--gpus %s: this machine has %d GPU(s) visible to MXNet (needs the "
+                           "mxnet-cu112 build and CUDA 11.2); run on the CPU with --gpus ''"
+                           % (args.gpus, available))
+    return [mx.gpu(int(g)) for g in gpus]
+
+
+def _decay_epochs(args):
+    return [int(e) for e in args.lr_decay_epoch.split(",") if e.strip()]
+
+
+def _data(args, anchors, classes_ok=True):
+    train = get_dataset(args.dataset, args.dataset_root, "train")
+    val = get_dataset(args.dataset, args.dataset_root, "test")
+    loader = get_ssd_train_loader(train, anchors, args.data_shape, args.batch_size,
+                                  num_workers=args.num_workers, augment=args.augment)
+    return train, val, loader
+
+
+def _validator(net, val, args, ctx):
+    loader = get_eval_loader(val, args.data_shape, args.batch_size, args.num_workers)
+    classes = list(val.classes)
+
+    def validate():
+        names, values = evaluate_detector(net, loader, ctx, classes, progress=args.progress)
+        return names[:-1], values[:-1], values[-1]
+    return validate
+
+
+def build_gankd_models(args, classes, ctx):
+    """Teacher (frozen), deployable student and D-Net for ``args`` on ``ctx``.
+
+    Returns
+    -------
+    teacher : SSD, student : SSD, dnet : DNet, layout : SSDLayout
+    """
+    dataset_kind = "coco" if args.dataset == "coco" else "voc"
+    layout = teacher_layout(args.teacher, args.data_shape, dataset_kind)
+    teacher = build_teacher(args.teacher, classes, layout, dataset_kind, args.teacher_params,
+                            ctx=ctx[0])
+    t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
+    student = build_student(args.student, teacher, t_channels, layout, classes, head=args.head,
+                            pretrained_base=args.pretrained_base, ctx=ctx[0])
+    with autograd.predict_mode():
+        maps = teacher.features(mx.nd.zeros((1, 3, args.data_shape, args.data_shape), ctx=ctx[0]))
+    dnet = DNet([m.shape[2] for m in maps], base_channels=args.critic_channels)
+    dnet.initialize(ctx=ctx[0])
+    dnet(*maps)
+    for block in (teacher, student, dnet):
+        block.collect_params().reset_ctx(ctx)
+    return teacher, student, dnet, layout
+
+
+def _anchors(net, data_shape, ctx):
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, data_shape, data_shape), ctx=ctx))
+    return anchors.as_in_context(mx.cpu())
+
+
+def run_gankd(args):
+    """GAN-KD training, stage 1 and/or stage 2; returns the best validation mAP."""
+    from gluoncv.loss import SSDMultiBoxLoss
+    ctx = get_contexts(args)
+    seed_everything(args.seed)
+    classes = dataset_classes(args.dataset)
+    if not args.save_prefix:
+        args.save_prefix = "ssd_%d_%s_%s_%s_gankd" % (args.data_shape, args.student, args.teacher,
+                                                       args.dataset)
+    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
+    teacher, student, dnet, _ = build_gankd_models(args, classes, ctx)
+    _, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]))
+    s_features, s_head = split_ssd(student)
+    if args.hybridize:
+        for b in (teacher.features, s_features, s_head, dnet):
+            b.hybridize()
+
+    det_loss = SSDMultiBoxLoss()
+    stages = []
+    if args.stage in ("1", "both"):
+        # paper Sec. 4.1: Adam, lr 0.0005 for both; beta1 0.5 from the published log
+        adam = {"learning_rate": args.lrG, "beta1": args.beta1}
+        trainer_g = gluon.Trainer(student.collect_params(), "adam", adam, update_on_kvstore=False)
+        trainer_d = gluon.Trainer(dnet.collect_params(), "adam",
+                                  {"learning_rate": args.lrD, "beta1": args.beta1},
+                                  update_on_kvstore=False)
+        step = GANStep(teacher.features, s_features, s_head, dnet, trainer_g, trainer_d, det_loss,
+                       clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps)
+        stages.append(Stage(1, args.gan_epochs, step, {"G": trainer_g, "D": trainer_d},
+                            lambda e: {"G": args.lrG, "D": args.lrD},
+                            [(c, c) for c in GAN_COLUMNS] + DET_COLUMNS))
+    if args.stage in ("2", "both"):
+        sgd = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
+        trainer = gluon.Trainer(student.collect_params(), "sgd", sgd, update_on_kvstore=False)
+        decay = _decay_epochs(args)
+        stages.append(Stage(2, args.epochs, SSDStep(student, trainer, det_loss), {"SGD": trainer},
+                            lambda e: {"SGD": step_lr(args.lr, e, args.lr_decay, decay)},
+                            [(c, None) for c in GAN_COLUMNS] + DET_COLUMNS))
+
+    def rehybridize():
+        # validation traces the student in inference mode; trace it again for training
+        if args.hybridize:
+            student.hybridize()
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    run = Run(args, logger, loader, ctx, {"student": student, "dnet": dnet},
+              _validator(student, val, args, ctx), prefix, args.keep_last,
+              before_epoch=rehybridize,
+              export=lambda tag: export_detector(student, "%s-%s-student" % (prefix, tag),
+                                                 args.data_shape, ctx[0]))
+    return run.fit(stages)
+
+
+def run_plain(args):
+    """Plain SSD training of any backbone (teachers and the '-' rows of the tables)."""
+    from gluoncv.loss import SSDMultiBoxLoss
+    ctx = get_contexts(args)
+    seed_everything(args.seed)
+    classes = dataset_classes(args.dataset)
+    dataset_kind = "coco" if args.dataset == "coco" else "voc"
+    if not args.save_prefix:
+        args.save_prefix = "ssd_%d_%s_%s" % (args.data_shape, args.network, args.dataset)
+    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
+    layout = teacher_layout(args.network, args.data_shape, dataset_kind)
+    net = build_ssd(args.network, layout, classes, pretrained_base=args.pretrained_base)
+    initialize_new_params(net, ctx[0])
+    anchors = _anchors(net, args.data_shape, ctx[0])
+    net.collect_params().reset_ctx(ctx)
+    _, val, loader = _data(args, anchors)
+    if args.hybridize:
+        net.hybridize()
+    optimizer = getattr(args, "optimizer", "sgd")
+    if optimizer == "sgd":
+        opt_args = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
+    else:
+        opt_args = {"learning_rate": args.lr, "wd": args.wd}
+    trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args, update_on_kvstore=False)
+    decay = _decay_epochs(args)
+    stage = Stage(2, args.epochs, SSDStep(net, trainer, SSDMultiBoxLoss()), {"opt": trainer},
+                  lambda e: {"opt": step_lr(args.lr, e, args.lr_decay, decay)},
+                  [("CrossEntropy", "CrossEntropy"), ("SmoothL1", "SmoothL1")])
+
+    def rehybridize():
+        if args.hybridize:
+            net.hybridize()
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
+              args.keep_last, before_epoch=rehybridize, val_title="Validation",
+              export=lambda tag: export_detector(net, "%s-%s-net" % (prefix, tag),
+                                                 args.data_shape, ctx[0]))
+    return run.fit([stage])

@@ -1,0 +1,149 @@
+"""The training steps: the GAN-KD step (paper Eq. 1) and the plain SSD step.
+
+The GAN alternation is written once, here, top to bottom (WGAN reference ``main.py``, MXNet's
+Gluon DCGAN example): the teacher runs once, the student's maps are computed once, then
+
+1. critic step: ``L_D = mean D(teacher) - mean D(student)``, teacher and student frozen (the
+   student's maps are detached), then WGAN weight clipping;
+2. student step: ``L_G = mean D(student) + L_conf + L_loc`` through the updated critics, critics
+   frozen (their trainer does not step).
+
+All losses are normalised by the global batch on every device, so ``trainer.step(1)`` gives the
+same update whatever the number of devices (GluonCV's SSDMultiBoxLoss already normalises by the
+positives of the whole batch).
+"""
+from mxnet import autograd, gluon
+
+from ..models.critics import clip_weights
+from .guards import check_finite
+
+__all__ = ["GANStep", "SSDStep", "split_batch"]
+
+
+def split_batch(batch, ctx_list):
+    """Split a loader batch ``(data, cls_targets, box_targets)`` over devices.
+
+    batchify outputs live on ``cpu_shared`` (GLUONCV_FACTS sec. 10), so they are always copied.
+    """
+    return [gluon.utils.split_and_load(b, ctx_list=ctx_list, batch_axis=0, even_split=False)
+            for b in batch]
+
+
+class SSDStep:
+    """One plain SSD training step, as GluonCV's ``train_ssd.py`` does it.
+
+    Parameters
+    ----------
+    net : SSD
+        The detector (in GAN-KD stage 2: the deployable student).
+    trainer : gluon.Trainer
+    det_loss : gluoncv.loss.SSDMultiBoxLoss
+
+    ``__call__`` returns a dict of per-device losses: ``CrossEntropy`` and ``SmoothL1`` (B,).
+    """
+
+    def __init__(self, net, trainer, det_loss):
+        self.net = net
+        self.trainer = trainer
+        self.det_loss = det_loss
+
+    def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
+        with autograd.record():
+            cls_preds, box_preds = [], []
+            for x in data:
+                c, b, _ = self.net(x)
+                cls_preds.append(c)
+                box_preds.append(b)
+            sum_loss, cls_loss, box_loss = self.det_loss(cls_preds, box_preds, cls_targets,
+                                                         box_targets)
+        autograd.backward(sum_loss)
+        check_finite({"CrossEntropy": cls_loss, "SmoothL1": box_loss}, epoch, batch)
+        self.trainer.step(1)
+        return {"CrossEntropy": cls_loss, "SmoothL1": box_loss}
+
+
+class GANStep:
+    """One stage-1 iteration of GAN-KD: ``d_steps`` critic steps, then one student step.
+
+    Parameters
+    ----------
+    teacher_features : HybridBlock
+        The frozen teacher net (``grad_req='null'``); run outside ``autograd.record`` so its
+        BatchNorm layers use moving statistics. Returns M maps.
+    student_features, student_head : HybridBlock
+        The student's feature block (:class:`~gankd_gluon.models.ssd.StudentFeatures`) and its
+        :class:`~gankd_gluon.models.ssd.SSDHead`; together they are the deployable student.
+    dnet : DNet
+        One critic per map.
+    trainer_g, trainer_d : gluon.Trainer
+        Adam for the student + head, Adam for the critics (paper Sec. 4.1).
+    det_loss : SSDMultiBoxLoss
+    clamp : (float, float)
+        WGAN weight-clipping range (published log: -0.03, 0.03).
+    d_steps : int
+        Critic steps per student step (paper: 1, they alternate). Extra critic steps reuse the
+        same batch's maps: the teacher runs once per iteration.
+    extra_losses : callable or None
+        ``f(student_maps, teacher_maps, cls_preds, box_preds, cls_targets, box_targets)`` ->
+        dict name -> (weighted loss per device); added to the student objective (used by the
+        distillation baselines, e.g. hints). None for the paper's method.
+    """
+
+    def __init__(self, teacher_features, student_features, student_head, dnet, trainer_g,
+                 trainer_d, det_loss, clamp=(-0.03, 0.03), d_steps=1, extra_losses=None):
+        self.teacher_features = teacher_features
+        self.student_features = student_features
+        self.student_head = student_head
+        self.dnet = dnet
+        self.trainer_g = trainer_g
+        self.trainer_d = trainer_d
+        self.det_loss = det_loss
+        self.clamp = clamp
+        self.d_steps = d_steps
+        self.extra_losses = extra_losses
+
+    def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
+        n = float(sum(x.shape[0] for x in data))    # global batch: Eq. 1's 1/N
+        # Teacher: once per iteration, no graph; its maps serve both steps.
+        t_maps = [self.teacher_features(x) for x in data]
+        with autograd.record():
+            s_maps = [self.student_features(x) for x in data]
+
+        # ---------------- critic step: teacher and student frozen ----------------
+        for _ in range(self.d_steps):
+            with autograd.record():
+                d_real = [self.dnet(*tm) for tm in t_maps]
+                d_fake = [self.dnet(*[m.detach() for m in sm]) for sm in s_maps]
+                # D-Net score = sum of its critics (B, M) -> (B,), batch mean via 1/N
+                loss_d = [(r.sum() - f.sum()) / n for r, f in zip(d_real, d_fake)]
+            autograd.backward(loss_d)
+            check_finite({"Loss_D": loss_d}, epoch, batch)
+            self.trainer_d.step(1)
+            clip_weights(self.dnet.collect_params(), *self.clamp)
+
+        # ---------------- student step: critics frozen ----------------
+        with autograd.record():
+            adv = [self.dnet(*sm).sum() / n for sm in s_maps]
+            heads = [self.student_head(*sm) for sm in s_maps]
+            cls_preds = [h[0] for h in heads]
+            box_preds = [h[1] for h in heads]
+            sum_loss, cls_loss, box_loss = self.det_loss(cls_preds, box_preds, cls_targets,
+                                                         box_targets)
+            total = [a + s.sum() for a, s in zip(adv, sum_loss)]
+            extra = {}
+            if self.extra_losses is not None:
+                extra = self.extra_losses(s_maps, t_maps, cls_preds, box_preds, cls_targets,
+                                          box_targets)
+                for v in extra.values():
+                    total = [t + e for t, e in zip(total, v)]
+        autograd.backward(total)
+        out = {"Loss_G": adv, "CrossEntropy": cls_loss, "SmoothL1": box_loss}
+        out.update(extra)
+        check_finite(out, epoch, batch)
+        self.trainer_g.step(1)
+        # For the log (DESIGN.md sec. 5): Loss_D_real / Loss_D_fake are the D-Net's batch means
+        # in the last critic step; Loss_D = real - fake; Loss_G is the adversarial term alone.
+        out["Loss_D_real"] = [r.sum() / n for r in d_real]
+        out["Loss_D_fake"] = [f.sum() / n for f in d_fake]
+        out["Loss_D"] = loss_d
+        return out

@@ -1,0 +1,438 @@
+"""SSD teacher/student construction for GAN-KD (paper Sec. 3.1, Fig. 1).
+
+Everything here wraps GluonCV's model zoo: detectors are ``gluoncv.model_zoo.ssd.SSD`` instances
+built with :func:`gluoncv.model_zoo.ssd.get_ssd`, so they train, evaluate (``set_nms``) and export
+(``HybridBlock.export``) exactly like GluonCV's own SSDs.
+
+* The **teacher** is a trained SSD512 (``ssd_512_<teacher>_voc`` / ``_coco``). :func:`split_ssd`
+  splits it into its feature extractor (the paper's "Teacher Net") and its head ("SSD-Head":
+  class/box predictors + anchors, as :class:`SSDHead`).
+* The **student** is a smaller backbone whose feature expander mirrors the teacher's layout (same
+  number of maps at the same strides, GLUONCV_FACTS.md section 3). Where its channel counts differ
+  from the teacher's, 1x1 adaptation convs (Chen et al. 2017, Sec. 3.4) bridge them, so the student
+  maps can be fed both to the critics and to the teacher's head (:class:`StudentFeatures`).
+* The **deployable student** is the student backbone + adapters + head: a plain GluonCV ``SSD``
+  whose ``features`` child is a :class:`StudentFeatures`.
+"""
+import math
+import os
+
+import mxnet as mx
+from mxnet import autograd
+from mxnet.gluon import HybridBlock, nn
+
+__all__ = ["TEACHERS", "STUDENTS", "SSDLayout", "teacher_layout", "build_ssd", "build_teacher",
+           "build_student", "split_ssd", "SSDHead", "StudentFeatures", "initialize_new_params",
+           "freeze", "WeightsNotFoundError", "copy_head", "zoo_name", "feature_channels", "export_detector"]
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Weights could not be found locally or downloaded; the message names the file and flags."""
+
+
+# Feature taps of each backbone at strides 8, 16 and 32 (checked by symbol shape inference at
+# 512x512). Strides 16/32 are GluonCV's own SSD512 presets (model_zoo/ssd/presets.py); stride 8
+# is the last activation at that stride, used only when the teacher is VGG16 (7 maps, from
+# stride 8). mobilenet0.75/0.25 and mobilenetv2_1.0 have no SSD512 preset; GLUONCV_FACTS.md sec. 3
+# gives the taps that give them the presets' geometry.
+_TAPS = {
+    "mobilenet1.0": ("relu10_fwd", "relu22_fwd", "relu26_fwd"),
+    "mobilenet0.75": ("relu10_fwd", "relu22_fwd", "relu26_fwd"),
+    "mobilenet0.5": ("relu10_fwd", "relu22_fwd", "relu26_fwd"),
+    "mobilenet0.25": ("relu10_fwd", "relu22_fwd", "relu26_fwd"),
+    "mobilenetv2_1.0": ("features_linearbottleneck6_relu60_relu6",
+                        "features_linearbottleneck13_relu60_relu6", "features_relu61_relu6"),
+    "resnet18_v1": ("stage2_activation1", "stage3_activation1", "stage4_activation1"),
+    "resnet50_v1": ("stage2_activation3", "stage3_activation5", "stage4_activation2"),
+    # mid-bottleneck ReLUs as in GluonCV's ssd_512_resnet101_v2_voc preset (256/512 channels)
+    "resnet101_v2": ("stage2_activation3", "stage3_activation22", "stage4_activation2"),
+}
+TEACHERS = ("vgg16_atrous", "resnet50_v1", "resnet101_v2", "resnet18_v1", "mobilenet1.0")
+STUDENTS = ("mobilenet1.0", "mobilenet0.75", "mobilenet0.5", "mobilenet0.25", "mobilenetv2_1.0",
+            "resnet18_v1")
+
+# Anchor settings of GluonCV's SSD512 presets, as fractions of 512 so they scale with the input.
+_SIZES_6 = (51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492)
+_SIZES_6_R50_COCO = (51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72)  # ssd_512_resnet50_v1_coco
+_SIZES_7 = (51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6)        # ssd_512_vgg16_atrous_*
+_RATIOS_6 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2
+_RATIOS_7 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 4 + [[1, 2, 0.5]] * 2
+_FILTERS_6 = (512, 512, 256, 256)     # extra layers of every 6-map SSD512 preset
+_FILTERS_7 = (256, 256, 256, 256)     # student extras mirroring VGG16's four stride-2 extras
+
+
+class SSDLayout:
+    """Geometry shared by a teacher and its student: maps, strides and anchors.
+
+    Parameters
+    ----------
+    num_maps : int
+        6 (ResNet/MobileNet SSD512 presets, strides 16..512) or 7 (VGG16-atrous, strides 8..512).
+    data_shape : int
+        Square input size in pixels.
+    sizes, ratios, steps : list
+        Anchor settings, as ``get_ssd`` takes them.
+    """
+
+    def __init__(self, num_maps, data_shape, sizes, ratios, steps):
+        self.num_maps = num_maps
+        self.data_shape = data_shape
+        self.sizes = list(sizes)
+        self.ratios = [list(r) for r in ratios]
+        self.steps = list(steps)
+
+    def __repr__(self):
+        return "SSDLayout(num_maps=%d, data_shape=%d, steps=%s)" % (
+            self.num_maps, self.data_shape, self.steps)
+
+
+def _map_sizes(num_maps, data_shape):
+    """Spatial size of each SSD map for a square input (conv 3x3/s2/p1 halves with ceil)."""
+    if num_maps == 6:
+        hw = [data_shape // 16, data_shape // 32]
+        while len(hw) < 6:
+            hw.append(int(math.ceil(hw[-1] / 2.0)))
+    else:
+        hw = [data_shape // 8, data_shape // 16]
+        while len(hw) < 6:
+            hw.append(int(math.ceil(hw[-1] / 2.0)))
+        hw.append(hw[-1] - 1)     # VGG's last extra is k4/s1/p1 (vgg_atrous.py)
+    return hw
+
+
+def teacher_layout(teacher, data_shape=512, dataset="voc"):
+    """The layout of a teacher SSD, scaled from GluonCV's SSD512 preset to ``data_shape``.
+
+    At 512 the sizes, ratios and steps equal the preset's exactly, so a model-zoo ``.params`` file
+    loads unchanged. At other sizes anchor sizes scale by ``data_shape / 512`` and each step is
+    ``data_shape / map size`` (GLUONCV_FACTS.md sec. 10: unscaled anchors or steps larger than the
+    image put anchors outside it).
+    """
+    if data_shape % 32:
+        raise ValueError("--data-shape must be a multiple of 32, got %d" % data_shape)
+    if teacher == "vgg16_atrous":
+        if data_shape < 320:
+            raise ValueError("the VGG16-atrous SSD needs --data-shape >= 320 (its last extra "
+                             "layer has a 4x4 kernel), got %d" % data_shape)
+        num_maps, sizes, ratios = 7, _SIZES_7, _RATIOS_7
+    else:
+        num_maps, ratios = 6, _RATIOS_6
+        sizes = _SIZES_6_R50_COCO if (teacher == "resnet50_v1" and dataset == "coco") else _SIZES_6
+    hw = _map_sizes(num_maps, data_shape)
+    steps = [data_shape / float(h) for h in hw]
+    steps = [int(s) if s == int(s) else s for s in steps]
+    sizes = [s * data_shape / 512.0 for s in sizes]     # exact at 512 (power-of-two scaling)
+    return SSDLayout(num_maps, data_shape, sizes, ratios, steps)
+
+
+def zoo_name(base, dataset, data_shape=512):
+    """GluonCV model-zoo name of a trained SSD, e.g. ``ssd_512_resnet50_v1_voc``."""
+    return "ssd_%d_%s_%s" % (data_shape, base, dataset)
+
+
+def _backbone(base, pretrained_base):
+    """An ImageNet backbone from GluonCV's zoo, or from a local file, or randomly initialised.
+
+    Parameters
+    ----------
+    pretrained_base : bool or str
+        True: the zoo's ImageNet weights (downloaded on first use); False: none; a path: load it.
+    """
+    from gluoncv.model_zoo import get_model
+    if isinstance(pretrained_base, str):
+        if not os.path.isfile(pretrained_base):
+            raise WeightsNotFoundError("--pretrained-base %s: no such file" % pretrained_base)
+        net = get_model(base, pretrained=False)
+        net.load_parameters(pretrained_base, ignore_extra=True)
+        return net
+    if pretrained_base:
+        from gluoncv.model_zoo.model_store import get_model_file
+        try:
+            get_model_file(base, root=os.path.join("~", ".mxnet", "models"))
+        except Exception as err:  # network errors come in many types from requests/urllib
+            raise WeightsNotFoundError(
+                "could not get the ImageNet weights of %r from GluonCV's model zoo (%s: %s). "
+                "Put the file in ~/.mxnet/models/ (GluonCV names it %s-<hash>.params), or pass "
+                "--pretrained-base FILE, or --pretrained-base none to start from scratch."
+                % (base, type(err).__name__, err, base)) from err
+        return get_model(base, pretrained=True)
+    return get_model(base, pretrained=False)
+
+
+def build_ssd(base, layout, classes, features=None, filters=None, pretrained_base=False, **kwargs):
+    """A GluonCV SSD of ``base`` with the given layout (anchors) and classes.
+
+    Parameters
+    ----------
+    base : str
+        Backbone name: a key of the tap table or ``vgg16_atrous``.
+    layout : SSDLayout
+    classes : sequence of str
+    features, filters : optional
+        Override the taps / extra-layer filters (default: the layout's for ``base``).
+    pretrained_base : bool or str
+        See :func:`_backbone`.
+
+    Returns
+    -------
+    gluoncv.model_zoo.ssd.SSD
+        Parameters not yet initialised (except a pretrained backbone).
+    """
+    from gluoncv.model_zoo.ssd.ssd import SSD
+    if base == "vgg16_atrous":
+        if layout.num_maps != 7:
+            raise ValueError("vgg16_atrous SSD has 7 maps")
+        from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_512
+        # get_ssd's VGG path: `features` is a block factory, filters unused.
+        return SSD(None, layout.data_shape, vgg16_atrous_512, None, layout.sizes, layout.ratios,
+                   layout.steps, classes=classes, pretrained=pretrained_base, **kwargs)
+    if base not in _TAPS:
+        raise ValueError("unknown backbone %r; choose one of %s" % (base, sorted(_TAPS)))
+    if features is None:
+        features = list(_TAPS[base][1:] if layout.num_maps == 6 else _TAPS[base])
+    if filters is None:
+        filters = list(_FILTERS_6 if layout.num_maps == 6 else _FILTERS_7)
+    network = _backbone(base, pretrained_base) if pretrained_base else base
+    return SSD(network, layout.data_shape, features, filters, layout.sizes, layout.ratios,
+               layout.steps, classes=classes, pretrained=False, **kwargs)
+
+
+def initialize_new_params(net, ctx):
+    """Initialise the parameters of ``net`` that have no data yet, as GluonCV's train_ssd does.
+
+    Conv weights get Xavier (gaussian, out, magnitude 2: FeatureExpander's own choice); BN
+    gamma/var one, beta/mean and biases zero (Xavier cannot init vectors, GLUONCV_FACTS sec. 10).
+    Already loaded parameters (a pretrained backbone, a teacher head) are left untouched.
+    """
+    import warnings
+    init = mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # "already initialized" for loaded params
+        for name, p in net.collect_params().items():
+            if p._data is not None or p._deferred_init:
+                continue
+            if p.init is not None:
+                p.initialize(ctx=ctx)   # its own initializer: constants (anchors), VGG's scale
+            elif name.endswith(("gamma", "running_var", "moving_var")):
+                p.initialize(mx.init.One(), ctx=ctx)
+            elif name.endswith(("beta", "bias", "running_mean", "moving_mean")):
+                p.initialize(mx.init.Zero(), ctx=ctx)
+            else:
+                p.initialize(init, ctx=ctx)
+
+
+def freeze(block):
+    """Stop gradients into ``block`` (``grad_req='null'``): the teacher is never updated."""
+    block.collect_params().setattr("grad_req", "null")
+    return block
+
+
+def build_teacher(teacher, classes, layout, dataset="voc", params=None, ctx=mx.cpu()):
+    """A trained teacher SSD, frozen.
+
+    Parameters
+    ----------
+    teacher : str
+        Backbone name (``resnet50_v1``, ``resnet101_v2``, ``vgg16_atrous``, ...).
+    classes : sequence of str
+    layout : SSDLayout
+        Usually ``teacher_layout(teacher, data_shape, dataset)``.
+    dataset : str
+        ``voc`` or ``coco``: which model-zoo file to download when ``params`` is None.
+    params : str or None
+        A local ``.params`` file (``--teacher-params``): a GluonCV model-zoo file or a teacher
+        trained with ``scripts/train_ssd.py``.
+
+    Returns
+    -------
+    SSD with ``grad_req='null'`` everywhere. Run it outside ``autograd.record()`` so its
+    BatchNorm layers use their moving statistics.
+    """
+    net = build_ssd(teacher, layout, classes, pretrained_base=False)
+    if params is None:
+        name = zoo_name(teacher, dataset, layout.data_shape)
+        try:
+            from gluoncv.model_zoo.model_store import get_model_file
+            params = get_model_file(name, root=os.path.join("~", ".mxnet", "models"))
+        except Exception as err:
+            raise WeightsNotFoundError(
+                "could not get the trained teacher %r from GluonCV's model zoo (%s: %s). Put "
+                "the file in ~/.mxnet/models/ (GluonCV names it %s-<hash>.params), or pass "
+                "--teacher-params FILE (a zoo file or a teacher from scripts/train_ssd.py)."
+                % (name, type(err).__name__, err, name)) from err
+    if not os.path.isfile(params):
+        raise WeightsNotFoundError("--teacher-params %s: no such file" % params)
+    try:
+        net.load_parameters(params, ctx=ctx)
+    except (AssertionError, mx.MXNetError, ValueError) as err:
+        raise ValueError("--teacher-params %s does not fit a %s SSD with %d classes at %d px: %s"
+                         % (params, teacher, len(classes), layout.data_shape,
+                            str(err).splitlines()[0])) from err
+    return freeze(net)
+
+
+class SSDHead(HybridBlock):
+    """The SSD-Head of a GluonCV SSD: class and box predictors plus anchor generators.
+
+    Shares (does not copy) the child blocks of the SSD it was split from. In any mode it returns
+    what ``SSD.hybrid_forward`` returns in train mode (GLUONCV_FACTS sec. 2).
+
+    Parameters
+    ----------
+    ssd : gluoncv.model_zoo.ssd.SSD
+
+    Inputs: ``*feats``, each (B, C_i, H_i, W_i). Outputs: cls_preds (B, N, C+1) raw logits,
+    box_preds (B, N, 4) encoded offsets, anchors (1, N, 4) centre-form pixels.
+    """
+
+    def __init__(self, ssd, **kwargs):
+        super(SSDHead, self).__init__(**kwargs)
+        self.num_classes = ssd.num_classes
+        self.class_predictors = ssd.class_predictors
+        self.box_predictors = ssd.box_predictors
+        self.anchor_generators = ssd.anchor_generators
+
+    def hybrid_forward(self, F, *feats):
+        cls_preds = [F.flatten(F.transpose(cp(f), (0, 2, 3, 1)))
+                     for f, cp in zip(feats, self.class_predictors)]
+        box_preds = [F.flatten(F.transpose(bp(f), (0, 2, 3, 1)))
+                     for f, bp in zip(feats, self.box_predictors)]
+        anchors = [F.reshape(ag(f), shape=(1, -1)) for f, ag in zip(feats, self.anchor_generators)]
+        cls_preds = F.concat(*cls_preds, dim=1).reshape((0, -1, self.num_classes + 1))
+        box_preds = F.concat(*box_preds, dim=1).reshape((0, -1, 4))
+        anchors = F.concat(*anchors, dim=1).reshape((1, -1, 4))
+        return cls_preds, box_preds, anchors
+
+
+def split_ssd(ssd):
+    """Split a GluonCV SSD into (feature extractor, :class:`SSDHead`), sharing its blocks."""
+    return ssd.features, SSDHead(ssd)
+
+
+class StudentFeatures(HybridBlock):
+    """Student feature expander followed by per-map 1x1 adapters to the teacher's channels.
+
+    Parameters
+    ----------
+    expander : HybridBlock
+        GluonCV ``FeatureExpander`` of the student backbone; returns a list of maps.
+    student_channels, teacher_channels : list of int
+        Channels of each map; a 1x1 conv (no activation: Chen et al. 3.4's linear adaptation)
+        is inserted where they differ, identity where they match.
+
+    Inputs: x (B, 3, H, W). Outputs: list of maps, map i (B, teacher_channels[i], H_i, W_i).
+    """
+
+    def __init__(self, expander, student_channels, teacher_channels, **kwargs):
+        super(StudentFeatures, self).__init__(**kwargs)
+        self.expander = expander
+        self._adapt = [cs != ct for cs, ct in zip(student_channels, teacher_channels)]
+        self.student_channels = list(student_channels)
+        self.teacher_channels = list(teacher_channels)
+        with self.name_scope():
+            self.adapters = nn.HybridSequential(prefix="adapters_")
+            for cs, ct, a in zip(student_channels, teacher_channels, self._adapt):
+                if a:
+                    self.adapters.add(nn.Conv2D(ct, kernel_size=1, in_channels=cs))
+
+    def hybrid_forward(self, F, x):
+        feats = self.expander(x)
+        out, j = [], 0
+        for f, a in zip(feats, self._adapt):
+            if a:
+                f = self.adapters[j](f)
+                j += 1
+            out.append(f)
+        return out
+
+
+def feature_channels(features, data_shape, num_maps):
+    """Channels of each map of a feature block, by a forward on a zero image (on its context)."""
+    ctx = list(features.collect_params().values())[0].list_ctx()[0]
+    with autograd.predict_mode():
+        maps = features(mx.nd.zeros((1, 3, data_shape, data_shape), ctx=ctx))
+    assert len(maps) == num_maps, (len(maps), num_maps)
+    return [m.shape[1] for m in maps]
+
+
+def copy_head(src, dst):
+    """Copy class/box predictor weights of SSD ``src`` into SSD ``dst`` (anchors are constants
+    built from the same layout and need no copy). Used for ``--head teacher``: the student's maps
+    feed the teacher's trained SSD-Head (paper Fig. 1); the copy is trained, the teacher is not."""
+    for name in ("class_predictors", "box_predictors"):
+        s_params = getattr(src, name).collect_params()
+        d_params = getattr(dst, name).collect_params()
+        for (sk, sp), (dk, dp) in zip(sorted(s_params.items()), sorted(d_params.items())):
+            if sp.shape != dp.shape:
+                raise ValueError("head shapes differ: %s %s vs %s %s" % (sk, sp.shape, dk, dp.shape))
+            dp.set_data(sp.data().copyto(dp.list_ctx()[0]))
+
+
+def build_student(student, teacher_net, teacher_channels, layout, classes, head="teacher",
+                  pretrained_base=True, ctx=mx.cpu()):
+    """The deployable student SSD: student backbone + extras + adapters + head.
+
+    Parameters
+    ----------
+    student : str
+        Student backbone (``mobilenet1.0``, ``mobilenet0.75``, ``mobilenetv2_1.0``, ``resnet18_v1``).
+    teacher_net : SSD
+        The trained teacher, for ``head='teacher'`` (its head weights are copied in).
+    teacher_channels : list of int
+        Channels of the teacher's maps (:func:`feature_channels` on the teacher's features).
+    layout : SSDLayout
+        The teacher's layout: the student mirrors its maps, strides and anchors.
+    head : {'teacher', 'student'}
+        ``teacher`` (paper Fig. 1, default): start from the teacher's trained SSD-Head.
+        ``student``: a freshly initialised head of the student's own (the published log's
+        ``train_student_ori_net_*`` names); the maps are adapted to the teacher's channels
+        either way, so the critics compare like with like.
+    pretrained_base : bool or str
+        ImageNet weights of the student backbone (paper: "pretrained under ImageNet").
+
+    Returns
+    -------
+    SSD, initialised on ``ctx``; ``net.features`` is a :class:`StudentFeatures`.
+    """
+    if head not in ("teacher", "student"):
+        raise ValueError("--head must be 'teacher' or 'student', got %r" % head)
+    from gluoncv.model_zoo.ssd.ssd import SSD
+    from gluoncv.nn.feature import FeatureExpander
+    if student not in _TAPS:
+        raise ValueError("unknown student backbone %r; choose one of %s" % (student, STUDENTS))
+    taps = list(_TAPS[student][1:] if layout.num_maps == 6 else _TAPS[student])
+    filters = list(_FILTERS_6 if layout.num_maps == 6 else _FILTERS_7)
+    network = _backbone(student, pretrained_base) if pretrained_base else student
+    # the same expander SSD() builds for a named backbone (ssd.py), built here so that its
+    # channels are known before the adapters are
+    expander = FeatureExpander(network=network, outputs=taps, num_filters=filters,
+                               use_1x1_transition=True, use_bn=True, reduce_ratio=1.0,
+                               min_depth=128, global_pool=False, pretrained=False)
+    initialize_new_params(expander, ctx)
+    expander.collect_params().reset_ctx(ctx)
+    s_channels = feature_channels(expander, layout.data_shape, layout.num_maps)
+    # SSD's `network=None` path takes a block factory for `features` (as for VGG16)
+    net = SSD(None, layout.data_shape,
+              lambda **kw: StudentFeatures(expander, s_channels, teacher_channels),
+              None, layout.sizes, layout.ratios, layout.steps, classes=classes)
+    initialize_new_params(net, ctx)
+    # materialise deferred shapes (head in_channels) before copying the teacher's head
+    with autograd.train_mode():
+        net(mx.nd.zeros((1, 3, layout.data_shape, layout.data_shape), ctx=ctx))
+    if head == "teacher":
+        copy_head(teacher_net, net)
+    return net
+
+
+def export_detector(net, prefix, data_shape, ctx=mx.cpu()):
+    """Export a detector for deployment: ``<prefix>-symbol.json`` + ``<prefix>-0000.params``,
+    loadable with ``gluon.SymbolBlock.imports(json, ['data'], params)`` and no code of this
+    project. Traced in inference mode (decoded, NMS'd detections), then the net is set to be
+    traced again on its next call, so training can continue (GLUONCV_FACTS sec. 2 gotcha)."""
+    net.hybridize()
+    with autograd.predict_mode():
+        net(mx.nd.zeros((1, 3, data_shape, data_shape), ctx=ctx))
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    net.export(prefix, epoch=0)
+    net.hybridize()
+    return prefix + "-symbol.json", prefix + "-0000.params"
