@@ -1,1 +1,8 @@
+"""Training logs: the line formatter (the contract), the parser, and the comparison report.
 
+- :mod:`.format`: one function per line kind, as the published logs print them.
+- :mod:`.parse`: reads the published logs and ours into :class:`.parse.ParsedLog`.
+- :mod:`.report`: ``compare_logs`` (report.md + plots) and ``summarize_log``.
+- :mod:`.gallery`: regenerates ``logs/README.md`` and ``logs/gallery/``.
+"""
+from .parse import ParsedLog, parse_lines, parse_log  # noqa: F401

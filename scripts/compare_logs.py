@@ -1,0 +1,58 @@
+"""Compare a training log of ours with a published one: report.md and three PNG plots.
+
+Usage::
+
+    python scripts/compare_logs.py ../shared/published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log \
+        logs/ssd_512_mobilenet1.0_resnet50_v1_voc_gankd_train.log --out logs/compare/ssd
+
+writes ``report.md`` (settings diff, final and best mAP with deltas, per-class AP side by side,
+epochs to 95% of the best mAP, losses at matching epochs, the stages of each run) and
+``losses.png``, ``map.png``, ``per_class_ap.png`` into ``--out``.
+
+Exit status: 0, also with unreadable lines (they are counted and reported) and for logs of
+different detector kinds (reported as not comparable); 2 when a file cannot be read, holds no
+log lines, or the requested run does not exist; 1 when ``--max-map-drop X`` is given and ours'
+best mAP is more than X below the published run's best (or cannot be checked).
+"""
+import argparse
+import os
+import sys
+
+from gankd_gluon.logs.report import compare_logs
+
+
+def parse_args(argv=None):
+    """Parse command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description="Compare our training log with a published one (report.md + 3 PNGs).")
+    parser.add_argument("published", help="published log, e.g. ../shared/published_logs/*.log")
+    parser.add_argument("ours", help="our training log")
+    parser.add_argument("--out", default=None,
+                        help="output directory (default: <ours without .log>_compare/)")
+    parser.add_argument("--run", type=int, default=-1,
+                        help="run (Namespace block) of OURS to compare, 1-based, negative "
+                             "from the end (default: -1, the last)")
+    parser.add_argument("--published-run", type=int, default=-1,
+                        help="run of PUBLISHED to compare (default: -1, the last)")
+    parser.add_argument("--max-map-drop", type=float, default=None,
+                        help="exit 1 when our best mAP is more than this below the published "
+                             "best (e.g. 0.01)")
+    parser.add_argument("--labels", nargs=2, default=("published", "ours"),
+                        metavar=("PUBLISHED", "OURS"), help="names of the two runs")
+    return parser.parse_args(argv)
+
+
+def main(args):
+    """Run the comparison and return the exit status."""
+    out = args.out or os.path.splitext(args.ours)[0] + "_compare"
+    result = compare_logs(args.published, args.ours, out, published_run=args.published_run,
+                          run=args.run, max_map_drop=args.max_map_drop,
+                          labels=tuple(args.labels))
+    for message in result.messages:
+        stream = sys.stdout if message.startswith(("wrote", "PASS")) else sys.stderr
+        print(message, file=stream)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
