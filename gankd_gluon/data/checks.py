@@ -77,7 +77,7 @@ class InputReport(object):
         self.counts[reason] += 1
         message = '%s: %s%s' % (path, _describe(reason), (' (%s)' % detail) if detail else '')
         if len(self.examples[reason]) < 3:
-            self.examples[reason].append(message)
+            self.examples[reason].append('%s (%s)' % (path, detail) if detail else path)
         level = logging.WARNING if self.counts[reason] <= _MAX_WARNINGS_PER_REASON \
             else logging.DEBUG
         if reason in NOTE_REASONS:
@@ -100,7 +100,10 @@ class InputReport(object):
         Returns
         -------
         str
-            ``'<name>: kept 298 images (1041 objects); skipped 2 images: 1 unreadable, ...'``
+            ``'<name>: kept 298 images (1041 objects); skipped or changed:'`` then one line per
+            reason, e.g. ``'  skipped 2 images: unreadable, truncated or empty image file; e.g.
+            <path> (zero-byte file) | <path> (truncated JPEG ...)'``, or ``'...; nothing
+            skipped'``.
         """
         head = '%s: kept %d images (%d objects)' % (self.name, self.kept_images,
                                                     self.kept_objects)
@@ -110,8 +113,10 @@ class InputReport(object):
                 n = self.counts[reason]
                 if not n:
                     continue
-                what = 'images' if table is IMAGE_REASONS else 'objects'
-                line = '  %d %s: %s' % (n, what, words)
+                what = 'image' if table is IMAGE_REASONS else 'object'
+                verb = {'substituted': 'replaced', 'difficult_defaulted': 'noted'}.get(
+                    reason, 'skipped' if table is IMAGE_REASONS else 'dropped')
+                line = '  %s %d %s%s: %s' % (verb, n, what, '' if n == 1 else 's', words)
                 if reason == 'unknown_class' and self.unknown_classes:
                     line += ' [%s]' % ', '.join('%r x%d' % kv for kv in
                                                 sorted(self.unknown_classes.items()))

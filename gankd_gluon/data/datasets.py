@@ -558,20 +558,25 @@ def default_root(name):
     return os.path.expanduser(DEFAULT_ROOTS[name])
 
 
-def _voc_root(root):
-    """Accept both GluonCV's layout (root/VOC2007) and the devkit tar's (root/VOCdevkit/VOC2007)."""
-    if not os.path.isdir(os.path.join(root, 'VOC2007')) \
-            and os.path.isdir(os.path.join(root, 'VOCdevkit', 'VOC2007')):
-        return os.path.join(root, 'VOCdevkit')
-    return root
+def _voc_root(root, devkit_first=False):
+    """Accept both GluonCV's layout (root/VOC2007) and the devkit tar's (root/VOCdevkit/VOC2007).
+
+    When neither exists, the generator's layout (``devkit_first``) or GluonCV's is returned, so
+    the error names the folder that the preparation step would create.
+    """
+    plain, devkit = root, os.path.join(root, 'VOCdevkit')
+    if os.path.isdir(os.path.join(plain, 'VOC2007')):
+        return plain
+    if os.path.isdir(os.path.join(devkit, 'VOC2007')):
+        return devkit
+    return devkit if devkit_first else plain
 
 
 def _coco_root(root):
     """Accept the generator's root (root/coco/annotations) as well as a COCO root itself."""
-    if not os.path.isdir(os.path.join(root, 'annotations')) \
-            and os.path.isdir(os.path.join(root, 'coco', 'annotations')):
-        return os.path.join(root, 'coco')
-    return root
+    if os.path.isdir(os.path.join(root, 'annotations')):
+        return root
+    return os.path.join(root, 'coco')
 
 
 def get_dataset(name, root=None, split='train', skip_empty=None):
@@ -617,7 +622,7 @@ def get_dataset(name, root=None, split='train', skip_empty=None):
         return CheckedVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty)
     if name == 'synthetic':
         splits = ((2007, 'trainval'),) if train else ((2007, 'test'),)
-        return SyntheticVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty)
+        return SyntheticVOCDetection(root=_voc_root(root, devkit_first=True), splits=splits, skip_empty=skip_empty)
     if name == 'coco':
         splits = 'instances_train2017' if train else 'instances_val2017'
         return CheckedCOCODetection(root=root, splits=splits, skip_empty=skip_empty)

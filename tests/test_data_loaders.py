@@ -1,0 +1,141 @@
+"""SSD loaders: documented shapes with 0 and 2 workers, shards, and no worker crash on bad images."""
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+from gluoncv.model_zoo.ssd.ssd import get_ssd
+
+from gankd_gluon.data.datasets import get_dataset
+from gankd_gluon.data.loaders import (SSDFlipTrainTransform, get_ssd_train_loader,
+                                      get_ssd_val_loader)
+from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+
+SIZE = 128
+NUM_TRAIN, NUM_TEST = 10, 5
+
+
+@pytest.fixture(scope='module')
+def anchors():
+    """Anchors of a small from-scratch SSD at 128 px (GLUONCV_FACTS.md section 10 recipe)."""
+    net = get_ssd('mobilenet0.25', SIZE, features=['relu22_fwd', 'relu26_fwd'],
+                  filters=[64, 64, 32, 32],
+                  sizes=[f * SIZE for f in (.1, .2, .37, .54, .71, .88, .96)],
+                  ratios=[[1, 2, .5]] + [[1, 2, .5, 3, 1. / 3]] * 3 + [[1, 2, .5]] * 2,
+                  steps=[min(16 * 2 ** i, SIZE) for i in range(6)], classes=SYNTHETIC_CLASSES,
+                  dataset='voc', pretrained=False, pretrained_base=False)
+    net.initialize()
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, SIZE, SIZE)))
+    return anchors
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('loaders'))
+    make_synthetic_voc(root, seed=0, num_train=NUM_TRAIN, num_test=NUM_TEST, image_size=(96, 96),
+                       image_size_max=(160, 128))
+    return root
+
+
+@pytest.mark.parametrize('augment', ['default', 'flip'])
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_train_loader_shapes(root, anchors, augment, num_workers):
+    ds = get_dataset('synthetic', root, 'train')
+    loader = get_ssd_train_loader(ds, anchors, SIZE, 4, num_workers=num_workers, augment=augment)
+    n_anchor = anchors.shape[1]
+    batches = list(loader)
+    assert len(batches) == NUM_TRAIN // 4  # rollover: only full batches
+    for img, cls_t, box_t in batches:
+        assert img.shape == (4, 3, SIZE, SIZE) and img.dtype == np.float32
+        assert cls_t.shape == (4, n_anchor) and cls_t.dtype == np.float32
+        assert box_t.shape == (4, n_anchor, 4) and box_t.dtype == np.float32
+        cls = cls_t.asnumpy()
+        assert cls.min() >= 0 and cls.max() <= len(SYNTHETIC_CLASSES)
+        assert (cls > 0).sum(axis=1).min() >= 1  # every image has a matched anchor
+
+
+def test_train_loader_rectangular_shape(root, anchors):
+    ds = get_dataset('synthetic', root, 'train')
+    loader = get_ssd_train_loader(ds, anchors, (SIZE, SIZE), 2, augment='flip')
+    img, _, _ = next(iter(loader))
+    assert img.shape == (2, 3, SIZE, SIZE)
+    with pytest.raises(ValueError, match='augment'):
+        get_ssd_train_loader(ds, anchors, SIZE, 2, augment='mixup')
+
+
+def test_flip_transform_boxes():
+    """Resize + horizontal flip move the box as the image moves (checked by hand)."""
+    img = mx.nd.zeros((50, 100, 3), dtype='uint8')
+    label = np.array([[10., 5., 29., 24., 1., 0.]])
+    transform = SSDFlipTrainTransform(200, 100)  # no anchors: returns (img, bbox)
+    seen = set()
+    for seed in range(20):
+        np.random.seed(seed)
+        out, bbox = transform(img, label)
+        assert out.shape == (3, 100, 200)
+        seen.add(tuple(np.round(bbox[0, :4], 3)))
+    # x scaled by 2, y by 2; flipped: x' = 200 - x
+    assert seen == {(20., 10., 58., 48.), (142., 10., 180., 48.)}
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_val_loader_shapes(root, num_workers):
+    ds = get_dataset('synthetic', root, 'test')
+    loader = get_ssd_val_loader(ds, SIZE, 2, num_workers=num_workers)
+    seen = 0
+    for img, label in loader:
+        assert img.shape[1:] == (3, SIZE, SIZE) and img.dtype == np.float32
+        assert label.ndim == 3 and label.shape[0] == img.shape[0] and label.shape[2] == 6
+        lab = label.asnumpy()
+        real = lab[..., 4] >= 0
+        assert real.any(axis=1).all()
+        assert np.all(lab[~real] == -1)  # padding rows
+        assert lab[real][:, :4].max() <= SIZE
+        seen += img.shape[0]
+    assert seen == NUM_TEST  # last_batch='keep': every image once, in order
+
+
+def test_val_loader_coco_labels(root):
+    ds = get_dataset('synthetic_coco', root, 'test')
+    img, label = next(iter(get_ssd_val_loader(ds, SIZE, 5)))
+    assert img.shape == (5, 3, SIZE, SIZE) and label.shape[2] == 5
+
+
+def test_shards_are_disjoint(anchors):
+    """shard=(2, k): each part reads its own half (image values encode the item index)."""
+    n = 8
+    imgs = [mx.nd.full((64, 64, 3), 10 * i, dtype='uint8') for i in range(n)]
+    labels = [np.array([[4., 4., 40., 40., 0., 0.]]) for _ in range(n)]
+    ds = gluon.data.ArrayDataset(imgs, labels)
+    mean, std = 0.485, 0.229  # red channel normalisation of the SSD transforms
+    parts = []
+    for k in range(2):
+        loader = get_ssd_train_loader(ds, anchors, SIZE, 2, augment='flip', shard=(2, k))
+        idx = []
+        for img, _, _ in loader:
+            red = img[:, 0, 0, 0].asnumpy() * std + mean
+            idx += list(np.round(red * 255 / 10).astype(int))
+        parts.append(sorted(idx))
+    assert parts == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(ValueError):
+        get_ssd_train_loader(ds, anchors, SIZE, 2, shard=(2, 2))
+
+
+@pytest.mark.parametrize('num_workers', [0, 2])
+def test_bad_image_never_crashes_a_worker(tmp_path, anchors, num_workers):
+    make_synthetic_voc(str(tmp_path), seed=1, num_train=8, num_test=0, image_size=(96, 96))
+    jpeg_dir = os.path.join(str(tmp_path), 'VOCdevkit', 'VOC2007', 'JPEGImages')
+    with open(os.path.join(jpeg_dir, '000001.jpg'), 'wb'):
+        pass  # zero bytes: skipped when the dataset is built
+    ds = get_dataset('synthetic', str(tmp_path), 'train')
+    assert len(ds) == 7
+    # corrupt inside after building (complete at both ends): replaced at load time
+    with open(os.path.join(jpeg_dir, '000002.jpg'), 'wb') as f:
+        f.write(b'\xff\xd8\xff' + b'\x00' * 300 + b'\xff\xd9')
+    loader = get_ssd_train_loader(ds, anchors, SIZE, 2, num_workers=num_workers, augment='flip')
+    batches = list(loader)
+    assert len(batches) == 3 and all(b[0].shape[0] == 2 for b in batches)
+    if num_workers == 0:  # counts made in worker processes stay there
+        assert ds.report.counts['substituted'] == 1
