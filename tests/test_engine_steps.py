@@ -1,0 +1,173 @@
+"""The GAN-KD step (paper Eq. 1) on a tiny teacher/student pair."""
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.loss import SSDMultiBoxLoss
+from mxnet import autograd, gluon
+
+from gankd_gluon.engine.guards import RunningMean, check_finite
+from gankd_gluon.engine.steps import GANStep, split_batch
+from gankd_gluon.models.critics import DNet, clip_weights, num_downsamplings
+from gankd_gluon.models.ssd import (build_ssd, build_student, build_teacher, feature_channels,
+                                    initialize_new_params, split_ssd, teacher_layout)
+
+CLASSES = ("a", "b")
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    lay = teacher_layout("mobilenet0.5", SIZE)
+    t = build_ssd("mobilenet0.5", lay, CLASSES)
+    initialize_new_params(t, mx.cpu())
+    with autograd.train_mode():
+        t(mx.nd.zeros((1, 3, SIZE, SIZE)))
+    path = str(tmp_path_factory.mktemp("t") / "teacher.params")
+    t.save_parameters(path)
+    return path
+
+
+def _setup(teacher_file, ctx, d_steps=1):
+    mx.random.seed(0)
+    lay = teacher_layout("mobilenet0.5", SIZE)
+    teacher = build_teacher("mobilenet0.5", CLASSES, lay, params=teacher_file)
+    t_ch = feature_channels(teacher.features, SIZE, 6)
+    student = build_student("mobilenet0.25", teacher, t_ch, lay, CLASSES, pretrained_base=False)
+    with autograd.predict_mode():
+        maps = teacher.features(mx.nd.zeros((1, 3, SIZE, SIZE)))
+    dnet = DNet([m.shape[2] for m in maps], base_channels=8)
+    dnet.initialize()
+    dnet(*maps)
+    for b in (teacher, student, dnet):
+        b.collect_params().reset_ctx(ctx)
+    s_feat, s_head = split_ssd(student)
+    tg = gluon.Trainer(student.collect_params(), "adam", {"learning_rate": 5e-4, "beta1": 0.5},
+                       update_on_kvstore=False)
+    td = gluon.Trainer(dnet.collect_params(), "adam", {"learning_rate": 5e-4, "beta1": 0.5},
+                       update_on_kvstore=False)
+    step = GANStep(teacher.features, s_feat, s_head, dnet, tg, td, SSDMultiBoxLoss(),
+                   d_steps=d_steps)
+    with autograd.train_mode():
+        _, _, anchors = student(mx.nd.zeros((1, 3, SIZE, SIZE), ctx=ctx[0]))
+    return teacher, student, dnet, step, anchors
+
+
+def _batch(anchors, n=4, seed=0):
+    from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
+    rng = np.random.RandomState(seed)
+    x = mx.nd.array(rng.uniform(-1, 1, size=(n, 3, SIZE, SIZE)))
+    gt = mx.nd.array([[[10, 10, 60, 70], [50, 40, 120, 110]]] * n)
+    gt_ids = mx.nd.array([[[0], [1]]] * n)
+    # as SSDDefaultTrainTransform: no mining in the target generator (the loss mines)
+    gen = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2), negative_mining_ratio=-1)
+    cls_t, box_t, _ = gen(anchors.as_in_context(mx.cpu()), None, gt, gt_ids)
+    return x, cls_t, box_t
+
+
+def _values(block, trainable_only=False):
+    """Parameter values; ``trainable_only`` leaves out BatchNorm moving statistics, which any
+    training-mode forward updates."""
+    return {k: v.data().asnumpy().copy() for k, v in block.collect_params().items()
+            if not (trainable_only and v.grad_req == "null")}
+
+
+def test_num_downsamplings_reach_one_by_one():
+    assert [num_downsamplings(s) for s in (32, 16, 8, 4, 2, 1, 5, 3)] == [5, 4, 3, 2, 1, 0, 2, 1]  # 5->2->1, 3->1
+
+
+def test_clip_weights_clamps_every_value():
+    d = DNet([4, 1])
+    d.initialize(mx.init.Uniform(1.0))
+    d(mx.nd.ones((1, 3, 4, 4)), mx.nd.ones((1, 3, 1, 1)))
+    clip_weights(d.collect_params(), -0.03, 0.03)
+    for v in _values(d).values():
+        assert v.min() >= -0.03 and v.max() <= 0.03
+
+
+def test_gan_step_updates_student_and_critics_never_teacher(teacher_file):
+    teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()])
+    x, cls_t, box_t = _batch(anchors)
+    t0, s0, d0 = _values(teacher), _values(student), _values(dnet)
+    out = step([x], [cls_t], [box_t])
+    t1, s1, d1 = _values(teacher), _values(student), _values(dnet)
+    assert all(np.array_equal(t0[k], t1[k]) for k in t0)                 # frozen teacher
+    assert any(not np.array_equal(s0[k], s1[k]) for k in s0)
+    assert any(not np.array_equal(d0[k], d1[k]) for k in d0)
+    assert all(v.min() >= -0.03 and v.max() <= 0.03 for v in d1.values())   # clipped
+    # Loss_D = Loss_D_real - Loss_D_fake, as in the published log
+    real, fake, ld = (out[k][0].asscalar() for k in ("Loss_D_real", "Loss_D_fake", "Loss_D"))
+    assert ld == pytest.approx(real - fake, rel=1e-5, abs=1e-6)
+    # Loss_D_real is the D-Net's batch mean on the teacher's maps with the critics as they
+    # were before the update: recompute it by hand from the saved weights
+    for k, p in dnet.collect_params().items():
+        p.set_data(mx.nd.array(d0[k]))
+    maps = teacher.features(x)
+    assert dnet(*maps).sum(axis=1).mean().asscalar() == pytest.approx(real, rel=1e-4, abs=1e-6)
+
+
+def test_critic_step_gives_the_student_no_gradient(teacher_file):
+    """The critic step detaches the student's maps: with zero student lr only the critics move
+    in the critic step, and the student step is the only one that updates the student."""
+    teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], d_steps=3)
+    x, cls_t, box_t = _batch(anchors)
+    step([x], [cls_t], [box_t])
+    assert step.trainer_d.optimizer.num_update == 3      # --d-steps 3: three critic updates
+    assert step.trainer_g.optimizer.num_update == 1
+    for p in teacher.collect_params().values():
+        assert p.grad_req == "null"
+
+
+def test_nan_in_critic_loss_stops_before_any_update(teacher_file):
+    teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()])
+    x, cls_t, box_t = _batch(anchors)
+    w = dnet.critics[0].out.weight
+    w.set_data(w.data() * float("nan"))
+    s0, d0 = _values(student), _values(dnet)
+    with pytest.raises(FloatingPointError, match=r"epoch 7, batch 3.*Loss_D=nan"):
+        step([x], [cls_t], [box_t], epoch=7, batch=3)
+    assert step.trainer_d.optimizer.num_update == 0
+    assert all(np.array_equal(s0[k], v) for k, v in _values(student).items())
+    assert all(np.array_equal(d0[k], v, equal_nan=True) for k, v in _values(dnet).items())
+
+
+def test_nan_in_detection_loss_stops_before_the_student_update(teacher_file):
+    teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()])
+    x, cls_t, box_t = _batch(anchors)
+    box_t[:] = float("nan")
+    s0 = _values(student, trainable_only=True)
+    with pytest.raises(FloatingPointError, match=r"epoch 2, batch 0.*SmoothL1=nan"):
+        step([x], [cls_t], [box_t], epoch=2, batch=0)
+    assert step.trainer_g.optimizer.num_update == 0
+    assert all(np.array_equal(s0[k], v) for k, v in _values(student, True).items())
+
+
+def test_two_devices_match_one_device(teacher_file):
+    """The batch split over [cpu(0), cpu(1)] gives the same D(teacher) term as one device: the
+    critics have no BatchNorm and the teacher uses moving statistics, and the 1/N of Eq. 1 uses
+    the global batch. (D(student) differs: the student's BatchNorm normalises per device, as in
+    GluonCV's data-parallel training without SyncBatchNorm.)"""
+    one = _setup(teacher_file, [mx.cpu(0)])
+    two = _setup(teacher_file, [mx.cpu(0), mx.cpu(1)])
+    x, cls_t, box_t = _batch(one[4])
+    out1 = one[3]([x], [cls_t], [box_t])
+    data, ct, bt = split_batch((x, cls_t, box_t), [mx.cpu(0), mx.cpu(1)])
+    out2 = two[3](data, ct, bt)
+    assert len(out2["Loss_D_real"]) == 2
+    total2 = sum(v.asscalar() for v in out2["Loss_D_real"])
+    assert total2 == pytest.approx(out1["Loss_D_real"][0].asscalar(), rel=1e-4, abs=0)
+    for key in ("Loss_D_fake", "CrossEntropy", "SmoothL1"):
+        assert all(np.isfinite(v.asnumpy()).all() for v in out2[key])
+
+
+def test_check_finite_names_the_loss():
+    check_finite({"a": [mx.nd.ones(3)]}, 1, 1)
+    with pytest.raises(FloatingPointError, match=r"epoch 2, batch 5.*SmoothL1=inf"):
+        check_finite({"CE": [mx.nd.ones(2)], "SmoothL1": [mx.nd.array([1, float("inf")])]}, 2, 5)
+
+
+def test_running_mean_is_nan_without_updates_like_mx_metric_loss():
+    m = RunningMean("Loss_D")
+    assert np.isnan(m.get()[1]) and np.isnan(mx.metric.Loss().get()[1])
+    m.update([mx.nd.array([1.0, 2.0])])          # one step, total 3
+    m.update([mx.nd.array([2.0]), mx.nd.array([3.0])])   # two devices, total 5
+    assert m.get() == ("Loss_D", 4.0)

@@ -1,0 +1,148 @@
+"""Teacher split, student mirroring, zoo checkpoint compatibility and export."""
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.data import VOCDetection
+from gluoncv.model_zoo import get_model
+from mxnet import autograd, gluon
+
+from gankd_gluon.models.critics import DNet
+from gankd_gluon.models.ssd import (build_ssd, build_student, build_teacher, export_detector,
+                                    feature_channels, initialize_new_params, split_ssd,
+                                    teacher_layout)
+
+VOC = VOCDetection.CLASSES
+
+
+def _materialise(net, size):
+    initialize_new_params(net, mx.cpu())
+    with autograd.train_mode():
+        net(mx.nd.zeros((1, 3, size, size)))
+    return net
+
+
+def test_layout_equals_gluoncv_presets_at_512():
+    lay = teacher_layout("resnet50_v1", 512, "voc")
+    assert lay.steps == [16, 32, 64, 128, 256, 512]
+    assert lay.sizes == [51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492]
+    coco = teacher_layout("resnet50_v1", 512, "coco")
+    assert coco.sizes[1] == 133.12          # ssd_512_resnet50_v1_coco differs from _voc
+    vgg = teacher_layout("vgg16_atrous", 512, "voc")
+    assert vgg.num_maps == 7 and vgg.steps == [8, 16, 32, 64, 128, 256, 512]
+    small = teacher_layout("mobilenet1.0", 128, "voc")
+    assert small.steps == [16, 32, 64, 128, 128, 128]      # no anchor centre outside the image
+    assert small.sizes[0] == pytest.approx(12.8)
+    with pytest.raises(ValueError, match="data-shape"):
+        teacher_layout("vgg16_atrous", 256)
+
+
+def test_zoo_params_load_into_teacher_unchanged(tmp_path):
+    """A GluonCV ssd_512_resnet50_v1_voc .params file loads as the teacher, and the split
+    (features, head) reproduces the whole net's training outputs bit for bit."""
+    zoo = _materialise(get_model("ssd_512_resnet50_v1_voc", pretrained=False,
+                                 pretrained_base=False), 512)
+    path = str(tmp_path / "ssd_512_resnet50_v1_voc.params")
+    zoo.save_parameters(path)
+    teacher = build_teacher("resnet50_v1", VOC, teacher_layout("resnet50_v1", 512), params=path)
+    assert all(p.grad_req == "null" for p in teacher.collect_params().values())
+    x = mx.nd.random.uniform(shape=(1, 3, 512, 512))
+    features, head = split_ssd(teacher)
+    with autograd.train_mode():
+        ref = zoo(x)
+        out = head(*features(x))
+    for a, b in zip(ref, out):
+        assert np.array_equal(a.asnumpy(), b.asnumpy())
+    assert feature_channels(features, 512, 6) == [1024, 2048, 512, 512, 256, 256]
+
+
+def test_teacher_params_errors_name_the_file(tmp_path):
+    lay = teacher_layout("mobilenet1.0", 128)
+    with pytest.raises(FileNotFoundError, match="nope.params"):
+        build_teacher("mobilenet1.0", VOC, lay, params=str(tmp_path / "nope.params"))
+    other = _materialise(build_ssd("mobilenet1.0", lay, ("a", "b")), 128)
+    path = str(tmp_path / "two_classes.params")
+    other.save_parameters(path)
+    with pytest.raises(ValueError, match="two_classes.params"):
+        build_teacher("mobilenet1.0", VOC, lay, params=path)
+
+
+def test_no_internet_teacher_error_names_flags(monkeypatch):
+    import gluoncv.model_zoo.model_store as store
+
+    def offline(*a, **k):
+        raise OSError("no network")
+    monkeypatch.setattr(store, "get_model_file", offline)
+    with pytest.raises(FileNotFoundError) as err:
+        build_teacher("resnet50_v1", VOC, teacher_layout("resnet50_v1", 512))
+    assert "ssd_512_resnet50_v1_voc" in str(err.value) and "--teacher-params" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory):
+    lay = teacher_layout("mobilenet1.0", 128)
+    t = _materialise(build_ssd("mobilenet1.0", lay, ("a", "b", "c")), 128)
+    path = str(tmp_path_factory.mktemp("teacher") / "t.params")
+    t.save_parameters(path)
+    teacher = build_teacher("mobilenet1.0", ("a", "b", "c"), lay, params=path)
+    return teacher, lay
+
+
+@pytest.mark.parametrize("student,channels", [
+    ("mobilenet0.25", [128, 256, 512, 512, 256, 256]),
+    ("resnet18_v1", [256, 512, 512, 512, 256, 256]),
+])
+def test_student_mirrors_teacher_layout_with_adapters(tiny_pair, student, channels):
+    teacher, lay = tiny_pair
+    t_ch = feature_channels(teacher.features, 128, 6)
+    assert t_ch == [512, 1024, 512, 512, 256, 256]
+    net = build_student(student, teacher, t_ch, lay, ("a", "b", "c"), head="teacher",
+                        pretrained_base=False)
+    assert net.features.student_channels == channels
+    # adapters only where channels differ (maps 0 and 1 here)
+    assert len(net.features.adapters) == sum(a != b for a, b in zip(channels, t_ch))
+    x = mx.nd.random.uniform(shape=(2, 3, 128, 128))
+    with autograd.train_mode():
+        s_maps = net.features(x)
+        t_maps = teacher.features(x)
+        s_out, t_out = net(x), teacher(x)
+    assert [m.shape for m in s_maps] == [m.shape for m in t_maps]
+    assert np.array_equal(s_out[2].asnumpy(), t_out[2].asnumpy())       # same anchors
+    # head='teacher': the student's head starts as a copy of the teacher's trained head
+    for name in ("class_predictors", "box_predictors"):
+        sp = sorted(getattr(net, name).collect_params().items())
+        tp = sorted(getattr(teacher, name).collect_params().items())
+        for (_, a), (_, b) in zip(sp, tp):
+            assert np.array_equal(a.data().asnumpy(), b.data().asnumpy())
+
+
+def test_vgg_teacher_gives_seven_maps_and_seven_critics():
+    lay = teacher_layout("vgg16_atrous", 320)
+    vgg = _materialise(build_ssd("vgg16_atrous", lay, ("a",)), 320)
+    t_ch = feature_channels(vgg.features, 320, 7)
+    student = build_student("mobilenet0.25", vgg, t_ch, lay, ("a",), pretrained_base=False)
+    x = mx.nd.zeros((1, 3, 320, 320))
+    with autograd.predict_mode():
+        maps = student.features(x)
+    assert len(maps) == 7 and maps[0].shape[2] == 40          # stride 8
+    dnet = DNet([m.shape[2] for m in maps])
+    dnet.initialize()
+    assert dnet(*maps).shape == (1, 7)
+
+
+def test_exported_student_runs_without_project_code(tiny_pair, tmp_path):
+    teacher, lay = tiny_pair
+    t_ch = feature_channels(teacher.features, 128, 6)
+    net = build_student("mobilenet0.25", teacher, t_ch, lay, ("a", "b", "c"),
+                        pretrained_base=False)
+    sym, params = export_detector(net, str(tmp_path / "student"), 128)
+    imported = gluon.SymbolBlock.imports(sym, ["data"], params)
+    x = mx.nd.random.uniform(shape=(2, 3, 128, 128))
+    # export re-arms the trace: training outputs (3 classes + background) come back at once
+    with autograd.train_mode():
+        assert net(x)[0].shape[-1] == 4
+    net.hybridize()
+    ref = net(x)
+    out = imported(x)
+    assert len(out) == 3 and out[2].shape == (2, 100, 4)
+    for a, b in zip(ref, out):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-5)
