@@ -11,7 +11,7 @@ epochs to 95% of the best mAP, losses at matching epochs, the stages of each run
 
 Exit status: 0, also with unreadable lines (they are counted and reported) and for logs of
 different detector kinds (reported as not comparable); 2 when a file cannot be read, holds no
-log lines, or the requested run does not exist; 1 when ``--max-map-drop X`` is given and ours'
+log lines, the requested run does not exist, or ``--out`` cannot be written; 1 when ``--max-map-drop X`` is given and ours'
 best mAP is more than X below the published run's best (or cannot be checked).
 """
 import argparse
@@ -37,6 +37,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-map-drop", type=float, default=None,
                         help="exit 1 when our best mAP is more than this below the published "
                              "best (e.g. 0.01)")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="write report.md only (faster, e.g. for a --max-map-drop gate)")
     parser.add_argument("--labels", nargs=2, default=("published", "ours"),
                         metavar=("PUBLISHED", "OURS"), help="names of the two runs")
     return parser.parse_args(argv)
@@ -47,7 +49,7 @@ def main(args):
     out = args.out or os.path.splitext(args.ours)[0] + "_compare"
     result = compare_logs(args.published, args.ours, out, published_run=args.published_run,
                           run=args.run, max_map_drop=args.max_map_drop,
-                          labels=tuple(args.labels))
+                          labels=tuple(args.labels), plots=not args.no_plots)
     for message in result.messages:
         stream = sys.stdout if message.startswith(("wrote", "PASS")) else sys.stderr
         print(message, file=stream)
