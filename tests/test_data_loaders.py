@@ -135,7 +135,24 @@ def test_bad_image_never_crashes_a_worker(tmp_path, anchors, num_workers):
     with open(os.path.join(jpeg_dir, '000002.jpg'), 'wb') as f:
         f.write(b'\xff\xd8\xff' + b'\x00' * 300 + b'\xff\xd9')
     loader = get_ssd_train_loader(ds, anchors, SIZE, 2, num_workers=num_workers, augment='flip')
-    batches = list(loader)
-    assert len(batches) == 3 and all(b[0].shape[0] == 2 for b in batches)
+    for _ in range(2):  # two epochs: rollover reads every item at least once
+        batches = list(loader)
+        assert len(batches) >= 3 and all(b[0].shape[0] == 2 for b in batches)
     if num_workers == 0:  # counts made in worker processes stay there
-        assert ds.report.counts['substituted'] == 1
+        assert ds.report.counts['substituted'] >= 1
+
+
+def test_workers_draw_different_augmentations(anchors):
+    """Forked workers start from the parent's numpy state; the loader reseeds each one."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :32] = 255  # bright left half: a flip shows as a dark top-left pixel
+    ds = gluon.data.ArrayDataset([mx.nd.array(img, dtype='uint8')] * 8,
+                                 [np.array([[4., 4., 40., 40., 0., 0.]])] * 8)
+    loader = get_ssd_train_loader(ds, anchors, SIZE, 4, num_workers=2, augment='flip')
+    same = []
+    for _ in range(4):
+        (a, _, _), (b, _, _) = list(loader)
+        flips_a = a[:, 0, 0, 0].asnumpy() < 0
+        flips_b = b[:, 0, 0, 0].asnumpy() < 0
+        same.append(bool(np.all(flips_a == flips_b)))
+    assert not all(same)  # without reseeding the two workers flip in lockstep every epoch

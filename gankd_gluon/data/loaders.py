@@ -12,7 +12,11 @@ the work, batches are ``Tuple(Stack(), Stack(), Stack())`` for training and
 Bad images never raise inside a worker: the datasets of :mod:`gankd_gluon.data.datasets` check
 every file when they are built and substitute any image that still fails to decode.
 """
+import os
+import random
+
 import mxnet as mx
+import numpy as np
 from gluoncv.data.batchify import Pad, Stack, Tuple
 from gluoncv.data.sampler import SplitSampler
 from gluoncv.data.transforms import bbox as tbbox
@@ -39,16 +43,17 @@ class SSDFlipTrainTransform(SSDDefaultTrainTransform):
     width, height : int
         Network input size.
     anchors : NDArray (1, N, 4) or None
-        Centre-format anchors on the CPU; None -> return ``(img, bbox)`` without targets.
+        Centre-format anchors on the CPU; None -> ``__call__`` returns ``(img, bbox)`` without
+        targets.
     mean, std : sequence of 3 float
     iou_thresh : float
     box_norm : sequence of 4 float
 
-    Returns (from ``__call__(src, label)``)
-    -----------------------------------------
-    img : NDArray (3, height, width) float32
-    cls_targets : NDArray (N,) float32, 0 = background, k+1 = class k
-    box_targets : NDArray (N, 4) float32
+    Notes
+    -----
+    ``__call__(src, label)`` takes ``src`` NDArray (H, W, 3) uint8 and ``label`` np.ndarray
+    (M, >=5) and returns ``img`` NDArray (3, height, width) float32, ``cls_targets`` (N,)
+    float32 (0 = background, k + 1 = class k) and ``box_targets`` (N, 4) float32.
     """
 
     def __call__(self, src, label):
@@ -65,6 +70,31 @@ class SSDFlipTrainTransform(SSDDefaultTrainTransform):
         gt_ids = mx.nd.array(bbox[None, :, 4:5])
         cls_targets, box_targets, _ = self._target_generator(self._anchors, None, gt_bboxes, gt_ids)
         return img, cls_targets[0], box_targets[0]
+
+
+class _WorkerSeededTransform(object):
+    """Calls ``fn`` after reseeding numpy's and Python's RNG once in each worker process.
+
+    MXNet's DataLoader forks its workers and does not reseed them
+    (mxnet/gluon/data/dataloader.py ``_worker_initializer``), so every worker starts from the
+    parent's numpy state and, batch for batch, draws the same augmentation decisions as the
+    other workers (GluonCV's transforms use ``np.random``). The base seed is drawn in the parent,
+    so seeding the parent still changes every worker's stream.
+    """
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._pid = os.getpid()
+        self._base = int(np.random.randint(2 ** 31))
+
+    def __call__(self, *args):
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid = pid
+            seed = (self._base + pid) % (2 ** 32)
+            np.random.seed(seed)
+            random.seed(seed)
+        return self._fn(*args)
 
 
 def _width_height(data_shape):
@@ -127,8 +157,8 @@ def get_ssd_train_loader(dataset, anchors, data_shape, batch_size, num_workers=0
             raise ValueError('dataset of %d images is too small for %d shards of batch %d'
                              % (len(dataset), num_parts, batch_size))
         kwargs['sampler'] = SplitSampler(len(dataset), num_parts, part_index)
-    return gluon.data.DataLoader(dataset.transform(transform), batch_size,
-                                 last_batch='rollover', batchify_fn=batchify_fn,
+    return gluon.data.DataLoader(dataset.transform(_WorkerSeededTransform(transform)),
+                                 batch_size, last_batch='rollover', batchify_fn=batchify_fn,
                                  num_workers=num_workers, thread_pool=False, **kwargs)
 
 
