@@ -116,3 +116,109 @@ def write_result_files(det_dir, dets, prefix="comp4_det_test_", score_format="%r
         with open(os.path.join(det_dir, "%s%s.txt" % (prefix, name)), "w") as f:
             for image_id, score, box in rows:
                 f.write(("%s " + score_format + " %r %r %r %r\n") % ((image_id, score) + tuple(box)))
+
+
+# ------------------------------------------------------------------------------------------------
+# detectors for the "with a network" tests
+# ------------------------------------------------------------------------------------------------
+def noisy_oracle_plan(rng, ground_truth, num_classes, max_extra=3):
+    """Detections derived from the ground truth with noise, per image, in original pixels.
+
+    Per object: usually one jittered box (sometimes two: a duplicate), mostly with the right
+    class (else a random one, with a lower score); a few random background boxes per image. Scores
+    are continuous, so no two tie, and boxes stay inside the image.
+
+    Parameters
+    ----------
+    ground_truth : gankd_gluon.eval.GroundTruth with ``sizes`` [(W, H)] (original frame)
+
+    Returns
+    -------
+    list of (labels (K,), scores (K,) float32-exact, boxes (K, 4) float64, 0-based)
+    """
+    plan = []
+    for i in range(len(ground_truth)):
+        width, height = ground_truth.sizes[i]
+        labels, scores, boxes = [], [], []
+        for box, label in zip(ground_truth.boxes[i], ground_truth.labels[i]):
+            for _ in range(rng.choice([0, 1, 1, 1, 2])):
+                w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
+                b = box + rng.normal(0, 0.12, size=4) * np.array([w, h, w, h])
+                right = rng.rand() < 0.85
+                labels.append(int(label) if right else int(rng.randint(num_classes)))
+                scores.append(rng.uniform(0.3, 1.0) if right else rng.uniform(0.01, 0.7))
+                boxes.append(b)
+        for _ in range(rng.randint(0, max_extra + 1)):
+            x1, y1 = rng.uniform(0, width * 0.7), rng.uniform(0, height * 0.7)
+            boxes.append([x1, y1, x1 + rng.uniform(4, width * 0.3), y1 + rng.uniform(4, height * 0.3)])
+            labels.append(int(rng.randint(num_classes)))
+            scores.append(rng.uniform(0.01, 0.6))
+        boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width - 1)
+        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height - 1)
+        boxes[:, 2] = np.maximum(boxes[:, 2], boxes[:, 0])
+        boxes[:, 3] = np.maximum(boxes[:, 3], boxes[:, 1])
+        scores = np.array(scores, dtype=np.float32).astype(np.float64)  # what a net can output
+        plan.append((np.array(labels, dtype=np.int64), scores, boxes))
+    return plan
+
+
+def make_oracle(plan, sizes, data_shape):
+    """An :class:`OracleDetector` replaying ``plan`` scaled to a ``data_shape`` input."""
+    from mxnet import gluon, nd
+
+    class OracleDetector(gluon.Block):
+        """Returns the planned detections of the next images, in input pixels, as an SSD does:
+        ``ids (B, K, 1), scores (B, K, 1), boxes (B, K, 4)``, -1 padded. Stateful: images must
+        come in order, once (a sequential evaluation loader)."""
+
+        def __init__(self):
+            super(OracleDetector, self).__init__()
+            self.position = 0
+            self.max_k = max(1, max(p[0].shape[0] for p in plan))
+
+        def forward(self, x):
+            batch = x.shape[0]
+            ids = np.full((batch, self.max_k, 1), -1.0, np.float32)
+            scores = np.full((batch, self.max_k, 1), -1.0, np.float32)
+            boxes = np.full((batch, self.max_k, 4), -1.0, np.float32)
+            for j in range(batch):
+                labels, s, b = plan[self.position]
+                width, height = sizes[self.position]
+                k = labels.shape[0]
+                ids[j, :k, 0] = labels
+                scores[j, :k, 0] = s
+                boxes[j, :k] = b * np.array([data_shape / width, data_shape / height] * 2)
+                self.position += 1
+            return (nd.array(ids, ctx=x.context), nd.array(scores, ctx=x.context),
+                    nd.array(boxes, ctx=x.context))
+
+    return OracleDetector()
+
+
+def random_ssd(classes, seed=0):
+    """A freshly initialised GluonCV SSD (mobilenet1.0 SSD512 preset, custom classes).
+
+    Xavier with ``factor_type='in'``: the ``'out'`` variant shrinks MobileNet's depthwise
+    activations to ~1e-15 in inference mode, every score becomes 1/(C+1) and all tie. Class
+    predictors get small weights so scores spread instead of saturating near 1 (no float32 ties).
+    BN gamma/var One, beta/mean/bias Zero (Xavier cannot initialise vectors).
+    """
+    import mxnet as mx
+    from gluoncv import model_zoo
+    mx.random.seed(seed)
+    net = model_zoo.get_model("ssd_512_mobilenet1.0_custom", classes=list(classes),
+                              pretrained_base=False)
+    xavier = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+    for name, p in net.collect_params().items():
+        if name.endswith(("gamma", "running_var", "moving_var")):
+            p.initialize(mx.init.One())
+        elif name.endswith(("beta", "bias", "running_mean", "moving_mean")):
+            p.initialize(mx.init.Zero())
+        elif "anchor" in name:
+            p.initialize()
+        elif "class_predictor" in name:
+            p.initialize(mx.init.Normal(0.001))
+        else:
+            p.initialize(xavier)
+    return net

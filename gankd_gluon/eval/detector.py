@@ -98,7 +98,8 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
         try:
             net = model_zoo.get_model(name, pretrained=True, ctx=ctx[0] if ctx else mx.cpu())
         except Exception as err:  # network errors come as requests/urllib/OSError types
-            raise RuntimeError(
+            from ..models.ssd import WeightsNotFoundError
+            raise WeightsNotFoundError(
                 "could not get the pretrained weights of %s: GluonCV looked for %s and its "
                 "download failed (%s: %s). Put that file there, or pass local weights with "
                 "--params FILE" % (name, wanted, type(err).__name__, err)) from err
@@ -110,9 +111,13 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
         net.collect_params().reset_ctx(ctx)
         return net
     if not os.path.isfile(params):
-        raise FileNotFoundError("--params %s: no such file" % params)
+        from ..models.ssd import WeightsNotFoundError
+        raise WeightsNotFoundError("--params %s: no such file" % params)
     net = model_zoo.get_model(name, pretrained=False, **kwargs)
     if classes is not None and hasattr(net, "reset_class") and list(net.classes) != list(classes):
+        # reset_class reads the old predictors' context: give them (placeholder) values first;
+        # load_parameters below overwrites every parameter
+        net.initialize(ctx=ctx)
         net.reset_class(list(classes))
     try:
         net.load_parameters(params, ctx=ctx)
@@ -141,7 +146,8 @@ def import_symbol_detector(prefix, ctx, epoch=0):
     params_file = "%s-%04d.params" % (prefix, epoch)
     for path in (symbol_file, params_file):
         if not os.path.isfile(path):
-            raise FileNotFoundError("--symbol %s: %s not found (HybridBlock.export(prefix) "
+            from ..models.ssd import WeightsNotFoundError
+            raise WeightsNotFoundError("--symbol %s: %s not found (HybridBlock.export(prefix) "
                                     "writes PREFIX-symbol.json and PREFIX-0000.params)"
                                     % (prefix, path))
     import warnings

@@ -26,6 +26,8 @@ __all__ = ["DEFAULT_PREFIX", "devkit_filename", "write_devkit_detections",
 #: ``comp4``: the devkit's detection competition with outside training data; ``test`` set
 DEFAULT_PREFIX = "comp4_det_test_"
 
+_LOG = logging.getLogger(__name__)
+
 
 def devkit_filename(class_name, prefix=DEFAULT_PREFIX):
     """``comp4_det_test_<class>.txt``"""
@@ -127,13 +129,13 @@ def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFI
             "xmin ymin xmax ymax')" % (det_dir, ", ".join(devkit_filename(n, prefix)
                                                           for n in class_names)))
     if missing:
-        logging.warning("%s: no result file for %d classes (scored as no detections): %s",
+        _LOG.warning("%s: no result file for %d classes (scored as no detections): %s",
                         det_dir, len(missing), ", ".join(missing))
     known = {devkit_filename(n, prefix) for n in class_names}
     extra = sorted(f for f in os.listdir(det_dir) if f.startswith(prefix) and f.endswith(".txt")
                    and f not in known)
     if extra:
-        logging.warning("%s: ignoring result files of unknown classes: %s", det_dir,
+        _LOG.warning("%s: ignoring result files of unknown classes: %s", det_dir,
                         ", ".join(extra))
     return DetectionSet.concatenate(image_ids, parts)
 

@@ -184,7 +184,7 @@ def get_eval_loader(dataset, data_shape, batch_size, num_workers=0):
     ----------
     dataset : GluonCV detection dataset (untransformed)
     data_shape : int or (int, int)
-        Network input size, square or ``(height, width)``.
+        Network input size, ``S`` or ``(W, H)`` (as ``gankd_gluon.data.loaders``).
     batch_size, num_workers : int
 
     Returns
@@ -194,11 +194,12 @@ def get_eval_loader(dataset, data_shape, batch_size, num_workers=0):
         orig_label (B, M', 6), orig_size (B, 2))``, labels padded with -1.
     """
     from gluoncv.data.batchify import Pad, Stack, Tuple
-    height, width = (data_shape, data_shape) if np.isscalar(data_shape) else data_shape
+    width, height = (data_shape, data_shape) if np.isscalar(data_shape) else data_shape
     batchify = Tuple(Stack(), Pad(pad_val=-1), Pad(pad_val=-1), Stack())
-    return gluon.data.DataLoader(dataset.transform(EvalTransform(width, height)), batch_size,
-                                 shuffle=False, last_batch="keep", batchify_fn=batchify,
-                                 num_workers=num_workers)
+    return gluon.data.DataLoader(dataset.transform(EvalTransform(int(width), int(height))),
+                                 batch_size, shuffle=False, last_batch="keep",
+                                 batchify_fn=batchify, num_workers=num_workers,
+                                 thread_pool=False)
 
 
 def _prepare_for_inference(net, nms_thresh, nms_topk, post_nms):

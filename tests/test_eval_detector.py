@@ -1,0 +1,78 @@
+"""gankd_gluon.eval.detector: where the evaluated network comes from."""
+import argparse
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gankd_gluon.eval.detector import add_detector_args, load_detector, zoo_params_path
+from gankd_gluon.models.ssd import WeightsNotFoundError
+
+import eval_fixtures as fx
+
+CLASSES = ("circle", "square", "triangle", "star", "cross")
+
+
+def _args(argv):
+    parser = argparse.ArgumentParser()
+    add_detector_args(parser)
+    return parser.parse_args(argv)
+
+
+def test_sources_are_exclusive_and_required():
+    with pytest.raises(SystemExit):
+        _args([])
+    with pytest.raises(SystemExit):
+        _args(["--network", "a", "--symbol", "b"])
+    assert load_detector(_args(["--detections", "d"]), [mx.cpu()]) is None
+
+
+def test_unknown_network_name():
+    with pytest.raises(ValueError, match="not a GluonCV model-zoo name"):
+        load_detector(_args(["--network", "ssd_512_mobilenet0.75_voc", "--params", "x"]),
+                      [mx.cpu()], CLASSES)
+
+
+def test_failed_download_names_the_file_and_the_flag(tmp_path, monkeypatch):
+    monkeypatch.setenv("MXNET_HOME", str(tmp_path))
+    import gluoncv.model_zoo.model_store as store
+
+    def offline(*args, **kwargs):
+        raise OSError("Name or service not known")
+    monkeypatch.setattr(store, "download", offline)  # as here: no internet
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_detector(_args(["--network", "ssd_512_mobilenet1.0_voc"]), [mx.cpu()])
+    message = str(err.value)
+    wanted = zoo_params_path("ssd_512_mobilenet1.0_voc")
+    assert wanted.startswith(str(tmp_path)) and wanted.endswith(".params")
+    assert wanted in message and "--params FILE" in message
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="--params .*nope.params: no such file"):
+        load_detector(_args(["--network", "ssd_512_mobilenet1.0_voc", "--params",
+                             str(tmp_path / "nope.params")]), [mx.cpu()], CLASSES)
+    with pytest.raises(WeightsNotFoundError, match="net-symbol.json not found"):
+        load_detector(_args(["--symbol", str(tmp_path / "net")]), [mx.cpu()])
+    with pytest.raises(ValueError, match="--params goes with --network"):
+        load_detector(_args(["--symbol", "x", "--params", "y"]), [mx.cpu()])
+
+
+@pytest.mark.slow
+def test_zoo_voc_name_with_local_weights_for_other_classes(tmp_path):
+    # a zoo architecture trained on the generated set: the _voc name, reset to its 5 classes
+    net = fx.random_ssd(CLASSES)
+    x = mx.nd.random.uniform(shape=(1, 3, 128, 128))
+    expected = [o.asnumpy() for o in net(x)]
+    path = str(tmp_path / "w.params")
+    net.save_parameters(path)
+    for name in ("ssd_512_mobilenet1.0_custom", "ssd_512_mobilenet1.0_voc"):
+        loaded = load_detector(_args(["--network", name, "--params", path]), [mx.cpu()], CLASSES)
+        assert list(loaded.classes) == list(CLASSES)
+        for a, b in zip(expected, loaded(x)):
+            np.testing.assert_allclose(a, b.asnumpy(), rtol=1e-5, atol=1e-5)
+    # the same weights do not fit 20 VOC classes: the message names file and network
+    with pytest.raises(RuntimeError, match="could not load .*w.params into ssd_512_mobilenet1.0"):
+        load_detector(_args(["--network", "ssd_512_mobilenet1.0_voc", "--params", path]),
+                      [mx.cpu()])
