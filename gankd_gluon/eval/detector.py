@@ -13,6 +13,7 @@ A new source (e.g. a project checkpoint) is one more flag in :func:`add_detector
 more branch in :func:`load_detector`.
 """
 import os
+import warnings
 
 import mxnet as mx
 from mxnet import gluon
@@ -109,11 +110,15 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
                              % (name, len(net.classes), list(net.classes), len(classes),
                                 list(classes)))
         net.collect_params().reset_ctx(ctx)
+        net.hybridize()
         return net
     if not os.path.isfile(params):
         from ..models.ssd import WeightsNotFoundError
         raise WeightsNotFoundError("--params %s: no such file" % params)
-    net = model_zoo.get_model(name, pretrained=False, **kwargs)
+    with warnings.catch_warnings():
+        # FeatureExpander's "Cannot decide type ... data": harmless, the input is float32
+        warnings.simplefilter("ignore", UserWarning)
+        net = model_zoo.get_model(name, pretrained=False, **kwargs)
     if classes is not None and hasattr(net, "reset_class") and list(net.classes) != list(classes):
         # reset_class reads the old predictors' context: give them (placeholder) values first;
         # load_parameters below overwrites every parameter
@@ -124,6 +129,7 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
     except (AssertionError, ValueError, mx.base.MXNetError) as err:
         raise RuntimeError("could not load %s into %s (%d classes): %s"
                            % (params, name, len(getattr(net, "classes", [])), err)) from err
+    net.hybridize()  # as GluonCV's eval scripts: one cached graph instead of op-by-op calls
     return net
 
 
@@ -150,7 +156,6 @@ def import_symbol_detector(prefix, ctx, epoch=0):
             raise WeightsNotFoundError("--symbol %s: %s not found (HybridBlock.export(prefix) "
                                     "writes PREFIX-symbol.json and PREFIX-0000.params)"
                                     % (prefix, path))
-    import warnings
     with warnings.catch_warnings():
         # "Cannot decide type for the following arguments ... data": harmless, float32 input
         warnings.simplefilter("ignore", UserWarning)

@@ -1,0 +1,118 @@
+"""Evaluate a detector on COCO val2017 (or the generated set read as COCO) with pycocotools.
+
+Reports what the paper's Table 2 uses, AP@[.5:.95] (``mAP``), plus AP@.5, AP@.75 and AP for
+small / medium / large objects, from pycocotools' ``COCOeval`` (bbox), and per-class
+AP@[.5:.95] as GluonCV's ``COCODetectionMetric`` prints it. Boxes are rescaled to the original
+images and written as GluonCV does (``gankd_gluon/eval/coco.py`` says why GluonCV's metric class
+itself is not used).
+
+Examples::
+
+    python scripts/eval_coco.py --network ssd_512_mobilenet1.0_coco --params ssd.params --gpus 0
+    python scripts/eval_coco.py --dataset synthetic_coco --dataset-root DIR --symbol out/student \\
+        --data-shape 256 --save-detections dets.json --out ap.json
+    python scripts/eval_coco.py --dataset synthetic_coco --dataset-root DIR --detections dets.json
+
+Output: one ``classname=AP`` line per class, then ``mAP=``, ``AP50=``, ``AP75=``, ``APs=``,
+``APm=``, ``APl=``; ``--out`` writes the same numbers as JSON.
+"""
+import argparse
+import contextlib
+import sys
+import time
+
+import mxnet as mx
+
+from gankd_gluon.data.datasets import (add_dataset_args, dataset_classes, dataset_metric_kind,
+                                       get_dataset)
+from gankd_gluon.eval import (add_detector_args, format_ap_lines, get_eval_loader, load_detector,
+                              predict_detections, write_metric_json)
+from gankd_gluon.eval.coco import (coco_evaluate, coco_image_ids, detections_to_coco,
+                                   read_coco_results, write_coco_results)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="COCO evaluation (pycocotools COCOeval, bbox) of a detector or of a COCO "
+                    "results json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_dataset_args(parser, default="coco")
+    add_detector_args(parser, detections_help="COCO results json ([{image_id, category_id, "
+                                              "bbox: [x, y, w, h], score}, ...]) to score "
+                                              "instead of running a network")
+    parser.add_argument("--data-shape", type=int, default=512,
+                        help="network input size (SSD512 as in the paper)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    parser.add_argument("--num-workers", type=int, default=0, help="data loader processes")
+    parser.add_argument("--gpus", type=str, default="",
+                        help="comma-separated GPU ids, e.g. 0,1; empty: CPU")
+    parser.add_argument("--score-thresh", type=float, default=0.05,
+                        help="drop network detections below this score (GluonCV "
+                             "COCODetectionMetric); a --detections file is scored as it is")
+    parser.add_argument("--nms-thresh", type=float, default=0.45,
+                        help="NMS IoU threshold set on GluonCV SSDs (set_nms), as train_ssd.py")
+    parser.add_argument("--nms-topk", type=int, default=400, help="boxes entering NMS")
+    parser.add_argument("--post-nms", type=int, default=100, help="detections kept per image")
+    parser.add_argument("--save-detections", type=str, default=None, metavar="JSON",
+                        help="write the detections as a COCO results json")
+    parser.add_argument("--out", type=str, default=None, metavar="JSON",
+                        help="also write the APs to this JSON file")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show pycocotools' progress and summary table (on stderr)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def get_context(gpus):
+    """``'0,1'`` -> [gpu(0), gpu(1)]; ``''`` -> [cpu()]."""
+    ids = [int(i) for i in gpus.split(",") if i.strip()]
+    return [mx.gpu(i) for i in ids] if ids else [mx.cpu()]
+
+
+def main(args):
+    if dataset_metric_kind(args.dataset) != "coco":
+        raise SystemExit("error: --dataset %s is scored with the VOC metric: use "
+                         "scripts/eval_voc.py" % args.dataset)
+    if args.detections and args.save_detections:
+        raise SystemExit("error: --save-detections needs a network (--network or --symbol)")
+    start = time.time()
+    ctx = get_context(args.gpus)
+    classes = dataset_classes(args.dataset)
+    with contextlib.redirect_stdout(sys.stderr):  # pycocotools' "loading annotations..."
+        dataset = get_dataset(args.dataset, args.dataset_root, "test")
+    coco_gt = dataset.coco
+    if len(dataset) < len(coco_gt.getImgIds()):
+        print("warning: the dataset kept %d of the %d images of its json; detections on the "
+              "others are not counted" % (len(dataset), len(coco_gt.getImgIds())),
+              file=sys.stderr)
+    net = load_detector(args, ctx, classes)
+    if net is None:
+        results = read_coco_results(args.detections, coco_gt)
+    else:
+        loader = get_eval_loader(dataset, args.data_shape, args.batch_size, args.num_workers)
+        detections, _ = predict_detections(
+            net, loader, ctx, num_images=len(dataset), progress=not args.no_progress,
+            nms_thresh=args.nms_thresh, nms_topk=args.nms_topk, post_nms=args.post_nms)
+        results = detections_to_coco(detections, coco_image_ids(dataset),
+                                     dataset.contiguous_id_to_json, args.score_thresh)
+        if args.save_detections:
+            write_coco_results(args.save_detections, results)
+            print("COCO results written to %s" % args.save_detections, file=sys.stderr)
+    cat_ids = [dataset.contiguous_id_to_json[c] for c in range(len(classes))]
+    names, values = coco_evaluate(coco_gt, results, classes, cat_ids=cat_ids,
+                                  verbose=args.verbose)
+    print(format_ap_lines(names, values))
+    sys.stdout.flush()
+    if args.out:
+        source = {k: getattr(args, k) for k in ("network", "params", "symbol", "detections")
+                  if getattr(args, k)}
+        write_metric_json(args.out, names, values, metric="coco", dataset=args.dataset,
+                          dataset_root=args.dataset_root, split="test", num_images=len(dataset),
+                          data_shape=None if net is None else args.data_shape,
+                          score_thresh=args.score_thresh, source=source)
+    print("evaluated %d images in %.1f s" % (len(dataset), time.time() - start), file=sys.stderr)
+    return names, values
+
+
+if __name__ == "__main__":
+    from gankd_gluon.engine.cli import run_main
+    sys.exit(run_main(main, parse_args()))
