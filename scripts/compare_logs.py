@@ -2,7 +2,8 @@
 
 Usage::
 
-    python scripts/compare_logs.py ../shared/published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log \
+    P=../shared/published_logs
+    python scripts/compare_logs.py $P/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log \
         logs/ssd_512_mobilenet1.0_resnet50_v1_voc_gankd_train.log --out logs/compare/ssd
 
 writes ``report.md`` (settings diff, final and best mAP with deltas, per-class AP side by side,
@@ -11,8 +12,9 @@ epochs to 95% of the best mAP, losses at matching epochs, the stages of each run
 
 Exit status: 0, also with unreadable lines (they are counted and reported) and for logs of
 different detector kinds (reported as not comparable); 2 when a file cannot be read, holds no
-log lines, the requested run does not exist, or ``--out`` cannot be written; 1 when ``--max-map-drop X`` is given and ours'
-best mAP is more than X below the published run's best (or cannot be checked).
+log lines, the requested run does not exist, or ``--out`` cannot be written; 1 when
+``--max-map-drop X`` is given and ours' best mAP is more than X below the published run's
+best (or cannot be checked).
 """
 import argparse
 import os

@@ -211,17 +211,33 @@ def summarize_log(parsed, title=None):
                         for r in parsed.runs if r.validations) or "none")]
     for ex in parsed.unreadable_examples:
         out.append("- unreadable line %d (%s): `%s`" % (ex.line_no, ex.reason, ex.text[:100]))
-    out += ["", "| run | line | epochs | batch lines | validations | final mAP | best mAP "
-            "(max) | best stated by log |", "|---|---|---|---|---|---|---|---|"]
+    out += ["", "| run | line | epochs (per segment) | batch lines | validations | final mAP "
+            "| best mAP (max) | best stated by log |", "|---|---|---|---|---|---|---|---|"]
+    idle = []  # consecutive runs that logged nothing but their header: one row for all
+
+    def flush_idle():
+        if idle:
+            out.append("| %s | %s | header only (restarted before the first batch line) "
+                       "| 0 | 0 | - | - | - |" % (
+                           "%d-%d" % (idle[0].index, idle[-1].index) if len(idle) > 1
+                           else idle[0].index,
+                           "%d-%d" % (idle[0].line_no, idle[-1].line_no) if len(idle) > 1
+                           else idle[0].line_no))
+            del idle[:]
+
     for run in parsed.runs:
+        if not run.segments:
+            idle.append(run)
+            continue
+        flush_idle()
         rows = _map_rows(run)
-        epochs = ("%d-%d" % (run.segments[0].first_epoch, run.segments[-1].last_epoch)
-                  if run.segments else "-")
+        epochs = ", ".join("%d-%d" % (s.first_epoch, s.last_epoch) for s in run.segments)
         out.append("| %d | %d | %s | %d | %d | %s | %s | %s |" % (
             run.index, run.line_no, epochs, len(run.batches), len(run.validations),
             _fmt(rows["final"][0], "%.5f"),
             "%s at %s" % (_fmt(rows["best"][0], "%.5f"), rows["best"][1]) if rows["best"][1]
             else "-", _fmt(rows["logged"][0], "%.5f")))
+    flush_idle()
     for run in parsed.runs:
         if run.validations or run is parsed.runs[-1]:
             out += ["", "### Stages of run %d" % run.index, ""]
@@ -583,9 +599,9 @@ def _compare(result, published, ours, out_dir, published_run, run, max_map_drop,
             out.append("  - %s unreadable line %d (%s): `%s`"
                        % (label, ex.line_no, ex.reason, ex.text[:100]))
     if not result.comparable:
-        msg = ("NOT COMPARABLE: %s is a log of %s and %s a log of %s; no side-by-side "
-               "tables or plots are made." % (labels[0], KIND_NAMES[kind_a], labels[1],
-                                              KIND_NAMES[kind_b]))
+        msg = ("NOT COMPARABLE: %s (%s) and %s (%s) are logs of different detectors; no "
+               "side-by-side tables or plots are made." % (labels[0], KIND_NAMES[kind_a],
+                                                           labels[1], KIND_NAMES[kind_b]))
         result.messages.append(msg)
         out += ["", "**%s**" % msg]
     else:
