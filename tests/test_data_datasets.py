@@ -165,6 +165,10 @@ def test_missing_split_file_and_json(tmp_path, root):
     os.remove(os.path.join(voc_dir(root), 'ImageSets', 'Main', 'test.txt'))
     with pytest.raises(D.DatasetNotFoundError, match='test.txt'):
         D.get_dataset('synthetic', root, 'test')
+    os.rename(os.path.join(voc_dir(root), 'Annotations'), os.path.join(root, 'elsewhere'))
+    with pytest.raises(D.DatasetNotFoundError) as err:
+        D.get_dataset('synthetic', root, 'train')
+    assert os.path.join(voc_dir(root), 'Annotations') in str(err.value)
 
 
 # ------------------------------------------------------------------------------------------------

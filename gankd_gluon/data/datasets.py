@@ -193,6 +193,9 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
             split_file = os.path.join(root, 'ImageSets', 'Main', name + '.txt')
             if not os.path.isfile(split_file):
                 raise _not_found('split file', split_file, self.PREPARE_HINT)
+            for folder in ('JPEGImages', 'Annotations'):
+                if not os.path.isdir(os.path.join(root, folder)):
+                    raise _not_found('folder', os.path.join(root, folder), self.PREPARE_HINT)
             with open(split_file, 'r') as f:
                 for lineno, line in enumerate(f, start=1):
                     image_id = line.strip()
