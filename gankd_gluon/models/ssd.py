@@ -183,18 +183,44 @@ def build_ssd(base, layout, classes, features=None, filters=None, pretrained_bas
         if layout.num_maps != 7:
             raise ValueError("vgg16_atrous SSD has 7 maps")
         from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_512
+        if pretrained_base is True:
+            _backbone("vgg16_atrous", True)     # download check with a clear error
         # get_ssd's VGG path: `features` is a block factory, filters unused.
-        return SSD(None, layout.data_shape, vgg16_atrous_512, None, layout.sizes, layout.ratios,
-                   layout.steps, classes=classes, pretrained=pretrained_base, **kwargs)
+        net = SSD(None, layout.data_shape, vgg16_atrous_512, None, layout.sizes, layout.ratios,
+                  layout.steps, classes=classes, pretrained=pretrained_base is True, **kwargs)
+        if isinstance(pretrained_base, str):
+            if not os.path.isfile(pretrained_base):
+                raise WeightsNotFoundError("--pretrained-base %s: no such file" % pretrained_base)
+            net.features.load_parameters(pretrained_base, allow_missing=True, ignore_extra=True)
+        return net
     if base not in _TAPS:
         raise ValueError("unknown backbone %r; choose one of %s" % (base, sorted(_TAPS)))
     if features is None:
         features = list(_TAPS[base][1:] if layout.num_maps == 6 else _TAPS[base])
     if filters is None:
         filters = list(_FILTERS_6 if layout.num_maps == 6 else _FILTERS_7)
-    network = _backbone(base, pretrained_base) if pretrained_base else base
-    return SSD(network, layout.data_shape, features, filters, layout.sizes, layout.ratios,
-               layout.steps, classes=classes, pretrained=False, **kwargs)
+    return SSD(None, layout.data_shape, _expander_factory(base, features, filters, pretrained_base),
+               None, layout.sizes, layout.ratios, layout.steps, classes=classes, pretrained=False,
+               **kwargs)
+
+
+def _expander_factory(base, features, filters, pretrained_base, wrap=None):
+    """A factory for SSD's ``network=None`` path that builds the backbone and GluonCV's
+    ``FeatureExpander`` (with the arguments ``SSD`` itself uses for a named backbone).
+
+    SSD calls it inside its name scope, so parameter names do not depend on how many networks
+    the process built before (``features.mobilenet0_conv0_weight`` as in GluonCV's presets),
+    and a checkpoint saved by one process loads in another, or twice in one.
+    """
+    from gluoncv.nn.feature import FeatureExpander
+
+    def make(**_):
+        network = _backbone(base, pretrained_base) if pretrained_base else base
+        expander = FeatureExpander(network=network, outputs=features, num_filters=filters,
+                                   use_1x1_transition=True, use_bn=True, reduce_ratio=1.0,
+                                   min_depth=128, global_pool=False, pretrained=False)
+        return expander if wrap is None else wrap(expander)
+    return make
 
 
 def initialize_new_params(net, ctx):
@@ -316,16 +342,25 @@ class StudentFeatures(HybridBlock):
     ----------
     expander : HybridBlock
         GluonCV ``FeatureExpander`` of the student backbone; returns a list of maps.
-    student_channels, teacher_channels : list of int
-        Channels of each map; a 1x1 conv (no activation: Chen et al. 3.4's linear adaptation)
-        is inserted where they differ, identity where they match.
+    teacher_channels : list of int
+        Channels of the teacher's maps. The student's are read off the expander's symbol; a 1x1
+        conv (no activation: Chen et al. 3.4's linear adaptation) is inserted where they
+        differ, identity where they match.
+    data_shape : int
+        Input size used to infer the student's channels.
 
     Inputs: x (B, 3, H, W). Outputs: list of maps, map i (B, teacher_channels[i], H_i, W_i).
     """
 
-    def __init__(self, expander, student_channels, teacher_channels, **kwargs):
+    def __init__(self, expander, teacher_channels, data_shape, **kwargs):
         super(StudentFeatures, self).__init__(**kwargs)
         self.expander = expander
+        outs = expander(mx.sym.var("data"))
+        _, shapes, _ = mx.sym.Group(list(outs)).infer_shape(data=(1, 3, data_shape, data_shape))
+        student_channels = [s[1] for s in shapes]
+        if len(student_channels) != len(teacher_channels):
+            raise ValueError("student has %d maps, teacher %d" % (len(student_channels),
+                                                                  len(teacher_channels)))
         self._adapt = [cs != ct for cs, ct in zip(student_channels, teacher_channels)]
         self.student_channels = list(student_channels)
         self.teacher_channels = list(teacher_channels)
@@ -397,24 +432,14 @@ def build_student(student, teacher_net, teacher_channels, layout, classes, head=
     if head not in ("teacher", "student"):
         raise ValueError("--head must be 'teacher' or 'student', got %r" % head)
     from gluoncv.model_zoo.ssd.ssd import SSD
-    from gluoncv.nn.feature import FeatureExpander
     if student not in _TAPS:
         raise ValueError("unknown student backbone %r; choose one of %s" % (student, STUDENTS))
     taps = list(_TAPS[student][1:] if layout.num_maps == 6 else _TAPS[student])
     filters = list(_FILTERS_6 if layout.num_maps == 6 else _FILTERS_7)
-    network = _backbone(student, pretrained_base) if pretrained_base else student
-    # the same expander SSD() builds for a named backbone (ssd.py), built here so that its
-    # channels are known before the adapters are
-    expander = FeatureExpander(network=network, outputs=taps, num_filters=filters,
-                               use_1x1_transition=True, use_bn=True, reduce_ratio=1.0,
-                               min_depth=128, global_pool=False, pretrained=False)
-    initialize_new_params(expander, ctx)
-    expander.collect_params().reset_ctx(ctx)
-    s_channels = feature_channels(expander, layout.data_shape, layout.num_maps)
-    # SSD's `network=None` path takes a block factory for `features` (as for VGG16)
-    net = SSD(None, layout.data_shape,
-              lambda **kw: StudentFeatures(expander, s_channels, teacher_channels),
-              None, layout.sizes, layout.ratios, layout.steps, classes=classes)
+    make = _expander_factory(student, taps, filters, pretrained_base,
+                             wrap=lambda e: StudentFeatures(e, teacher_channels, layout.data_shape))
+    net = SSD(None, layout.data_shape, make, None, layout.sizes, layout.ratios, layout.steps,
+              classes=classes)
     initialize_new_params(net, ctx)
     # materialise deferred shapes (head in_channels) before copying the teacher's head
     with autograd.train_mode():

@@ -1,0 +1,138 @@
+"""End-to-end: train_ssd.py (teacher) then train_ssd_gan_kd.py on the generated dataset.
+
+Checks what a user relies on for a week-long run: both stages log in the published format
+(read back by the log parser), checkpoints and the exported student, exact resume, a refused
+incomplete checkpoint, and a NaN that stops the run with exit status 1.
+"""
+import glob
+import os
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import train_ssd  # noqa: E402
+import train_ssd_gan_kd  # noqa: E402
+from gankd_gluon.data.synthetic import make_synthetic_voc  # noqa: E402
+from gankd_gluon.engine.cli import run_main  # noqa: E402
+from gankd_gluon.logs.parse import parse_log  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+COMMON = ["--dataset", "synthetic", "--gpus", "", "--data-shape", "128", "--batch-size", "8",
+          "--num-workers", "0", "--augment", "flip", "--pretrained-base", "none",
+          "--log-interval", "2", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    make_synthetic_voc(str(root / "data"), seed=0, num_train=16, num_test=8)
+    args = train_ssd.parse_args(COMMON + [
+        "--dataset-root", str(root / "data"), "--network", "mobilenet0.5", "--epochs", "1",
+        "--optimizer", "adam", "--save-dir", str(root / "ck"), "--log-dir", str(root / "logs"),
+        "--save-prefix", "teacher"])
+    assert run_main(train_ssd.main, args) == 0
+    return root
+
+
+def _gankd_args(root, *extra):
+    return train_ssd_gan_kd.parse_args(COMMON + [
+        "--dataset-root", str(root / "data"), "--student", "mobilenet0.25",
+        "--teacher", "mobilenet0.5",
+        "--teacher-params", str(root / "ck" / "teacher" / "teacher-final.net.params"),
+        "--gan-epochs", "2", "--epochs", "1", "--save-interval", "1", "--keep-last", "10",
+        "--critic-channels", "16"] + list(extra))
+
+
+def _params(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
+
+
+@pytest.fixture(scope="module")
+def full_run(workdir):
+    args = _gankd_args(workdir, "--save-dir", str(workdir / "ckA"), "--log-dir",
+                       str(workdir / "logsA"), "--save-prefix", "run")
+    assert run_main(train_ssd_gan_kd.main, args) == 0
+    return workdir
+
+
+def test_teacher_log_and_checkpoint(workdir):
+    log = parse_log(str(workdir / "logs" / "teacher_train.log"))
+    assert log.run().validations and log.unreadable_count == 0, log.describe_unreadable()
+    assert os.path.isfile(workdir / "ck" / "teacher" / "teacher-final.net.params")
+
+
+def test_both_stages_log_in_the_published_format(full_run):
+    log = parse_log(str(full_run / "logsA" / "run_train.log"))
+    assert log.unreadable_count == 0, log.describe_unreadable()
+    run = log.run()
+    assert run.settings["lrD"] == 0.0005 and run.settings["clamp_upper"] == 0.03
+    stages = [s.stage for s in run.segments]
+    assert stages == [1, 2]                       # epochs 1-2 adversarial, then 1 plain
+    assert not run.divergences                    # stage-2 nan columns are "not computed"
+    first, last = run.epochs[0].metrics, run.epochs[-1].metrics
+    assert np.isfinite(first["Loss_D"]) and np.isnan(last["Loss_D"])
+    assert first["Loss_D"] == pytest.approx(first["Loss_D_real"] - first["Loss_D_fake"], abs=2e-3)
+    assert np.isfinite(last["train_student_ori_net_CrossEntropy"])
+    assert len(run.validations) == 3 and len(run.validations[0].aps) == 5
+
+
+def test_checkpoints_and_exported_student(full_run):
+    ck = full_run / "ckA" / "run"
+    for tag in ("best", "final", "epoch-s1-e0001", "epoch-s1-e0002", "epoch-s2-e0001"):
+        assert os.path.isfile(ck / ("run-%s.json" % tag)), tag
+    assert not glob.glob(str(ck / "*.tmp-*"))     # atomic writes leave no temporaries
+    from mxnet import gluon
+    net = gluon.SymbolBlock.imports(str(ck / "run-final-student-symbol.json"), ["data"],
+                                    str(ck / "run-final-student-0000.params"))
+    ids, scores, boxes = net(mx.nd.zeros((1, 3, 128, 128)))
+    assert boxes.shape == (1, 100, 4)
+
+
+def test_resume_is_exact(full_run):
+    """Resuming after stage-1 epoch 1 ends with bit-identical weights (num_workers=0)."""
+    src = full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"
+    args = _gankd_args(full_run, "--save-dir", str(full_run / "ckB"), "--log-dir",
+                       str(full_run / "logsB"), "--save-prefix", "run", "--resume", str(src))
+    assert run_main(train_ssd_gan_kd.main, args) == 0
+    a = _params(str(full_run / "ckA" / "run" / "run-final.student.params"))
+    b = _params(str(full_run / "ckB" / "run" / "run-final.student.params"))
+    assert a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    log = parse_log(str(full_run / "logsB" / "run_train.log"))
+    assert [e.epoch for e in log.run().epochs] == [2, 1]
+
+
+def test_refuses_an_incomplete_checkpoint(full_run, tmp_path, capsys):
+    import shutil
+    src = full_run / "ckA" / "run"
+    for f in glob.glob(str(src / "run-epoch-s1-e0001*")):
+        shutil.copy(f, tmp_path)
+    os.remove(tmp_path / "run-epoch-s1-e0001.dnet.params")
+    args = _gankd_args(full_run, "--save-dir", str(tmp_path / "ck"), "--log-dir",
+                       str(tmp_path), "--resume", str(tmp_path / "run-epoch-s1-e0001.json"))
+    assert run_main(train_ssd_gan_kd.main, args) == 2
+    assert "missing dnet" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
+    from gankd_gluon.engine import steps
+    original = steps.GANStep.__call__
+
+    def poisoned(self, data, cls_t, box_t, epoch=0, batch=0):
+        if batch == 1:
+            box_t = [b * float("nan") for b in box_t]
+        return original(self, data, cls_t, box_t, epoch, batch)
+    monkeypatch.setattr(steps.GANStep, "__call__", poisoned)
+    args = _gankd_args(workdir, "--save-dir", str(workdir / "ckN"), "--log-dir",
+                       str(workdir / "logsN"), "--save-prefix", "nan")
+    assert run_main(train_ssd_gan_kd.main, args) == 1
+    err = capsys.readouterr().err
+    assert "epoch 1, batch 1" in err and "SmoothL1=nan" in err
+    text = open(workdir / "logsN" / "nan_train.log").read()
+    assert "non-finite loss" in text
