@@ -6,3 +6,5 @@
 - :mod:`.gallery`: regenerates ``logs/README.md`` and ``logs/gallery/``.
 """
 from .parse import ParsedLog, parse_lines, parse_log  # noqa: F401
+
+__all__ = ["ParsedLog", "parse_lines", "parse_log"]
