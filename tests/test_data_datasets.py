@@ -254,6 +254,23 @@ def test_image_that_fails_at_load_time_is_substituted(root):
     np.testing.assert_array_equal(img.asnumpy(), img2.asnumpy())
     np.testing.assert_array_equal(label, label2)
     assert ds.report.counts['substituted'] == 1 and '000001.jpg' in ds.summary()
+    assert 'next image used' in ds.summary()
+
+
+def test_test_image_that_fails_at_load_time_becomes_grey(root):
+    """Evaluation keeps order and ground truth: a grey image of the annotated size."""
+    ds = D.get_dataset('synthetic', root, 'test')
+    first = '%06d' % (NUM_TRAIN + 1)
+    label = ds[0][1]
+    with open(jpeg(root, first), 'wb') as f:
+        f.write(b'\xff\xd8\xff' + b'\x00' * 200 + b'\xff\xd9')
+    img, label2 = ds[0]
+    assert img.shape == (96, 96, 3) and np.all(img.asnumpy() == 128)
+    np.testing.assert_array_equal(label, label2)
+    assert 'grey image used' in ds.summary()
+    coco = D.get_dataset('synthetic_coco', root, 'test', skip_empty=False)
+    img, _ = coco[0]
+    assert img.shape == (96, 96, 3) and np.all(img.asnumpy() == 128)
 
 
 def test_coco_bad_image_is_skipped(root):

@@ -35,7 +35,7 @@ IMAGE_REASONS = collections.OrderedDict([
     ('bad_annotation', 'annotation file unreadable or not well-formed XML/JSON entry'),
     ('missing_size', 'annotation without a valid <size>'),
     ('no_objects', 'no (valid) objects'),
-    ('substituted', 'image failed to decode at load time; another image was used'),
+    ('substituted', 'image failed to decode at load time and was replaced'),
 ])
 OBJECT_REASONS = collections.OrderedDict([
     ('bad_object', 'object without <name>, <bndbox> or numeric coordinates'),
@@ -125,6 +125,11 @@ class InputReport(object):
         if not lines:
             return head + '; nothing skipped'
         return '\n'.join([head + '; skipped or changed:'] + lines)
+
+    def log_summary(self):
+        """Log :meth:`summary` as a warning if anything was skipped or changed."""
+        if sum(self.counts.values()):
+            LOG.warning('%s', self.summary())
 
     def __str__(self):
         return self.summary()

@@ -22,8 +22,10 @@ XML declaring entities            stop: :class:`UnsafeInputError` naming the XML
                                   (parsed with defusedxml, so nothing is expanded)
 missing, empty, truncated or      skip the image (checked when the dataset is built, without
 non-JPEG/PNG image file           decoding: :func:`check_image_file`)
-image that still fails to decode  the next image is returned instead, with a warning; a
-in ``__getitem__``                DataLoader worker never raises on an image
+image that still fails to decode  replaced, with a warning (a DataLoader worker never
+in ``__getitem__``                raises on an image): train split by the next image, test
+                                  split by a grey image with the image's own label (order,
+                                  ids and ground truth stay right; its objects are missed)
 malformed XML / missing XML       skip the image
 missing or invalid ``<size>``     skip the image (boxes cannot be checked without it)
 object without ``<name>``,        drop the object
@@ -96,18 +98,32 @@ def _not_found(what, path, hint):
     return DatasetNotFoundError('%s not found: %s. %s' % (what, path, hint))
 
 
+def _fallback(decode_fallback, skip_empty):
+    if decode_fallback is None:
+        return 'next' if skip_empty else 'blank'
+    if decode_fallback not in ('next', 'blank'):
+        raise ValueError("decode_fallback must be 'next' or 'blank', got %r" % (decode_fallback,))
+    return decode_fallback
+
+
 def _first_line(err):
     text = str(err).strip().splitlines()
     return text[-1] if text else type(err).__name__
 
 
 class _SafeReadMixin(object):
-    """``__getitem__`` that never raises on an image: a file that fails to decode is replaced.
+    """``__getitem__`` that never raises on an image file.
 
-    The image files were checked when the dataset was built (:func:`check_image_file`), so this
-    only triggers for a file that changed since, or one corrupt inside while complete at both
-    ends. Returning another sample keeps every batch full and the DataLoader worker alive; the
-    warning names the file.
+    The image files were checked when the dataset was built (:func:`check_image_file`), so a
+    decode failure here means a file that changed since, or one corrupt inside while complete at
+    both ends. What replaces it depends on ``self._decode_fallback``:
+
+    - ``'next'`` (training): the next image that decodes, with its label; every batch stays
+      full of real samples and the DataLoader worker stays alive;
+    - ``'blank'`` (evaluation): a mid-grey image of the annotated size with the image's own
+      label, so image order, ids and ground truth stay right (its objects count as missed).
+
+    Either way a warning names the file.
     """
 
     def _image_path_of(self, idx):
@@ -116,22 +132,34 @@ class _SafeReadMixin(object):
     def _label_of(self, idx):
         raise NotImplementedError
 
+    def _size_of(self, idx):
+        raise NotImplementedError
+
     def __getitem__(self, idx):
         n = len(self)
-        for k in range(min(n, 10)):
+        tries = min(n, 10) if self._decode_fallback == 'next' else 1
+        for k in range(tries):
             j = (idx + k) % n
             path = self._image_path_of(j)
             try:
                 img = mx.image.imread(path, 1)
             except (mx.base.MXNetError, OSError, ValueError) as err:
-                self.report.add('substituted', path, 'decode failed: %s' % _first_line(err))
+                self.report.add('substituted', path, 'decode failed: %s; %s' % (
+                    _first_line(err), 'next image used' if self._decode_fallback == 'next'
+                    else 'grey image used'))
                 continue
-            label = self._label_of(j)
-            if self._transform is not None:
-                return self._transform(img, label)
-            return img, label.copy()
+            return self._output(img, self._label_of(j))
+        if self._decode_fallback == 'blank':
+            width, height = self._size_of(idx)
+            img = mx.nd.full((int(height), int(width), 3), 128, dtype='uint8')
+            return self._output(img, self._label_of(idx))
         raise RuntimeError('%s: %d consecutive images from index %d failed to decode; '
-                           'see the warnings above' % (self.report.name, min(n, 10), idx))
+                           'see the warnings above' % (self.report.name, tries, idx))
+
+    def _output(self, img, label):
+        if self._transform is not None:
+            return self._transform(img, label)
+        return img, label.copy()
 
     def summary(self):
         """What was skipped while loading: see :meth:`InputReport.summary`."""
@@ -160,6 +188,9 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
     skip_empty : bool
         Skip images with no valid object (training); if False they are kept with the label
         ``[[-1, -1, -1, -1, -1, -1]]`` (evaluation).
+    decode_fallback : {'next', 'blank'} or None
+        What ``__getitem__`` returns for an image that fails to decode (see
+        ``_SafeReadMixin``); default ``'next'`` if ``skip_empty`` (training) else ``'blank'``.
 
     Attributes
     ----------
@@ -173,10 +204,11 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
     PREPARE_HINT = _VOC_HINT
 
     def __init__(self, root=DEFAULT_ROOTS['voc'], splits=((2007, 'trainval'), (2012, 'trainval')),
-                 transform=None, index_map=None, skip_empty=True):
+                 transform=None, index_map=None, skip_empty=True, decode_fallback=None):
         name = '%s(%s)' % (type(self).__name__, ','.join(str(s[0]) + s[1] for s in splits))
         self.report = InputReport(name)
         self._skip_empty = skip_empty
+        self._decode_fallback = _fallback(decode_fallback, skip_empty)
         if not os.path.isdir(os.path.expanduser(root)):
             raise _not_found('dataset root', os.path.expanduser(root), self.PREPARE_HINT)
         # preload_label=False: GluonCV's loader would parse before the checks below can run
@@ -231,6 +263,7 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
             labels.append(label)
         self._items, self._label_cache, self._im_shapes = items, labels, shapes
         self.report.kept_images = len(items)
+        self.report.log_summary()
         if not items:
             raise ValueError('%s: no usable images.\n%s' % (self.report.name, self.summary()))
 
@@ -249,6 +282,9 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
 
     def _label_of(self, idx):
         return self._label_cache[idx]
+
+    def _size_of(self, idx):
+        return self._im_shapes[idx]
 
     def _parse_annotation(self, anno_path):
         """Parse one VOC XML file with defusedxml and check it.
@@ -405,6 +441,8 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
         Skip images without a valid object (training). If False they are kept with the label
         ``[[-1, -1, -1, -1, -1]]`` (GluonCV's behaviour with ``skip_empty=False``).
     use_crowd : bool
+    decode_fallback : {'next', 'blank'} or None
+        As in :class:`CheckedVOCDetection`.
 
     Items are ``(img, label)``: img NDArray (H, W, 3) uint8, label np.ndarray (N, 5) float64
     ``[xmin, ymin, xmax, ymax, class_id]`` (COCO has no ``difficult`` flag).
@@ -412,10 +450,12 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
     PREPARE_HINT = _COCO_HINT
 
     def __init__(self, root=DEFAULT_ROOTS['coco'], splits=('instances_val2017',), transform=None,
-                 min_object_area=0, skip_empty=True, use_crowd=True):
+                 min_object_area=0, skip_empty=True, use_crowd=True, decode_fallback=None):
         if isinstance(splits, str):
             splits = [splits]
         self.report = InputReport('%s(%s)' % (type(self).__name__, ','.join(splits)))
+        self._decode_fallback = _fallback(decode_fallback, skip_empty)
+        self._im_sizes = []
         expanded = os.path.expanduser(root)
         if not os.path.isdir(expanded):
             raise _not_found('dataset root', expanded, self.PREPARE_HINT)
@@ -428,6 +468,7 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
             skip_empty=skip_empty, use_crowd=use_crowd)
         self._labels = [np.array(lb, dtype=np.float64).reshape((-1, 5)) for lb in self._labels]
         self.report.kept_images = len(self._items)
+        self.report.log_summary()
         if not self._items:
             raise ValueError('%s: no usable images.\n%s' % (self.report.name, self.summary()))
 
@@ -436,6 +477,9 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
 
     def _label_of(self, idx):
         return self._labels[idx]
+
+    def _size_of(self, idx):
+        return self._im_sizes[idx]
 
     def _load_jsons(self):
         """GluonCV's loader with the checks above (the same steps; bad entries skipped, not raised)."""
@@ -477,6 +521,7 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
                 if label[0][4] >= 0:
                     self.report.kept_objects += len(label)
                 im_aspect_ratios.append(float(entry['width']) / entry['height'])
+                self._im_sizes.append((entry['width'], entry['height']))
                 items.append(abs_path)
                 labels.append(label)
         return items, labels, im_aspect_ratios
