@@ -1,6 +1,5 @@
 """gankd_gluon.eval.detector: where the evaluated network comes from."""
 import argparse
-import os
 
 import mxnet as mx
 import numpy as np

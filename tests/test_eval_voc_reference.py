@@ -1,7 +1,6 @@
 """gankd_gluon.eval (GluonCV's metric, fed in file order) against an independent port of the
 devkit's VOCevaldet.m (tests/voc_devkit_reference.py), on hand-worked and crafted cases."""
 import math
-import os
 
 import numpy as np
 import pytest

@@ -15,7 +15,6 @@ import os
 import mxnet as mx
 import numpy as np
 import pytest
-from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 
 from gankd_gluon.data.datasets import get_dataset

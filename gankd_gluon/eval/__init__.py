@@ -12,3 +12,8 @@ from .voc import (METRICS, evaluate_detector, format_ap_lines, get_eval_loader, 
                   predict_detections, score_detections, write_metric_json)
 from .devkit import read_devkit_detections, score_devkit_dir, write_devkit_detections
 from .detector import add_detector_args, load_detector
+
+__all__ = ["DetectionSet", "GroundTruth", "dataset_ground_truth", "dataset_image_ids", "METRICS",
+           "evaluate_detector", "format_ap_lines", "get_eval_loader", "make_voc_metric",
+           "predict_detections", "score_detections", "write_metric_json", "read_devkit_detections",
+           "score_devkit_dir", "write_devkit_detections", "add_detector_args", "load_detector"]

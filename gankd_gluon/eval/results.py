@@ -47,7 +47,8 @@ class DetectionSet(object):
         if k and (self.image_index.min() < 0 or self.image_index.max() >= len(self.image_ids)):
             raise ValueError("DetectionSet: image_index out of range [0, %d)" % len(self.image_ids))
         if not np.all(np.isfinite(self.scores)) or not np.all(np.isfinite(self.boxes)):
-            raise ValueError("DetectionSet: scores and boxes must be finite")
+            raise ValueError("DetectionSet: non-finite score or box (a diverged network, or a "
+                             "bad result file)")
 
     def __len__(self):
         return self.labels.shape[0]
