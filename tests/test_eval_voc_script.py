@@ -188,3 +188,26 @@ def test_coco_dataset_is_refused(generated):
     root = generated[0]
     with pytest.raises(SystemExit, match="eval_coco.py"):
         _run(["--dataset", "synthetic_coco", "--dataset-root", root, "--detections", "x"])
+
+
+def test_metric_area_is_gluoncv_voc_map_metric(generated, tmp_path):
+    from gluoncv.utils.metrics.voc_detection import VOCMApMetric
+    from gankd_gluon.eval.devkit import read_devkit_detections
+    root, _, gt = generated
+    dets = fx.crafted_detections(np.random.RandomState(4), _images_for_reference(gt),
+                                 SYNTHETIC_CLASSES, fractional=True)
+    det_dir = str(tmp_path / "dets")
+    fx.write_result_files(det_dir, dets)
+    got = _run(["--dataset", "synthetic", "--dataset-root", root, "--detections", det_dir,
+                "--metric", "area"])
+    det = read_devkit_detections(det_dir, SYNTHETIC_CLASSES, gt.image_ids)
+    assert len(np.unique(det.scores)) == len(det)  # no ties: plain GluonCV is the reference
+    metric = VOCMApMetric(class_names=list(SYNTHETIC_CLASSES))
+    for i in range(len(gt)):
+        boxes, labels, scores = det.for_image(i)
+        metric.update(boxes[None], labels[None], scores[None], gt.boxes[i][None],
+                      gt.labels[i][None], gt.difficult[i][None])
+    for name, value in zip(*metric.get()):
+        assert got[name] == pytest.approx(value, abs=1e-12), name
+    voc07 = _run(["--dataset", "synthetic", "--dataset-root", root, "--detections", det_dir])
+    assert voc07["mAP"] != got["mAP"]
