@@ -12,12 +12,13 @@ def run_main(main, args):
     batch), 2 on missing data/weights or a refused checkpoint.
     """
     from ..data.checks import DatasetNotFoundError
+    from ..logs.format import format_stopping
     from ..models.ssd import WeightsNotFoundError
     from .checkpoint import CheckpointError
     try:
         main(args)
     except FloatingPointError as err:
-        logging.getLogger("gankd").error("stopping: %s", err)
+        logging.getLogger("gankd").error(format_stopping(err))
         print("error: %s" % err, file=sys.stderr)
         return 1
     except (DatasetNotFoundError, WeightsNotFoundError, CheckpointError) as err:

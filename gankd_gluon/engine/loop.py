@@ -13,7 +13,8 @@ import time
 import mxnet as mx
 import numpy as np
 
-from ..logs.format import (format_best_map, format_namespace, format_ssd_batch, format_ssd_epoch,
+from ..logs.format import (format_best_map, format_interrupted, format_interrupted_saved,
+                           format_namespace, format_resumed, format_ssd_batch, format_ssd_epoch,
                            format_start, format_validation)
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .guards import RunningMean, StopFlag
@@ -138,7 +139,7 @@ class Run:
             # interrupted mid-epoch (SIGTERM): the weights keep the partial epoch's updates and
             # the epoch starts again from its first batch
             epoch -= 1
-        self.logger.info("Resumed from %s (stage %d, epoch %d done)", path, stage, epoch)
+        self.logger.info(format_resumed(path, stage, epoch))
         numbers = [s.number for s in stages]
         idx = numbers.index(stage) if stage in numbers else 0
         if epoch >= stages[idx].epochs and idx + 1 < len(stages):
@@ -202,10 +203,9 @@ class Run:
                 btic, seen_since_log = time.time(), 0
             if stop:
                 bar.close()
-                self.logger.info("Stopping on %s after [Epoch %d][Batch %d]; saving", stop.requested,
-                                 epoch, i)
+                self.logger.info(format_interrupted(stop.requested, epoch, i))
                 path = self._save(stages, "interrupted", st.number, epoch, False)
-                self.logger.info("Saved %s; continue with --resume %s", path, path)
+                self.logger.info(format_interrupted_saved(path))
                 return False
         bar.close()
         speed = seen / max(time.time() - tic, 1e-9)

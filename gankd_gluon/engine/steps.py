@@ -63,17 +63,21 @@ class SSDStep:
 
 
 class GANStep:
-    """One stage-1 iteration of GAN-KD: ``d_steps`` critic steps, then one student step.
+    """One stage-1 iteration: ``d_steps`` critic steps, then one student step.
+
+    With ``dnet`` (``--method gan``, the paper) this is GAN-KD's iteration; with ``dnet=None``
+    only the student step runs, with the distillation terms of ``objective`` (the baselines of
+    Chen et al. and Ko & Yoo, or none), so every method shares this one step and schedule.
 
     Parameters
     ----------
-    teacher_features : HybridBlock
+    teacher_features : HybridBlock or None
         The frozen teacher net (``grad_req='null'``); run outside ``autograd.record`` so its
-        BatchNorm layers use moving statistics. Returns M maps.
+        BatchNorm layers use moving statistics. Returns M maps. None when no term needs it.
     student_features, student_head : HybridBlock
         The student's feature block (:class:`~gankd_gluon.models.ssd.StudentFeatures`) and its
         :class:`~gankd_gluon.models.ssd.SSDHead`; together they are the deployable student.
-    dnet : DNet
+    dnet : DNet or None
         One critic per map.
     trainer_g, trainer_d : gluon.Trainer
         Adam for the student + head, Adam for the critics (paper Sec. 4.1).
@@ -83,14 +87,16 @@ class GANStep:
     d_steps : int
         Critic steps per student step (paper: 1, they alternate). Extra critic steps reuse the
         same batch's maps: the teacher runs once per iteration.
-    extra_losses : callable or None
-        ``f(student_maps, teacher_maps, cls_preds, box_preds, cls_targets, box_targets)`` ->
-        dict name -> (weighted loss per device); added to the student objective (used by the
-        distillation baselines, e.g. hints). None for the paper's method.
+    objective : KDObjective or None
+        Weighs the detection loss and the distillation terms (:mod:`.methods`); None: the
+        paper's ``L_conf + L_loc``.
+    teacher_head : SSDHead or None
+        The teacher's head, run on the teacher's maps when ``objective`` needs P_t or R_t.
     """
 
     def __init__(self, teacher_features, student_features, student_head, dnet, trainer_g,
-                 trainer_d, det_loss, clamp=(-0.03, 0.03), d_steps=1, extra_losses=None):
+                 trainer_d, det_loss, clamp=(-0.03, 0.03), d_steps=1, objective=None,
+                 teacher_head=None):
         self.teacher_features = teacher_features
         self.student_features = student_features
         self.student_head = student_head
@@ -100,16 +106,15 @@ class GANStep:
         self.det_loss = det_loss
         self.clamp = clamp
         self.d_steps = d_steps
-        self.extra_losses = extra_losses
+        self.objective = objective
+        self.teacher_head = teacher_head
 
-    def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
-        n = float(sum(x.shape[0] for x in data))    # global batch: Eq. 1's 1/N
-        # Teacher: once per iteration, no graph; its maps serve both steps.
-        t_maps = [self.teacher_features(x) for x in data]
-        with autograd.record():
-            s_maps = [self.student_features(x) for x in data]
+    def critic_step(self, t_maps, s_maps, n, epoch, batch):
+        """WGAN critic update on ``L_D = mean D(teacher) - mean D(student)``, then clipping.
 
-        # ---------------- critic step: teacher and student frozen ----------------
+        The student's maps are detached, the teacher has no graph: only the critics learn.
+        Returns the last step's (D(teacher), D(student), L_D) per device.
+        """
         for _ in range(self.d_steps):
             with autograd.record():
                 d_real = [self.dnet(*tm) for tm in t_maps]
@@ -120,30 +125,49 @@ class GANStep:
             check_finite({"Loss_D": loss_d}, epoch, batch)
             self.trainer_d.step(1)
             clip_weights(self.dnet.collect_params(), *self.clamp)
+        return [r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d
+
+    def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
+        n = float(sum(x.shape[0] for x in data))    # global batch: Eq. 1's 1/N
+        # Teacher: once per iteration, no graph; its maps serve both steps.
+        t_maps = t_cls = t_box = None
+        if self.teacher_features is not None:
+            t_maps = [self.teacher_features(x) for x in data]
+            if self.teacher_head is not None:
+                t_out = [self.teacher_head(*tm) for tm in t_maps]
+                t_cls, t_box = [o[0] for o in t_out], [o[1] for o in t_out]
+        with autograd.record():
+            s_maps = [self.student_features(x) for x in data]
+
+        # ---------------- critic step: teacher and student frozen ----------------
+        out = {}
+        if self.dnet is not None:
+            out["Loss_D_real"], out["Loss_D_fake"], out["Loss_D"] = self.critic_step(
+                t_maps, s_maps, n, epoch, batch)
 
         # ---------------- student step: critics frozen ----------------
         with autograd.record():
-            adv = [self.dnet(*sm).sum() / n for sm in s_maps]
             heads = [self.student_head(*sm) for sm in s_maps]
             cls_preds = [h[0] for h in heads]
             box_preds = [h[1] for h in heads]
             sum_loss, cls_loss, box_loss = self.det_loss(cls_preds, box_preds, cls_targets,
                                                          box_targets)
-            total = [a + s.sum() for a, s in zip(adv, sum_loss)]
-            extra = {}
-            if self.extra_losses is not None:
-                extra = self.extra_losses(s_maps, t_maps, cls_preds, box_preds, cls_targets,
-                                          box_targets)
-                for v in extra.values():
-                    total = [t + e for t, e in zip(total, v)]
+            if self.objective is None:
+                total, terms = [s.sum() for s in sum_loss], {}
+            else:
+                num_pos = max(1.0, sum(float((ct > 0).sum().asscalar()) for ct in cls_targets))
+                total, terms = self.objective(s_maps, t_maps, cls_preds, box_preds, t_cls, t_box,
+                                              cls_targets, box_targets, cls_loss, box_loss,
+                                              num_pos, n)
+            if self.dnet is not None:
+                adv = [self.dnet(*sm).sum() / n for sm in s_maps]
+                total = [t + a for t, a in zip(total, adv)]
+                terms["Loss_G"] = adv
         autograd.backward(total)
-        out = {"Loss_G": adv, "CrossEntropy": cls_loss, "SmoothL1": box_loss}
-        out.update(extra)
-        check_finite(out, epoch, batch)
+        losses = dict(terms, CrossEntropy=cls_loss, SmoothL1=box_loss)
+        check_finite(losses, epoch, batch)
         self.trainer_g.step(1)
         # For the log (DESIGN.md sec. 5): Loss_D_real / Loss_D_fake are the D-Net's batch means
         # in the last critic step; Loss_D = real - fake; Loss_G is the adversarial term alone.
-        out["Loss_D_real"] = [r.sum() / n for r in d_real]
-        out["Loss_D_fake"] = [f.sum() / n for f in d_fake]
-        out["Loss_D"] = loss_d
+        out.update(losses)
         return out
