@@ -136,3 +136,25 @@ def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
     assert "epoch 1, batch 1" in err and "SmoothL1=nan" in err
     text = open(workdir / "logsN" / "nan_train.log").read()
     assert "non-finite loss" in text
+
+
+@pytest.mark.parametrize("method", ["none", "chen", "ko", "hint", "gan+hint", "l2+cls+hints"])
+def test_every_method_trains_and_logs_its_terms(workdir, method):
+    """Every --method runs stage 1 on the same data and schedule; its own losses are extra
+    columns, the adversarial ones are 'not computed' unless the critics run."""
+    args = _gankd_args(workdir, "--save-dir", str(workdir / "ckM"), "--log-dir",
+                       str(workdir / "logsM"), "--method", method, "--stage", "1",
+                       "--gan-epochs", "1")
+    assert run_main(train_ssd_gan_kd.main, args) == 0
+    from gankd_gluon.engine.methods import method_name, parse_method
+    assert args.save_prefix.endswith("_" + method_name(parse_method(method)))   # names the method
+    run = parse_log(str(workdir / "logsM" / (args.save_prefix + "_train.log"))).run()
+    metrics = run.epochs[-1].metrics
+    expected = {"none": [], "chen": ["KD_soft", "KD_L2B", "KD_hint"], "ko": ["KD_KL"],
+                "hint": ["KD_hint"], "gan+hint": ["KD_hint"],
+                "l2+cls+hints": ["KD_soft", "KD_L2", "KD_hint"]}[method]
+    for name in expected:
+        assert np.isfinite(metrics[name]), name
+    assert np.isfinite(metrics["Loss_D"]) == method.startswith("gan")
+    manifest = workdir / "ckM" / args.save_prefix / (args.save_prefix + "-final.json")
+    assert os.path.isfile(manifest)

@@ -20,6 +20,7 @@ from ..models.critics import DNet
 from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
 from .loop import Run, Stage, seed_everything, step_lr
+from .methods import KDObjective, add_method_args, method_name, parse_method
 from .steps import GANStep, SSDStep
 
 __all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
@@ -131,6 +132,7 @@ def add_gankd_args(parser):
                         help="critic steps per student step (paper: 1, they alternate)")
     parser.add_argument("--critic-channels", type=int, default=128,
                         help="channels of each critic's first conv (doubled per downsampling)")
+    add_method_args(parser)
     return parser
 
 
@@ -201,36 +203,67 @@ def _anchors(net, data_shape, ctx):
 
 
 def run_gankd(args):
-    """GAN-KD training, stage 1 and/or stage 2; returns the best validation mAP."""
+    """Distillation training (GAN-KD by default), stage 1 and/or stage 2; returns the best mAP.
+
+    ``--method`` picks the stage-1 terms (:mod:`.methods`); every method shares the teacher,
+    student, head, data, schedule, logs and checkpoints, so runs differ only in distillation.
+    """
     from gluoncv.loss import SSDMultiBoxLoss
+    parts = parse_method(args.method)
     ctx = get_contexts(args)
     seed_everything(args.seed)
     classes = dataset_classes(args.dataset)
     if not args.save_prefix:
-        args.save_prefix = "ssd_%d_%s_%s_%s_gankd" % (args.data_shape, args.student, args.teacher,
-                                                       args.dataset)
+        args.save_prefix = "ssd_%d_%s_%s_%s_%s" % (args.data_shape, args.student, args.teacher,
+                                                    args.dataset, method_name(parts))
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
-    teacher, student, dnet, _ = build_gankd_models(args, classes, ctx)
+    teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
     _, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]))
     s_features, s_head = split_ssd(student)
+    t_features, t_head = split_ssd(teacher)
+    kd_parts = parts - {"gan"}
+    objective = None
+    if kd_parts:
+        t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
+        objective = KDObjective(kd_parts, args, t_channels, ctx)
+    if "gan" not in parts:
+        dnet = None
     if args.hybridize:
-        for b in (teacher.features, s_features, s_head, dnet):
-            b.hybridize()
+        for b in (t_features, t_head, s_features, s_head, dnet,
+                  objective.blocks if objective else None):
+            if b is not None:
+                b.hybridize()
 
     det_loss = SSDMultiBoxLoss()
+    blocks = {"student": student}
     stages = []
     if args.stage in ("1", "both"):
         # paper Sec. 4.1: Adam, lr 0.0005 for both; beta1 0.5 from the published log
         adam = {"learning_rate": args.lrG, "beta1": args.beta1}
-        trainer_g = gluon.Trainer(student.collect_params(), "adam", adam, update_on_kvstore=False)
-        trainer_d = gluon.Trainer(dnet.collect_params(), "adam",
-                                  {"learning_rate": args.lrD, "beta1": args.beta1},
-                                  update_on_kvstore=False)
-        step = GANStep(teacher.features, s_features, s_head, dnet, trainer_g, trainer_d, det_loss,
-                       clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps)
-        stages.append(Stage(1, args.gan_epochs, step, {"G": trainer_g, "D": trainer_d},
-                            lambda e: {"G": args.lrG, "D": args.lrD},
-                            [(c, c) for c in GAN_COLUMNS] + DET_COLUMNS))
+        g_params = student.collect_params()
+        if objective is not None and objective.params():
+            g_params.update(objective.params())     # hint adaptation layers learn too
+            blocks["kd"] = objective.blocks
+        trainer_g = gluon.Trainer(g_params, "adam", adam, update_on_kvstore=False)
+        trainers = {"G": trainer_g}
+        trainer_d = None
+        if dnet is not None:
+            trainer_d = gluon.Trainer(dnet.collect_params(), "adam",
+                                      {"learning_rate": args.lrD, "beta1": args.beta1},
+                                      update_on_kvstore=False)
+            trainers["D"] = trainer_d
+            blocks["dnet"] = dnet
+        need_teacher = bool(parts)
+        step = GANStep(t_features if need_teacher else None, s_features, s_head, dnet, trainer_g,
+                       trainer_d, det_loss, clamp=(args.clamp_lower, args.clamp_upper),
+                       d_steps=args.d_steps, objective=objective,
+                       teacher_head=t_head if objective and objective.needs_teacher_head else None)
+        gan_cols = [(c, c if dnet is not None else None) for c in GAN_COLUMNS]
+        kd_cols = [(c, c) for c in objective.term_names()] if objective else []
+        lrs = {"G": args.lrG, "D": args.lrD}
+        stages.append(Stage(1, args.gan_epochs, step, trainers,
+                            lambda e: {k: lrs[k] for k in trainers},
+                            gan_cols + DET_COLUMNS + kd_cols))
     if args.stage in ("2", "both"):
         sgd = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
         trainer = gluon.Trainer(student.collect_params(), "sgd", sgd, update_on_kvstore=False)
@@ -244,9 +277,8 @@ def run_gankd(args):
         if args.hybridize:
             student.hybridize()
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
-    run = Run(args, logger, loader, ctx, {"student": student, "dnet": dnet},
-              _validator(student, val, args, ctx), prefix, args.keep_last,
-              before_epoch=rehybridize,
+    run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
+              args.keep_last, before_epoch=rehybridize,
               export=lambda tag: export_detector(student, "%s-%s-student" % (prefix, tag),
                                                  args.data_shape, ctx[0]))
     return run.fit(stages)

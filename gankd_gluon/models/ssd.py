@@ -226,12 +226,15 @@ def _expander_factory(base, features, filters, pretrained_base, wrap=None):
 def initialize_new_params(net, ctx):
     """Initialise the parameters of ``net`` that have no data yet, as GluonCV's train_ssd does.
 
-    Conv weights get Xavier (gaussian, out, magnitude 2: FeatureExpander's own choice); BN
-    gamma/var one, beta/mean and biases zero (Xavier cannot init vectors, GLUONCV_FACTS sec. 10).
+    Conv weights get He/Kaiming init (Xavier gaussian, fan-in, magnitude 2): with fan-out, a
+    from-scratch MobileNet's depthwise convs (fan-out = C*9, fan-in = 9) shrink activations to
+    about 1e-15 in inference mode, and every score ties. Parameters that carry their own
+    initializer (FeatureExpander's extras, anchors, VGG's L2-norm scale) keep it. BN gamma/var
+    one, beta/mean and biases zero (Xavier cannot init vectors, GLUONCV_FACTS sec. 10).
     Already loaded parameters (a pretrained backbone, a teacher head) are left untouched.
     """
     import warnings
-    init = mx.init.Xavier(rnd_type="gaussian", factor_type="out", magnitude=2)
+    init = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # "already initialized" for loaded params
         for name, p in net.collect_params().items():

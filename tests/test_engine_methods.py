@@ -1,0 +1,91 @@
+"""--method parsing and the one place where distillation terms are weighted."""
+import argparse
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+
+from gankd_gluon.engine.methods import KDObjective, add_method_args, method_name, parse_method
+from gankd_gluon.losses import kd
+
+
+def test_parse_method_aliases_and_table4_names():
+    assert parse_method("gan") == {"gan"}
+    assert parse_method("none") == set()
+    assert parse_method("chen") == {"l2-b", "cls-w", "hints-a"}
+    assert parse_method("hint") == {"hints-a"}
+    assert parse_method("gan+hint") == {"gan", "hints-a"}
+    assert parse_method("L2-B+CLS-W") == {"l2-b", "cls-w"}
+    assert method_name(parse_method("gan")) == "gankd"
+    assert method_name(parse_method("chen")) == "chen"
+    assert method_name(parse_method("gan+hint")) == "gankd+hints-a"
+    with pytest.raises(ValueError, match="unknown part 'foo'"):
+        parse_method("gan+foo")
+    with pytest.raises(ValueError, match="cls and cls-w cannot be combined"):
+        parse_method("cls+cls-w")
+    with pytest.raises(ValueError, match="cls-w and ko"):
+        parse_method("chen+ko")
+
+
+def _args(**kw):
+    args = add_method_args(argparse.ArgumentParser()).parse_args([])
+    for k, v in kw.items():
+        setattr(args, k, v)
+    return args
+
+
+def test_defaults_are_the_papers():
+    a = _args()
+    assert (a.kd_lambda, a.kd_gamma, a.kd_nu, a.kd_bg_weight, a.kd_temperature) == \
+        (1.0, 0.5, 0.5, 1.5, 1.0)                     # Chen et al. 2017
+    assert a.ko_alpha == kd.KO_YOO_ALPHA and a.method == "gan"
+
+
+def _tiny():
+    """One image, 3 anchors, 2 classes + background; anchor 0 is positive."""
+    rng = np.random.RandomState(0)
+    cls_p = mx.nd.array(rng.randn(1, 3, 3))
+    t_cls = mx.nd.array(rng.randn(1, 3, 3))
+    box_p = mx.nd.array(rng.randn(1, 3, 4))
+    t_box = mx.nd.array(rng.randn(1, 3, 4))
+    box_t = mx.nd.array(rng.randn(1, 3, 4))
+    cls_t = mx.nd.array([[1, 0, 0]])
+    s_map = [mx.nd.array(rng.randn(1, 2, 2, 2))]
+    t_map = [mx.nd.array(rng.randn(1, 2, 2, 2))]
+    return cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map
+
+
+def test_chen_objective_weights_each_term_as_the_paper():
+    """total = mu CE + (1-mu) soft + lambda (SmoothL1 + nu L_b) + gamma hint (Chen Eq. 1-4),
+    with soft on the hard loss's anchors and L_b on positives, both over num_pos."""
+    cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map = _tiny()
+    args = _args(kd_mu=0.3, kd_lambda=2.0, kd_nu=0.5, kd_gamma=0.25, kd_margin=0.0)
+    obj = KDObjective(parse_method("chen"), args, [2], [mx.cpu()])
+    ce, sl1 = mx.nd.array([0.7]), mx.nd.array([0.2])
+    with autograd.record():
+        total, terms = obj([s_map], [t_map], [cls_p], [box_p], [t_cls], [t_box], [cls_t],
+                           [box_t], [ce], [sl1], num_pos=1.0, batch=1.0)
+    mask = kd.ssd_mining_mask(cls_p, cls_t).asnumpy()     # positive + 3 hardest negatives
+    assert mask.sum() == 3                                 # only 2 negatives exist
+    soft = (kd.SoftTargetCrossEntropy(1.5)(cls_p, t_cls).asnumpy() * mask).sum()
+    lb = kd.TeacherBoundedL2(0.0)(box_p, t_box, box_t).asnumpy()[0, 0]
+    hint = obj.hints[0](s_map[0], t_map[0]).asnumpy().sum()
+    expected = 0.3 * 0.7 + 0.7 * soft + 2.0 * 0.2 + 2.0 * 0.5 * lb + 0.25 * hint
+    assert total[0].asscalar() == pytest.approx(expected, rel=1e-5)
+    assert terms["KD_soft"][0].asscalar() == pytest.approx(0.7 * soft, rel=1e-5)
+    assert sorted(terms) == ["KD_L2B", "KD_hint", "KD_soft"] == sorted(obj.term_names())
+
+
+def test_ko_objective_is_alpha_ce_plus_beta_kl():
+    cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map = _tiny()
+    obj = KDObjective(parse_method("ko"), _args(ko_alpha=0.25, ko_temperature=2.0), [2],
+                      [mx.cpu()])
+    ce, sl1 = mx.nd.array([0.7]), mx.nd.array([0.2])
+    total, terms = obj([s_map], [t_map], [cls_p], [box_p], [t_cls], [t_box], [cls_t], [box_t],
+                       [ce], [sl1], num_pos=2.0, batch=1.0)
+    mask = kd.ssd_mining_mask(cls_p, cls_t).asnumpy()
+    kl = (kd.KLDistillation(2.0)(cls_p, t_cls).asnumpy() * mask).sum() / 2.0
+    # box loss unweighted: Ko & Yoo distil classification only
+    assert total[0].asscalar() == pytest.approx(0.25 * 0.7 + 0.75 * kl + 0.2, rel=1e-5)
+    assert obj.params() is None                            # no trainable KD parameters
