@@ -13,7 +13,8 @@ import time
 import mxnet as mx
 import numpy as np
 
-from ..logs.format import (format_best_map, format_interrupted, format_interrupted_saved,
+from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_best,
+                           format_frcnn_epoch, format_interrupted, format_interrupted_saved,
                            format_namespace, format_resumed, format_ssd_batch, format_ssd_epoch,
                            format_start, format_validation)
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
@@ -50,16 +51,21 @@ class Stage:
         Epochs of this stage; the epoch counter restarts at 1 in every stage, as in the
         published SSD log (stage 2 restarts at epoch 1 after epoch 221).
     step : callable
-        ``step(data, cls_targets, box_targets, epoch, batch)`` -> dict of per-device losses.
+        ``step(*device_batch, epoch=E, batch=B)`` -> dict of per-device losses, where
+        ``device_batch`` is the loader batch split over the devices by ``split``.
     trainers : dict of str -> gluon.Trainer
     lrs : callable
         ``lrs(epoch)`` -> dict trainer name -> learning rate for that epoch.
     columns : list of (str, str or None)
         Log column name and the step's loss key; None = not computed in this stage (printed as
         nan, DESIGN.md sec. 5).
+    split : callable
+        ``split(batch, ctx)`` -> list of per-device lists, one per batch element
+        (default: :func:`~.steps.split_batch`, even over the devices).
     """
 
-    def __init__(self, number, epochs, step, trainers, lrs, columns):
+    def __init__(self, number, epochs, step, trainers, lrs, columns, split=split_batch):
+        self.split = split
         self.number = number
         self.epochs = epochs
         self.step = step
@@ -91,13 +97,16 @@ class Run:
         Called at each epoch start (e.g. to re-hybridize a net that was traced for validation).
     val_title : str
         ``StudentNet Validation`` (published GAN-KD log) or ``Validation`` (GluonCV scripts).
+    log_style : {'ssd', 'frcnn'}
+        Line format of the published SSD or Faster R-CNN log (DESIGN.md sec. 5).
     export : callable or None
         ``export(tag)`` after the ``best`` and ``final`` checkpoints: writes the deployable
         model (symbol + params) beside them.
     """
 
     def __init__(self, args, logger, train_loader, ctx, blocks, validate, prefix, keep_last=3,
-                 before_epoch=None, export=None, val_title="StudentNet Validation"):
+                 before_epoch=None, export=None, val_title="StudentNet Validation",
+                 log_style="ssd"):
         self.args = args
         self.logger = logger
         self.loader = train_loader
@@ -109,6 +118,9 @@ class Run:
         self.before_epoch = before_epoch
         self.export = export
         self.val_title = val_title
+        if log_style not in ("ssd", "frcnn"):
+            raise ValueError("log_style must be 'ssd' or 'frcnn', got %r" % log_style)
+        self.log_style = log_style
         self.best_map = float("nan")
 
     # ------------------------------------------------------------------ checkpoints
@@ -188,8 +200,7 @@ class Run:
         tic = btic = time.time()
         seen = seen_since_log = 0
         for i, batch in enumerate(self.loader):
-            data, cls_t, box_t = split_batch(batch, self.ctx)
-            losses = st.step(data, cls_t, box_t, epoch=epoch, batch=i)
+            losses = st.step(*st.split(batch, self.ctx), epoch=epoch, batch=i)
             for m, (_, key) in zip(metrics, st.columns):
                 if key is not None:
                     m.update(losses[key])
@@ -199,7 +210,8 @@ class Run:
             bar.update(1)
             if args.log_interval and (i + 1) % args.log_interval == 0:
                 speed = seen_since_log / max(time.time() - btic, 1e-9)
-                self.logger.info(format_ssd_batch(epoch, i, speed, [m.get() for m in metrics]))
+                fmt = format_ssd_batch if self.log_style == "ssd" else format_frcnn_batch
+                self.logger.info(fmt(epoch, i, speed, [m.get() for m in metrics]))
                 btic, seen_since_log = time.time(), 0
             if stop:
                 bar.close()
@@ -209,18 +221,26 @@ class Run:
                 return False
         bar.close()
         speed = seen / max(time.time() - tic, 1e-9)
-        self.logger.info(format_ssd_epoch(epoch, speed, [m.get() for m in metrics]))
+        if self.log_style == "ssd":
+            self.logger.info(format_ssd_epoch(epoch, speed, [m.get() for m in metrics]))
+        else:
+            self.logger.info(format_frcnn_epoch(epoch, time.time() - tic,
+                                                [m.get() for m in metrics]))
         last = epoch == st.epochs
         if self.validate is not None and (epoch % args.val_interval == 0 or last):
             names, aps, mean_ap = self.validate()
             self.logger.info(format_validation(epoch, names, aps, mean_ap, title=self.val_title))
             # a NaN mAP is never "best"
             if np.isfinite(mean_ap) and not (mean_ap <= self.best_map):
+                previous = 0.0 if math.isnan(self.best_map) else self.best_map
                 self.best_map = mean_ap
-                self._save(stages, "best", st.number, epoch, True)
+                path = self._save(stages, "best", st.number, epoch, True)
+                if self.log_style == "frcnn":
+                    self.logger.info(format_frcnn_best(epoch, mean_ap, previous, path))
                 if self.export is not None:
                     self.export("best")
-            self.logger.info(format_best_map(self.best_map))
+            if self.log_style == "ssd":
+                self.logger.info(format_best_map(self.best_map))
         if epoch % args.save_interval == 0 or last:
             self._save(stages, "epoch-s%d-e%04d" % (st.number, epoch), st.number, epoch, True)
             prune_checkpoints(self.prefix, self.keep_last)

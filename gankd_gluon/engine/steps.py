@@ -21,7 +21,7 @@ __all__ = ["GANStep", "SSDStep", "split_batch"]
 
 
 def split_batch(batch, ctx_list):
-    """Split a loader batch ``(data, cls_targets, box_targets)`` over devices.
+    """Split a loader batch (e.g. SSD's ``(data, cls_targets, box_targets)``) over devices.
 
     batchify outputs live on ``cpu_shared`` (GLUONCV_FACTS sec. 10), so they are always copied.
     """
