@@ -65,6 +65,15 @@ def test_train_loader_rectangular_shape(root, anchors):
         get_ssd_train_loader(ds, anchors, SIZE, 2, augment='mixup')
 
 
+def test_bad_anchors_are_refused(root, anchors):
+    ds = get_dataset('synthetic', root, 'train')
+    with pytest.raises(ValueError, match='shape'):
+        get_ssd_train_loader(ds, anchors[0], SIZE, 2)
+    # what Xavier-initialised anchor constants look like
+    with pytest.raises(ValueError, match='initializer'):
+        get_ssd_train_loader(ds, mx.nd.random.normal(shape=anchors.shape), SIZE, 2)
+
+
 def test_flip_transform_boxes():
     """Resize + horizontal flip move the box as the image moves (checked by hand)."""
     img = mx.nd.zeros((50, 100, 3), dtype='uint8')

@@ -97,6 +97,25 @@ class _WorkerSeededTransform(object):
         return self._fn(*args)
 
 
+def _checked_anchors(anchors):
+    """Anchors on the CPU, after checking they look like SSD anchors.
+
+    Initialising an SSD parameter by parameter with an explicit initializer (e.g. Xavier)
+    overwrites the anchor constants ('..._anchor_<i>' parameters) with random numbers; every
+    anchor then matches some box and the box loss is NaN, far from the cause.
+    """
+    if not isinstance(anchors, mx.nd.NDArray) or anchors.ndim != 3 or anchors.shape[0] != 1 \
+            or anchors.shape[2] != 4:
+        raise ValueError('anchors must be an NDArray of shape (1, N, 4) (centre x, y, w, h), got '
+                         '%s' % (getattr(anchors, 'shape', type(anchors)),))
+    anchors = anchors.as_in_context(mx.cpu())
+    if float(anchors[0, :, 2:].min().asscalar()) <= 0:
+        raise ValueError('anchors have non-positive widths or heights: were the anchor constants '
+                         'overwritten by an initializer? Initialise the "_anchor_" parameters '
+                         'with p.initialize() (their own Constant initializer)')
+    return anchors
+
+
 def _width_height(data_shape):
     if isinstance(data_shape, int):
         return data_shape, data_shape
@@ -137,7 +156,7 @@ def get_ssd_train_loader(dataset, anchors, data_shape, batch_size, num_workers=0
         ``as_in_context``). ``last_batch='rollover'``: every batch is full.
     """
     width, height = _width_height(data_shape)
-    anchors = anchors.as_in_context(mx.cpu())
+    anchors = _checked_anchors(anchors)
     if augment == 'default':
         transform = SSDDefaultTrainTransform(width, height, anchors)
     elif augment == 'flip':
