@@ -12,17 +12,16 @@ the work, batches are ``Tuple(Stack(), Stack(), Stack())`` for training and
 Bad images never raise inside a worker: the datasets of :mod:`gankd_gluon.data.datasets` check
 every file when they are built and substitute any image that still fails to decode.
 """
-import os
-import random
 
 import mxnet as mx
 import numpy as np
 from gluoncv.data.batchify import Pad, Stack, Tuple
-from gluoncv.data.sampler import SplitSampler
 from gluoncv.data.transforms import bbox as tbbox
 from gluoncv.data.transforms import image as timage
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
 from mxnet import gluon
+
+from .samplers import GlobalBatchSampler, SampleSeededDataset
 
 __all__ = ['AUGMENTATIONS', 'SSDFlipTrainTransform', 'get_ssd_train_loader', 'get_ssd_val_loader']
 
@@ -72,31 +71,6 @@ class SSDFlipTrainTransform(SSDDefaultTrainTransform):
         return img, cls_targets[0], box_targets[0]
 
 
-class _WorkerSeededTransform(object):
-    """Calls ``fn`` after reseeding numpy's and Python's RNG once in each worker process.
-
-    MXNet's DataLoader forks its workers and does not reseed them
-    (mxnet/gluon/data/dataloader.py ``_worker_initializer``), so every worker starts from the
-    parent's numpy state and, batch for batch, draws the same augmentation decisions as the
-    other workers (GluonCV's transforms use ``np.random``). The base seed is drawn in the parent,
-    so seeding the parent still changes every worker's stream.
-    """
-
-    def __init__(self, fn):
-        self._fn = fn
-        self._pid = os.getpid()
-        self._base = int(np.random.randint(2 ** 31))
-
-    def __call__(self, *args):
-        pid = os.getpid()
-        if pid != self._pid:
-            self._pid = pid
-            seed = (self._base + pid) % (2 ** 32)
-            np.random.seed(seed)
-            random.seed(seed)
-        return self._fn(*args)
-
-
 def _checked_anchors(anchors):
     """Anchors on the CPU, after checking they look like SSD anchors.
 
@@ -137,23 +111,27 @@ def get_ssd_train_loader(dataset, anchors, data_shape, batch_size, num_workers=0
     data_shape : int or (int, int)
         Network input size, ``S`` or ``(W, H)``.
     batch_size : int
-        Per loader (per worker process under distributed training).
+        Global batch: images per training step over all distributed workers (each worker's
+        loader yields ``batch_size // num_parts`` of them).
     num_workers : int
         Worker processes (``thread_pool=False``); 0 loads in the main process.
     augment : {'default', 'flip'}
         ``'default'``: GluonCV's ``SSDDefaultTrainTransform`` (the paper's recipe);
         ``'flip'``: :class:`SSDFlipTrainTransform`.
     shard : (int, int) or None
-        ``(num_parts, part_index)``: read only that part of the dataset, shuffled within the part
-        (GluonCV ``SplitSampler``, as its scripts do under Horovod); each distributed worker gets
-        its own part, and ``len(dataset) % num_parts`` trailing items are unused.
+        ``(num_parts, part_index)`` of a distributed job: this worker reads only its slice of
+        every global batch (:class:`~gankd_gluon.data.samplers.GlobalBatchSampler`), which is
+        exactly what device ``part_index`` gets in a one-process run over ``num_parts``
+        devices. None: ``(1, 0)``.
 
     Returns
     -------
     gluon.data.DataLoader
         Batches ``(img, cls_targets, box_targets)``: (B, 3, H, W) float32, (B, N) float32,
         (B, N, 4) float32, on ``cpu_shared(0)`` with workers (move them with
-        ``as_in_context``). ``last_batch='rollover'``: every batch is full.
+        ``as_in_context``). Every batch is full: the incomplete last global batch of an epoch
+        is dropped (not rolled over, so that an epoch does not depend on the one before and
+        resume is exact).
     """
     width, height = _width_height(data_shape)
     anchors = _checked_anchors(anchors)
@@ -164,21 +142,12 @@ def get_ssd_train_loader(dataset, anchors, data_shape, batch_size, num_workers=0
     else:
         raise ValueError('augment must be one of %s, got %r' % (AUGMENTATIONS, augment))
     batchify_fn = Tuple(Stack(), Stack(), Stack())
-    kwargs = {}
-    if shard is None:
-        kwargs['shuffle'] = True
-    else:
-        num_parts, part_index = shard
-        if not 0 <= part_index < num_parts:
-            raise ValueError('shard (num_parts, part_index) needs 0 <= part_index < num_parts, '
-                             'got %s' % (shard,))
-        if len(dataset) < num_parts * batch_size:
-            raise ValueError('dataset of %d images is too small for %d shards of batch %d'
-                             % (len(dataset), num_parts, batch_size))
-        kwargs['sampler'] = SplitSampler(len(dataset), num_parts, part_index)
-    return gluon.data.DataLoader(dataset.transform(_WorkerSeededTransform(transform)),
-                                 batch_size, last_batch='rollover', batchify_fn=batchify_fn,
-                                 num_workers=num_workers, thread_pool=False, **kwargs)
+    num_parts, part_index = shard if shard is not None else (1, 0)
+    sampler = GlobalBatchSampler(len(dataset), batch_size, num_parts, part_index, shuffle=True)
+    # augmentation seeded per sample: the same whichever worker loads it (samplers.py)
+    return gluon.data.DataLoader(SampleSeededDataset(dataset.transform(transform)),
+                                 batch_sampler=sampler, batchify_fn=batchify_fn,
+                                 num_workers=num_workers, thread_pool=False)
 
 
 def get_ssd_val_loader(dataset, data_shape, batch_size, num_workers=0):

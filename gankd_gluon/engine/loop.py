@@ -24,6 +24,14 @@ from .steps import split_batch
 __all__ = ["Stage", "Run", "step_lr", "seed_everything"]
 
 
+def _num_samples(data):
+    """Images in a batch's first element: one array, or one array per device (GluonCV's
+    ``FasterRCNNTrainBatchify`` shards the batch itself)."""
+    if isinstance(data, (list, tuple)):
+        return sum(d.shape[0] for d in data)
+    return data.shape[0]
+
+
 def seed_everything(seed):
     """Seed MXNet, numpy and Python; the loop reseeds at every epoch start with
     ``seed + 1000 * stage + epoch`` so a resumed run replays the same shuffles and augmentations
@@ -62,10 +70,20 @@ class Stage:
     split : callable
         ``split(batch, ctx)`` -> list of per-device lists, one per batch element
         (default: :func:`~.steps.split_batch`, even over the devices).
+    epoch_offset : int
+        Added to the stage's epoch counter in the log lines only. The published Faster R-CNN
+        log counts epochs from 0 and does not restart in stage 2 (0..26 adversarial, 27..37
+        plain): stage 1 prints with offset -1, stage 2 with the number of stage-1 epochs - 1.
+    epoch_columns : list of str or None
+        Columns printed on the end-of-epoch line (default: all). The published Faster R-CNN
+        epoch line has the losses but not the accuracy/L1 columns of its batch lines.
     """
 
-    def __init__(self, number, epochs, step, trainers, lrs, columns, split=split_batch):
+    def __init__(self, number, epochs, step, trainers, lrs, columns, split=split_batch,
+                 epoch_offset=0, epoch_columns=None):
         self.split = split
+        self.epoch_offset = epoch_offset
+        self.epoch_columns = epoch_columns
         self.number = number
         self.epochs = epochs
         self.step = step
@@ -99,6 +117,14 @@ class Run:
         ``StudentNet Validation`` (published GAN-KD log) or ``Validation`` (GluonCV scripts).
     log_style : {'ssd', 'frcnn'}
         Line format of the published SSD or Faster R-CNN log (DESIGN.md sec. 5).
+    is_root : bool
+        False on distributed workers other than rank 0: they train in lockstep but neither
+        validate nor write checkpoints.
+    watchdog : StepWatchdog or None
+        Told after every step (and before long pauses) that the run is alive.
+    reduce : callable or None
+        ``reduce(name, value)`` -> the value summed over distributed workers, applied to the
+        logged losses at log intervals only (each worker holds its share of the global loss).
     export : callable or None
         ``export(tag)`` after the ``best`` and ``final`` checkpoints: writes the deployable
         model (symbol + params) beside them.
@@ -106,7 +132,7 @@ class Run:
 
     def __init__(self, args, logger, train_loader, ctx, blocks, validate, prefix, keep_last=3,
                  before_epoch=None, export=None, val_title="StudentNet Validation",
-                 log_style="ssd"):
+                 log_style="ssd", is_root=True, watchdog=None, reduce=None):
         self.args = args
         self.logger = logger
         self.loader = train_loader
@@ -121,6 +147,9 @@ class Run:
         if log_style not in ("ssd", "frcnn"):
             raise ValueError("log_style must be 'ssd' or 'frcnn', got %r" % log_style)
         self.log_style = log_style
+        self.is_root = is_root
+        self.watchdog = watchdog
+        self.reduce = reduce
         self.best_map = float("nan")
 
     # ------------------------------------------------------------------ checkpoints
@@ -132,6 +161,10 @@ class Run:
         return out
 
     def _save(self, stages, tag, stage, epoch, completed):
+        if not self.is_root:
+            return None
+        if self.watchdog is not None:
+            self.watchdog.pause()
         state = {"stage": stage, "epoch": epoch, "epoch_completed": completed,
                  "best_map": None if math.isnan(self.best_map) else self.best_map,
                  "args": vars(self.args)}
@@ -158,6 +191,12 @@ class Run:
             return stages[idx + 1].number, 1
         return stage, epoch + 1
 
+    def _values(self, metrics):
+        values = [m.get() for m in metrics]
+        if self.reduce is not None:
+            values = [(n, self.reduce(n, v)) for n, v in values]
+        return values
+
     # ------------------------------------------------------------------ the loop
     def fit(self, stages):
         """Train all stages; returns the best mAP (nan if never validated)."""
@@ -174,20 +213,23 @@ class Run:
                 if st.number < start_stage:
                     continue
                 first = start_epoch if st.number == start_stage else 1
-                self.logger.info(format_start(first))
+                self.logger.info(format_start(first + st.epoch_offset))
                 for epoch in range(first, st.epochs + 1):
                     if not self._epoch(stages, st, epoch, stop):
                         return self.best_map
             self._save(stages, "final", stages[-1].number, stages[-1].epochs, True)
-            if self.export is not None:
+            if self.export is not None and self.is_root:
                 self.export("final")
         finally:
             stop.restore()
+            if self.watchdog is not None:
+                self.watchdog.stop()
         return self.best_map
 
     def _epoch(self, stages, st, epoch, stop):
         """One epoch; returns False when a stop was requested (checkpoint already written)."""
         args = self.args
+        shown = epoch + st.epoch_offset      # the epoch number the log lines print
         seed_everything(args.seed + 1000 * st.number + epoch)
         for name, lr in st.lrs(epoch).items():
             st.trainers[name].set_learning_rate(lr)
@@ -201,47 +243,55 @@ class Run:
         seen = seen_since_log = 0
         for i, batch in enumerate(self.loader):
             losses = st.step(*st.split(batch, self.ctx), epoch=epoch, batch=i)
+            if self.watchdog is not None:
+                self.watchdog.beat()
             for m, (_, key) in zip(metrics, st.columns):
                 if key is not None:
                     m.update(losses[key])
-            n = batch[0].shape[0]
+            n = _num_samples(batch[0])
             seen += n
             seen_since_log += n
             bar.update(1)
             if args.log_interval and (i + 1) % args.log_interval == 0:
                 speed = seen_since_log / max(time.time() - btic, 1e-9)
                 fmt = format_ssd_batch if self.log_style == "ssd" else format_frcnn_batch
-                self.logger.info(fmt(epoch, i, speed, [m.get() for m in metrics]))
+                self.logger.info(fmt(shown, i, speed, self._values(metrics)))
                 btic, seen_since_log = time.time(), 0
             if stop:
                 bar.close()
-                self.logger.info(format_interrupted(stop.requested, epoch, i))
+                self.logger.info(format_interrupted(stop.requested, shown, i))
                 path = self._save(stages, "interrupted", st.number, epoch, False)
                 self.logger.info(format_interrupted_saved(path))
                 return False
         bar.close()
         speed = seen / max(time.time() - tic, 1e-9)
+        epoch_metrics = self._values(metrics)
+        if st.epoch_columns is not None:
+            epoch_metrics = [m for m in epoch_metrics if m[0] in st.epoch_columns]
         if self.log_style == "ssd":
-            self.logger.info(format_ssd_epoch(epoch, speed, [m.get() for m in metrics]))
+            self.logger.info(format_ssd_epoch(shown, speed, epoch_metrics))
         else:
-            self.logger.info(format_frcnn_epoch(epoch, time.time() - tic,
-                                                [m.get() for m in metrics]))
+            self.logger.info(format_frcnn_epoch(shown, time.time() - tic, epoch_metrics))
         last = epoch == st.epochs
-        if self.validate is not None and (epoch % args.val_interval == 0 or last):
+        if self.validate is not None and self.is_root and (epoch % args.val_interval == 0
+                                                            or last):
+            if self.watchdog is not None:
+                self.watchdog.pause()
             names, aps, mean_ap = self.validate()
-            self.logger.info(format_validation(epoch, names, aps, mean_ap, title=self.val_title))
+            self.logger.info(format_validation(shown, names, aps, mean_ap, title=self.val_title))
             # a NaN mAP is never "best"
             if np.isfinite(mean_ap) and not (mean_ap <= self.best_map):
-                previous = 0.0 if math.isnan(self.best_map) else self.best_map
+                previous = 0 if math.isnan(self.best_map) else self.best_map   # GluonCV: [0]
                 self.best_map = mean_ap
                 path = self._save(stages, "best", st.number, epoch, True)
                 if self.log_style == "frcnn":
-                    self.logger.info(format_frcnn_best(epoch, mean_ap, previous, path))
+                    self.logger.info(format_frcnn_best(shown, mean_ap, previous, path))
                 if self.export is not None:
                     self.export("best")
             if self.log_style == "ssd":
                 self.logger.info(format_best_map(self.best_map))
         if epoch % args.save_interval == 0 or last:
             self._save(stages, "epoch-s%d-e%04d" % (st.number, epoch), st.number, epoch, True)
-            prune_checkpoints(self.prefix, self.keep_last)
+            if self.is_root:
+                prune_checkpoints(self.prefix, self.keep_last)
         return True

@@ -19,9 +19,10 @@ from ..logs.format import setup_logger
 from ..models.critics import DNet
 from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
+from .distributed import DistEnv, StepWatchdog, allreduce_sum, sync_trainers
 from .loop import Run, Stage, seed_everything, step_lr
 from .methods import KDObjective, add_method_args, method_name, parse_method
-from .steps import GANStep, SSDStep
+from .steps import GANStep, Normalizer, SSDStep
 
 __all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
            "build_gankd_models", "pretrained_base_arg"]
@@ -96,6 +97,14 @@ def add_common_args(parser):
     parser.add_argument("--pretrained-base", type=pretrained_base_arg, default="zoo",
                         help="ImageNet weights of the backbone: 'zoo' (GluonCV download, as the "
                              "paper), a local .params file, or 'none'")
+    parser.add_argument("--kvstore", type=str, default="device",
+                        choices=("device", "local", "dist_sync", "dist_device_sync"),
+                        help="MXNet kvstore: device (one machine, GluonCV's default) or "
+                             "dist_sync / dist_device_sync (several machines; start the job with "
+                             "scripts/launch_dist.py)")
+    parser.add_argument("--watchdog-timeout", type=float, default=600.0,
+                        help="distributed runs: exit when no step completes for this many "
+                             "seconds (a dead peer otherwise hangs the job for ever)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
@@ -154,12 +163,40 @@ def _decay_epochs(args):
     return [int(e) for e in args.lr_decay_epoch.split(",") if e.strip()]
 
 
-def _data(args, anchors, classes_ok=True):
+def _data(args, anchors, env):
     train = get_dataset(args.dataset, args.dataset_root, "train")
     val = get_dataset(args.dataset, args.dataset_root, "test")
+    # each distributed worker reads only its slice of every global batch
     loader = get_ssd_train_loader(train, anchors, args.data_shape, args.batch_size,
-                                  num_workers=args.num_workers, augment=args.augment)
+                                  num_workers=args.num_workers, augment=args.augment,
+                                  shard=(env.num_workers, env.rank))
     return train, val, loader
+
+
+def _logger(args, env):
+    """Rank 0 writes ``<log-dir>/<save-prefix>_train.log``; other workers print only."""
+    if env.is_root:
+        return setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
+    import logging
+    logger = logging.getLogger("gankd.rank%d" % env.rank)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[rank %d] %%(message)s" % env.rank))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+def _reducer(env):
+    """Sum logged losses over workers (each holds its share of the global-batch loss)."""
+    if not env.is_dist:
+        return None
+    return lambda name, value: allreduce_sum(env, "log:" + name, value)
+
+
+def _watchdog(args, env):
+    return StepWatchdog(args.watchdog_timeout, 5 * args.watchdog_timeout) if env.is_dist else None
 
 
 def _validator(net, val, args, ctx):
@@ -211,14 +248,17 @@ def run_gankd(args):
     from gluoncv.loss import SSDMultiBoxLoss
     parts = parse_method(args.method)
     ctx = get_contexts(args)
+    env = DistEnv(args.kvstore)
+    watchdog = _watchdog(args, env)
     seed_everything(args.seed)
     classes = dataset_classes(args.dataset)
     if not args.save_prefix:
         args.save_prefix = "ssd_%d_%s_%s_%s_%s" % (args.data_shape, args.student, args.teacher,
                                                     args.dataset, method_name(parts))
-    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
+    logger = _logger(args, env)
     teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
-    _, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]))
+    _, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
+    norm = Normalizer(env)
     s_features, s_head = split_ssd(student)
     t_features, t_head = split_ssd(teacher)
     kd_parts = parts - {"gan"}
@@ -244,20 +284,22 @@ def run_gankd(args):
         if objective is not None and objective.params():
             g_params.update(objective.params())     # hint adaptation layers learn too
             blocks["kd"] = objective.blocks
-        trainer_g = gluon.Trainer(g_params, "adam", adam, update_on_kvstore=False)
+        trainer_g = gluon.Trainer(g_params, "adam", adam, kvstore=env.kv,
+                                  update_on_kvstore=False)
         trainers = {"G": trainer_g}
         trainer_d = None
         if dnet is not None:
             trainer_d = gluon.Trainer(dnet.collect_params(), "adam",
                                       {"learning_rate": args.lrD, "beta1": args.beta1},
-                                      update_on_kvstore=False)
+                                      kvstore=env.kv, update_on_kvstore=False)
             trainers["D"] = trainer_d
             blocks["dnet"] = dnet
         need_teacher = bool(parts)
         step = GANStep(t_features if need_teacher else None, s_features, s_head, dnet, trainer_g,
                        trainer_d, det_loss, clamp=(args.clamp_lower, args.clamp_upper),
                        d_steps=args.d_steps, objective=objective,
-                       teacher_head=t_head if objective and objective.needs_teacher_head else None)
+                       teacher_head=t_head if objective and objective.needs_teacher_head else None,
+                       norm=norm)
         gan_cols = [(c, c if dnet is not None else None) for c in GAN_COLUMNS]
         kd_cols = [(c, c) for c in objective.term_names()] if objective else []
         lrs = {"G": args.lrG, "D": args.lrD}
@@ -266,9 +308,11 @@ def run_gankd(args):
                             gan_cols + DET_COLUMNS + kd_cols))
     if args.stage in ("2", "both"):
         sgd = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
-        trainer = gluon.Trainer(student.collect_params(), "sgd", sgd, update_on_kvstore=False)
+        trainer = gluon.Trainer(student.collect_params(), "sgd", sgd, kvstore=env.kv,
+                                update_on_kvstore=False)
         decay = _decay_epochs(args)
-        stages.append(Stage(2, args.epochs, SSDStep(student, trainer, det_loss), {"SGD": trainer},
+        stages.append(Stage(2, args.epochs, SSDStep(student, trainer, det_loss, norm),
+                            {"SGD": trainer},
                             lambda e: {"SGD": step_lr(args.lr, e, args.lr_decay, decay)},
                             [(c, None) for c in GAN_COLUMNS] + DET_COLUMNS))
 
@@ -276,11 +320,13 @@ def run_gankd(args):
         # validation traces the student in inference mode; trace it again for training
         if args.hybridize:
             student.hybridize()
+    sync_trainers(env, [tr for st in stages for tr in st.trainers.values()])
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize,
               export=lambda tag: export_detector(student, "%s-%s-student" % (prefix, tag),
-                                                 args.data_shape, ctx[0]))
+                                                 args.data_shape, ctx[0]),
+              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
     return run.fit(stages)
 
 
@@ -288,18 +334,20 @@ def run_plain(args):
     """Plain SSD training of any backbone (teachers and the '-' rows of the tables)."""
     from gluoncv.loss import SSDMultiBoxLoss
     ctx = get_contexts(args)
+    env = DistEnv(args.kvstore)
+    watchdog = _watchdog(args, env)
     seed_everything(args.seed)
     classes = dataset_classes(args.dataset)
     dataset_kind = "coco" if args.dataset == "coco" else "voc"
     if not args.save_prefix:
         args.save_prefix = "ssd_%d_%s_%s" % (args.data_shape, args.network, args.dataset)
-    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
+    logger = _logger(args, env)
     layout = teacher_layout(args.network, args.data_shape, dataset_kind)
     net = build_ssd(args.network, layout, classes, pretrained_base=args.pretrained_base)
     initialize_new_params(net, ctx[0])
     anchors = _anchors(net, args.data_shape, ctx[0])
     net.collect_params().reset_ctx(ctx)
-    _, val, loader = _data(args, anchors)
+    _, val, loader = _data(args, anchors, env)
     if args.hybridize:
         net.hybridize()
     optimizer = getattr(args, "optimizer", "sgd")
@@ -307,9 +355,12 @@ def run_plain(args):
         opt_args = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
     else:
         opt_args = {"learning_rate": args.lr, "wd": args.wd}
-    trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args, update_on_kvstore=False)
+    trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args, kvstore=env.kv,
+                            update_on_kvstore=False)
+    sync_trainers(env, [trainer])
     decay = _decay_epochs(args)
-    stage = Stage(2, args.epochs, SSDStep(net, trainer, SSDMultiBoxLoss()), {"opt": trainer},
+    stage = Stage(2, args.epochs, SSDStep(net, trainer, SSDMultiBoxLoss(), Normalizer(env)),
+                  {"opt": trainer},
                   lambda e: {"opt": step_lr(args.lr, e, args.lr_decay, decay)},
                   [("CrossEntropy", "CrossEntropy"), ("SmoothL1", "SmoothL1")])
 
@@ -320,5 +371,6 @@ def run_plain(args):
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize, val_title="Validation",
               export=lambda tag: export_detector(net, "%s-%s-net" % (prefix, tag),
-                                                 args.data_shape, ctx[0]))
+                                                 args.data_shape, ctx[0]),
+              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
     return run.fit([stage])

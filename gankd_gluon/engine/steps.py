@@ -17,7 +17,45 @@ from mxnet import autograd, gluon
 from ..models.critics import clip_weights
 from .guards import check_finite
 
-__all__ = ["GANStep", "SSDStep", "split_batch"]
+__all__ = ["GANStep", "SSDStep", "split_batch", "Normalizer"]
+
+
+class Normalizer:
+    """The global batch size and positive-anchor count every loss is divided by.
+
+    On one machine they are the local ones. Under ``dist_sync`` the servers *sum* the
+    workers' gradients, so each worker divides by the totals over all workers: the summed
+    gradient is then exactly the one-process gradient of the global batch (Eq. 1's 1/N and
+    SSDMultiBoxLoss's 1/num_pos), and ``trainer.step(1)`` is right everywhere.
+
+    Parameters
+    ----------
+    env : DistEnv or None
+    """
+
+    def __init__(self, env=None):
+        self.env = env
+        self.is_dist = env is not None and env.is_dist
+
+    def batch(self, data):
+        n = float(sum(x.shape[0] for x in data))
+        return n * (self.env.num_workers if self.env is not None else 1)
+
+    def num_pos(self, cls_targets):
+        """Positives over the whole (global) batch; one host read, as SSDMultiBoxLoss does."""
+        local = sum(float((ct > 0).sum().asscalar()) for ct in cls_targets)
+        if self.is_dist:
+            from .distributed import allreduce_sum
+            local = allreduce_sum(self.env, "num_pos", local)
+        return max(1.0, local)
+
+    def rescale_det(self, losses, cls_targets, num_pos):
+        """SSDMultiBoxLoss divides by the *local* positives; rescale its outputs to the global
+        count (a no-op on one machine)."""
+        if not self.is_dist:
+            return losses
+        local = max(1.0, sum(float((ct > 0).sum().asscalar()) for ct in cls_targets))
+        return [[l * (local / num_pos) for l in part] for part in losses]
 
 
 def split_batch(batch, ctx_list):
@@ -42,20 +80,23 @@ class SSDStep:
     ``__call__`` returns a dict of per-device losses: ``CrossEntropy`` and ``SmoothL1`` (B,).
     """
 
-    def __init__(self, net, trainer, det_loss):
+    def __init__(self, net, trainer, det_loss, norm=None):
         self.net = net
         self.trainer = trainer
         self.det_loss = det_loss
+        self.norm = norm or Normalizer()
 
     def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
+        num_pos = self.norm.num_pos(cls_targets) if self.norm.is_dist else None
         with autograd.record():
             cls_preds, box_preds = [], []
             for x in data:
                 c, b, _ = self.net(x)
                 cls_preds.append(c)
                 box_preds.append(b)
-            sum_loss, cls_loss, box_loss = self.det_loss(cls_preds, box_preds, cls_targets,
-                                                         box_targets)
+            sum_loss, cls_loss, box_loss = self.norm.rescale_det(
+                self.det_loss(cls_preds, box_preds, cls_targets, box_targets), cls_targets,
+                num_pos)
         autograd.backward(sum_loss)
         check_finite({"CrossEntropy": cls_loss, "SmoothL1": box_loss}, epoch, batch)
         self.trainer.step(1)
@@ -92,11 +133,14 @@ class GANStep:
         paper's ``L_conf + L_loc``.
     teacher_head : SSDHead or None
         The teacher's head, run on the teacher's maps when ``objective`` needs P_t or R_t.
+    norm : Normalizer or None
+        Global batch and positives (several machines); default: this process's.
     """
 
     def __init__(self, teacher_features, student_features, student_head, dnet, trainer_g,
                  trainer_d, det_loss, clamp=(-0.03, 0.03), d_steps=1, objective=None,
-                 teacher_head=None):
+                 teacher_head=None, norm=None):
+        self.norm = norm or Normalizer()
         self.teacher_features = teacher_features
         self.student_features = student_features
         self.student_head = student_head
@@ -128,7 +172,7 @@ class GANStep:
         return [r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d
 
     def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
-        n = float(sum(x.shape[0] for x in data))    # global batch: Eq. 1's 1/N
+        n = self.norm.batch(data)                    # global batch: Eq. 1's 1/N
         # Teacher: once per iteration, no graph; its maps serve both steps.
         t_maps = t_cls = t_box = None
         if self.teacher_features is not None:
@@ -150,12 +194,13 @@ class GANStep:
             heads = [self.student_head(*sm) for sm in s_maps]
             cls_preds = [h[0] for h in heads]
             box_preds = [h[1] for h in heads]
-            sum_loss, cls_loss, box_loss = self.det_loss(cls_preds, box_preds, cls_targets,
-                                                         box_targets)
+            num_pos = self.norm.num_pos(cls_targets)
+            sum_loss, cls_loss, box_loss = self.norm.rescale_det(
+                self.det_loss(cls_preds, box_preds, cls_targets, box_targets), cls_targets,
+                num_pos)
             if self.objective is None:
                 total, terms = [s.sum() for s in sum_loss], {}
             else:
-                num_pos = max(1.0, sum(float((ct > 0).sum().asscalar()) for ct in cls_targets))
                 total, terms = self.objective(s_maps, t_maps, cls_preds, box_preds, t_cls, t_box,
                                               cls_targets, box_targets, cls_loss, box_loss,
                                               num_pos, n)

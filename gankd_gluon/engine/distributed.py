@@ -1,0 +1,244 @@
+"""Multi-machine training on MXNet's parameter-server kvstore (ps-lite): the thin layer MXNet
+lacks.
+
+MXNet does the work: ``dist_sync`` / ``dist_device_sync`` kvstores aggregate gradients on the
+servers. What it does not do (DESIGN.md sec. 6, measured): stop when a peer dies (a killed
+worker or server leaves the others hanging for ever), or start on Python 3.11 (the wheel's
+``tools/launch.py`` uses the removed ``Thread.isAlive``). So this module adds
+
+* :class:`DistEnv`: the kvstore, this worker's rank and the worker count;
+* :func:`allreduce_sum`: a scalar summed over workers (the SSD loss normaliser);
+* :class:`StepWatchdog`: a thread that ends the process with a clear message when no step
+  completes for ``timeout`` seconds (``startup_timeout`` until the first one);
+* :func:`launch`: starts scheduler, servers and workers with the DMLC_* variables and, on the
+  first non-zero exit, terminates the rest (``scripts/launch_dist.py``).
+"""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import mxnet as mx
+
+__all__ = ["DistEnv", "allreduce_sum", "sync_trainers", "StepWatchdog", "launch", "dmlc_env"]
+
+_FIRST_SCALAR_KEY = 1 << 30
+
+
+class DistEnv:
+    """The kvstore of a run and this process's place in it.
+
+    Parameters
+    ----------
+    kvstore : str
+        ``device``/``local`` (one machine) or ``dist_sync``/``dist_device_sync`` (several; the
+        process must have been started with the DMLC_* variables, e.g. by :func:`launch`).
+    """
+
+    def __init__(self, kvstore="device"):
+        self.name = kvstore
+        self.is_dist = kvstore.startswith("dist")
+        if self.is_dist:
+            if "DMLC_ROLE" not in os.environ:
+                raise RuntimeError("--kvstore %s needs the DMLC_* environment of a distributed "
+                                   "job; start it with scripts/launch_dist.py (see README)"
+                                   % kvstore)
+            self.kv = mx.kv.create(kvstore)
+            self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
+        else:
+            self.kv = kvstore               # gluon.Trainer creates a local kvstore from the name
+            self.rank, self.num_workers = 0, 1
+        self._keys = {}
+
+    @property
+    def is_root(self):
+        """Rank 0 alone writes logs and checkpoints and validates."""
+        return self.rank == 0
+
+
+def allreduce_sum(env, key, value):
+    """Sum a Python float over all workers (``value`` itself when not distributed).
+
+    One ``pushpull`` of a 1-element array on a dedicated key: in ``dist_sync`` the server adds
+    the workers' pushes and answers once all are in (a separate ``push`` then ``pull`` can be
+    answered before the other workers' pushes arrive: seen on loopback). Keys are integers above the
+    Trainer's parameter indices (a kvstore refuses mixed str/int keys), numbered in first-use
+    order, which is the same on every worker.
+    """
+    if not env.is_dist:
+        return value
+    if key not in env._keys:
+        env._keys[key] = _FIRST_SCALAR_KEY + len(env._keys)
+        env.kv.init(env._keys[key], mx.nd.zeros((1,)))
+    out = mx.nd.zeros((1,))
+    env.kv.pushpull(env._keys[key], mx.nd.array([value]), out=out)
+    return float(out.asscalar())
+
+
+def sync_trainers(env, trainers):
+    """Put every trainer's parameters on the kvstore before the first step, then wait for all
+    workers.
+
+    ``gluon.Trainer`` does this lazily in its first ``step``: worker 0 broadcasts and at once
+    pushes its first gradients, and a slower worker's broadcast pull can then fetch those
+    gradients as weights (seen on loopback: worker 1 started from the gradient sum). Doing it
+    up front behind a barrier removes the race.
+    """
+    if not env.is_dist:
+        return
+    for tr in trainers:
+        # pylint: disable=protected-access
+        if not tr._kv_initialized:
+            tr._init_kvstore()
+        if tr._params_to_init:
+            tr._init_params()
+    env.kv._barrier()   # pylint: disable=protected-access
+
+
+class StepWatchdog:
+    """Ends the process (``os._exit(3)``) when no step completes in time.
+
+    A dead peer makes ``dist_sync`` block for ever inside a push/pull; no Python exception
+    reaches the loop, so the only bounded exit is from another thread.
+
+    Parameters
+    ----------
+    timeout : float
+        Seconds allowed between two :meth:`beat` calls.
+    startup_timeout : float
+        Seconds allowed before the first beat (building networks, first graph trace) and after
+        :meth:`pause` (validation, checkpoints).
+    """
+
+    def __init__(self, timeout, startup_timeout=None, what="training step"):
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout or 10 * timeout
+        self.what = what
+        self._last = time.time()
+        self._limit = self.startup_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def beat(self):
+        self._last = time.time()
+        self._limit = self.timeout
+
+    def pause(self):
+        """Allow the long limit once (validation, saving) until the next beat."""
+        self._last = time.time()
+        self._limit = self.startup_timeout
+
+    def stop(self):
+        self._stop.set()
+
+    def _watch(self):
+        while not self._stop.wait(min(1.0, self.timeout / 4.0)):
+            idle = time.time() - self._last
+            if idle > self._limit:
+                sys.stderr.write("error: no %s completed for %.0f s (limit %.0f s): a peer of "
+                                 "this distributed job has probably died; exiting\n"
+                                 % (self.what, idle, self._limit))
+                sys.stderr.flush()
+                os._exit(3)
+
+
+def dmlc_env(role, scheduler_host, scheduler_port, num_workers, num_servers, node_host=None):
+    """The DMLC_* variables of one role of a ps-lite job.
+
+    ``node_host`` is the address this process binds; set it (``127.0.0.1`` on one machine), or
+    ps-lite binds the first non-loopback interface (DESIGN.md sec. 6).
+    """
+    env = {"DMLC_ROLE": role, "DMLC_PS_ROOT_URI": scheduler_host,
+           "DMLC_PS_ROOT_PORT": str(scheduler_port), "DMLC_NUM_WORKER": str(num_workers),
+           "DMLC_NUM_SERVER": str(num_servers)}
+    if node_host:
+        env["DMLC_NODE_HOST"] = node_host
+    return env
+
+
+# Scheduler and servers run inside `import mxnet` when DMLC_ROLE says so, and exit after the job.
+_SERVER_CMD = [sys.executable, "-c", "import mxnet"]
+
+
+def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
+           roles=("scheduler", "server", "worker"), poll=0.2, timeout=None, stdout=None,
+           node_host=None, local_workers=None, local_servers=None):
+    """Start the roles of a ps-lite job on this machine and supervise them.
+
+    Parameters
+    ----------
+    worker_cmd : list of str
+        The worker command (e.g. ``python scripts/train_ssd.py ... --kvstore dist_sync``).
+    num_workers, num_servers : int
+        Sizes of the whole job (all machines).
+    port, host : int, str
+        The scheduler's address.
+    node_host : str or None
+        This machine's bind address (default ``host``: right on one machine).
+    local_workers, local_servers : int or None
+        How many of the job's workers/servers run on this machine (default: all).
+    roles : tuple of str
+        Which roles run here: all three on one machine; on a cluster, the scheduler machine
+        runs ``scheduler`` (+ servers/workers), others ``server``/``worker`` with the
+        scheduler's ``host`` and ``port``.
+    timeout : float or None
+        Terminate everything after this many seconds.
+
+    Returns
+    -------
+    int : 0 if every process exited 0, else the first non-zero exit status. On the first
+    failure the other processes get SIGTERM, then SIGKILL after 5 s: a dead peer never leaves
+    the rest hanging.
+    """
+    procs = []
+
+    def start(role, cmd, n):
+        for _ in range(n):
+            env = dict(os.environ, **dmlc_env(role, host, port, num_workers, num_servers,
+                                              node_host or host))
+            procs.append((role, subprocess.Popen(cmd, env=env, stdout=stdout,
+                                                 stderr=None if stdout is None else
+                                                 subprocess.STDOUT)))
+    if "scheduler" in roles:
+        start("scheduler", _SERVER_CMD, 1)
+    if "server" in roles:
+        start("server", _SERVER_CMD, num_servers if local_servers is None else local_servers)
+    if "worker" in roles:
+        start("worker", list(worker_cmd), num_workers if local_workers is None else local_workers)
+    started = time.time()
+    status = 0
+    try:
+        while True:
+            codes = [(r, p.poll()) for r, p in procs]
+            failed = [(r, c) for r, c in codes if c not in (None, 0)]
+            if failed:
+                role, status = failed[0]
+                sys.stderr.write("launch: a %s exited with status %d; stopping the job\n"
+                                 % (role, status))
+                break
+            if all(c == 0 for _, c in codes):
+                return 0
+            if timeout is not None and time.time() - started > timeout:
+                sys.stderr.write("launch: job exceeded %.0f s; stopping it\n" % timeout)
+                status = 124
+                break
+            time.sleep(poll)
+    finally:
+        _terminate([p for _, p in procs])
+    return status
+
+
+def _terminate(procs, grace=5.0):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.time() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
