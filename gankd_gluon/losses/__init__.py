@@ -5,3 +5,4 @@ from .kd import (ssd_mining_mask, SoftTargetCrossEntropy, TeacherBoundedL2, Teac
                  CHEN_TEMPERATURE, CHEN_MARGIN, KO_YOO_ALPHA, KO_YOO_BETA, KO_YOO_TEMPERATURE)
 
 __all__ = ["kd"] + list(kd.__all__)
+from .fgfi import FGFI_LAMBDA, FGFI_PSI, FineGrainedImitationLoss, imitation_mask  # noqa: E402,F401
