@@ -64,10 +64,20 @@ def method_name(parts):
     return "+".join(c for c in COMPONENTS if c in parts).replace("gan", "gankd")
 
 
+def _method_arg(text):
+    """argparse type: check ``--method`` at parse time, so a typo is a usage error."""
+    import argparse
+    try:
+        parse_method(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return text
+
+
 def add_method_args(parser):
     """``--method`` and the baselines' weights, with the papers' defaults."""
     from ..losses import kd
-    parser.add_argument("--method", type=str, default="gan",
+    parser.add_argument("--method", type=_method_arg, default="gan",
                         help="gan (the paper), chen, ko, hint, none, or components joined by "
                              "'+': " + ", ".join(COMPONENTS))
     parser.add_argument("--kd-lambda", type=float, default=kd.CHEN_LAMBDA,
