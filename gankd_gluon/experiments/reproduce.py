@@ -1,0 +1,371 @@
+"""Run a table row's chain of commands (:mod:`.registry`), resuming where it stopped, and append
+the result to ``logs/results.md``.
+
+``scripts/reproduce.py`` is the entry point; ``scripts/experiments/<row>.sh`` call it. Each step
+is the existing script run as a subprocess, exactly as ``--dry-run`` prints it. A step is skipped
+when its outputs exist and are complete:
+
+* training: the final checkpoint manifest ``<prefix>-final.json`` with every part it names, the
+  exported model the next step reads, and the same recipe (epochs, learning rates, batch, data
+  shape, ...) in the manifest's stored args as in the command. An unfinished run resumes from
+  its newest epoch checkpoint (``--resume auto``), so a killed chain loses at most one epoch;
+* evaluation: the ``--out`` JSON, newer than the model it scored;
+* the generated dataset (``--scale smoke``): its split files with the expected image counts.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from .registry import (REPO_ROOT, SMOKE, TABLES, build_chain, effective_settings,
+                       estimate_hours, get_row, read_eval_map, rows_of, run_names)
+
+__all__ = ["parse_args", "main", "list_rows", "step_status", "append_result", "ChainError"]
+
+RESULTS_HEADER = (
+    "# Results of scripts/reproduce.py\n\n"
+    "One line per evaluation of a table row, appended by `scripts/reproduce.py` "
+    "(docs/reproducing.md). mAP in percent: VOC07 11-point mAP@0.5 (Tables 1, 3) or COCO "
+    "mAP@[.5:.95] (Table 2). delta = ours - paper; gain = distilled - the row group's \"-\" "
+    "row. `smoke` lines come from the generated dataset at toy scale and say nothing about "
+    "the paper's numbers.\n\n"
+    "| row | scale | paper mAP | our mAP | delta | gain paper / ours | date | command | commit |\n"
+    "|---|---|---|---|---|---|---|---|---|\n")
+
+
+class ChainError(RuntimeError):
+    """A step cannot be run or skipped safely (stale output, missing script)."""
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="reproduce.py",
+        description="Reproduce a row of the paper's Tables 1-3: train the teacher (when the model "
+                    "zoo has none), the baseline, the distilled student, evaluate, and append "
+                    "the result to logs/results.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--list", action="store_true", help="print the rows with the paper's mAP")
+    parser.add_argument("--table", type=int, choices=sorted(TABLES), help="table number")
+    parser.add_argument("--row", type=str,
+                        help="row number in the table (1-based, as --list shows) or its name, "
+                             "e.g. mobilenet1.0_resnet50_v1")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the exact commands (and which are already done), run nothing")
+    parser.add_argument("--gpus", type=str, default=None,
+                        help="GPU ids of every command; default '0,1' (the paper's two GPUs), "
+                             "'' (CPU) at --scale smoke. The global batch stays the paper's and "
+                             "is split over them")
+    parser.add_argument("--scale", choices=("full", "smoke"), default="full",
+                        help="full: the paper's data and schedule; smoke: the same chain on a "
+                             "generated %d/%d-image dataset, 1 epoch per stage, %d px (%d for "
+                             "VGG16), CPU, no downloads"
+                             % (SMOKE["num_train"], SMOKE["num_test"], SMOKE["data_shape"],
+                                SMOKE["data_shape_vgg"]))
+    parser.add_argument("--work-dir", type=str, default=None,
+                        help="where checkpoints/, logs/, eval/ (and data/ at smoke) go; "
+                             "default '.' (full), work_dirs/smoke (smoke)")
+    parser.add_argument("--results", type=str, default=None,
+                        help="results table to append to; default <work-dir>/logs/results.md")
+    parser.add_argument("--checkpoint", choices=("best", "final"), default="best",
+                        help="which exported model is evaluated: best validation mAP (as "
+                             "GluonCV's scripts and the published logs keep it) or the last")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="distillation rows: skip the baseline (then the gain is reported "
+                             "only if the '-' row was already evaluated)")
+    parser.add_argument("--python", type=str, default=sys.executable,
+                        help="interpreter that runs the steps")
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------------- listing
+def list_rows(table=None, out=print):
+    """Print the rows (all, or one table's) with the paper's mAP; returns the rows."""
+    rows = rows_of(table)
+    for t in sorted({r.table for r in rows}):
+        out(TABLES[t])
+        out("  %-3s %-34s %-18s %-13s %-6s %-12s %s" % (
+            "row", "name", "student", "teacher", "method", "paper mAP", "settings (vs defaults)"))
+        for r in rows_of(t):
+            if r not in rows:
+                continue
+            out("  %-3d %-34s %-18s %-13s %-6s %-12s %s" % (
+                r.index, r.key, r.student + ("/" + r.roi_mode if r.roi_mode else ""),
+                r.teacher or "-", r.method, r.paper_text(), r.settings_text()))
+        out("")
+    counts = ", ".join("Table %d: %d" % (t, len(rows_of(t))) for t in sorted(TABLES)
+                       if table is None or t == int(table))
+    out("%d rows (%s). Run one: python scripts/reproduce.py --table T --row R "
+        "(or scripts/experiments/<table>_<name>.sh)" % (len(rows), counts))
+    return rows
+
+
+# ------------------------------------------------------------------------------ step status
+def _mtime(path):
+    return os.path.getmtime(path) if os.path.exists(path) else None
+
+
+def _same(recorded, wanted):
+    """Does a manifest's stored arg equal a command-line value (given as a string)?"""
+    if isinstance(recorded, bool) or recorded is None:
+        return str(recorded).lower() == str(wanted).lower()
+    if isinstance(recorded, (int, float)):
+        try:
+            return math.isclose(float(recorded), float(wanted), rel_tol=1e-9, abs_tol=0.0)
+        except ValueError:
+            return False
+    return str(recorded) == str(wanted)
+
+
+def _split_files_count(path):
+    if not os.path.isfile(path):
+        return -1
+    with open(path) as f:
+        return sum(1 for line in f if line.strip())
+
+
+def step_status(step):
+    """``(True, why)`` if the step's outputs exist and are complete, else ``(False, why)``.
+
+    Raises
+    ------
+    ChainError
+        The outputs exist but were made with another recipe, or before an input they depend on
+        was rewritten: re-running would silently reuse or resume the wrong run.
+    """
+    outs = step.outputs
+    if "dataset" in outs:
+        root, n_train, n_test = outs["dataset"]
+        sets = os.path.join(root, "VOCdevkit", "VOC2007", "ImageSets", "Main")
+        coco = os.path.join(root, "coco", "annotations")
+        ok = (_split_files_count(os.path.join(sets, "trainval.txt")) == n_train
+              and _split_files_count(os.path.join(sets, "test.txt")) == n_test
+              and all(os.path.isfile(os.path.join(coco, "instances_%s.json" % s))
+                      for s in ("trainval", "test")))
+        return (ok, "generated dataset at %s" % root if ok else "no complete dataset at %s" % root)
+    if "eval_json" in outs:
+        path = outs["eval_json"]
+        if not os.path.isfile(path):
+            return False, "no evaluation %s" % path
+        try:
+            with open(path) as f:
+                json.load(f)["ap"]["mAP"]
+        except (ValueError, KeyError, TypeError):
+            return False, "unreadable evaluation %s" % path
+        newer = [p for p in step.inputs if (_mtime(p) or 0) > _mtime(path)]
+        if newer:
+            return False, "evaluation %s is older than %s" % (path, newer[0])
+        return True, "evaluated: %s" % path
+    manifest = outs["manifest"]
+    if not os.path.isfile(manifest):
+        return False, "no final checkpoint %s" % manifest
+    try:
+        with open(manifest) as f:
+            state = json.load(f)
+    except ValueError:
+        return False, "unreadable checkpoint manifest %s" % manifest
+    folder = os.path.dirname(os.path.abspath(manifest))
+    missing = [p for p in state.get("parts", {}).values()
+               if not os.path.isfile(os.path.join(folder, p))]
+    missing += [p for p in outs.get("files", []) if not os.path.isfile(p)]
+    if missing:
+        return False, "checkpoint %s is incomplete (missing %s)" % (manifest, missing[0])
+    recorded = state.get("args", {})
+    differ = ["%s=%s (command: %s)" % (k, recorded.get(k), v) for k, v in step.recipe.items()
+              if k in recorded and not _same(recorded[k], v)]
+    if differ:
+        raise ChainError("%s was trained with other settings: %s. Delete %s (or use another "
+                         "--work-dir) to train it again." % (manifest, "; ".join(differ), folder))
+    newer = [p for p in step.inputs if p and (_mtime(p) or 0) > _mtime(manifest)]
+    if newer:
+        raise ChainError("%s is older than its input %s (rewritten since). Delete %s to train "
+                         "it again with the new input." % (manifest, newer[0], folder))
+    return True, "finished: %s" % manifest
+
+
+# ------------------------------------------------------------------------------ results
+def _git_commit():
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=30)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _fmt(x, sign=False):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    return ("%+.1f" if sign else "%.1f") % x
+
+
+def append_result(path, row, scale, ours, our_gain, command, commit, date=None):
+    """Append one line to the results table ``path`` (created with its header if missing)."""
+    date = date or datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    delta = ours - row.paper_map if ours is not None else None
+    gain = "-" if row.is_baseline else "%s / %s" % (_fmt(row.paper_gain, True),
+                                                    _fmt(our_gain, True))
+    cells = ["T%d R%d %s" % (row.table, row.index, row.key), scale, "%.1f" % row.paper_map,
+             _fmt(ours), _fmt(delta, True), gain, date,
+             "`%s`" % command.replace("|", "\\|"), commit]
+    line = "| " + " | ".join(cells) + " |\n"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a") as f:
+        if new:
+            f.write(RESULTS_HEADER)
+        f.write(line)
+    return line
+
+
+# ------------------------------------------------------------------------------ running
+def _display(step):
+    return step.command("python")
+
+
+def record_validation(step):
+    """Write a ``script=None`` step's evaluation JSON from its training run: the mAP the
+    checkpoint was validated with (``best``: the best manifest's ``best_map``; ``final``: the
+    last validation in the log), with the per-class APs of that validation block."""
+    from ..logs.parse import parse_log
+    from ..eval.voc import write_metric_json
+    source, log, tag = step.validation
+    with open(source) as f:
+        state = json.load(f)
+    validations = [v for run in parse_log(log).runs for v in run.validations] \
+        if os.path.isfile(log) else []
+    if tag == "best":
+        mean_ap = state.get("best_map")
+        mean_ap = float("nan") if mean_ap is None else float(mean_ap)
+        same = [v for v in validations if math.isclose(v.mean_ap, mean_ap, abs_tol=1e-9)]
+        chosen = same[-1] if same else None
+    else:
+        chosen = validations[-1] if validations else None
+        mean_ap = chosen.mean_ap if chosen else float("nan")
+    names = list(chosen.aps) if chosen else []
+    values = [chosen.aps[n] for n in names] if chosen else []
+    write_metric_json(step.outputs["eval_json"], names + ["mAP"], values + [mean_ap],
+                      metric="voc07", split="test",
+                      source={"validation": source, "log": log, "checkpoint": tag,
+                              "epoch": chosen.epoch if chosen else None})
+    return 0
+
+
+def _run(step, python):
+    if step.script is None:
+        return record_validation(step)
+    script = os.path.join(REPO_ROOT, step.script)
+    if not os.path.isfile(script):
+        raise ChainError("%s does not exist in this checkout; this row cannot run yet"
+                         % step.script)
+    cmd = [python, script] + step.argv()
+    child = subprocess.Popen(cmd)
+
+    def forward(signum, _frame):
+        # a scheduler's SIGTERM reaches only this process: pass it on, so the training saves
+        # its 'interrupted' checkpoint and the next run resumes from it
+        child.send_signal(signum)
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        return child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(args, argv=None, out=print):
+    """Entry point of ``scripts/reproduce.py``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        list_rows(args.table, out)
+        return 0
+    if args.table is None or args.row is None:
+        out("error: give --list, or --table T --row R (see --list)")
+        return 2
+    try:
+        row = get_row(args.table, args.row)
+    except KeyError as err:
+        out("error: %s" % err.args[0])
+        return 2
+    work_dir = args.work_dir or ("work_dirs/smoke" if args.scale == "smoke" else ".")
+    results = args.results or os.path.join(work_dir, "logs", "results.md")
+    steps = build_chain(row, args.scale, args.gpus, work_dir, args.checkpoint, args.baseline)
+
+    out("Table %d, row %d (%s): %s, teacher %s, method %s, dataset %s; paper mAP %s"
+        % (row.table, row.index, row.key, row.student, row.teacher or "-", row.method,
+           row.dataset, row.paper_text()))
+    if row.note:
+        out("note: " + row.note)
+    if args.dry_run:
+        for line in effective_settings(row, steps):
+            out("  " + line)
+        if args.scale == "full":
+            gpus = [g for g in (args.gpus if args.gpus is not None else "0,1").split(",")
+                    if g.strip()]
+            est = estimate_hours(row, max(1, len(gpus)), args.baseline)
+            out("  estimated wall time on %d GTX 1080 Ti (published speeds): %s; total %.0f h"
+                % (max(1, len(gpus)), ", ".join("%s %.0f h" % kv for kv in est.items()),
+                   sum(est.values())))
+    ran_eval = False
+    for i, step in enumerate(steps, 1):
+        try:
+            done, why = step_status(step)
+        except ChainError as err:
+            out("[%d/%d] %s: error: %s" % (i, len(steps), step.kind, err))
+            return 2
+        if args.dry_run:
+            out("[%d/%d] %s (%s)" % (i, len(steps), step.kind,
+                                     "done, would skip: " + why if done else "to run"))
+            out("    " + _display(step))
+            continue
+        if done:
+            out("[%d/%d] %s: skipped, %s" % (i, len(steps), step.kind, why))
+            continue
+        out("[%d/%d] %s: %s\n    %s" % (i, len(steps), step.kind, why, _display(step)))
+        sys.stdout.flush()
+        tic = time.time()
+        try:
+            code = _run(step, args.python)
+        except ChainError as err:
+            out("error: %s" % err)
+            return 2
+        if code != 0:
+            out("error: step %d/%d (%s) failed with exit status %d; fix the cause and run the "
+                "same command again: finished steps are skipped, an unfinished training resumes"
+                % (i, len(steps), step.kind, code))
+            return code
+        done, why = step_status(step)
+        if not done:
+            out("error: step %s exited 0 but its outputs are not complete: %s" % (step.kind, why))
+            return 1
+        out("[%d/%d] %s: done in %.0f s" % (i, len(steps), step.kind, time.time() - tic))
+        ran_eval = ran_eval or step.kind == "eval"
+    if args.dry_run:
+        return 0
+
+    final = [s for s in steps if s.kind == "eval"][-1]
+    ours = read_eval_map(final.outputs["eval_json"])
+    our_gain = None
+    if not row.is_baseline:
+        base = [s for s in steps if s.kind == "eval-baseline"]
+        base_json = base[0].outputs["eval_json"] if base else os.path.normpath(os.path.join(
+            work_dir, "eval", "%s-%s.json" % (run_names(row, args.scale)["baseline"],
+                                               args.checkpoint)))
+        if os.path.isfile(base_json):
+            our_gain = ours - read_eval_map(base_json)
+    command = " ".join(shlex.quote(a) for a in ["python", "scripts/reproduce.py"] + argv)
+    if ran_eval:
+        line = append_result(results, row, args.scale, ours, our_gain, command, _git_commit())
+        out("result appended to %s:\n%s" % (results, line.rstrip()))
+    else:
+        out("all steps were already done; result (not appended again): our mAP %s, paper %s, "
+            "delta %s" % (_fmt(ours), row.paper_text(), _fmt(ours - row.paper_map, True)))
+    return 0
