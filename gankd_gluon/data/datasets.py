@@ -627,7 +627,7 @@ def _coco_root(root):
     return os.path.join(root, 'coco')
 
 
-def get_dataset(name, root=None, split='train', skip_empty=None):
+def get_dataset(name, root=None, split='train', skip_empty=None, train_years=None):
     """A detection dataset by name.
 
     Parameters
@@ -644,6 +644,10 @@ def get_dataset(name, root=None, split='train', skip_empty=None):
     split : {'train', 'test'}
     skip_empty : bool or None
         Skip images without objects; default True for ``train``, False for ``test``.
+    train_years : sequence of int or None
+        VOC kinds, ``train`` split only: the years whose ``trainval`` is read. Default: 2007
+        and 2012 for ``voc`` (the SSD tables), 2007 for ``synthetic``. ``(2007,)`` is the
+        VOC2007-trainval-only training of the paper's Faster R-CNN Table 3.
 
     Returns
     -------
@@ -665,11 +669,15 @@ def get_dataset(name, root=None, split='train', skip_empty=None):
     train = split == 'train'
     skip_empty = train if skip_empty is None else skip_empty
     root = os.path.expanduser(root) if root else default_root(name)
+    if train_years is not None and name not in ('voc', 'synthetic'):
+        raise ValueError('train_years applies to VOC datasets, not %r' % (name,))
     if name == 'voc':
-        splits = ((2007, 'trainval'), (2012, 'trainval')) if train else ((2007, 'test'),)
+        years = (2007, 2012) if train_years is None else train_years
+        splits = tuple((int(y), 'trainval') for y in years) if train else ((2007, 'test'),)
         return CheckedVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty)
     if name == 'synthetic':
-        splits = ((2007, 'trainval'),) if train else ((2007, 'test'),)
+        years = (2007,) if train_years is None else train_years
+        splits = tuple((int(y), 'trainval') for y in years) if train else ((2007, 'test'),)
         return SyntheticVOCDetection(root=_voc_root(root, devkit_first=True), splits=splits, skip_empty=skip_empty)
     if name == 'coco':
         splits = 'instances_train2017' if train else 'instances_val2017'

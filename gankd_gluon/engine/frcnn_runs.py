@@ -1,0 +1,476 @@
+"""Assembly of the Faster R-CNN runs behind the scripts (paper Table 3): GAN-KD and the other
+distillation methods (``train_faster_rcnn_gan_kd.py``), plain training of the teacher and the
+baselines (``train_faster_rcnn.py``).
+
+Defaults are the published log's (``published_logs/faster_rcnn_resnet50_resnet101_v1b_g_d_voc_
+train.log``, last ``Namespace`` line), and ``dest`` names are its Namespace fields wherever the
+setting exists there (``GAN_epochs``, ``Teacher_param_path``, ``train_D_eopch``, ...). Epochs
+count as in that log and in GluonCV's ``train_faster_rcnn.py``: from 0, through both stages.
+With ``GAN_epochs=26, epochs=38`` epochs 0..26 are adversarial and 27..37 plain (the log's
+``Loss_G`` turns nan at epoch 27), and ``lr_decay_epoch='32,36'`` / ``lr_decay_GAN_epoch='5,20'``
+are epochs of that count at whose start the learning rate drops (GluonCV's
+``epoch >= step``; the log's ``[Epoch 5] Set GAN learning rate`` lines).
+"""
+import argparse
+import os
+import warnings
+
+from mxnet import gluon
+
+from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
+from ..logs.format import format_lr_change, setup_logger
+from ..models.critics import DNet
+from ..models.faster_rcnn import (STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter, build_faster_rcnn,
+                                  build_teacher, feature_channels, initialize_params, map_size,
+                                  set_hybrid)
+from ..models.ssd import export_detector
+from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
+                          FasterRCNNKD, FasterRCNNStep, frcnn_method_name, parse_frcnn_method,
+                          split_sharded)
+from .loop import Run, Stage, seed_everything
+from .methods import add_method_args
+from .ssd_runs import get_contexts, pretrained_base_arg
+
+__all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
+           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings", "lr_at"]
+
+
+# ------------------------------------------------------------------------------------------
+# arguments
+# ------------------------------------------------------------------------------------------
+def _years(text):
+    years = tuple(int(y) for y in text.split(",") if y.strip())
+    if not years:
+        raise argparse.ArgumentTypeError("--train-years needs at least one year")
+    return years
+
+
+def add_frcnn_common_args(parser):
+    """Flags shared by plain Faster R-CNN training and GAN-KD."""
+    add_dataset_args(parser)
+    parser.add_argument("--train-years", type=_years, default=(2007,),
+                        help="VOC kinds: trainval years read for training; 2007 as in the "
+                             "paper's Table 3 (VOC2007 trainval, VOC2007 test); '2007,2012' "
+                             "for VOC07+12")
+    parser.add_argument("--roi-mode", choices=("pool", "align"), default="align",
+                        help="RoI pooling or RoIAlign (Table 3 has a row for each; GluonCV's "
+                             "presets use align)")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="global batch (published log: 4, one image on each of 4 GPUs); "
+                             "must split evenly over the devices")
+    parser.add_argument("--gpus", type=str, default="0,1",
+                        help="GPU ids (the paper used two); '' runs on the CPU")
+    parser.add_argument("--cpu-devices", type=int, default=1,
+                        help="with --gpus '': split each batch over this many CPU contexts")
+    parser.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=4,
+                        help="DataLoader workers (published log: 2-4)")
+    parser.add_argument("--epochs", type=int, default=38,
+                        help="all epochs, counted from 0 over both stages (published log)")
+    parser.add_argument("--lr", type=float, default=0.0001,
+                        help="SGD learning rate of plain training / stage 2 (published log)")
+    parser.add_argument("--lr-decay", type=float, default=0.1,
+                        help="step decay factor (published log)")
+    parser.add_argument("--lr-decay-epoch", type=str, default="32,36",
+                        help="epochs at whose start the SGD lr decays (published log)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (published)")
+    parser.add_argument("--wd", type=float, default=0.0005, help="SGD weight decay (published)")
+    parser.add_argument("--clip-gradient", type=float, default=5.0,
+                        help="SGD gradient clipping, as GluonCV's train_faster_rcnn.py")
+    parser.add_argument("--log-interval", type=int, default=100,
+                        help="batches between log lines (published log)")
+    parser.add_argument("--val-interval", type=int, default=1,
+                        help="epochs between validations (published log)")
+    parser.add_argument("--save-interval", type=int, default=1,
+                        help="epochs between epoch checkpoints (published log)")
+    parser.add_argument("--keep-last", type=int, default=3,
+                        help="epoch checkpoints kept; best and final are always kept")
+    parser.add_argument("--save-prefix", type=str, default="",
+                        help="run name; default says what ran, e.g. "
+                             "faster_rcnn_resnet50_v1b_resnet101_v1d_voc_gankd_align")
+    parser.add_argument("--log-dir", type=str, default="logs",
+                        help="the log goes to <log-dir>/<save-prefix>_train.log")
+    parser.add_argument("--save-dir", type=str, default="checkpoints",
+                        help="checkpoints go to <save-dir>/<save-prefix>/")
+    parser.add_argument("--resume", type=str, default="",
+                        help="checkpoint manifest (.json) to resume from exactly; 'auto' picks "
+                             "the newest epoch checkpoint of this run")
+    parser.add_argument("--start-epoch", type=int, default=0,
+                        help="kept for the published Namespace; the epoch comes from --resume")
+    parser.add_argument("--seed", type=int, default=233, help="random seed (published log)")
+    parser.add_argument("--pretrained-base", type=pretrained_base_arg, default="zoo",
+                        help="ImageNet weights of the backbone: 'zoo' (GluonCV download), a "
+                             "local .params file of the ImageNet network, or 'none'")
+    parser.add_argument("--disable-hybridization", action="store_true",
+                        help="run imperatively (published Namespace field)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
+    group = parser.add_argument_group(
+        "sizes", "GluonCV's preset values by default (the published run's); lower them only "
+                 "for CPU demos on small images: RoIs through layer4 dominate the cost")
+    group.add_argument("--short", type=int, default=ZOO_SETTINGS["short"],
+                       help="input short side (GluonCV resize_short_within)")
+    group.add_argument("--max-size", type=int, default=ZOO_SETTINGS["max_size"],
+                       help="input long-side cap")
+    group.add_argument("--num-sample", type=int, default=ZOO_SETTINGS["num_sample"],
+                       help="RoIs sampled per image for the RCNN head in training")
+    group.add_argument("--roi-size", type=int, default=ZOO_SETTINGS["roi_size"],
+                       help="RoI pooling output side")
+    for key in ("rpn_train_pre_nms", "rpn_train_post_nms", "rpn_test_pre_nms",
+                "rpn_test_post_nms"):
+        group.add_argument("--" + key.replace("_", "-"), type=int, default=ZOO_SETTINGS[key],
+                           help="RPN proposals kept (%s)" % key.replace("_", " "))
+    return parser
+
+
+def add_frcnn_gankd_args(parser):
+    """Flags of the distillation stages (published Namespace names)."""
+    parser.add_argument("--student", type=str, default=STUDENT,
+                        help="student backbone (faster_rcnn_<student>_voc; Table 3: "
+                             "resnet50_v1b)")
+    parser.add_argument("--teacher", type=str, default=TEACHER,
+                        help="teacher backbone (faster_rcnn_<teacher>_voc; Table 3: "
+                             "resnet101_v1d)")
+    parser.add_argument("--teacher-params", "--Teacher-param-path", dest="Teacher_param_path",
+                        type=str, default=None,
+                        help="local .params of the trained teacher (a GluonCV zoo file or "
+                             "the .net.params of scripts/train_faster_rcnn.py); default: "
+                             "GluonCV's zoo file (published log: "
+                             "faster_rcnn_resnet101_v1d_voc_best.params)")
+    parser.add_argument("--stage", choices=("1", "2", "both"), default="both",
+                        help="1 adversarial, 2 plain, both in one command")
+    parser.add_argument("--gan-epochs", "--GAN-epochs", dest="GAN_epochs", type=int,
+                        default=26,
+                        help="last adversarial epoch (published log: 26, so epochs 0..26 "
+                             "are stage 1 and the log's Loss_G turns nan at epoch 27)")
+    parser.add_argument("--train-D-eopch", "--train-d-epochs", dest="train_D_eopch", type=int,
+                        default=2,
+                        help="critic warm-up (published Namespace spelling 'eopch'): in the "
+                             "first N stage-1 epochs the critic learns from every batch but "
+                             "the student's objective has no adversarial term yet (Loss_G is "
+                             "still measured and logged). The published run's epochs 0-1 "
+                             "took ~640 s against ~830 s for later stage-1 epochs, as a student "
+                             "step without the backward through the critic would")
+    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=float, default=0.0005,
+                        help="critic Adam lr (published log)")
+    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=float, default=0.0005,
+                        help="student Adam lr in stage 1 (published log)")
+    parser.add_argument("--lr-decay-GAN-epoch", "--lr-decay-gan-epoch",
+                        dest="lr_decay_GAN_epoch", type=str, default="5,20",
+                        help="epochs at whose start both stage-1 Adam lrs decay (published "
+                             "log)")
+    parser.add_argument("--gan-lr-decay", type=float, default=None,
+                        help="stage-1 decay factor; default --lr-decay. The published log's "
+                             "only such lines, '[Epoch 5] Set GAN learning rate to 0.00025' "
+                             "then '... 0.000125', show halvings, which its Namespace "
+                             "(lr_decay=0.1) does not explain; 0.5 reproduces them")
+    parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (published log)")
+    parser.add_argument("--clamp-lower", type=float, default=-0.03,
+                        help="WGAN critic weight clipping (published log)")
+    parser.add_argument("--clamp-upper", type=float, default=0.03,
+                        help="WGAN critic weight clipping (published log)")
+    parser.add_argument("--d-steps", type=int, default=1,
+                        help="critic steps per student step (they alternate)")
+    parser.add_argument("--critic-channels", type=int, default=128,
+                        help="channels of the critic's first conv (doubled per downsampling)")
+    parser.add_argument("--fgfi-lambda", type=float, default=None,
+                        help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
+    parser.add_argument("--fgfi-psi", type=float, default=None,
+                        help="Wang et al. 2019 Sec. 3.1: mask threshold factor (default 0.5)")
+    add_method_args(parser)
+    for action in parser._actions:                   # pylint: disable=protected-access
+        if action.dest == "method":                  # SSD's --method, plus fgfi, minus ko
+            action.type = _method_arg
+            action.help = ("gan (the paper), chen (Chen et al. on RPN, RCNN and the backbone "
+                           "hint), fgfi (Wang et al. 2019, Table 3's comparison row), hint, "
+                           "none, or '+'-joined components: gan, cls, cls-w, l2, l2-b, hints, "
+                           "hints-a, fgfi")
+    return parser
+
+
+def _method_arg(text):
+    try:
+        parse_frcnn_method(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return text
+
+
+def frcnn_settings(args):
+    """The :data:`~gankd_gluon.models.faster_rcnn.ZOO_SETTINGS` given on the command line."""
+    return {k: getattr(args, k) for k in ZOO_SETTINGS}
+
+
+def _steps(text):
+    return sorted(int(e) for e in text.split(",") if e.strip())
+
+
+def lr_at(base, epoch, decay, steps):
+    """GluonCV's step schedule: ``base * decay**k``, k = steps ``<= epoch`` (0-based epochs,
+    ``while lr_steps and epoch >= lr_steps[0]`` in train_faster_rcnn.py)."""
+    return base * decay ** sum(1 for s in steps if epoch >= s)
+
+
+class _LoggedSchedule(object):
+    """``Stage.lrs`` for trainers sharing a step schedule; writes GluonCV's
+    ``[Epoch E] Set <what> learning rate to x`` line when the rate changes."""
+
+    def __init__(self, logger, bases, decay, steps, offset, what=""):
+        self.logger, self.bases, self.decay, self.steps = logger, bases, decay, steps
+        self.offset, self.what, self.last = offset, what, None
+
+    def __call__(self, epoch):
+        shown = epoch + self.offset
+        lrs = {k: lr_at(b, shown, self.decay, self.steps) for k, b in self.bases.items()}
+        changed = lrs != self.last if self.last is not None else lrs != self.bases
+        if changed:
+            for lr in sorted(set(lrs.values()), reverse=True):
+                self.logger.info(format_lr_change(shown, lr, self.what))
+        self.last = lrs
+        return lrs
+
+
+# ------------------------------------------------------------------------------------------
+# data and evaluation
+# ------------------------------------------------------------------------------------------
+def get_frcnn_train_loader(dataset, net, batch_size, num_devices, short=600, max_size=1000,
+                           num_workers=0):
+    """GluonCV's Faster R-CNN training batches: ``FasterRCNNDefaultTrainTransform`` (short-side
+    resize, random flip, RPN targets made in the loader) and ``FasterRCNNTrainBatchify``.
+
+    Parameters
+    ----------
+    dataset : detection dataset, items (img, label (M, 5|6)) with at least one box each
+    net : FasterRCNN
+        For the anchors and the feature-map shapes of the RPN targets.
+    batch_size : int
+        Global batch, ``num_devices`` shards of ``batch_size / num_devices`` images.
+    num_devices : int
+    short, max_size : int
+    num_workers : int
+
+    Returns
+    -------
+    DataLoader of ``(img, label, rpn_cls_t, rpn_box_t, rpn_box_mask)``, each one padded array
+    per device (one array when there is one device). Shuffled by the SSD loader's
+    :class:`~gankd_gluon.data.samplers.GlobalBatchSampler` (every batch full) with
+    augmentation seeded per sample, so resume is exact with DataLoader workers too.
+    """
+    from gluoncv.data.batchify import FasterRCNNTrainBatchify
+    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+    from ..data.samplers import GlobalBatchSampler, SampleSeededDataset
+    transform = FasterRCNNDefaultTrainTransform(short, max_size, net)
+    return gluon.data.DataLoader(
+        SampleSeededDataset(dataset.transform(transform)),
+        batch_sampler=GlobalBatchSampler(len(dataset), batch_size, shuffle=True),
+        batchify_fn=FasterRCNNTrainBatchify(net, num_devices), num_workers=num_workers,
+        thread_pool=False)
+
+
+def _per_device_batch(args, ctx):
+    if args.batch_size % len(ctx):
+        raise ValueError("--batch-size %d does not split evenly over %d devices (Faster R-CNN "
+                         "builds its RoI sampler for a fixed per-device batch)"
+                         % (args.batch_size, len(ctx)))
+    return args.batch_size // len(ctx)
+
+
+def _datasets(args):
+    years = args.train_years if args.dataset in ("voc", "synthetic") else None
+    train = get_dataset(args.dataset, args.dataset_root, "train", train_years=years)
+    val = get_dataset(args.dataset, args.dataset_root, "test")
+    return train, val
+
+
+def _validator(net, val, args, ctx):
+    from ..eval.frcnn import evaluate_frcnn
+    classes = list(val.classes)
+
+    def validate():
+        names, values = evaluate_frcnn(net, val, ctx, classes, args.short, args.max_size,
+                                       num_workers=0, progress=args.progress)
+        net._gankd_hybrid = None                  # pylint: disable=protected-access
+        return names[:-1], values[:-1], values[-1]
+    return validate
+
+
+def _student(args, backbone, classes, ctx, per_device):
+    net = build_faster_rcnn(backbone, classes, args.roi_mode, per_device,
+                            pretrained_base=args.pretrained_base, **frcnn_settings(args))
+    _ = net.target_generator          # built lazily by GluonCV; its constants must follow ctx
+    initialize_params(net, ctx[0])
+    net.collect_params().reset_ctx(ctx)
+    # GluonCV trains only collect_train_params() (no conv1/layer1, no BatchNorm)
+    net.collect_params().setattr("grad_req", "null")
+    with warnings.catch_warnings():
+        # the '.*rpn' pattern also matches the RPN's anchor constant, which stays 'null'
+        warnings.simplefilter("ignore", UserWarning)
+        net.collect_train_params().setattr("grad_req", "write")
+    return net
+
+
+def _exporter(net, prefix, args, ctx, what):
+    def export(tag):
+        with warnings.catch_warnings():       # see evaluate_frcnn: hook and unused constants
+            warnings.simplefilter("ignore", UserWarning)
+            export_detector(net, "%s-%s-%s" % (prefix, tag, what), args.short, ctx[0])
+        net._gankd_hybrid = None                  # pylint: disable=protected-access
+    return export
+
+
+def _sgd(net, args):
+    return gluon.Trainer(net.collect_train_params(), "sgd",
+                         {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum,
+                          "clip_gradient": args.clip_gradient}, update_on_kvstore=False)
+
+
+def _columns(gan):
+    cols = [(c, c) for c in LOSS_COLUMNS + METRIC_COLUMNS]
+    return cols + [(c, c if gan else None) for c in GAN_COLUMNS]
+
+
+# ------------------------------------------------------------------------------------------
+# runs
+# ------------------------------------------------------------------------------------------
+def run_frcnn_gankd(args):
+    """Distillation of a Faster R-CNN student (GAN-KD by default); returns the best mAP.
+
+    Stage 1 (epochs 0..GAN_epochs): Adam for the student (lrG) and the critic (lrD), critic
+    and student steps alternating (:class:`~.frcnn_steps.FasterRCNNGANStep`), or the student
+    step with ``--method``'s terms. Stage 2 (GAN_epochs+1..epochs-1): GluonCV's plain SGD
+    training of the student.
+    """
+    from ..losses.fgfi import FGFI_LAMBDA, FGFI_PSI
+    parts = parse_frcnn_method(args.method)
+    args.fgfi_lambda = FGFI_LAMBDA if args.fgfi_lambda is None else args.fgfi_lambda
+    args.fgfi_psi = FGFI_PSI if args.fgfi_psi is None else args.fgfi_psi
+    if args.gan_lr_decay is None:
+        args.gan_lr_decay = args.lr_decay
+    ctx = get_contexts(args)
+    seed_everything(args.seed)
+    classes = dataset_classes(args.dataset)
+    if not args.save_prefix:
+        args.save_prefix = "faster_rcnn_%s_%s_%s_%s_%s" % (
+            args.student, args.teacher, args.dataset, frcnn_method_name(parts), args.roi_mode)
+    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
+    stage1_epochs = args.GAN_epochs + 1
+    stage2_epochs = args.epochs - stage1_epochs
+    if args.stage in ("1", "both") and stage1_epochs < 1:
+        raise ValueError("--gan-epochs %d: stage 1 needs at least epoch 0" % args.GAN_epochs)
+    if args.stage in ("2", "both") and stage2_epochs < 1:
+        raise ValueError("--epochs %d leaves no plain epoch after --gan-epochs %d (epochs "
+                         "count from 0 over both stages)" % (args.epochs, args.GAN_epochs))
+    per_device = _per_device_batch(args, ctx)
+    hybridize = not args.disable_hybridization
+    student = _student(args, args.student, classes, ctx, per_device)
+    train, val = _datasets(args)
+    loader = get_frcnn_train_loader(train, student, args.batch_size, len(ctx), args.short,
+                                    args.max_size, args.num_workers)
+
+    blocks = {"student": student}
+    stages = []
+    if args.stage in ("1", "both"):
+        need_teacher = bool(parts)
+        teacher = None
+        t_channels = s_channels = feature_channels(student)
+        if need_teacher:
+            teacher = build_teacher(args.teacher, classes, args.Teacher_param_path, ctx[0],
+                                    **frcnn_settings(args))
+            teacher.collect_params().reset_ctx(ctx)
+            if hybridize:
+                teacher.hybridize()
+            t_channels = feature_channels(teacher)
+        adapter = MapAdapter(s_channels, t_channels)
+        adapter.initialize(ctx=ctx)
+        dnet = None
+        g_params = student.collect_train_params()
+        if adapter.collect_params().keys():
+            g_params.update(adapter.collect_params())
+            blocks["adapter"] = adapter
+        trainers = {}
+        if "gan" in parts:
+            # the critic's depth is set for the smallest map (short side / 16); larger maps
+            # keep some spatial extent, which the critic's global mean averages
+            dnet = DNet([map_size(args.short)], base_channels=args.critic_channels)
+            dnet.initialize(ctx=ctx)
+            blocks["dnet"] = dnet
+        objective = None
+        if parts - {"gan"}:
+            objective = FasterRCNNKD(parts, args, t_channels, ctx)
+            if objective.params() is not None:
+                g_params.update(objective.params())
+                blocks["kd"] = objective.blocks
+        adam = {"learning_rate": args.lrG, "beta1": args.beta1}
+        trainers["G"] = gluon.Trainer(g_params, "adam", adam, update_on_kvstore=False)
+        if dnet is not None:
+            trainers["D"] = gluon.Trainer(dnet.collect_params(), "adam",
+                                          {"learning_rate": args.lrD, "beta1": args.beta1},
+                                          update_on_kvstore=False)
+            if hybridize:
+                dnet.hybridize()
+        step = FasterRCNNGANStep(teacher, student, adapter, dnet, trainers["G"],
+                                 trainers.get("D"), clamp=(args.clamp_lower, args.clamp_upper),
+                                 d_steps=args.d_steps, objective=objective,
+                                 warmup_epochs=args.train_D_eopch, hybridize=hybridize,
+                                 epoch_offset=-1)
+        kd_cols = [(c, c) for c in objective.term_names()] if objective else []
+        bases = {"G": args.lrG, "D": args.lrD} if dnet is not None else {"G": args.lrG}
+        stages.append(Stage(1, stage1_epochs, step, trainers,
+                            _LoggedSchedule(logger, bases, args.gan_lr_decay,
+                                            _steps(args.lr_decay_GAN_epoch), -1, "GAN"),
+                            _columns(dnet is not None) + kd_cols, split=split_sharded,
+                            epoch_offset=-1,
+                            epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS) +
+                            [c for c, _ in kd_cols]))
+    if args.stage in ("2", "both"):
+        trainer = _sgd(student, args)
+        stages.append(Stage(2, stage2_epochs,
+                            FasterRCNNStep(student, trainer, hybridize, args.GAN_epochs),
+                            {"SGD": trainer},
+                            _LoggedSchedule(logger, {"SGD": args.lr}, args.lr_decay,
+                                            _steps(args.lr_decay_epoch), args.GAN_epochs),
+                            _columns(False), split=split_sharded, epoch_offset=args.GAN_epochs,
+                            epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS)))
+
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
+              args.keep_last, before_epoch=lambda: setattr(student, "_gankd_hybrid", None),
+              export=_exporter(student, prefix, args, ctx, "student"), val_title="Validation",
+              log_style="frcnn")
+    return run.fit(stages)
+
+
+def run_frcnn_plain(args):
+    """Plain Faster R-CNN training as GluonCV's train_faster_rcnn.py (the teacher and the
+    no-distillation rows of Table 3), on the data, schedule and evaluation of GAN-KD's stage 2.
+    """
+    ctx = get_contexts(args)
+    seed_everything(args.seed)
+    classes = dataset_classes(args.dataset)
+    if not args.save_prefix:
+        args.save_prefix = "faster_rcnn_%s_%s_%s" % (args.network, args.dataset, args.roi_mode)
+    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
+    per_device = _per_device_batch(args, ctx)
+    net = _student(args, args.network, classes, ctx, per_device)
+    train, val = _datasets(args)
+    loader = get_frcnn_train_loader(train, net, args.batch_size, len(ctx), args.short,
+                                    args.max_size, args.num_workers)
+    optimizer = getattr(args, "optimizer", "sgd")
+    if optimizer == "sgd":
+        trainer = _sgd(net, args)
+    else:
+        trainer = gluon.Trainer(net.collect_train_params(), optimizer,
+                                {"learning_rate": args.lr, "wd": args.wd},
+                                update_on_kvstore=False)
+    stage = Stage(2, args.epochs,
+                  FasterRCNNStep(net, trainer, not args.disable_hybridization, -1),
+                  {"opt": trainer},
+                  _LoggedSchedule(logger, {"opt": args.lr}, args.lr_decay,
+                                  _steps(args.lr_decay_epoch), -1),
+                  [(c, c) for c in LOSS_COLUMNS + METRIC_COLUMNS], split=split_sharded,
+                  epoch_offset=-1, epoch_columns=list(LOSS_COLUMNS))
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
+              args.keep_last, before_epoch=lambda: setattr(net, "_gankd_hybrid", None),
+              export=_exporter(net, prefix, args, ctx, "net"), val_title="Validation",
+              log_style="frcnn")
+    return run.fit([stage])

@@ -1,0 +1,484 @@
+"""Faster R-CNN training steps: plain (GluonCV's), and GAN-KD / KD stage 1 (paper Table 3).
+
+Detection losses are computed exactly as GluonCV's ``ForwardBackwardTask``
+(``model_zoo/rcnn/faster_rcnn/data_parallel.py``), per device::
+
+    rpn_loss1  = SigmoidBCE(rpn_score, rpn_cls_t, rpn_cls_t >= 0) * rpn_cls_t.size / num_rpn
+    rpn_loss2  = Huber(rho=1/9)(rpn_box, rpn_box_t, rpn_box_mask) * rpn_box.size / num_rpn
+    rcnn_loss1 = SoftmaxCE(cls_pred, cls_t, cls_t >= 0) * cls_t.size / num_rcnn
+    rcnn_loss2 = Huber(rho=1)(box_pred, box_t, box_mask) * box_pred.size / num_rcnn
+
+with ``num_rpn`` / ``num_rcnn`` the sampled anchors / RoIs on the device; GluonCV then calls
+``backward(rpn_loss.sum() + rcnn_loss.sum())`` and ``trainer.step(batch_size)``. Here every
+term is divided by the global batch instead and the trainers step with 1, which is the same
+update (as in :mod:`.steps`), and lets the critic and distillation terms sit beside the
+detection terms with their own normalisation. The log columns are those of the published log
+(GluonCV's ``train_faster_rcnn.py`` metrics, DESIGN.md sec. 5): ``RPN_Conf``,
+``RPN_SmoothL1``, ``RCNN_CrossEntropy``, ``RCNN_SmoothL1`` (the four losses, batch means),
+``RPNAcc``, ``RPNL1Loss``, ``RCNNAcc``, ``RCNNL1Loss`` (GluonCV's metric classes), ``Loss_G``,
+``Loss_D``. One difference in the last four: GluonCV divides epoch sums (sum of correct / sum
+of samples), the loop here averages per-step ratios; they agree when every step has the same
+number of samples (the RPN samples 256 anchors and the RCNN ``num_sample`` RoIs per image),
+and the L1 columns can differ slightly.
+
+The stage-1 step, :class:`FasterRCNNGANStep`, is :class:`~.steps.GANStep`'s alternation with
+the Faster R-CNN student step written around its ``critic_step``:
+
+1. teacher backbone once per iteration, no graph;
+2. one training forward of the student; its stride-16 map is read by a forward hook
+   (:class:`~gankd_gluon.models.faster_rcnn.FeatureTap`), so detection losses, critics and
+   imitation terms share it;
+3. critic step on (teacher map, detached student map), clipping (``GANStep.critic_step``);
+4. student step: detection losses + ``mean D(student)`` through the updated critics (from the
+   end of the critic warm-up, ``train_D_eopch``) + the distillation terms of ``--method``.
+"""
+import warnings
+
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from ..models.faster_rcnn import FeatureTap, rcnn_on_rois, rpn_raw_outputs, set_hybrid
+from .guards import check_finite
+from .methods import method_name, parse_method
+from .steps import GANStep
+
+__all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "FRCNN_COMPONENTS",
+           "parse_frcnn_method", "frcnn_method_name", "split_sharded", "FasterRCNNLosses",
+           "FasterRCNNStep", "FasterRCNNGANStep", "FasterRCNNKD"]
+
+#: published log columns: the four losses (also on the epoch line), GluonCV's four metrics,
+#: then the adversarial pair (nan in stage 2)
+LOSS_COLUMNS = ("RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1")
+METRIC_COLUMNS = ("RPNAcc", "RPNL1Loss", "RCNNAcc", "RCNNL1Loss")
+GAN_COLUMNS = ("Loss_G", "Loss_D")
+FRCNN_COMPONENTS = ("gan", "cls", "cls-w", "l2", "l2-b", "hints", "hints-a", "fgfi")
+
+
+def parse_frcnn_method(text):
+    """``--method`` for Faster R-CNN: :func:`~.methods.parse_method`'s names plus ``fgfi``.
+
+    ``gan`` (the paper), ``chen`` (Chen et al. on the RPN and RCNN heads and the backbone
+    hint), ``fgfi`` (Wang et al. 2019, Table 3's comparison row), ``hint``, ``none``, or
+    components joined by ``+``. Ko & Yoo's KL is defined for SSD's classifier only.
+    """
+    raw = [p.strip().lower() for p in text.split("+")]
+    fgfi = "fgfi" in raw
+    rest = [p for p in raw if p != "fgfi"]
+    parts = parse_method("+".join(rest)) if rest else frozenset()
+    if "ko" in parts:
+        raise ValueError("--method %s: Ko & Yoo's KL distils SSD's classifier; it is not "
+                         "defined for Faster R-CNN (use cls or cls-w)" % text)
+    if fgfi and parts & {"hints", "hints-a"}:
+        raise ValueError("--method %s: fgfi and hints both imitate the backbone map; choose "
+                         "one" % text)
+    return parts | {"fgfi"} if fgfi else parts
+
+
+def frcnn_method_name(parts):
+    """``gankd``, ``chen``, ``fgfi``, ``none``, ``gankd+fgfi``, ..."""
+    if "fgfi" not in parts:
+        return method_name(parts)
+    rest = parts - {"fgfi"}
+    return "fgfi" if not rest else method_name(rest) + "+fgfi"
+
+
+def split_sharded(batch, ctx_list):
+    """Move a ``FasterRCNNTrainBatchify(net, len(ctx))`` batch to the devices: each element is
+    already one array per shard (GluonCV pads every shard to its own largest image), except
+    that with one shard the images and labels come as one array."""
+    out = []
+    for elem in batch:
+        shards = elem if isinstance(elem, (list, tuple)) else [elem]
+        if len(shards) != len(ctx_list):
+            raise ValueError("batch has %d shards for %d devices" % (len(shards), len(ctx_list)))
+        out.append([shard.as_in_context(ctx) for shard, ctx in zip(shards, ctx_list)])
+    return out
+
+
+def _global_ratio(nums, dens):
+    """Per-device shares of ``sum(nums) / sum(dens)`` (0 where nothing was counted)."""
+    total = sum(float(d.asscalar()) for d in dens)
+    return [n / max(total, 1e-12) for n in nums]
+
+
+class FasterRCNNLosses(object):
+    """GluonCV's four Faster R-CNN losses and four metrics for one device's training forward.
+
+    ``__call__(outputs, rpn_cls_t, rpn_box_t, rpn_box_mask)`` with ``outputs`` the 12 train
+    outputs of ``net(x, gt_box, gt_label)`` (GLUONCV_FACTS sec. 5) returns a dict of NDArrays:
+    ``rpn_cls``, ``rpn_box``, ``rcnn_cls``, ``rcnn_box`` (B,) as ForwardBackwardTask's
+    rpn_loss1/2, rcnn_loss1/2 (their ``.mean()`` is the device's batch mean), the counts
+    ``num_rpn``, ``num_rcnn`` and the metric numerators / denominators (scalars).
+    """
+
+    def __init__(self):
+        self.rpn_cls_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+        self.rpn_box_loss = gluon.loss.HuberLoss(rho=1 / 9.)     # == smooth L1 (sigma 3)
+        self.rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.rcnn_box_loss = gluon.loss.HuberLoss()               # == smooth L1
+
+    def __call__(self, outputs, rpn_cls_targets, rpn_box_targets, rpn_box_masks):
+        cls_pred, box_pred, _, _, _, rpn_score, rpn_box, _, cls_targets, box_targets, \
+            box_masks, _ = outputs
+        # ---- data_parallel.py ForwardBackwardTask.forward_backward, verbatim in substance
+        rpn_score = rpn_score.squeeze(axis=-1)
+        num_rpn_pos = (rpn_cls_targets >= 0).sum()
+        rpn_loss1 = self.rpn_cls_loss(rpn_score, rpn_cls_targets, rpn_cls_targets >= 0) * \
+            rpn_cls_targets.size / num_rpn_pos
+        rpn_loss2 = self.rpn_box_loss(rpn_box, rpn_box_targets, rpn_box_masks) * \
+            rpn_box.size / num_rpn_pos
+        num_rcnn_pos = (cls_targets >= 0).sum()
+        rcnn_loss1 = self.rcnn_cls_loss(cls_pred, cls_targets,
+                                        cls_targets.expand_dims(-1) >= 0) * \
+            cls_targets.size / num_rcnn_pos
+        rcnn_loss2 = self.rcnn_box_loss(box_pred, box_targets, box_masks) * box_pred.size / \
+            num_rcnn_pos
+        # ---- metrics of train_faster_rcnn.py (RPNAccMetric, RPNL1LossMetric, RCNN...)
+        with autograd.pause():
+            weight = rpn_cls_targets >= 0
+            rpn_acc = ((mx.nd.sigmoid(rpn_score) >= 0.5) == rpn_cls_targets) * weight
+            rpn_l1 = rpn_box_masks * mx.nd.smooth_l1(rpn_box - rpn_box_targets, scalar=3)
+            rcnn_acc = mx.nd.argmax(cls_pred, axis=-1) == cls_targets
+            rcnn_l1 = box_masks * mx.nd.smooth_l1(box_pred - box_targets, scalar=1)
+            metrics = {"RPNAcc": (rpn_acc.sum(), weight.sum()),
+                       "RPNL1Loss": (rpn_l1.sum(), rpn_box_masks.sum() / 4),
+                       "RCNNAcc": (rcnn_acc.sum(), mx.nd.array([cls_targets.size],
+                                                               ctx=cls_targets.context)),
+                       "RCNNL1Loss": (rcnn_l1.sum(), box_masks.sum() / 4)}
+        return {"rpn_cls": rpn_loss1, "rpn_box": rpn_loss2, "rcnn_cls": rcnn_loss1,
+                "rcnn_box": rcnn_loss2, "num_rpn": num_rpn_pos, "num_rcnn": num_rcnn_pos,
+                "metrics": metrics}
+
+
+def _log_losses(parts, n):
+    """Published columns from per-device loss dicts: each device's share of the step's batch
+    mean (``RunningMean`` sums the shares), metrics as global ratios."""
+    out = {}
+    for col, key in zip(LOSS_COLUMNS, ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")):
+        out[col] = [p[key].detach().sum() / n for p in parts]
+    for col in METRIC_COLUMNS:
+        out[col] = _global_ratio([p["metrics"][col][0] for p in parts],
+                                 [p["metrics"][col][1] for p in parts])
+    return out
+
+
+def _detection_total(p, n, w_cls=1.0):
+    """One device's detection loss divided by the global batch: GluonCV's
+    ``rpn_loss.sum() + rcnn_loss.sum()`` (``w_cls`` weighs the two classification terms, Chen
+    et al.'s mu; 1 otherwise)."""
+    return (w_cls * (p["rpn_cls"].sum() + p["rcnn_cls"].sum())
+            + p["rpn_box"].sum() + p["rcnn_box"].sum()) / n
+
+
+def _forward(net, data, label):
+    """The student's training forward on each device: ``net(x, gt_box, gt_label)``."""
+    with warnings.catch_warnings():
+        # GluonCV's RCNN target generator holds encoder constants its graph does not use
+        warnings.filterwarnings("ignore", message=".*is not used by any computation")
+        return [net(x, y.slice_axis(axis=-1, begin=0, end=4),
+                    y.slice_axis(axis=-1, begin=4, end=5)) for x, y in zip(data, label)]
+
+
+class FasterRCNNStep(object):
+    """Plain Faster R-CNN training step (stage 2; the no-distillation baselines).
+
+    Parameters
+    ----------
+    net : FasterRCNN
+    trainer : gluon.Trainer
+        Over ``net.collect_train_params()`` (GluonCV: no conv1/layer1, no BatchNorm).
+    hybridize : bool
+        Train on one cached graph (GluonCV's ``net.hybridize(static_alloc=True)``).
+    epoch_offset : int
+        Added to the loop's epoch in error messages, so they name the epoch the log prints
+        (``Stage.epoch_offset``).
+
+    ``__call__(data, label, rpn_cls_t, rpn_box_t, rpn_box_mask, epoch, batch)``, each a list
+    over devices, returns the published columns (per-device lists).
+    """
+
+    def __init__(self, net, trainer, hybridize=True, epoch_offset=0):
+        self.net = net
+        self.trainer = trainer
+        self.hybridize = hybridize
+        self.epoch_offset = epoch_offset
+        self.losses = FasterRCNNLosses()
+
+    def __call__(self, data, label, rpn_cls_t, rpn_box_t, rpn_box_mask, epoch=0, batch=0):
+        n = float(sum(x.shape[0] for x in data))
+        set_hybrid(self.net, "full" if self.hybridize else "off")
+        with autograd.record():
+            outs = _forward(self.net, data, label)
+            parts = [self.losses(o, c, b, m) for o, c, b, m in
+                     zip(outs, rpn_cls_t, rpn_box_t, rpn_box_mask)]
+            total = [_detection_total(p, n) for p in parts]
+        autograd.backward(total)
+        logs = _log_losses(parts, n)
+        check_finite({c: logs[c] for c in LOSS_COLUMNS}, epoch + self.epoch_offset, batch)
+        self.trainer.step(1)
+        return logs
+
+
+class FasterRCNNKD(object):
+    """The distillation terms of ``--method`` on a Faster R-CNN student, weighted here and
+    nowhere else (STYLE.md habit 6); the loss blocks are :mod:`gankd_gluon.losses`'.
+
+    Chen et al. 2017 define their terms on Faster R-CNN (Eq. 1): ``L_RPN`` and ``L_RCN`` each
+    get the soft classification loss (Eq. 2-3, hard part weighted ``mu``) and the
+    teacher-bounded regression (Eq. 4, weight ``nu``), over the anchors / RoIs their hard
+    losses use and with the same normalisers (the sampled anchors and RoIs, ``1/M`` and
+    ``1/N``); the hint (Eq. 5, weight ``gamma``) compares the backbone maps. The teacher
+    classifies and regresses the *student's* RoIs (:func:`rcnn_on_rois`) and the same anchors
+    (both RPNs tile the stride-16 map identically). The RPN's one sigmoid logit ``z`` is
+    Eq. 3's two-class case: logits ``(0, z)``, background first, so CLS-W's background weight
+    applies to ``1 - sigmoid(z)``. Wang et al.'s imitation (``fgfi``) is
+    :mod:`gankd_gluon.losses.fgfi`, weight lambda.
+
+    Parameters
+    ----------
+    parts : frozenset of str
+        From :func:`parse_frcnn_method`; ``gan`` is the step's business, not this one's.
+    args : argparse.Namespace
+        ``kd_*`` weights (:func:`~.methods.add_method_args`), ``fgfi_lambda``, ``fgfi_psi``.
+    teacher_channels : int
+        Channels of the teacher's stride-16 map.
+    ctx : list of Context
+    """
+
+    def __init__(self, parts, args, teacher_channels, ctx):
+        from ..losses import kd
+        from ..losses.fgfi import FineGrainedImitationLoss
+        self.parts = frozenset(parts) - {"gan"}
+        self.args = args
+        self.soft = self.bounded = self.l2 = self.hint = self.fgfi = None
+        self.blocks = gluon.nn.HybridSequential(prefix="kd_")
+        with self.blocks.name_scope():
+            if "cls" in self.parts or "cls-w" in self.parts:
+                bg = args.kd_bg_weight if "cls-w" in self.parts else 1.0
+                self.soft = kd.SoftTargetCrossEntropy(bg_weight=bg,
+                                                      temperature=args.kd_temperature)
+            if "l2-b" in self.parts:
+                self.bounded = kd.TeacherBoundedL2(margin=args.kd_margin)
+            if "l2" in self.parts:
+                self.l2 = kd.TeacherL2()
+            if "hints" in self.parts or "hints-a" in self.parts:
+                self.hint = kd.HintLoss(channels=teacher_channels, adapt="hints-a" in self.parts,
+                                        mode=args.hint_mode)
+                self.blocks.add(self.hint)
+            if "fgfi" in self.parts:
+                self.fgfi = FineGrainedImitationLoss(teacher_channels)
+                self.blocks.add(self.fgfi)
+        self.blocks.initialize(ctx=ctx)
+        self.needs_teacher_heads = self.soft is not None or self.bounded is not None \
+            or self.l2 is not None
+
+    def term_names(self):
+        """Log columns of the terms computed, in a fixed order."""
+        names = []
+        for attr, name in (("soft", "KD_soft"), ("bounded", "KD_L2B"), ("l2", "KD_L2"),
+                           ("hint", "KD_hint"), ("fgfi", "KD_FGFI")):
+            if getattr(self, attr) is not None:
+                names.append(name)
+        return names
+
+    def params(self):
+        """Trainable parameters of the terms (hint / imitation adapters), or None."""
+        params = self.blocks.collect_params()
+        return params if list(params.keys()) else None
+
+    @property
+    def cls_weight(self):
+        """Weight of the hard classification losses: Chen's ``mu`` with a soft term, else 1."""
+        return self.args.kd_mu if self.soft is not None else 1.0
+
+    def teacher_heads(self, teacher, t_feat, out):
+        """Teacher RPN on its map and teacher RCNN on the student's RoIs (no graph).
+
+        Returns (raw RPN scores (B, A, 1), raw RPN boxes (B, A, 4), RCNN class logits
+        (B, N, C+1), RCNN boxes of the positive RoIs (B, P, C, 4)).
+        """
+        with autograd.pause():
+            t_score, t_box = rpn_raw_outputs(teacher, t_feat)
+            t_cls, t_rcnn_box = rcnn_on_rois(teacher, t_feat, out[2], out[11])
+        return t_score, t_box, t_cls, t_rcnn_box
+
+    def __call__(self, out, p, rpn_cls_t, rpn_box_t, rpn_box_mask, s_feat, t_feat, t_heads,
+                 gt_box, n, num_masked):
+        """Weighted terms of one device, each already divided as its hard counterpart; call
+        inside ``autograd.record``.
+
+        Parameters
+        ----------
+        out : list of NDArray
+            The student's 12 train outputs on this device.
+        p : dict
+            :class:`FasterRCNNLosses` of this device (normalisers, targets).
+        rpn_cls_t (B, A), rpn_box_t (B, A, 4), rpn_box_mask (B, A, 4) : NDArray
+        s_feat, t_feat : NDArray (B, C, H, W)
+            Student (adapted) and teacher stride-16 maps.
+        t_heads : tuple or None
+            :meth:`teacher_heads`.
+        gt_box : NDArray (B, M, 4)
+        n : float
+            Global batch.
+        num_masked : float
+            FGFI's ``N_p`` over the whole batch.
+
+        Returns
+        -------
+        dict of str -> NDArray scalar
+        """
+        a = self.args
+        terms = {}
+        b = float(s_feat.shape[0])
+        # the hard losses' per-device batch mean enters the total as mean * B_d / n
+        share = b / n
+        if t_heads is not None:
+            t_score, t_box, t_cls, t_rcnn_box = t_heads
+            cls_pred, box_pred, box_t, box_mask, cls_t = out[0], out[1], out[9], out[10], out[8]
+        if self.soft is not None:                                    # Chen Eq. 2-3
+            s_rpn = mx.nd.concat(mx.nd.zeros_like(out[5]), out[5], dim=-1)
+            t_rpn = mx.nd.concat(mx.nd.zeros_like(t_score), t_score, dim=-1)
+            rpn = (self.soft(s_rpn, t_rpn) * (rpn_cls_t >= 0)).sum() / p["num_rpn"]
+            rcnn = (self.soft(cls_pred, t_cls) * (cls_t >= 0)).sum() / p["num_rcnn"]
+            terms["KD_soft"] = (1 - a.kd_mu) * (rpn + rcnn) * share
+        if self.bounded is not None or self.l2 is not None:          # Chen Eq. 4
+            # RPN: positive anchors; RCNN: each positive RoI's ground-truth class column
+            rpn_pos = rpn_box_mask.sum(axis=-1) > 0
+            sel = lambda x: (x * box_mask).sum(axis=2)               # (B, P, C, 4) -> (B, P, 4)
+            rcnn_pos = box_mask.sum(axis=(2, 3)) > 0
+            if self.bounded is not None:
+                rpn = self.bounded(out[6], t_box, rpn_box_t)
+                rcnn = self.bounded(sel(box_pred), sel(t_rcnn_box), sel(box_t))
+                name, w = "KD_L2B", a.kd_lambda * a.kd_nu
+            else:
+                rpn = self.l2(out[6], t_box)
+                rcnn = self.l2(sel(box_pred), sel(t_rcnn_box))
+                name, w = "KD_L2", a.kd_lambda * a.kd_nu
+            terms[name] = w * ((rpn * rpn_pos).sum() / p["num_rpn"]
+                               + (rcnn * rcnn_pos).sum() / p["num_rcnn"]) * share
+        if self.hint is not None:                                    # Chen Eq. 1, 5
+            terms["KD_hint"] = a.kd_gamma * self.hint(s_feat, t_feat).sum() / n
+        if self.fgfi is not None:                                    # Wang Eq. 2-3
+            from ..losses.fgfi import imitation_mask
+            mask = imitation_mask(out[7], gt_box, s_feat.shape[2:], psi=a.fgfi_psi)
+            terms["KD_FGFI"] = a.fgfi_lambda * self.fgfi(s_feat, t_feat, mask).sum() / \
+                (2.0 * max(num_masked, 1.0))
+        return terms
+
+    def num_masked(self, outs, label, feats):
+        """FGFI's ``N_p``: imitated locations over the whole batch (one host read)."""
+        if self.fgfi is None:
+            return 0.0
+        from ..losses.fgfi import imitation_mask
+        return float(sum(imitation_mask(o[7], y.slice_axis(axis=-1, begin=0, end=4),
+                                        f.shape[2:], psi=self.args.fgfi_psi).sum().asscalar()
+                         for o, y, f in zip(outs, label, feats)))
+
+
+class FasterRCNNGANStep(GANStep):
+    """One stage-1 iteration for a Faster R-CNN student: critic step(s), then student step.
+
+    With ``dnet`` (``--method gan``) this is the paper's GAN-KD; with ``dnet=None`` only the
+    student step runs, with the terms of ``objective`` (``chen``, ``fgfi``, ``none``), on the
+    same data and schedule. The critic update is :meth:`GANStep.critic_step`, unchanged.
+
+    Parameters
+    ----------
+    teacher : FasterRCNN or None
+        Frozen; only its ``features`` run unless ``objective`` needs its heads.
+    student : FasterRCNN
+        The deployable student.
+    adapter : MapAdapter
+        Student map -> teacher channels (identity for ResNet50 -> ResNet101).
+    dnet : DNet or None
+        One critic on the stride-16 map.
+    trainer_g, trainer_d : gluon.Trainer
+        Adam for student (+ adapter, + KD adapters), Adam for the critic.
+    clamp : (float, float)
+        WGAN weight clipping (published log: -0.03, 0.03).
+    d_steps : int
+        Critic steps per student step.
+    objective : FasterRCNNKD or None
+    warmup_epochs : int
+        ``train_D_eopch``: in stage-1 epochs ``1..warmup_epochs`` the critic learns but the
+        student's objective has no adversarial term yet (``Loss_G`` is still measured).
+    hybridize : bool
+        Hybridize the student's blocks (its top-level forward stays imperative for the tap).
+    epoch_offset : int
+        As :class:`FasterRCNNStep` (error messages name the logged epoch).
+    """
+
+    def __init__(self, teacher, student, adapter, dnet, trainer_g, trainer_d,
+                 clamp=(-0.03, 0.03), d_steps=1, objective=None, warmup_epochs=0,
+                 hybridize=True, epoch_offset=0):
+        super(FasterRCNNGANStep, self).__init__(
+            teacher.features if teacher is not None else None, student.features, None, dnet,
+            trainer_g, trainer_d, None, clamp=clamp, d_steps=d_steps, objective=objective)
+        self.teacher = teacher
+        self.student = student
+        self.adapter = adapter
+        self.warmup_epochs = warmup_epochs
+        self.hybridize = hybridize
+        self.epoch_offset = epoch_offset
+        self.losses = FasterRCNNLosses()
+        self.tap = FeatureTap(student.features)
+
+    def __call__(self, data, label, rpn_cls_t, rpn_box_t, rpn_box_mask, epoch=0, batch=0):
+        n = float(sum(x.shape[0] for x in data))
+        obj = self.objective
+        set_hybrid(self.student, "parts" if self.hybridize else "off")
+        # Teacher: once per iteration, no graph; its map serves both steps.
+        t_feats = [self.teacher.features(x) for x in data] if self.teacher is not None \
+            else [None] * len(data)
+        self.tap.pop()
+        with autograd.record():
+            outs = _forward(self.student, data, label)
+            s_maps = [self.adapter(f) for f in self.tap.pop()]
+        if len(s_maps) != len(data):
+            raise RuntimeError("read %d student maps for %d devices: the student's top-level "
+                               "forward must run imperatively (set_hybrid 'parts')"
+                               % (len(s_maps), len(data)))
+
+        # ---------------- critic step: teacher and student frozen ----------------
+        log = {}
+        if self.dnet is not None:
+            _, _, loss_d = self.critic_step([[t] for t in t_feats], [[s] for s in s_maps], n,
+                                            epoch + self.epoch_offset, batch)
+            log["Loss_D"] = loss_d
+
+        # ---------------- student step: critics frozen ----------------
+        t_heads = [None] * len(data)
+        if obj is not None and obj.needs_teacher_heads:
+            t_heads = [obj.teacher_heads(self.teacher, t, o) for t, o in zip(t_feats, outs)]
+        num_masked = obj.num_masked(outs, label, s_maps) if obj is not None else 0.0
+        adversarial = self.dnet is not None and epoch > self.warmup_epochs
+        with autograd.record():
+            parts = [self.losses(o, c, b, m) for o, c, b, m in
+                     zip(outs, rpn_cls_t, rpn_box_t, rpn_box_mask)]
+            w_cls = obj.cls_weight if obj is not None else 1.0
+            total = [_detection_total(p, n, w_cls) for p in parts]
+            terms = {}
+            if obj is not None:
+                per_device = [obj(o, p, c, b, m, s, t, th, y.slice_axis(axis=-1, begin=0, end=4),
+                                  n, num_masked)
+                              for o, p, c, b, m, s, t, th, y in
+                              zip(outs, parts, rpn_cls_t, rpn_box_t, rpn_box_mask, s_maps,
+                                  t_feats, t_heads, label)]
+                for name in obj.term_names():
+                    terms[name] = [d[name] for d in per_device]
+                    total = [tot + v for tot, v in zip(total, terms[name])]
+            if adversarial:
+                adv = [self.dnet(s).sum() / n for s in s_maps]
+                total = [tot + a for tot, a in zip(total, adv)]
+        if self.dnet is not None:
+            if not adversarial:        # warm-up: measured for the log, not optimised
+                adv = [self.dnet(s.detach()).sum() / n for s in s_maps]
+            log["Loss_G"] = adv
+        autograd.backward(total)
+        log.update(_log_losses(parts, n))
+        log.update(terms)
+        check_finite({k: v for k, v in log.items() if k not in METRIC_COLUMNS},
+                     epoch + self.epoch_offset, batch)
+        self.trainer_g.step(1)
+        return log

@@ -1,0 +1,179 @@
+"""VOC evaluation of a Faster R-CNN (paper Table 3), through the same scoring as SSD's.
+
+:func:`~gankd_gluon.eval.voc.get_eval_loader` resizes every image to one square size, as SSD
+does. Faster R-CNN keeps the aspect ratio instead: GluonCV's ``FasterRCNNDefaultValTransform``
+resizes the short side to ``short`` (long side at most ``max_size``), so images differ in size
+and are run one at a time (GluonCV's ``validate`` batches with ``Append`` and gives each
+device one image). Scoring is the project's: detections are clipped to the input image,
+rescaled per axis to the original image and scored against the dataset's unresized labels
+with GluonCV's VOC07 metric (:func:`~gankd_gluon.eval.voc.score_detections`, devkit tie
+order). GluonCV's ``validate`` rescales both axes by the height ratio instead; the two differ
+only by the rounding of the resized width (below one input pixel).
+"""
+import warnings
+
+import numpy as np
+from mxnet import autograd, gluon
+
+from .results import DetectionSet, GroundTruth, dataset_image_ids
+from .voc import score_detections
+
+__all__ = ["FasterRCNNEvalTransform", "get_frcnn_eval_loader", "predict_frcnn",
+           "evaluate_frcnn"]
+
+
+class FasterRCNNEvalTransform(object):
+    """GluonCV's Faster R-CNN validation resize, plus what original-frame scoring needs.
+
+    Parameters
+    ----------
+    short, max_size : int
+        Short side and long-side cap of the network input (presets: 600, 1000).
+    mean, std : sequence of 3 float
+        Normalisation (GluonCV's).
+
+    ``__call__(img (H, W, 3) uint8, label (M, 5|6))`` returns ``data`` (3, h, w) float32,
+    ``orig_label`` (M, 6) float64 (0-based original pixels, difficult column added for COCO
+    kinds; one all -1 row for an image without objects) and ``orig_size`` (2,) = (W, H).
+    """
+
+    def __init__(self, short=600, max_size=1000, mean=(0.485, 0.456, 0.406),
+                 std=(0.229, 0.224, 0.225)):
+        self._short, self._max_size = short, max_size
+        self._mean, self._std = mean, std
+
+    def __call__(self, img, label):
+        import mxnet as mx
+        from gluoncv.data.transforms import image as timage
+        label = np.asarray(label, dtype=np.float64)
+        label = label.reshape(-1, label.shape[-1]) if label.size else np.full((1, 6), -1.0)
+        if label.shape[1] == 5:
+            label = np.concatenate([label, np.zeros((label.shape[0], 1))], axis=1)
+        height, width = img.shape[:2]
+        img = timage.resize_short_within(img, self._short, self._max_size, interp=1)
+        data = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=self._mean,
+                                     std=self._std)
+        return data, label, np.array([width, height], dtype=np.float64)
+
+
+def get_frcnn_eval_loader(dataset, short=600, max_size=1000, num_workers=0):
+    """Images one by one, in dataset order (``Append`` batchify, variable sizes).
+
+    Returns
+    -------
+    gluon.data.DataLoader
+        Batches ``(data, orig_label, orig_size)``, each a list of one array.
+    """
+    from gluoncv.data.batchify import Append, Tuple
+    return gluon.data.DataLoader(dataset.transform(FasterRCNNEvalTransform(short, max_size)),
+                                 1, shuffle=False, last_batch="keep",
+                                 batchify_fn=Tuple(Append(), Append(), Append()),
+                                 num_workers=num_workers, thread_pool=False)
+
+
+def predict_frcnn(net, loader, ctx_list, image_ids=None, progress=True):
+    """Run a Faster R-CNN (inference mode) over :func:`get_frcnn_eval_loader`'s batches.
+
+    Images go to the devices in turn; all of one round are sent before any result is read,
+    so several devices work at once.
+
+    Parameters
+    ----------
+    net : FasterRCNN or SymbolBlock
+        ``net(x)`` with x (1, 3, h, w) returns ids, scores, boxes (1, K, 1|1|4), -1 padded.
+    loader : DataLoader
+    ctx_list : list of Context
+    image_ids : list of str or None
+    progress : bool
+
+    Returns
+    -------
+    detections : DetectionSet (original pixels); ground_truth : GroundTruth
+    """
+    from tqdm import tqdm
+    parts, gt_boxes, gt_labels, gt_difficult, sizes = [], [], [], [], []
+    pending = []
+    bar = tqdm(total=len(loader._dataset), unit="img", desc="evaluating",    # pylint: disable=W0212
+               disable=not progress, leave=False)
+
+    def flush():
+        for index, x, out, orig_size in pending:
+            ids, scores, boxes = [o.asnumpy() for o in out]
+            keep = ids[0, :, 0] >= 0
+            box = boxes[0][keep].astype(np.float64)
+            in_h, in_w = x.shape[2], x.shape[3]
+            # clip to the input image as GluonCV's BBoxClipToImage ([0, w] x [0, h]), then
+            # rescale to original pixels
+            box[:, 0::2] = np.clip(box[:, 0::2], 0, in_w) * (orig_size[0] / in_w)
+            box[:, 1::2] = np.clip(box[:, 1::2], 0, in_h) * (orig_size[1] / in_h)
+            box = (box + 1.0) - 1.0       # the devkit files' +1 round trip (see eval.voc)
+            parts.append((np.full(box.shape[0], index), ids[0, keep, 0].astype(np.int64),
+                          scores[0, keep, 0].astype(np.float64), box))
+            bar.update(1)
+        del pending[:]
+
+    n_seen = 0
+    with autograd.predict_mode():
+        for data, orig_label, orig_size in loader:
+            # Append() gives each item a batch axis of 1: x is (1, 3, h, w)
+            x, label, size = data[0], orig_label[0].asnumpy()[0], orig_size[0].asnumpy()[0]
+            ctx = ctx_list[n_seen % len(ctx_list)]
+            x = x.as_in_context(ctx)
+            pending.append((n_seen, x, net(x), size))
+            label = label[label[:, 4] >= 0]
+            gt_boxes.append(label[:, :4])
+            gt_labels.append(label[:, 4])
+            gt_difficult.append(label[:, 5])
+            sizes.append((float(size[0]), float(size[1])))
+            n_seen += 1
+            if len(pending) == len(ctx_list):
+                flush()
+        flush()
+    bar.close()
+    if image_ids is None:
+        image_ids = [str(i) for i in range(n_seen)]
+    if len(image_ids) != n_seen:
+        raise ValueError("%d image ids for %d images" % (len(image_ids), n_seen))
+    return (DetectionSet.concatenate(image_ids, parts),
+            GroundTruth(image_ids, gt_boxes, gt_labels, gt_difficult, sizes=sizes))
+
+
+def evaluate_frcnn(net, dataset, ctx_list, class_names, short=600, max_size=1000,
+                   metric="voc07", num_workers=0, progress=True, collect=None):
+    """VOC AP of a Faster R-CNN on a dataset (paper Table 3: VOC07 11-point, IoU 0.5).
+
+    Parameters
+    ----------
+    net : FasterRCNN
+        Traced again for inference here (a hybridized GluonCV detector first run in training
+        mode keeps returning training outputs, GLUONCV_FACTS sec. 10).
+    dataset : detection dataset (untransformed), e.g. ``get_dataset(name, root, 'test')``
+    ctx_list : list of Context
+    class_names : sequence of str
+    short, max_size : int
+    metric : {'voc07', 'area'}
+    num_workers : int
+    progress : bool
+    collect : dict or None
+        Filled with ``'detections'`` and ``'ground_truth'``.
+
+    Returns
+    -------
+    names : list of str (classes + 'mAP'); values : list of float
+    """
+    loader = get_frcnn_eval_loader(dataset, short, max_size, num_workers)
+    try:
+        image_ids = dataset_image_ids(dataset)
+    except (AttributeError, TypeError, ValueError):
+        image_ids = None
+    with warnings.catch_warnings():
+        # a hybridize with the student's FeatureTap hook attached, and GluonCV's RCNN target
+        # generator constants that inference does not use: both harmless
+        warnings.simplefilter("ignore", UserWarning)
+        if isinstance(net, gluon.HybridBlock) and not isinstance(net, gluon.SymbolBlock):
+            net.hybridize()
+            net._gankd_hybrid = None  # pylint: disable=protected-access; next step re-traces
+        detections, ground_truth = predict_frcnn(net, loader, ctx_list, image_ids, progress)
+    if collect is not None:
+        collect["detections"], collect["ground_truth"] = detections, ground_truth
+    return score_detections(detections, ground_truth, class_names, metric)

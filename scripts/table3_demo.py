@@ -1,0 +1,208 @@
+"""The paper's Table 3 set at CPU-demo scale: teacher, two baselines, two GAN-KD students, FGFI.
+
+    python scripts/table3_demo.py                 # writes logs/table3/README.md and logs
+
+Every row of Table 3 runs through the real scripts, on the generated shapes dataset, with tiny
+Faster R-CNN sizes (128 px inputs, 16 sampled RoIs, 7x7 RoI pooling) and a few epochs, from
+scratch (no ImageNet weights here):
+
+1. teacher: ``train_faster_rcnn.py --network resnet101_v1d`` (RoIAlign);
+2. baselines: ``train_faster_rcnn.py --network resnet50_v1b --roi-mode pool|align``;
+3. GAN-KD students: ``train_faster_rcnn_gan_kd.py --roi-mode pool|align`` (stage 1
+   adversarial, stage 2 plain, same number of epochs as the baselines);
+4. fine-grained imitation: ``train_faster_rcnn_gan_kd.py --method fgfi`` (RoIAlign).
+
+The point is that every stage runs, logs in the published format and evaluates with the
+VOC07 metric; at this scale the mAPs say nothing about the method (a from-scratch ResNet on a
+few dozen images for a few epochs). The table records the command, the settings and the
+measured seconds per iteration. Checkpoints (about 0.5 GB each) go to ``--work`` and are
+deleted at the end unless ``--keep-work``.
+"""
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from gankd_gluon.logs.parse import parse_log  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", type=str, default="logs/table3",
+                   help="README.md (the table) and the training logs go here")
+    p.add_argument("--work", type=str, default="/tmp/gankd_table3",
+                   help="dataset and checkpoints (large; deleted at the end)")
+    p.add_argument("--keep-work", action="store_true", help="keep --work")
+    p.add_argument("--num-train", type=int, default=32, help="generated training images")
+    p.add_argument("--num-test", type=int, default=16, help="generated test images")
+    p.add_argument("--image-size", type=int, default=128, help="generated image side")
+    p.add_argument("--teacher-epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=4,
+                   help="epochs of every student (baselines; GAN-KD/FGFI stage 1 + stage 2)")
+    p.add_argument("--gan-epochs", type=int, default=1,
+                   help="last stage-1 epoch of GAN-KD and FGFI (0-based, published meaning: "
+                        "epochs 0..N are stage 1)")
+    p.add_argument("--train-D-eopch", type=int, default=1,
+                   help="critic warm-up epochs of GAN-KD")
+    p.add_argument("--lr", type=float, default=0.0005,
+                   help="lr of every optimizer (from scratch, few steps: the published 1e-4 "
+                        "SGD would not move)")
+    p.add_argument("--seed", type=int, default=233)
+    p.add_argument("--num-workers", type=int, default=0)
+    return p.parse_args(argv)
+
+
+SIZES = ["--short", "128", "--max-size", "128", "--num-sample", "16", "--roi-size", "7",
+         "--rpn-train-pre-nms", "512", "--rpn-train-post-nms", "128", "--rpn-test-pre-nms",
+         "256", "--rpn-test-post-nms", "32"]
+
+
+def _common(args):
+    return ["--dataset", "synthetic", "--dataset-root", os.path.join(args.work, "data"),
+            "--gpus", "", "--batch-size", "1", "--num-workers", str(args.num_workers),
+            "--pretrained-base", "none", "--log-interval", "8", "--no-progress",
+            "--seed", str(args.seed), "--save-interval", "100", "--keep-last", "1",
+            "--log-dir", os.path.join(args.out, "logs"),
+            "--save-dir", os.path.join(args.work, "checkpoints")] + SIZES
+
+
+def _rows(args):
+    """(name, row label, script, extra arguments) of every run, teacher first."""
+    teacher = os.path.join(args.work, "checkpoints", "teacher", "teacher-final.net.params")
+    plain = ["--optimizer", "adam", "--lr", str(args.lr), "--epochs", str(args.epochs)]
+    kd = ["--teacher-params", teacher, "--epochs", str(args.epochs), "--gan-epochs",
+          str(args.gan_epochs), "--train-D-eopch", str(args.train_D_eopch), "--lrG",
+          str(args.lr), "--lrD", str(args.lr), "--lr", str(args.lr)]
+    return [
+        ("teacher", "ResNet101 teacher (roialign)", "train_faster_rcnn.py",
+         ["--network", "resnet101_v1d", "--roi-mode", "align", "--optimizer", "adam", "--lr",
+          str(args.lr), "--epochs", str(args.teacher_epochs)]),
+        ("baseline_pool", "ResNet50 (roipooling)", "train_faster_rcnn.py",
+         ["--network", "resnet50_v1b", "--roi-mode", "pool"] + plain),
+        ("gankd_pool", "ResNet50 (roipooling + GAN-KD)", "train_faster_rcnn_gan_kd.py",
+         ["--roi-mode", "pool"] + kd),
+        ("baseline_align", "ResNet50 (roialign)", "train_faster_rcnn.py",
+         ["--network", "resnet50_v1b", "--roi-mode", "align"] + plain),
+        ("gankd_align", "ResNet50 (roialign + GAN-KD)", "train_faster_rcnn_gan_kd.py",
+         ["--roi-mode", "align"] + kd),
+        ("fgfi_align", "ResNet50 (roialign + fine-grained imitation)",
+         "train_faster_rcnn_gan_kd.py", ["--roi-mode", "align", "--method", "fgfi"] + kd),
+    ]
+
+
+def _run(args, name, script, extra):
+    cmd = [sys.executable, os.path.join(HERE, script)] + _common(args) + \
+        ["--save-prefix", name] + extra
+    start = time.time()
+    with open(os.path.join(args.out, "logs", name + ".stdout.txt"), "w") as out:
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    return code, time.time() - start
+
+
+def _summary(args, name, code, wall):
+    """Final and best mAP, and seconds per iteration by stage, from the run's own log."""
+    path = os.path.join(args.out, "logs", name + "_train.log")
+    row = {"code": code, "wall": wall, "final": float("nan"), "best": float("nan"),
+           "s_per_it": {}}
+    if not os.path.isfile(path):
+        return row
+    run = parse_log(path).run()
+    if run.validations:
+        row["final"] = run.validations[-1].mean_ap
+        row["best"] = max(v.mean_ap for v in run.validations)
+    # a distillation run has two segments (a 'Start training' line opens stage 2); without
+    # critic columns the parser cannot tell FGFI's stage 1 from plain training, so go by order
+    stages = [1, 2] if len(run.segments) == 2 else [2] * len(run.segments)
+    for stage, seg in zip(stages, run.segments):
+        costs = [e.cost for e in run.epochs if e.segment == seg.index and e.cost is not None]
+        if costs:
+            row["s_per_it"][stage] = sum(costs) / len(costs) / args.num_train
+    return row
+
+
+def _fmt(x):
+    return "-" if x != x else "%.3f" % x
+
+
+def write_table(args, results, command, total):
+    rows = _rows(args)
+    by = dict(results)
+    lines = [
+        "# Table 3 at CPU-demo scale (Faster R-CNN GAN-KD)", "",
+        "**The numbers below mean nothing about the method.** They come from a from-scratch "
+        "ResNet50/ResNet101 Faster R-CNN trained for a few epochs on %d generated 128 px images "
+        "(5 shape classes) and evaluated on %d, at 16 sampled RoIs per image with 7x7 RoI "
+        "pooling, without the ImageNet weights and VOC data the paper uses (no internet here). "
+        "What the run shows is that every row of the paper's Table 3 trains through both "
+        "stages, logs in the published Faster R-CNN format and evaluates with the VOC07 "
+        "metric." % (args.num_train, args.num_test), "",
+        "Command (%.0f min on 2 shared CPU cores):" % (total / 60.0), "",
+        "```", command, "```", "",
+        "| row | run | mAP (last epoch) | best mAP | s/iteration stage 1 | s/iteration "
+        "stage 2 | exit |",
+        "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, label, _, _ in rows:
+        r = by.get(name)
+        if r is None:
+            continue
+        its = r["s_per_it"]
+        s1 = its.get(1) if name.startswith(("gankd", "fgfi")) else None
+        s2 = its.get(2)
+        lines.append("| %s | `%s` | %s | %s | %s | %s | %d |" % (
+            label, name, _fmt(r["final"]), _fmt(r["best"]),
+            "-" if s1 is None else "%.2f" % s1, "-" if s2 is None else "%.2f" % s2, r["code"]))
+    lines += [
+        "", "Paper (VOC2007 test, ImageNet-pretrained, full schedule): teacher 74.8; ResNet50 "
+        "roipooling 67.0 -> 73.8 with GAN-KD; roialign 71.7 -> 74.0; fine-grained imitation "
+        "69.0 -> 72.0.", "",
+        "Settings: %d teacher epochs; %d epochs per student (GAN-KD and FGFI: epochs "
+        "0..%d stage 1 with Adam, then plain SGD, as the published log counts them; critic "
+        "warm-up %d epoch(s); the baselines and the teacher use Adam throughout, since a "
+        "from-scratch net barely moves under SGD in a few hundred steps); every optimizer at "
+        "lr %g; batch 1 on one CPU context; sizes %s."
+        % (args.teacher_epochs, args.epochs, args.gan_epochs, args.train_D_eopch, args.lr,
+           " ".join(SIZES)),
+        "Seconds per iteration are the logged epoch costs over the images per epoch (stage 2 "
+        "of a baseline is its only stage). For scale: one training iteration at GluonCV's "
+        "preset sizes (128 RoIs, 14x14 RoIAlign, 2000 proposals) on a 192 px image took "
+        "34-56 s for the ResNet50 student on this machine, and one ResNet101 inference 22-40 s "
+        "(the RoIs through layer4 dominate); at the demo sizes about 2-4 s.",
+        "", "Logs (published format; compare with "
+        "`python scripts/compare_logs.py ../shared/published_logs/"
+        "faster_rcnn_resnet50_resnet101_v1b_g_d_voc_train.log logs/table3/logs/<run>_train.log`"
+        "): `logs/`."]
+    with open(os.path.join(args.out, "README.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main(args):
+    from gankd_gluon.data.synthetic import make_synthetic_voc
+    command = " ".join(["python scripts/table3_demo.py"] + [shlex.quote(a) for a in sys.argv[1:]])
+    os.makedirs(os.path.join(args.out, "logs"), exist_ok=True)
+    start = time.time()
+    make_synthetic_voc(os.path.join(args.work, "data"), seed=0, num_train=args.num_train,
+                       num_test=args.num_test, image_size=(args.image_size, args.image_size))
+    results = []
+    for name, label, script, extra in _rows(args):
+        old = os.path.join(args.out, "logs", name + "_train.log")
+        if os.path.exists(old):
+            os.remove(old)                     # one run per log file
+        code, wall = _run(args, name, script, extra)
+        results.append((name, _summary(args, name, code, wall)))
+        print("%-15s exit %d, %.0f s" % (name, code, wall), flush=True)
+        write_table(args, results, command, time.time() - start)
+    if not args.keep_work:
+        shutil.rmtree(args.work, ignore_errors=True)
+    return 0 if all(r["code"] == 0 for _, r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

@@ -1,0 +1,196 @@
+"""End-to-end: train_faster_rcnn.py and train_faster_rcnn_gan_kd.py on the generated dataset.
+
+Tiny on purpose (96 px images, 8 RoIs per image, two training images): what is checked is
+what a user relies on for a week-long run. Both stages run and log in the published Faster
+R-CNN format, the log is read by the comparison parser beside the published one, the
+checkpoints and the exported student work, resume is exact, a NaN stops the run with exit
+status 1, and the other methods (FGFI, Chen) and both RoI modes train.
+"""
+import glob
+import os
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import train_faster_rcnn  # noqa: E402
+import train_faster_rcnn_gan_kd  # noqa: E402
+from gankd_gluon.data.synthetic import make_synthetic_voc  # noqa: E402
+from gankd_gluon.engine.cli import run_main  # noqa: E402
+from gankd_gluon.logs.parse import parse_log  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+SIZES = ["--short", "96", "--max-size", "96", "--num-sample", "8", "--roi-size", "7",
+         "--rpn-train-pre-nms", "256", "--rpn-train-post-nms", "64", "--rpn-test-pre-nms",
+         "128", "--rpn-test-post-nms", "8"]
+COMMON = ["--dataset", "synthetic", "--gpus", "", "--batch-size", "1", "--num-workers", "0",
+          "--pretrained-base", "none", "--log-interval", "1", "--no-progress"] + SIZES
+PUBLISHED_COLUMNS = ["RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1", "RPNAcc",
+                     "RPNL1Loss", "RCNNAcc", "RCNNL1Loss", "Loss_G", "Loss_D"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Data and a teacher: a ResNet101 Faster R-CNN, initialised and saved (its weights only
+    have to stay fixed; training one is train_faster_rcnn.py's job, tested below). A Faster
+    R-CNN checkpoint is about 0.5 GB (weights + optimizer states): all deleted at the end."""
+    import shutil
+    from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES
+    from gankd_gluon.models.faster_rcnn import build_faster_rcnn, initialize_params
+    root = tmp_path_factory.mktemp("frcnn_e2e")
+    make_synthetic_voc(str(root / "data"), seed=0, num_train=2, num_test=2, image_size=(96, 96))
+    mx.random.seed(0)
+    teacher = build_faster_rcnn("resnet101_v1d", SYNTHETIC_CLASSES, short=96, max_size=96,
+                                num_sample=8, roi_size=7, rpn_train_post_nms=64,
+                                rpn_test_post_nms=8)
+    initialize_params(teacher, mx.cpu())
+    with mx.autograd.predict_mode():
+        teacher(mx.nd.zeros((1, 3, 96, 96)))
+    teacher.save_parameters(str(root / "teacher.params"))
+    yield root
+    shutil.rmtree(str(root), ignore_errors=True)
+
+
+def _gankd_args(root, *extra):
+    return train_faster_rcnn_gan_kd.parse_args(COMMON + [
+        "--dataset-root", str(root / "data"), "--teacher-params", str(root / "teacher.params"),
+        "--gan-epochs", "1", "--epochs", "3", "--train-D-eopch", "1", "--save-interval", "1",
+        "--keep-last", "10", "--critic-channels", "8"] + list(extra))
+
+
+def _params(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
+
+
+@pytest.fixture(scope="module")
+def full_run(workdir):
+    before = _params(str(workdir / "teacher.params"))
+    args = _gankd_args(workdir, "--save-dir", str(workdir / "ckA"), "--log-dir",
+                       str(workdir / "logsA"), "--save-prefix", "run")
+    assert run_main(train_faster_rcnn_gan_kd.main, args) == 0
+    after = _params(str(workdir / "teacher.params"))
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    return workdir
+
+
+def test_both_stages_log_in_the_published_format(full_run, published_frcnn_log, tmp_path):
+    log = parse_log(str(full_run / "logsA" / "run_train.log"))
+    assert log.kind == "frcnn" and log.unreadable_count == 0, log.describe_unreadable()
+    run = log.run()
+    assert run.settings["GAN_epochs"] == 1 and run.settings["train_D_eopch"] == 1
+    assert [s.stage for s in run.segments] == [1, 2] and not run.divergences
+    # counted from 0 through both stages, the switch after GAN_epochs as published
+    assert [e.epoch for e in run.epochs] == [0, 1, 2]
+    assert run.segments[1].first_epoch == run.settings["GAN_epochs"] + 1
+    assert list(run.batches[0].metrics) == PUBLISHED_COLUMNS
+    first, last = run.epochs[0].metrics, run.epochs[-1].metrics
+    assert list(first) == ["RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1",
+                           "Loss_G", "Loss_D"]                  # the published epoch line
+    assert np.isfinite(first["Loss_D"]) and np.isnan(last["Loss_D"])
+    assert np.isfinite(last["RCNN_CrossEntropy"])
+    assert [v.epoch for v in run.validations] == [0, 1, 2]
+    assert all(len(v.aps) == 5 and v.title == "Validation" for v in run.validations)
+    # read beside the published log by the comparison report
+    from gankd_gluon.logs.report import compare_logs
+    result = compare_logs(published_frcnn_log, str(full_run / "logsA" / "run_train.log"),
+                          str(tmp_path / "cmp"), plots=False)
+    assert result.exit_code == 0 and result.comparable
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "RCNN_CrossEntropy" in report
+
+
+def test_checkpoints_and_exported_student(full_run):
+    ck = full_run / "ckA" / "run"
+    for tag in ("best", "final", "epoch-s1-e0001", "epoch-s1-e0002", "epoch-s2-e0001"):
+        assert os.path.isfile(ck / ("run-%s.json" % tag)), tag
+    assert not glob.glob(str(ck / "*.tmp-*"))
+    from mxnet import gluon
+    net = gluon.SymbolBlock.imports(str(ck / "run-final-student-symbol.json"), ["data"],
+                                    str(ck / "run-final-student-0000.params"))
+    ids, scores, boxes = net(mx.nd.zeros((1, 3, 96, 128)))    # any size: short-side inputs
+    assert boxes.shape[0] == 1 and boxes.shape[2] == 4
+
+
+def test_resume_is_exact(full_run):
+    """Resuming after epoch 0 (stage 1) ends with bit-identical weights (num_workers=0)."""
+    src = full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"
+    args = _gankd_args(full_run, "--save-dir", str(full_run / "ckB"), "--log-dir",
+                       str(full_run / "logsB"), "--save-prefix", "run", "--resume", str(src))
+    assert run_main(train_faster_rcnn_gan_kd.main, args) == 0
+    for part in ("student", "dnet"):
+        a = _params(str(full_run / "ckA" / "run" / ("run-final.%s.params" % part)))
+        b = _params(str(full_run / "ckB" / "run" / ("run-final.%s.params" % part)))
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), part
+    log = parse_log(str(full_run / "logsB" / "run_train.log"))
+    assert [e.epoch for e in log.run().epochs] == [1, 2]
+
+
+def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
+    from gankd_gluon.engine import frcnn_steps
+    original = frcnn_steps.FasterRCNNGANStep.__call__
+
+    def poisoned(self, data, label, cls_t, box_t, mask, epoch=0, batch=0):
+        if batch == 1:
+            box_t = [b * float("nan") for b in box_t]
+        return original(self, data, label, cls_t, box_t, mask, epoch, batch)
+    monkeypatch.setattr(frcnn_steps.FasterRCNNGANStep, "__call__", poisoned)
+    args = _gankd_args(workdir, "--save-dir", str(workdir / "ckN"), "--log-dir",
+                       str(workdir / "logsN"), "--save-prefix", "nan")
+    assert run_main(train_faster_rcnn_gan_kd.main, args) == 1
+    err = capsys.readouterr().err
+    assert "epoch 0, batch 1" in err and "RPN_SmoothL1=nan" in err
+    assert "non-finite loss" in open(workdir / "logsN" / "nan_train.log").read()
+    assert not glob.glob(str(workdir / "ckN" / "nan" / "*.json"))   # nothing saved after it
+
+
+def test_roi_pooling_on_two_devices_with_gan_and_fgfi(workdir):
+    """Both stages, RoI pooling, the batch split over two devices, critic and imitation."""
+    args = _gankd_args(workdir, "--save-dir", str(workdir / "ckP"), "--log-dir",
+                       str(workdir / "logsP"), "--roi-mode", "pool", "--cpu-devices", "2",
+                       "--batch-size", "2", "--gan-epochs", "0", "--epochs", "2",
+                       "--method", "gan+fgfi", "--train-D-eopch", "0")
+    assert run_main(train_faster_rcnn_gan_kd.main, args) == 0
+    assert args.save_prefix.endswith("_gankd+fgfi_pool")
+    run = parse_log(str(workdir / "logsP" / (args.save_prefix + "_train.log"))).run()
+    assert [s.stage for s in run.segments] == [1, 2]
+    assert [e.epoch for e in run.epochs] == [0, 1]
+    first = run.epochs[0].metrics
+    assert np.isfinite(first["Loss_G"]) and first["KD_FGFI"] > 0
+
+
+def test_chen_trains_and_logs_its_terms(workdir):
+    """Chen et al. on the RPN and RCNN heads (teacher run on the student's RoIs) and the hint."""
+    args = _gankd_args(workdir, "--save-dir", str(workdir / "ckM"), "--log-dir",
+                       str(workdir / "logsM"), "--method", "chen", "--stage", "1",
+                       "--gan-epochs", "0")
+    assert run_main(train_faster_rcnn_gan_kd.main, args) == 0
+    assert args.save_prefix.endswith("_chen_align")
+    metrics = parse_log(str(workdir / "logsM" / (args.save_prefix + "_train.log"))
+                        ).run().epochs[-1].metrics
+    for name in ("KD_soft", "KD_L2B", "KD_hint"):
+        assert np.isfinite(metrics[name]) and metrics[name] >= 0, name
+    assert np.isnan(metrics["Loss_D"])                        # no critic: "not computed"
+
+
+def test_plain_training_script(workdir):
+    """train_faster_rcnn.py (the teacher and the baselines; here ResNet50 with RoI pooling)
+    logs GluonCV's columns, validates and checkpoints."""
+    args = train_faster_rcnn.parse_args(COMMON + [
+        "--dataset-root", str(workdir / "data"), "--network", "resnet50_v1b", "--roi-mode",
+        "pool", "--epochs", "1", "--save-dir", str(workdir / "ckT"), "--log-dir",
+        str(workdir / "logsT")])
+    assert run_main(train_faster_rcnn.main, args) == 0
+    assert args.save_prefix == "faster_rcnn_resnet50_v1b_synthetic_pool"
+    log = parse_log(str(workdir / "logsT" / (args.save_prefix + "_train.log")))
+    run = log.run()
+    assert log.kind == "frcnn" and log.unreadable_count == 0
+    assert [e.epoch for e in run.epochs] == [0] and [v.epoch for v in run.validations] == [0]
+    assert list(run.batches[0].metrics) == PUBLISHED_COLUMNS[:8]
+    assert list(run.epochs[0].metrics) == PUBLISHED_COLUMNS[:4]
+    assert os.path.isfile(workdir / "ckT" / args.save_prefix /
+                          (args.save_prefix + "-final.net.params"))
