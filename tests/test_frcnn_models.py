@@ -137,3 +137,23 @@ def test_feature_channels_of_both_table3_backbones(net):
     assert feature_channels(net) == 1024
     teacher = build_faster_rcnn("resnet101_v1d", CLASSES, **SMALL)
     assert feature_channels(teacher) == 1024
+
+
+def test_local_imagenet_file_loads_into_the_backbone(tmp_path):
+    """--pretrained-base FILE: an ImageNet resnet50_v1b file fills features and top_features."""
+    from gluoncv.model_zoo import get_model
+    base = get_model("resnet50_v1b", pretrained=False)
+    base.initialize(mx.init.Normal(0.5))
+    base(mx.nd.zeros((1, 3, 32, 32)))
+    path = str(tmp_path / "resnet50_v1b.params")
+    base.save_parameters(path)
+    det = build_faster_rcnn("resnet50_v1b", CLASSES, pretrained_base=path, **SMALL)
+    pairs = [(det.features[0].weight, base.conv1.weight),
+             (det.features[4][0].conv1.weight, base.layer1[0].conv1.weight),
+             (det.features[6][5].bn3.running_var, base.layer3[5].bn3.running_var),
+             (det.top_features[0][2].conv3.weight, base.layer4[2].conv3.weight)]
+    for mine, theirs in pairs:
+        np.testing.assert_array_equal(mine.data().asnumpy(), theirs.data().asnumpy())
+    assert det.rpn.conv1[0].weight._data is None          # the heads are left to initialise
+    with pytest.raises(WeightsNotFoundError, match="no such file"):
+        build_faster_rcnn("resnet50_v1b", CLASSES, pretrained_base=str(tmp_path / "x"), **SMALL)
