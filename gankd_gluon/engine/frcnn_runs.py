@@ -21,8 +21,7 @@ from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..logs.format import format_lr_change, setup_logger
 from ..models.critics import DNet
 from ..models.faster_rcnn import (STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter, build_faster_rcnn,
-                                  build_teacher, feature_channels, initialize_params, map_size,
-                                  set_hybrid)
+                                  build_teacher, feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
 from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
                           FasterRCNNKD, FasterRCNNStep, frcnn_method_name, parse_frcnn_method,
