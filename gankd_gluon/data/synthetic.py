@@ -13,17 +13,23 @@ so every script also runs on this dataset. It is a real VOC tree, read by GluonC
 
 What is in an image (issue 3, item 3):
 
-- five object classes (:data:`SYNTHETIC_CLASSES`) that differ in shape, hue and texture, so a
-  small detector learns them in minutes (GLUONCV_FACTS.md section 10: mobilenet0.25 SSD at 128 px
-  reached 0.34 VOC07 mAP in 3 CPU minutes on a set like this);
-- one to six objects per image, sides from 5% to 80% of the shorter image side (log-uniform, so
-  small objects are common, as in VOC), with random aspect ratio and rotation;
+- five object classes (:data:`SYNTHETIC_CLASSES`) that differ in shape, hue and texture
+  (solid, stripes, shading, dots, diagonal stripes);
+- one to five objects per image (2.4 on average, as VOC2007's 2.5), sides from 5% to 80% of the
+  shorter image side (log-uniform; 15% of them under 12%), with random aspect ratio and rotation;
 - objects painted in order of decreasing size, so later (smaller) ones partially occlude earlier
   ones; a placement that would leave any object less than 25% visible is redrawn;
 - objects that cross the image border (``truncated`` = 1) and objects less than half visible
   (``difficult`` = 1);
-- a cluttered background: smooth low-saturation colour blobs, thin lines and grey ellipses.
-  Clutter is kept desaturated and moderate so the classes stay learnable.
+- a cluttered background: smooth low-saturation colour blobs, thin lines and small grey
+  ellipses. Clutter is kept desaturated and moderate so the classes stay learnable.
+
+Learnability, measured with GLUONCV_FACTS.md section 10's recipe (SSD mobilenet0.25 from scratch,
+128 px, batch 16, Adam 1e-3, ``augment='flip'``) on seed 0 (300/100 images): VOC07 mAP 0.07,
+0.12, 0.17 after 400, 800, 1100 iterations, still rising; triangles are learnt last. An easier
+variant (flat background, 1-3 objects, no tiny or truncated objects) reached 0.30 after 800
+iterations: most of the difficulty is the clutter, small objects and occlusion that issue 3 asks
+for, so CPU demos need about a thousand iterations or more, not a few hundred.
 
 Boxes follow the devkit: the tight box of the *visible* pixels (VOC annotation guidelines:
 "the bounding box of the visible area of the object"), written as 1-based inclusive pixel
@@ -59,8 +65,8 @@ JPEG_QUALITY = 90
 _STYLE = {
     'circle': (0, 'solid'),           # red
     'square': (110, 'hstripes'),      # blue
-    'triangle': (60, 'checker'),      # green
-    'star': (25, 'dots'),             # orange-yellow
+    'triangle': (60, 'gradient'),     # green
+    'star': (30, 'dots'),             # yellow
     'cross': (150, 'dstripes'),       # magenta
 }
 _MIN_VISIBLE = 0.25      # placements leaving an object less visible than this are redrawn
@@ -95,21 +101,21 @@ def _background(rng, width, height):
     """
     grid = rng.uniform(60, 200, size=(4, 4, 3)).astype(np.float32)
     grey = grid.mean(axis=2, keepdims=True)
-    grid = grey + 0.35 * (grid - grey)  # keep saturation low
+    grid = grey + 0.25 * (grid - grey)  # keep saturation low
     img = cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
     img = np.clip(img, 0, 255).astype(np.uint8)
-    for _ in range(rng.randint(3, 9)):
+    for _ in range(rng.randint(1, 5)):
         kind = rng.randint(2)
         v = int(rng.randint(40, 220))
         colour = [min(255, max(0, v + int(rng.randint(-20, 21)))) for _ in range(3)]
         if kind == 0:
             p1 = (int(rng.randint(width)), int(rng.randint(height)))
             p2 = (int(rng.randint(width)), int(rng.randint(height)))
-            cv2.line(img, p1, p2, colour, int(rng.randint(1, 3)), cv2.LINE_AA)
+            cv2.line(img, p1, p2, colour, 1, cv2.LINE_AA)
         else:
             centre = (int(rng.randint(width)), int(rng.randint(height)))
-            axes = (int(rng.randint(3, max(4, width // 10))),
-                    int(rng.randint(3, max(4, height // 10))))
+            axes = (int(rng.randint(2, max(3, width // 16))),
+                    int(rng.randint(2, max(3, height // 16))))
             cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1,
                         cv2.LINE_AA)
     return img
@@ -164,14 +170,17 @@ def _texture(rng, cls, h, w):
     sat, val = int(rng.randint(170, 256)), int(rng.randint(170, 256))
     fg = np.array(_hsv_to_bgr(hue, sat, val), np.uint8)
     dark = np.array(_hsv_to_bgr(hue, sat, val // 2), np.uint8)
-    period = max(3, int(round(min(h, w) / 6.0)))
+    # about four texture periods across the object: still visible after a 2x downscale to a
+    # 128-px network input (finer stripes alias away at that size)
+    period = max(3, int(round(min(h, w) / 4.0)))
     yy, xx = np.mgrid[0:h, 0:w]
     if kind == 'solid':
         pattern = np.zeros((h, w), bool)
+    elif kind == 'gradient':  # bright at the top, half as bright at the bottom
+        t = (yy / max(1, h - 1))[..., None]
+        return np.round((1 - t) * fg + t * dark).astype(np.uint8)
     elif kind == 'hstripes':
         pattern = (yy // period) % 2 == 1
-    elif kind == 'checker':
-        pattern = ((yy // period) + (xx // period)) % 2 == 1
     elif kind == 'dstripes':
         pattern = ((yy + xx) // period) % 2 == 1
     else:  # dots on a grid
@@ -210,8 +219,12 @@ def _render(rng, width, height, noise):
     """
     img = _background(rng, width, height)
     short = min(width, height)
-    num = int(rng.choice([1, 2, 3, 4, 5, 6], p=[0.1, 0.2, 0.25, 0.2, 0.15, 0.1]))
-    scales = np.exp(rng.uniform(np.log(0.05), np.log(0.8), size=num))
+    num = int(rng.choice([1, 2, 3, 4, 5], p=[0.25, 0.3, 0.25, 0.12, 0.08]))
+    # log-uniform sides in [5%, 80%], with objects under 12% (under 16 px at a 128-px network
+    # input, near the smallest SSD anchor) kept to 15% so a small CPU demo can learn
+    small = rng.uniform(size=num) < 0.15
+    scales = np.exp(np.where(small, rng.uniform(np.log(0.05), np.log(0.12), size=num),
+                             rng.uniform(np.log(0.12), np.log(0.8), size=num)))
     # paint large objects first so that small ones are not buried under large ones
     scales = np.sort(scales)[::-1]
     inst = np.zeros((height, width), np.int16)  # 0 = background, k = k-th placed object
@@ -224,8 +237,8 @@ def _render(rng, width, height, noise):
         h, w = mask.shape
         full_area = int(mask.sum())
         for _ in range(10):
-            # 20% of the objects may cross the border (truncation); the rest lie inside
-            if rng.uniform() < 0.2:
+            # 15% of the objects may cross the border (truncation); the rest lie inside
+            if rng.uniform() < 0.15:
                 x0 = int(rng.randint(-w // 2, width - w // 2 + 1))
                 y0 = int(rng.randint(-h // 2, height - h // 2 + 1))
             else:
