@@ -9,9 +9,9 @@ def run_main(main, args):
     """Run ``main(args)``; turn the errors a user can fix into one clear line and an exit code.
 
     Returns 0 on success, 1 on a non-finite loss (the message names the loss, epoch and
-    batch), 2 on missing data/weights or a refused checkpoint.
+    batch), 2 on missing or unsafe data, missing weights or a refused checkpoint.
     """
-    from ..data.checks import DatasetNotFoundError
+    from ..data.checks import DatasetNotFoundError, UnsafeInputError
     from ..logs.format import format_stopping
     from ..models.ssd import WeightsNotFoundError
     from .checkpoint import CheckpointError
@@ -21,7 +21,8 @@ def run_main(main, args):
         logging.getLogger("gankd").error(format_stopping(err))
         print("error: %s" % err, file=sys.stderr)
         return 1
-    except (DatasetNotFoundError, WeightsNotFoundError, CheckpointError) as err:
+    except (DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
+            CheckpointError) as err:
         print("error: %s" % err, file=sys.stderr)
         return 2
     return 0
