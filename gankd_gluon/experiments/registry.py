@@ -30,7 +30,9 @@ A row's chain is the commands it needs, each one an existing script (``scripts/t
 
 Every training command spells out the paper's settings, rather than relying on the scripts'
 defaults, so ``reproduce.py --dry-run`` shows the recipe and a change of a default cannot change
-a reproduction silently. ``Row.settings`` lists what differs from the scripts' defaults.
+a reproduction silently. ``Row.settings`` lists what sets a row apart from the others (student,
+teacher, dataset, RoI mode, method, and the baselines' schedule, where the scripts' defaults are
+the distillation's).
 
 This module does not import MXNet: ``reproduce.py --list`` and ``--dry-run`` stay instant.
 """
@@ -172,14 +174,16 @@ class Row(object):
     paper_gain : float or None
         The paper's gain over its "-" row, in brackets in the tables.
     settings : dict
-        Settings that differ from the training scripts' defaults, flag -> value.
+        What sets the row apart, flag -> value (see the module docstring).
     roi_mode : str or None
         Faster R-CNN RoI mode (``pool`` or ``align``).
+    variant : str or None
+        Table 3's line pair, named after the student's column: ``pool``, ``align``, ``fgfi``.
     note : str
     """
 
     def __init__(self, table, index, detector, student, teacher, method, dataset, paper_map,
-                 paper_gain=None, settings=None, roi_mode=None, note=""):
+                 paper_gain=None, settings=None, roi_mode=None, variant=None, note=""):
         self.table = table
         self.index = index
         self.detector = detector
@@ -191,6 +195,7 @@ class Row(object):
         self.paper_gain = paper_gain
         self.settings = dict(settings or {})
         self.roi_mode = roi_mode
+        self.variant = variant
         self.note = note
 
     @property
@@ -200,10 +205,7 @@ class Row(object):
     @property
     def key(self):
         """Row name after the table: ``mobilenet1.0_resnet50_v1``, ``mobilenet1.0_baseline``."""
-        student = self.student
-        if self.detector == "faster_rcnn":
-            student = "%s_%s" % (self.student, "fgfi" if self.method == "fgfi" or
-                                 self.settings.get("_group") == "fgfi" else self.roi_mode)
+        student = "%s_%s" % (self.student, self.variant) if self.variant else self.student
         return "%s_%s" % (student, self.teacher or "baseline")
 
     @property
@@ -221,8 +223,7 @@ class Row(object):
         return "%.1f (%+.1f)" % (self.paper_map, self.paper_gain)
 
     def settings_text(self):
-        return " ".join("%s %s" % (k, v) for k, v in self.settings.items()
-                        if not k.startswith("_"))
+        return " ".join("%s %s" % (k, v) for k, v in self.settings.items())
 
     def __repr__(self):
         return "Row(table=%d, index=%d, %s)" % (self.table, self.index, self.key)
@@ -272,11 +273,11 @@ def _t3():
             note = ("the paper's 69.0 / 72.0 are Wang et al.'s own numbers; here the '-' row is "
                     "our RoIAlign baseline (the same run as row 3)")
         out.append(Row(3, len(out) + 1, "faster_rcnn", "resnet50_v1b", None, "none", "voc07",
-                       base, roi_mode=roi, note=note,
-                       settings={"--roi-mode": roi, "_group": group}))
+                       base, roi_mode=roi, variant=group, note=note,
+                       settings={"--roi-mode": roi}))
         out.append(Row(3, len(out) + 1, "faster_rcnn", "resnet50_v1b", "resnet101_v1d", method,
-                       "voc07", kd, gain, roi_mode=roi, note=note,
-                       settings={"--roi-mode": roi, "--method": method, "_group": group}))
+                       "voc07", kd, gain, roi_mode=roi, variant=group, note=note,
+                       settings={"--roi-mode": roi, "--method": method}))
     return out
 
 

@@ -26,7 +26,8 @@ import time
 from .registry import (REPO_ROOT, SMOKE, TABLES, build_chain, effective_settings,
                        estimate_hours, get_row, read_eval_map, rows_of, run_names)
 
-__all__ = ["parse_args", "main", "list_rows", "step_status", "append_result", "ChainError"]
+__all__ = ["parse_args", "main", "list_rows", "step_status", "append_result", "has_result",
+           "record_validation", "ChainError"]
 
 RESULTS_HEADER = (
     "# Results of scripts/reproduce.py\n\n"
@@ -90,7 +91,7 @@ def list_rows(table=None, out=print):
     for t in sorted({r.table for r in rows}):
         out(TABLES[t])
         out("  %-3s %-34s %-18s %-13s %-6s %-12s %s" % (
-            "row", "name", "student", "teacher", "method", "paper mAP", "settings (vs defaults)"))
+            "row", "name", "student", "teacher", "method", "paper mAP", "row settings"))
         for r in rows_of(t):
             if r not in rows:
                 continue
@@ -225,6 +226,15 @@ def append_result(path, row, scale, ours, our_gain, command, commit, date=None):
             f.write(RESULTS_HEADER)
         f.write(line)
     return line
+
+
+def has_result(path, row, scale):
+    """Does the results table ``path`` hold a line of ``row`` at ``scale``?"""
+    if not os.path.isfile(path):
+        return False
+    start = "| T%d R%d %s | %s |" % (row.table, row.index, row.key, scale)
+    with open(path) as f:
+        return any(line.startswith(start) for line in f)
 
 
 # ------------------------------------------------------------------------------ running
@@ -362,10 +372,13 @@ def main(args, argv=None, out=print):
         if os.path.isfile(base_json):
             our_gain = ours - read_eval_map(base_json)
     command = " ".join(shlex.quote(a) for a in ["python", "scripts/reproduce.py"] + argv)
-    if ran_eval:
+    # a row whose steps were all done by other rows (a "-" row after its distillation rows,
+    # Table 3 row 5 after row 3) still gets its line once; a re-run does not repeat it
+    if ran_eval or not has_result(results, row, args.scale):
         line = append_result(results, row, args.scale, ours, our_gain, command, _git_commit())
         out("result appended to %s:\n%s" % (results, line.rstrip()))
     else:
-        out("all steps were already done; result (not appended again): our mAP %s, paper %s, "
-            "delta %s" % (_fmt(ours), row.paper_text(), _fmt(ours - row.paper_map, True)))
+        out("all steps were already done and %s has this row's line; result: our mAP %s, "
+            "paper %s, delta %s" % (results, _fmt(ours), row.paper_text(),
+                                     _fmt(ours - row.paper_map, True)))
     return 0
