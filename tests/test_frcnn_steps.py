@@ -47,7 +47,9 @@ def setup(tmp_path_factory):
     teacher.collect_params().setattr("grad_req", "null")
     loader = get_frcnn_train_loader(dataset, student, 1, 1, 96, 96)
     batch = split_sharded(next(iter(loader)), CTX)
-    return {"build": build, "init": init, "teacher": teacher, "batch": batch}
+    yield {"build": build, "init": init, "teacher": teacher, "batch": batch}
+    import shutil
+    shutil.rmtree(str(root), ignore_errors=True)      # the student file is 130 MB
 
 
 def _fresh_student(setup):
