@@ -44,11 +44,9 @@ from mxnet import autograd, gluon  # noqa: E402
 
 from gankd_gluon.data.datasets import dataset_classes, get_dataset  # noqa: E402
 from gankd_gluon.data.loaders import get_ssd_train_loader  # noqa: E402
-from gankd_gluon.engine.guards import check_finite  # noqa: E402
 from gankd_gluon.engine.loop import seed_everything  # noqa: E402
 from gankd_gluon.engine.ssd_runs import build_gankd_models, get_contexts  # noqa: E402
 from gankd_gluon.engine.steps import GANStep, SSDStep, split_batch  # noqa: E402
-from gankd_gluon.models.critics import clip_weights  # noqa: E402
 from gankd_gluon.models.ssd import (build_ssd, initialize_new_params, split_ssd,  # noqa: E402
                                     teacher_layout)
 
@@ -217,32 +215,23 @@ def main(args):
     def teacher_forward():
         return [teacher.features(x) for x in data]
 
+    # GANStep without critics and teacher: exactly its student step with the same head and
+    # no adversarial term (the code path --method none runs)
+    student_only = GANStep(None, s_features, s_head, None, trainer_g, None, det_loss)
+
     def student_plain_step():
-        # GANStep's student step without the adversarial term: features + same head + loss
-        with autograd.record():
-            s_maps = [s_features(x) for x in data]
-            heads = [s_head(*sm) for sm in s_maps]
-            sum_loss, cls_loss, box_loss = det_loss([h[0] for h in heads], [h[1] for h in heads],
-                                                    cls_t, box_t)
-        autograd.backward(sum_loss)
-        check_finite({"CrossEntropy": cls_loss, "SmoothL1": box_loss}, 0, 0)
-        trainer_g.step(1)
+        student_only(data, cls_t, box_t)
 
     t_maps = teacher_forward()
+    with autograd.record():
+        s_maps_graph = [s_features(x) for x in data]     # critic_step detaches them itself
     with autograd.predict_mode():
         s_maps_fixed = [[m.detach() for m in s_features(x)] for x in data]
 
     def critic_step():
-        # GANStep's critic step (its d_steps loop body), on maps computed beforehand
-        for _ in range(kd.d_steps):
-            with autograd.record():
-                d_real = [dnet(*tm) for tm in t_maps]
-                d_fake = [dnet(*sm) for sm in s_maps_fixed]
-                loss_d = [(r.sum() - f.sum()) / n for r, f in zip(d_real, d_fake)]
-            autograd.backward(loss_d)
-            check_finite({"Loss_D": loss_d}, 0, 0)
-            trainer_d.step(1)
-            clip_weights(dnet.collect_params(), kd.clamp_lower, kd.clamp_upper)
+        # GANStep.critic_step itself (d_steps critic updates + clipping), on maps computed
+        # beforehand
+        gan_step.critic_step(t_maps, s_maps_graph, n, 0, 0)
 
     def generator_critic_pass():
         # what the student step adds to a plain student step: the D-Net forward on the

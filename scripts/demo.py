@@ -50,9 +50,9 @@ def parse_args(argv=None):
                         "of a step on this CPU)")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--teacher-epochs", type=int, default=40)
-    p.add_argument("--student-epochs", type=int, default=30,
+    p.add_argument("--student-epochs", type=int, default=24,
                    help="total budget of each student: baseline epochs = GAN-KD stage 1 + stage 2")
-    p.add_argument("--gan-epochs", type=int, default=20,
+    p.add_argument("--gan-epochs", type=int, default=16,
                    help="GAN-KD stage-1 epochs; stage 2 gets the rest of --student-epochs")
     p.add_argument("--lr", type=float, default=0.001,
                    help="Adam lr of the teacher and of the baseline student")
@@ -64,10 +64,11 @@ def parse_args(argv=None):
     p.add_argument("--stage2-lr", type=float, default=0.001, help="GAN-KD stage-2 SGD lr (paper)")
     p.add_argument("--head", choices=("teacher", "student"), default="teacher",
                    help="GAN-KD student head (paper: teacher)")
-    p.add_argument("--critic-channels", type=int, default=128,
-                   help="first-conv channels of each critic")
+    p.add_argument("--critic-channels", type=int, default=64,
+                   help="first-conv channels of each critic (train_ssd_gan_kd.py: 128; 64 "
+                        "halves the critics' share of a stage-1 step on this CPU)")
     p.add_argument("--d-steps", type=int, default=1, help="critic steps per student step")
-    p.add_argument("--val-interval", type=int, default=5, help="epochs between validations")
+    p.add_argument("--val-interval", type=int, default=4, help="epochs between validations")
     p.add_argument("--log-interval", type=int, default=100, help="batches between log lines")
     p.add_argument("--draw-images", type=str, default="0,1,2,3",
                    help="test image indices drawn in detections.png")

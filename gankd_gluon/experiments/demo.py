@@ -434,6 +434,10 @@ def write_results(cfg, res, path):
          " ".join("%.1f" % x for x in res["load_end"]),
          "" if max(res["load_start"][0], res["load_end"][0]) > 2.5 else "not "))
     w("")
+    w("Code: commit `%s`%s." % (res["git"]["commit"], " (with local changes in: %s)"
+                                  % ", ".join(res["git"]["dirty"]) if res["git"]["dirty"]
+                                  else ", clean working tree"))
+    w("")
     w("## Results (VOC07 11-point mAP at IoU 0.5, %d test images)" % a.num_test)
     w("")
     w("| model | backbone | training (epochs of %d images, batch %d) | mAP | s / epoch | "
@@ -523,6 +527,22 @@ def write_results(cfg, res, path):
     return path
 
 
+def _git_state():
+    """Commit and locally modified tracked files of the checkout the demo runs from."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def git(*cmd):
+        try:
+            return subprocess.run(("git",) + cmd, cwd=root, capture_output=True, text=True,
+                                  timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no")
+             .splitlines() if line.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or "unknown", "dirty": dirty}
+
+
 def run_demo(args, plain_parse_args, gankd_parse_args, command):
     """The whole demo; returns the numbers written to ``results.md``.
 
@@ -553,7 +573,8 @@ def run_demo(args, plain_parse_args, gankd_parse_args, command):
 
     say("command: %s" % command)
     ensure_dataset(cfg.data_root, args.data_seed, args.num_train, args.num_test, say)
-    res = {"started": started, "command": command, "load_start": load_start}
+    res = {"started": started, "command": command, "load_start": load_start,
+           "git": _git_state()}
     res["teacher"] = train_teacher(cfg, say)
     say("teacher: done (%.1f min)" % (res["teacher"]["wall_s"] / 60.0))
     res["baseline"] = train_baseline(cfg, say)
