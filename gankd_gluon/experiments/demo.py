@@ -260,7 +260,7 @@ def detections_figure(prefixes, titles, dataset, indices, data_shape, path, thre
                                           "tab:purple"))}
     nets = [import_symbol_detector(p, [mx.cpu()]) for p in prefixes]
     ncols = 1 + len(nets)
-    fig = Figure(figsize=(3.0 * ncols, 3.1 * len(indices)), dpi=80)
+    fig = Figure(figsize=(3.0 * ncols, 3.1 * len(indices)), dpi=64)
     FigureCanvasAgg(fig)
     for r, idx in enumerate(indices):
         img, label = dataset[idx]
@@ -397,7 +397,7 @@ def write_results(cfg, res, path):
         verdict = ("GAN-KD beat the baseline by %+.3f mAP at this scale (one seed; see the "
                    "notes on noise)." % diff)
     elif diff < -0.005:
-        verdict = ("GAN-KD did **not** beat the baseline at this scale: %+.3f mAP (one seed)."
+        verdict = ("GAN-KD did NOT beat the baseline at this scale: %+.3f mAP (one seed)."
                    % diff)
     else:
         verdict = "GAN-KD and the baseline are level at this scale (%+.3f mAP, one seed)." % diff
