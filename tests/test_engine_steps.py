@@ -7,7 +7,7 @@ from mxnet import autograd, gluon
 
 from gankd_gluon.engine.guards import RunningMean, check_finite
 from gankd_gluon.engine.steps import GANStep, split_batch
-from gankd_gluon.models.critics import DNet, clip_weights, num_downsamplings
+from gankd_gluon.models.critics import Critic, DNet, clip_weights, num_downsamplings
 from gankd_gluon.models.ssd import (build_ssd, build_student, build_teacher, feature_channels,
                                     initialize_new_params, split_ssd, teacher_layout)
 
@@ -27,7 +27,7 @@ def teacher_file(tmp_path_factory):
     return path
 
 
-def _setup(teacher_file, ctx, d_steps=1):
+def _setup(teacher_file, ctx, d_steps=1, norm="batch"):
     mx.random.seed(0)
     lay = teacher_layout("mobilenet0.5", SIZE)
     teacher = build_teacher("mobilenet0.5", CLASSES, lay, params=teacher_file)
@@ -35,7 +35,7 @@ def _setup(teacher_file, ctx, d_steps=1):
     student = build_student("mobilenet0.25", teacher, t_ch, lay, CLASSES, pretrained_base=False)
     with autograd.predict_mode():
         maps = teacher.features(mx.nd.zeros((1, 3, SIZE, SIZE)))
-    dnet = DNet([m.shape[2] for m in maps], base_channels=8)
+    dnet = DNet([m.shape[2] for m in maps], base_channels=8, norm=norm)
     dnet.initialize()
     dnet(*maps)
     for b in (teacher, student, dnet):
@@ -75,13 +75,64 @@ def test_num_downsamplings_reach_one_by_one():
     assert [num_downsamplings(s) for s in (32, 16, 8, 4, 2, 1, 5, 3)] == [5, 4, 3, 2, 1, 0, 2, 1]  # 5->2->1, 3->1
 
 
-def test_clip_weights_clamps_every_value():
-    d = DNet([4, 1])
+def test_clip_weights_clamps_every_weight_but_not_moving_statistics():
+    d = DNet([8, 1])
     d.initialize(mx.init.Uniform(1.0))
-    d(mx.nd.ones((1, 3, 4, 4)), mx.nd.ones((1, 3, 1, 1)))
+    d(mx.nd.ones((1, 3, 8, 8)), mx.nd.ones((1, 3, 1, 1)))
+    for p in d.collect_params().values():
+        p.set_data(mx.nd.ones(p.shape) * 5)
     clip_weights(d.collect_params(), -0.03, 0.03)
-    for v in _values(d).values():
-        assert v.min() >= -0.03 and v.max() <= 0.03
+    kinds = set()
+    for k, p in d.collect_params().items():
+        v = p.data().asnumpy()
+        kind = k.rsplit("_", 1)[-1]
+        kinds.add(kind)
+        if p.grad_req == "null":                            # running_mean / running_var
+            assert kind in ("mean", "var") and (v == 5).all()
+        else:                                               # conv weights, gamma, beta
+            assert (v == 0.03).all(), k
+    assert {"weight", "gamma", "beta", "mean", "var"} <= kinds
+
+
+def test_critic_layers_follow_wgans_reference_dcgan_critic():
+    """A 16x16 map: four 4x4/s2 convs (16->8->4->2->1) with no bias, BatchNorm after every conv
+    but the first, LeakyReLU after each, then the 1x1 scoring conv; ``none`` drops the
+    BatchNorms and keeps biases."""
+    from mxnet.gluon import nn
+    c = Critic(16, base_channels=4, norm="batch")
+    kinds = [type(b).__name__ for b in c.body]
+    assert kinds == ["Conv2D", "LeakyReLU"] + ["Conv2D", "BatchNorm", "LeakyReLU"] * 3
+    assert [b._channels for b in c.body if isinstance(b, nn.Conv2D)] == [4, 8, 16, 32]
+    assert all(b.bias is None for b in c.body if isinstance(b, nn.Conv2D)) and c.out.bias is None
+    c = Critic(16, base_channels=4, norm="none")
+    assert [type(b).__name__ for b in c.body] == ["Conv2D", "LeakyReLU"] * 4
+    assert c.out.bias is not None
+    with pytest.raises(ValueError, match="critic norm 'layer'"):
+        Critic(16, norm="layer")
+
+
+def test_batchnorm_critic_output_is_bounded_by_the_clamp_whatever_the_feature_scale():
+    """The reason for the BatchNorm (models/critics.py): after clipping, the output of a
+    BatchNorm critic does not grow with the scale of its input, a normalisation-free one does
+    in proportion. Worked bound for the BatchNorm critic: after the last BatchNorm each
+    activation is gamma * z + beta with |gamma|, |beta| <= c, and z has zero mean and unit
+    variance over the batch, so the 1x1 output conv over K channels gives at most
+    K * c * (c * |z| + c) per position."""
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.normal(size=(8, 64, 8, 8)))
+    out = {}
+    for norm in ("batch", "none"):
+        mx.random.seed(1)
+        c = Critic(8, base_channels=16, norm=norm)
+        c.initialize(mx.init.Uniform(1.0))
+        c(x)
+        clip_weights(c.collect_params(), -0.03, 0.03)
+        with autograd.train_mode():
+            out[norm] = [np.abs(c(x * s).asnumpy()).max() for s in (1.0, 100.0)]
+    assert out["none"][1] == pytest.approx(100 * out["none"][0], rel=1e-3)   # linear in scale
+    assert out["batch"][1] == pytest.approx(out["batch"][0], rel=0.05)       # scale-free
+    # 3 convs: 16 -> 32 -> 64 channels; z of a batch of 8 is at most sqrt(7) in magnitude
+    assert out["batch"][0] <= 64 * 0.03 * (0.03 * np.sqrt(7) + 0.03)
 
 
 def test_gan_step_updates_student_and_critics_never_teacher(teacher_file):
@@ -93,7 +144,8 @@ def test_gan_step_updates_student_and_critics_never_teacher(teacher_file):
     assert all(np.array_equal(t0[k], t1[k]) for k in t0)                 # frozen teacher
     assert any(not np.array_equal(s0[k], s1[k]) for k in s0)
     assert any(not np.array_equal(d0[k], d1[k]) for k in d0)
-    assert all(v.min() >= -0.03 and v.max() <= 0.03 for v in d1.values())   # clipped
+    clipped = _values(dnet, trainable_only=True)      # weights, gamma, beta; not moving stats
+    assert all(v.min() >= -0.03 and v.max() <= 0.03 for v in clipped.values())
     # Loss_D = Loss_D_real - Loss_D_fake, as in the published log
     real, fake, ld = (out[k][0].asscalar() for k in ("Loss_D_real", "Loss_D_fake", "Loss_D"))
     assert ld == pytest.approx(real - fake, rel=1e-5, abs=1e-6)
@@ -102,7 +154,9 @@ def test_gan_step_updates_student_and_critics_never_teacher(teacher_file):
     for k, p in dnet.collect_params().items():
         p.set_data(mx.nd.array(d0[k]))
     maps = teacher.features(x)
-    assert dnet(*maps).sum(axis=1).mean().asscalar() == pytest.approx(real, rel=1e-4, abs=1e-6)
+    with autograd.train_mode():            # the critics' BatchNorm uses batch statistics
+        d_teacher = dnet(*maps)
+    assert d_teacher.sum(axis=1).mean().asscalar() == pytest.approx(real, rel=1e-4, abs=1e-6)
 
 
 def test_critic_step_gives_the_student_no_gradient(teacher_file):
@@ -122,12 +176,14 @@ def test_nan_in_critic_loss_stops_before_any_update(teacher_file):
     x, cls_t, box_t = _batch(anchors)
     w = dnet.critics[0].out.weight
     w.set_data(w.data() * float("nan"))
-    s0, d0 = _values(student), _values(dnet)
+    s0, d0 = _values(student), _values(dnet, trainable_only=True)
     with pytest.raises(FloatingPointError, match=r"epoch 7, batch 3.*Loss_D=nan"):
         step([x], [cls_t], [box_t], epoch=7, batch=3)
     assert step.trainer_d.optimizer.num_update == 0
     assert all(np.array_equal(s0[k], v) for k, v in _values(student).items())
-    assert all(np.array_equal(d0[k], v, equal_nan=True) for k, v in _values(dnet).items())
+    # the forward pass moved the critics' BatchNorm statistics; no weight changed
+    assert all(np.array_equal(d0[k], v, equal_nan=True)
+               for k, v in _values(dnet, trainable_only=True).items())
 
 
 def test_nan_in_detection_loss_stops_before_the_student_update(teacher_file):
@@ -142,12 +198,12 @@ def test_nan_in_detection_loss_stops_before_the_student_update(teacher_file):
 
 
 def test_two_devices_match_one_device(teacher_file):
-    """The batch split over [cpu(0), cpu(1)] gives the same D(teacher) term as one device: the
-    critics have no BatchNorm and the teacher uses moving statistics, and the 1/N of Eq. 1 uses
-    the global batch. (D(student) differs: the student's BatchNorm normalises per device, as in
-    GluonCV's data-parallel training without SyncBatchNorm.)"""
-    one = _setup(teacher_file, [mx.cpu(0)])
-    two = _setup(teacher_file, [mx.cpu(0), mx.cpu(1)])
+    """The batch split over [cpu(0), cpu(1)] gives the same D(teacher) term as one device with
+    normalisation-free critics (``--critic-norm none``; the teacher uses moving statistics) and
+    the 1/N of Eq. 1 over the global batch. (BatchNorm critics and the student's BatchNorm
+    normalise per device, as in GluonCV's data-parallel training without SyncBatchNorm.)"""
+    one = _setup(teacher_file, [mx.cpu(0)], norm="none")
+    two = _setup(teacher_file, [mx.cpu(0), mx.cpu(1)], norm="none")
     x, cls_t, box_t = _batch(one[4])
     out1 = one[3]([x], [cls_t], [box_t])
     data, ct, bt = split_batch((x, cls_t, box_t), [mx.cpu(0), mx.cpu(1)])

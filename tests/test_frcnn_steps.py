@@ -96,7 +96,7 @@ def _gan_step(setup, student, dnet, warmup=0):
 
 def _dnet():
     mx.random.seed(3)
-    dnet = DNet([6], base_channels=8)
+    dnet = DNet([6], base_channels=8, norm="none")     # the Faster R-CNN default
     dnet.initialize(ctx=CTX)
     return dnet
 
@@ -129,7 +129,8 @@ def test_gan_step_trains_student_and_critic_not_teacher(setup):
     after = _train_params(student)
     assert any(not np.array_equal(after[k], trained_before[k]) for k in after)
     for p in dnet.collect_params().values():
-        assert np.abs(p.data().asnumpy()).max() <= 0.03 + 1e-7     # WGAN clipping
+        if p.grad_req != "null":                                     # not moving statistics
+            assert np.abs(p.data().asnumpy()).max() <= 0.03 + 1e-7  # WGAN clipping
 
 
 def test_warmup_student_update_has_no_adversarial_term(setup):

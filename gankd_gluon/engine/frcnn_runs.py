@@ -19,7 +19,7 @@ from mxnet import gluon
 
 from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..logs.format import format_lr_change, setup_logger
-from ..models.critics import DNet
+from ..models.critics import NORMS, DNet
 from ..models.faster_rcnn import (STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter, build_faster_rcnn,
                                   build_teacher, feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
@@ -171,6 +171,12 @@ def add_frcnn_gankd_args(parser):
                         help="critic steps per student step (they alternate)")
     parser.add_argument("--critic-channels", type=int, default=128,
                         help="channels of the critic's first conv (doubled per downsampling)")
+    parser.add_argument("--critic-norm", choices=NORMS, default="none",
+                        help="none (default here): no normalisation. batch: WGAN's reference "
+                             "DCGAN critic, as SSD's default; with Faster R-CNN's 1-2 images per "
+                             "device and a critic that ends at about 1x1, batch statistics over "
+                             "so few values make the normalised activations (nearly) constant "
+                             "and the critic blind (models/critics.py)")
     parser.add_argument("--fgfi-lambda", type=float, default=None,
                         help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
     parser.add_argument("--fgfi-psi", type=float, default=None,
@@ -389,7 +395,8 @@ def run_frcnn_gankd(args):
         if "gan" in parts:
             # the critic's depth is set for the smallest map (short side / 16); larger maps
             # keep some spatial extent, which the critic's global mean averages
-            dnet = DNet([map_size(args.short)], base_channels=args.critic_channels)
+            dnet = DNet([map_size(args.short)], base_channels=args.critic_channels,
+                        norm=args.critic_norm)
             dnet.initialize(ctx=ctx)
             blocks["dnet"] = dnet
         objective = None

@@ -16,7 +16,7 @@ from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..data.loaders import get_ssd_train_loader
 from ..eval.voc import evaluate_detector, get_eval_loader
 from ..logs.format import setup_logger
-from ..models.critics import DNet
+from ..models.critics import NORMS, DNet
 from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
 from .distributed import DistEnv, StepWatchdog, allreduce_sum, sync_trainers
@@ -141,6 +141,10 @@ def add_gankd_args(parser):
                         help="critic steps per student step (paper: 1, they alternate)")
     parser.add_argument("--critic-channels", type=int, default=128,
                         help="channels of each critic's first conv (doubled per downsampling)")
+    parser.add_argument("--critic-norm", choices=NORMS, default="batch",
+                        help="batch: WGAN's reference DCGAN critic (BatchNorm after every conv "
+                             "but the first, clipped with the weights); none: no normalisation, "
+                             "whose outputs grow with the feature scale (models/critics.py)")
     add_method_args(parser)
     return parser
 
@@ -225,7 +229,8 @@ def build_gankd_models(args, classes, ctx):
                             pretrained_base=args.pretrained_base, ctx=ctx[0])
     with autograd.predict_mode():
         maps = teacher.features(mx.nd.zeros((1, 3, args.data_shape, args.data_shape), ctx=ctx[0]))
-    dnet = DNet([m.shape[2] for m in maps], base_channels=args.critic_channels)
+    dnet = DNet([m.shape[2] for m in maps], base_channels=args.critic_channels,
+                norm=args.critic_norm)
     dnet.initialize(ctx=ctx[0])
     dnet(*maps)
     for block in (teacher, student, dnet):

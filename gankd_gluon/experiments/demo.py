@@ -174,7 +174,8 @@ def gankd_argv(cfg):
              cfg.teacher_params, "--head", a.head, "--gan-epochs", str(a.gan_epochs),
              "--epochs", str(a.student_epochs - a.gan_epochs), "--lrG", str(a.lr_g),
              "--lrD", str(a.lr_d), "--lr", str(a.stage2_lr), "--d-steps", str(a.d_steps),
-             "--critic-channels", str(a.critic_channels), "--save-prefix", cfg.gankd_prefix,
+             "--critic-channels", str(a.critic_channels), "--critic-norm", a.critic_norm,
+             "--save-prefix", cfg.gankd_prefix,
              "--save-dir", cfg.runs_dir, "--log-dir", cfg.out] + cfg.common_argv())
 
 
@@ -454,9 +455,10 @@ def write_results(cfg, res, path):
                           a.student_epochs, _fmt(b), _fmt(sb["s_per_epoch"].get(2), "%.1f"),
                           res["baseline"]["wall_s"] / 60.0))
     w("| GAN-KD student | %s (+ adapters, teacher's head) | stage 1: %d epochs adversarial "
-      "(Adam lrG %g, lrD %g, beta1 0.5, critic channels %d, d-steps %d); stage 2: %d epochs "
+      "(Adam lrG %g, lrD %g, beta1 0.5, critic channels %d, critic norm %s, d-steps %d); "
+      "stage 2: %d epochs "
       "plain SSD (SGD lr %g) | **%s** | stage 1: %s, stage 2: %s | %.1f min |"
-      % (a.student, a.gan_epochs, a.lr_g, a.lr_d, a.critic_channels, a.d_steps,
+      % (a.student, a.gan_epochs, a.lr_g, a.lr_d, a.critic_channels, a.critic_norm, a.d_steps,
          a.student_epochs - a.gan_epochs, a.stage2_lr, _fmt(g),
          _fmt(sg["s_per_epoch"].get(1), "%.1f"), _fmt(sg["s_per_epoch"].get(2), "%.1f"),
          res["gankd"]["wall_s"] / 60.0))
