@@ -71,6 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--teacher", type=str, default="mobilenet1.0")
     p.add_argument("--head", choices=("teacher", "student"), default="teacher")
     p.add_argument("--critic-channels", type=int, default=128)
+    p.add_argument("--critic-norm", choices=("batch", "none"), default="batch")
     p.add_argument("--d-steps", type=int, default=1)
     p.add_argument("--iters", type=int, default=15, help="timed repetitions per measurement")
     p.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
@@ -157,7 +158,8 @@ def main(args):
                "--gpus", args.gpus, "--data-shape", str(args.data_shape), "--batch-size",
                str(args.batch_size), "--pretrained-base", "none", "--augment", args.augment,
                "--num-workers", str(args.num_workers), "--head", args.head,
-               "--critic-channels", str(args.critic_channels), "--d-steps", str(args.d_steps)]
+               "--critic-channels", str(args.critic_channels), "--critic-norm", args.critic_norm,
+               "--d-steps", str(args.d_steps)]
     kd = _load_script("train_ssd_gan_kd.py").parse_args(kd_argv)
     ctx = get_contexts(kd)
     rss = {}
@@ -335,7 +337,8 @@ def main(args):
     out = {
         "settings": {"data_shape": args.data_shape, "batch_size": args.batch_size,
                      "student": args.student, "teacher": args.teacher, "head": args.head,
-                     "critic_channels": args.critic_channels, "d_steps": args.d_steps,
+                     "critic_channels": args.critic_channels, "critic_norm": args.critic_norm,
+                     "d_steps": args.d_steps,
                      "iters": args.iters, "warmup": args.warmup, "num_workers": args.num_workers,
                      "augment": args.augment, "loader_iters": args.loader_iters,
                      "ctx": [str(c) for c in ctx], "mxnet": mx.__version__,
