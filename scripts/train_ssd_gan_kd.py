@@ -9,6 +9,10 @@ Without internet, give the weights as files::
     python scripts/train_ssd_gan_kd.py --student mobilenet1.0 --teacher resnet50_v1 \\
         --teacher-params ssd_512_resnet50_v1_voc.params --pretrained-base mobilenet1.0.params
 
+Two processes of one GPU each with Horovod (README, "Several machines")::
+
+    horovodrun --gloo -np 2 -H localhost:2 python scripts/train_ssd_gan_kd.py --horovod
+
 On the generated dataset, on the CPU (see README for the demo)::
 
     python scripts/train_ssd_gan_kd.py --dataset synthetic --dataset-root data/synthetic \\

@@ -7,50 +7,25 @@
 """
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
-import mxnet as mx
 import numpy as np
 import pytest
+from dist_fixtures import PY, ROOT, free_port, load_params, make_data, max_trained_diff
+from dist_fixtures import train_ssd_argv as _train_argv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PY = sys.executable
 pytestmark = pytest.mark.slow
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from gankd_gluon.data.synthetic import make_synthetic_voc
-    root = tmp_path_factory.mktemp("dist")
-    make_synthetic_voc(str(root / "data"), seed=1, num_train=16, num_test=4)
-    return root
-
-
-def _train_argv(root, out, *extra):
-    return [PY, os.path.join(ROOT, "scripts", "train_ssd.py"), "--network", "mobilenet0.25",
-            "--dataset", "synthetic", "--dataset-root", str(root / "data"), "--gpus", "",
-            "--data-shape", "128", "--batch-size", "8", "--epochs", "1", "--optimizer", "sgd",
-            "--lr", "0.01", "--augment", "flip", "--pretrained-base", "none", "--num-workers",
-            "0", "--log-interval", "1", "--no-progress", "--save-prefix", "net",
-            "--save-dir", str(root / out), "--log-dir", str(root / out)] + list(extra)
-
-
-def _params(path):
-    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+    return make_data(tmp_path_factory.mktemp("dist"))
 
 
 def test_two_workers_equal_one_process_on_two_devices(data):
     launcher = [PY, os.path.join(ROOT, "scripts", "launch_dist.py"), "-n", "2", "-s", "1",
-                "--port", str(_free_port()), "--timeout", "600", "--"]
+                "--port", str(free_port()), "--timeout", "600", "--"]
     dist = subprocess.run(launcher + _train_argv(data, "dist", "--kvstore", "dist_sync",
                                                  "--watchdog-timeout", "120"),
                           capture_output=True, text=True, timeout=700)
@@ -58,14 +33,9 @@ def test_two_workers_equal_one_process_on_two_devices(data):
     single = subprocess.run(_train_argv(data, "single", "--cpu-devices", "2"),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
-    a = _params(data / "dist" / "net" / "net-final.net.params")
-    b = _params(data / "single" / "net" / "net-final.net.params")
-    assert a.keys() == b.keys()
-    # BatchNorm moving statistics are per replica (the kvstore syncs gradients, not them; the
-    # one-process save averages its two device copies), so they are left out
-    trained = [k for k in a if not k.endswith(("moving_mean", "moving_var", "running_mean",
-                                               "running_var"))]
-    worst = max(float(np.abs(a[k] - b[k]).max()) for k in trained)
+    a = load_params(data / "dist" / "net" / "net-final.net.params")
+    b = load_params(data / "single" / "net" / "net-final.net.params")
+    worst = max_trained_diff(a, b)           # BatchNorm moving statistics are per replica
     changed = max(float(np.abs(a[k]).max()) for k in a if "weight" in k)
     assert worst < 1e-4, worst                   # float32 summation order only
     assert changed > 0
@@ -84,7 +54,7 @@ def test_two_workers_equal_one_process_on_two_devices(data):
 def test_killed_worker_stops_the_whole_job(data):
     marker = "killme%d" % os.getpid()
     launcher = [PY, os.path.join(ROOT, "scripts", "launch_dist.py"), "-n", "2", "-s", "1",
-                "--port", str(_free_port()), "--timeout", "600", "--"]
+                "--port", str(free_port()), "--timeout", "600", "--"]
     cmd = _train_argv(data, marker, "--kvstore", "dist_sync", "--epochs", "200",
                       "--watchdog-timeout", "60")
     proc = subprocess.Popen(launcher + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -1,5 +1,5 @@
-"""Multi-machine training on MXNet's parameter-server kvstore (ps-lite): the thin layer MXNet
-lacks.
+"""Multi-machine training, on MXNet's parameter-server kvstore (ps-lite) or on Horovod: the thin
+layer MXNet lacks.
 
 MXNet does the work: ``dist_sync`` / ``dist_device_sync`` kvstores aggregate gradients on the
 servers. What it does not do (DESIGN.md sec. 6, measured): stop when a peer dies (a killed
@@ -7,6 +7,8 @@ worker or server leaves the others hanging for ever), or start on Python 3.11 (t
 ``tools/launch.py`` uses the removed ``Thread.isAlive``). So this module adds
 
 * :class:`DistEnv`: the kvstore, this worker's rank and the worker count;
+* :class:`HorovodEnv`: the same interface on Horovod (GluonCV's ``--horovod``): one process per
+  device, gradients allreduced without servers; :func:`make_env` picks one from the flags;
 * :func:`allreduce_sum`: a scalar summed over workers (the SSD loss normaliser);
 * :class:`StepWatchdog`: a thread that ends the process with a clear message when no step
   completes for ``timeout`` seconds (``startup_timeout`` until the first one);
@@ -21,10 +23,35 @@ import threading
 import time
 
 import mxnet as mx
+from mxnet import gluon
 
-__all__ = ["DistEnv", "allreduce_sum", "sync_trainers", "StepWatchdog", "launch", "dmlc_env"]
+__all__ = ["DistEnv", "HorovodEnv", "make_env", "DistributedSetupError", "HOROVOD_INSTALL",
+           "allreduce_sum", "sync_trainers", "StepWatchdog", "launch", "dmlc_env"]
 
 _FIRST_SCALAR_KEY = 1 << 30
+
+# Horovod has no wheel on PyPI: pip builds it from the sdist against the installed mxnet, which
+# only an unisolated build sees (README, "Several machines").
+HOROVOD_INSTALL = ("pip install wheel && HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 "
+                   "HOROVOD_WITHOUT_MPI=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 "
+                   "pip install --no-build-isolation horovod==0.28.1")
+
+
+class DistributedSetupError(RuntimeError):
+    """A distributed run that cannot start: Horovod missing, two engines asked for, no DMLC_*
+    environment, a device list that does not fit one device per process."""
+
+
+def make_env(args):
+    """The distributed environment the flags ask for: :class:`HorovodEnv` with ``--horovod``,
+    else :class:`DistEnv` of ``--kvstore``."""
+    if getattr(args, "horovod", False):
+        if args.kvstore.startswith("dist"):
+            raise DistributedSetupError("--horovod and --kvstore %s are two distributed engines; "
+                                        "use one (Horovod needs no kvstore servers)"
+                                        % args.kvstore)
+        return HorovodEnv()
+    return DistEnv(args.kvstore)
 
 
 class DistEnv:
@@ -37,14 +64,16 @@ class DistEnv:
         process must have been started with the DMLC_* variables, e.g. by :func:`launch`).
     """
 
+    one_device_per_process = False
+
     def __init__(self, kvstore="device"):
         self.name = kvstore
         self.is_dist = kvstore.startswith("dist")
         if self.is_dist:
             if "DMLC_ROLE" not in os.environ:
-                raise RuntimeError("--kvstore %s needs the DMLC_* environment of a distributed "
-                                   "job; start it with scripts/launch_dist.py (see README)"
-                                   % kvstore)
+                raise DistributedSetupError("--kvstore %s needs the DMLC_* environment of a "
+                                            "distributed job; start it with "
+                                            "scripts/launch_dist.py (see README)" % kvstore)
             self.kv = mx.kv.create(kvstore)
             self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
         else:
@@ -57,44 +86,131 @@ class DistEnv:
         """Rank 0 alone writes logs and checkpoints and validates."""
         return self.rank == 0
 
+    def trainer(self, params, optimizer, optimizer_params, name):
+        """A ``gluon.Trainer`` on this kvstore; the optimizer runs on every worker
+        (``update_on_kvstore=False``), the servers only sum gradients. ``name`` is unused."""
+        return gluon.Trainer(params, optimizer, optimizer_params, kvstore=self.kv,
+                             update_on_kvstore=False)
+
+    def allreduce_sum(self, key, value):
+        """See :func:`allreduce_sum`."""
+        if not self.is_dist:
+            return value
+        if key not in self._keys:
+            self._keys[key] = _FIRST_SCALAR_KEY + len(self._keys)
+            self.kv.init(self._keys[key], mx.nd.zeros((1,)))
+        out = mx.nd.zeros((1,))
+        self.kv.pushpull(self._keys[key], mx.nd.array([value]), out=out)
+        return float(out.asscalar())
+
+    def sync(self, trainers, blocks):
+        """See :func:`sync_trainers`. ``blocks`` is unused: the kvstore starts from worker 0's
+        parameters."""
+        if not self.is_dist:
+            return
+        for tr in trainers:
+            # pylint: disable=protected-access
+            if not tr._kv_initialized:
+                tr._init_kvstore()
+            if tr._params_to_init:
+                tr._init_params()
+        self.kv._barrier()   # pylint: disable=protected-access
+
+
+def import_horovod():
+    """``horovod.mxnet``, or :class:`DistributedSetupError` naming the install command."""
+    try:
+        import horovod.mxnet as hvd     # pylint: disable=import-outside-toplevel
+    except ImportError as err:
+        raise DistributedSetupError("--horovod needs Horovod built with MXNet (%s); install it "
+                                    "with: %s" % (err, HOROVOD_INSTALL)) from err
+    return hvd
+
+
+class HorovodEnv:
+    """Horovod as the distributed engine (GluonCV's ``--horovod``), with :class:`DistEnv`'s
+    interface.
+
+    One process per device, started by ``horovodrun`` (``horovodrun --gloo -np 2 -H
+    localhost:2 python scripts/train_ssd_gan_kd.py --horovod ...``); rank and size come from
+    Horovod. Gradients are allreduced between processes (Gloo on the CPU, NCCL on GPUs when
+    Horovod is built with it): no scheduler, no servers.
+    """
+
+    name = "horovod"
+    is_dist = True
+    one_device_per_process = True
+    kv = None
+
+    def __init__(self):
+        self.hvd = import_horovod()
+        self.hvd.init()
+        self.rank, self.num_workers = self.hvd.rank(), self.hvd.size()
+        self.local_rank = self.hvd.local_rank()
+
+    @property
+    def is_root(self):
+        """Rank 0 alone writes logs and checkpoints and validates."""
+        return self.rank == 0
+
+    def trainer(self, params, optimizer, optimizer_params, name):
+        """``hvd.DistributedTrainer`` whose update is the one-process update of the global batch.
+
+        Our losses are already divided by the global batch and positive count
+        (:class:`~.steps.Normalizer`), so the update needs the *sum* of the workers' gradients,
+        as ``dist_sync``'s servers give. DistributedTrainer (horovod 0.28.1,
+        ``horovod/mxnet/__init__.py``) averages instead, in one of two ways, with ``f`` =
+        ``gradient_predivide_factor``: without NCCL >= 2.10 (every CPU build) it allreduces
+        ``sum(g / f)`` and multiplies ``Trainer._scale`` by ``f / size``; with it, the
+        allreduce itself returns ``sum(g / f) * f / size``. Either way the gradient reaching
+        the optimizer is ``sum(g) / size * rescale_grad / batch_size``, whatever ``f``. So the
+        trainer starts with ``rescale_grad = size`` (``gluon.Trainer`` takes ``_scale`` from
+        it) and steps with ``step(1)`` as everywhere: the optimizer sees ``sum(g)`` (on the CPU
+        build exactly: ``_scale = size * 1 / size = 1``). ``name`` keeps the tensor names of
+        the run's several trainers apart.
+        """
+        opts = dict(optimizer_params or {}, rescale_grad=float(self.num_workers))
+        return self.hvd.DistributedTrainer(params, optimizer, opts, prefix=name + ".")
+
+    def allreduce_sum(self, key, value):
+        """See :func:`allreduce_sum`: one Horovod allreduce with the sum op, named ``key``."""
+        out = self.hvd.allreduce(mx.nd.array([value]), op=self.hvd.Sum, name=key)
+        return float(out.asscalar())
+
+    def sync(self, trainers, blocks):
+        """See :func:`sync_trainers`: every block's parameters (BatchNorm statistics and the
+        frozen teacher included) broadcast from rank 0. Trainer states need nothing: they are
+        created on the first step from the same weights, or loaded by every rank from the same
+        checkpoint on resume."""
+        for name in sorted(blocks):
+            self.hvd.broadcast_parameters(blocks[name].collect_params(), root_rank=0,
+                                          prefix=name + ".")
+
 
 def allreduce_sum(env, key, value):
     """Sum a Python float over all workers (``value`` itself when not distributed).
 
-    One ``pushpull`` of a 1-element array on a dedicated key: in ``dist_sync`` the server adds
-    the workers' pushes and answers once all are in (a separate ``push`` then ``pull`` can be
-    answered before the other workers' pushes arrive: seen on loopback). Keys are integers above the
-    Trainer's parameter indices (a kvstore refuses mixed str/int keys), numbered in first-use
-    order, which is the same on every worker.
+    kvstore: one ``pushpull`` of a 1-element array on a dedicated key: in ``dist_sync`` the
+    server adds the workers' pushes and answers once all are in (a separate ``push`` then
+    ``pull`` can be answered before the other workers' pushes arrive: seen on loopback). Keys
+    are integers above the Trainer's parameter indices (a kvstore refuses mixed str/int keys),
+    numbered in first-use order, which is the same on every worker. Horovod: an allreduce with
+    the sum op.
     """
-    if not env.is_dist:
-        return value
-    if key not in env._keys:
-        env._keys[key] = _FIRST_SCALAR_KEY + len(env._keys)
-        env.kv.init(env._keys[key], mx.nd.zeros((1,)))
-    out = mx.nd.zeros((1,))
-    env.kv.pushpull(env._keys[key], mx.nd.array([value]), out=out)
-    return float(out.asscalar())
+    return env.allreduce_sum(key, value)
 
 
-def sync_trainers(env, trainers):
-    """Put every trainer's parameters on the kvstore before the first step, then wait for all
-    workers.
+def sync_trainers(env, trainers, blocks=None):
+    """Start every worker from the same state, before the first step.
 
+    kvstore: put every trainer's parameters on the kvstore, then wait for all workers.
     ``gluon.Trainer`` does this lazily in its first ``step``: worker 0 broadcasts and at once
     pushes its first gradients, and a slower worker's broadcast pull can then fetch those
     gradients as weights (seen on loopback: worker 1 started from the gradient sum). Doing it
-    up front behind a barrier removes the race.
+    up front behind a barrier removes the race. Horovod: broadcast the parameters of
+    ``blocks`` (dict of name -> Block) from rank 0.
     """
-    if not env.is_dist:
-        return
-    for tr in trainers:
-        # pylint: disable=protected-access
-        if not tr._kv_initialized:
-            tr._init_kvstore()
-        if tr._params_to_init:
-            tr._init_params()
-    env.kv._barrier()   # pylint: disable=protected-access
+    env.sync(trainers, blocks or {})
 
 
 class StepWatchdog:

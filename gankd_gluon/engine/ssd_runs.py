@@ -10,7 +10,7 @@ import argparse
 import os
 
 import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import autograd
 
 from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..data.loaders import get_ssd_train_loader
@@ -19,7 +19,8 @@ from ..logs.format import setup_logger
 from ..models.critics import NORMS, DNet
 from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
-from .distributed import DistEnv, StepWatchdog, allreduce_sum, sync_trainers
+from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
+                          sync_trainers)
 from .loop import Run, Stage, seed_everything, step_lr
 from .methods import KDObjective, add_method_args, method_name, parse_method
 from .steps import GANStep, Normalizer, SSDStep
@@ -102,6 +103,10 @@ def add_common_args(parser):
                         help="MXNet kvstore: device (one machine, GluonCV's default) or "
                              "dist_sync / dist_device_sync (several machines; start the job with "
                              "scripts/launch_dist.py)")
+    parser.add_argument("--horovod", action="store_true",
+                        help="distribute with Horovod instead of the kvstore (GluonCV's flag): "
+                             "one process per device, started by horovodrun; needs Horovod "
+                             "built with MXNet (README)")
     parser.add_argument("--watchdog-timeout", type=float, default=600.0,
                         help="distributed runs: exit when no step completes for this many "
                              "seconds (a dead peer otherwise hangs the job for ever)")
@@ -149,9 +154,27 @@ def add_gankd_args(parser):
     return parser
 
 
-def get_contexts(args):
-    """Devices from ``--gpus`` / ``--cpu-devices``, with a clear error when a GPU is missing."""
+def get_contexts(args, env=None):
+    """Devices from ``--gpus`` / ``--cpu-devices``, with a clear error when a GPU is missing.
+
+    Under Horovod (``env.one_device_per_process``) each process takes one device, as GluonCV's
+    ``--horovod``: GPU number ``local_rank`` of ``--gpus`` (``mx.gpu(hvd.local_rank())`` with
+    the default list), or ``cpu(local_rank)``.
+    """
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    per_process = env is not None and env.one_device_per_process
+    if per_process and not gpus:
+        if args.cpu_devices > 1:
+            raise DistributedSetupError("--horovod runs one device per process; start more "
+                                        "processes (horovodrun -np) instead of --cpu-devices %d"
+                                        % args.cpu_devices)
+        return [mx.cpu(env.local_rank)]
+    if per_process:
+        if env.local_rank >= len(gpus):
+            raise DistributedSetupError("--horovod: local process %d has no GPU in --gpus %s "
+                                        "(one GPU per process on each machine)"
+                                        % (env.local_rank, args.gpus))
+        gpus = [gpus[env.local_rank]]
     if not gpus:
         return [mx.cpu(i) for i in range(max(1, args.cpu_devices))]
     available = mx.context.num_gpus()
@@ -252,8 +275,8 @@ def run_gankd(args):
     """
     from gluoncv.loss import SSDMultiBoxLoss
     parts = parse_method(args.method)
-    ctx = get_contexts(args)
-    env = DistEnv(args.kvstore)
+    env = make_env(args)
+    ctx = get_contexts(args, env)
     watchdog = _watchdog(args, env)
     seed_everything(args.seed)
     classes = dataset_classes(args.dataset)
@@ -289,14 +312,12 @@ def run_gankd(args):
         if objective is not None and objective.params():
             g_params.update(objective.params())     # hint adaptation layers learn too
             blocks["kd"] = objective.blocks
-        trainer_g = gluon.Trainer(g_params, "adam", adam, kvstore=env.kv,
-                                  update_on_kvstore=False)
+        trainer_g = env.trainer(g_params, "adam", adam, "s1_G")
         trainers = {"G": trainer_g}
         trainer_d = None
         if dnet is not None:
-            trainer_d = gluon.Trainer(dnet.collect_params(), "adam",
-                                      {"learning_rate": args.lrD, "beta1": args.beta1},
-                                      kvstore=env.kv, update_on_kvstore=False)
+            trainer_d = env.trainer(dnet.collect_params(), "adam",
+                                    {"learning_rate": args.lrD, "beta1": args.beta1}, "s1_D")
             trainers["D"] = trainer_d
             blocks["dnet"] = dnet
         need_teacher = bool(parts)
@@ -313,8 +334,7 @@ def run_gankd(args):
                             gan_cols + DET_COLUMNS + kd_cols))
     if args.stage in ("2", "both"):
         sgd = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
-        trainer = gluon.Trainer(student.collect_params(), "sgd", sgd, kvstore=env.kv,
-                                update_on_kvstore=False)
+        trainer = env.trainer(student.collect_params(), "sgd", sgd, "s2_SGD")
         decay = _decay_epochs(args)
         stages.append(Stage(2, args.epochs, SSDStep(student, trainer, det_loss, norm),
                             {"SGD": trainer},
@@ -325,7 +345,8 @@ def run_gankd(args):
         # validation traces the student in inference mode; trace it again for training
         if args.hybridize:
             student.hybridize()
-    sync_trainers(env, [tr for st in stages for tr in st.trainers.values()])
+    sync_trainers(env, [tr for st in stages for tr in st.trainers.values()],
+                  dict(blocks, teacher=teacher))
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize,
@@ -338,8 +359,8 @@ def run_gankd(args):
 def run_plain(args):
     """Plain SSD training of any backbone (teachers and the '-' rows of the tables)."""
     from gluoncv.loss import SSDMultiBoxLoss
-    ctx = get_contexts(args)
-    env = DistEnv(args.kvstore)
+    env = make_env(args)
+    ctx = get_contexts(args, env)
     watchdog = _watchdog(args, env)
     seed_everything(args.seed)
     classes = dataset_classes(args.dataset)
@@ -360,9 +381,8 @@ def run_plain(args):
         opt_args = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
     else:
         opt_args = {"learning_rate": args.lr, "wd": args.wd}
-    trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args, kvstore=env.kv,
-                            update_on_kvstore=False)
-    sync_trainers(env, [trainer])
+    trainer = env.trainer(net.collect_params(), optimizer, opt_args, "s2_opt")
+    sync_trainers(env, [trainer], {"net": net})
     decay = _decay_epochs(args)
     stage = Stage(2, args.epochs, SSDStep(net, trainer, SSDMultiBoxLoss(), Normalizer(env)),
                   {"opt": trainer},

@@ -24,13 +24,15 @@ class Normalizer:
     """The global batch size and positive-anchor count every loss is divided by.
 
     On one machine they are the local ones. Under ``dist_sync`` the servers *sum* the
-    workers' gradients, so each worker divides by the totals over all workers: the summed
-    gradient is then exactly the one-process gradient of the global batch (Eq. 1's 1/N and
-    SSDMultiBoxLoss's 1/num_pos), and ``trainer.step(1)`` is right everywhere.
+    workers' gradients (and so does Horovod, whose trainer's averaging
+    :meth:`~.distributed.HorovodEnv.trainer` undoes), so each worker divides by the totals over
+    all workers: the summed gradient is then exactly the one-process gradient of the global
+    batch (Eq. 1's 1/N and SSDMultiBoxLoss's 1/num_pos), and ``trainer.step(1)`` is right
+    everywhere.
 
     Parameters
     ----------
-    env : DistEnv or None
+    env : DistEnv, HorovodEnv or None
     """
 
     def __init__(self, env=None):

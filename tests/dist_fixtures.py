@@ -1,0 +1,75 @@
+"""Shared pieces of the multi-process tests, test_distributed.py (kvstore) and test_horovod.py
+(helper, no tests): the generated dataset, the training commands, parameter comparison."""
+import os
+import socket
+import sys
+
+import mxnet as mx
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+DATA_SHAPE = 128
+
+# BatchNorm moving statistics are per replica (gradients are synchronised, not them; the
+# one-process save averages its two device copies), so comparisons leave them out
+MOVING_STATS = ("moving_mean", "moving_var", "running_mean", "running_var")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_data(root):
+    """16 training and 4 test images of the generated VOC set in ``root/data``."""
+    from gankd_gluon.data.synthetic import make_synthetic_voc
+    make_synthetic_voc(str(root / "data"), seed=1, num_train=16, num_test=4)
+    return root
+
+
+def _common(root, out):
+    return ["--dataset", "synthetic", "--dataset-root", str(root / "data"), "--gpus", "",
+            "--data-shape", str(DATA_SHAPE), "--batch-size", "8", "--augment", "flip",
+            "--pretrained-base", "none", "--num-workers", "0", "--log-interval", "1",
+            "--no-progress", "--save-dir", str(root / out), "--log-dir", str(root / out)]
+
+
+def train_ssd_argv(root, out, *extra):
+    """One epoch of plain SSD training (mobilenet0.25, SGD); run name ``net``."""
+    return [PY, os.path.join(ROOT, "scripts", "train_ssd.py"), "--network", "mobilenet0.25",
+            "--epochs", "1", "--optimizer", "sgd", "--lr", "0.01", "--save-prefix", "net"] + \
+        _common(root, out) + list(extra)
+
+
+def write_teacher(path, network="mobilenet0.5"):
+    """An untrained teacher SSD for the generated dataset's classes, as a .params file."""
+    from mxnet import autograd
+    from gankd_gluon.data.datasets import dataset_classes
+    from gankd_gluon.models.ssd import build_ssd, initialize_new_params, teacher_layout
+    net = build_ssd(network, teacher_layout(network, DATA_SHAPE), dataset_classes("synthetic"),
+                    pretrained_base=False)
+    initialize_new_params(net, mx.cpu())
+    with autograd.train_mode():
+        net(mx.nd.zeros((1, 3, DATA_SHAPE, DATA_SHAPE)))
+    net.save_parameters(str(path))
+    return path
+
+
+def train_gankd_argv(root, out, teacher, *extra):
+    """GAN-KD, one epoch of each stage (mobilenet0.25 student, the teacher file); run ``run``."""
+    return [PY, os.path.join(ROOT, "scripts", "train_ssd_gan_kd.py"), "--student",
+            "mobilenet0.25", "--teacher", "mobilenet0.5", "--teacher-params", str(teacher),
+            "--gan-epochs", "1", "--epochs", "1", "--critic-channels", "16",
+            "--save-prefix", "run"] + _common(root, out) + list(extra)
+
+
+def load_params(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+def max_trained_diff(a, b):
+    """Largest absolute difference between two parameter files' trained values (same keys)."""
+    assert a.keys() == b.keys()
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a if not k.endswith(MOVING_STATS))
