@@ -1,5 +1,6 @@
-"""gankd_gluon.eval.detector: where the evaluated network comes from."""
+"""gankd_gluon.eval.detector: where the evaluated network comes from, and what it is."""
 import argparse
+import json
 
 import mxnet as mx
 import numpy as np
@@ -13,9 +14,9 @@ import eval_fixtures as fx
 CLASSES = ("circle", "square", "triangle", "star", "cross")
 
 
-def _args(argv):
+def _args(argv, checkpoint=False):
     parser = argparse.ArgumentParser()
-    add_detector_args(parser)
+    add_detector_args(parser, checkpoint=checkpoint)
     return parser.parse_args(argv)
 
 
@@ -74,4 +75,55 @@ def test_zoo_voc_name_with_local_weights_for_other_classes(tmp_path):
     # the same weights do not fit 20 VOC classes: the message names file and network
     with pytest.raises(RuntimeError, match="could not load .*w.params into ssd_512_mobilenet1.0"):
         load_detector(_args(["--network", "ssd_512_mobilenet1.0_voc", "--params", path]),
+                      [mx.cpu()])
+
+
+def _manifest(tmp_path, name, run, parts):
+    path = str(tmp_path / name)
+    with open(path, "w") as f:
+        json.dump({"args": run, "parts": parts, "tag": "best"}, f)
+    return path
+
+
+def test_detector_kind_from_flags_and_file_headers(tmp_path):
+    from gankd_gluon.eval.detector import detector_kind
+    assert detector_kind(_args(["--network", "faster_rcnn_resnet50_v1b_voc"])) == "faster_rcnn"
+    assert detector_kind(_args(["--network", "ssd_512_mobilenet1.0_voc"])) == "ssd"
+    assert detector_kind(_args(["--network", "yolo3_darknet53_voc"])) is None
+    assert detector_kind(_args(["--detections", "d"])) is None
+    for name, node in (("frcnn", {"op": "_contrib_ROIAlign", "name": "roialign0"}),
+                       ("ssd", {"op": "null", "name": "ssd0_ssdanchorgenerator0_anchor_0"}),
+                       ("other", {"op": "null", "name": "w"})):
+        with open(str(tmp_path / (name + "-symbol.json")), "w") as f:
+            json.dump({"nodes": [{"op": "null", "name": "data"}, node]}, f)
+    kinds = [detector_kind(_args(["--symbol", str(tmp_path / n)]))
+             for n in ("frcnn", "ssd", "other", "missing")]
+    assert kinds == ["faster_rcnn", "ssd", None, None]   # missing: the loader says what is
+    plain = _manifest(tmp_path, "a.json", {"roi_mode": "pool", "network": "resnet50_v1b"},
+                      {"net": "a.net.params"})
+    ssd = _manifest(tmp_path, "b.json", {"data_shape": 512}, {"student": "b.student.params"})
+    assert detector_kind(_args(["--checkpoint", plain], checkpoint=True)) == "faster_rcnn"
+    assert detector_kind(_args(["--checkpoint", ssd], checkpoint=True)) == "ssd"
+
+
+def test_checkpoint_source_errors(tmp_path):
+    from gankd_gluon.engine.checkpoint import CheckpointError
+    with pytest.raises(SystemExit):                      # only where the script offers it
+        _args(["--checkpoint", "x.json"])
+    with pytest.raises(CheckpointError, match="--checkpoint .*nope.json: no such checkpoint"):
+        load_detector(_args(["--checkpoint", str(tmp_path / "nope.json")], checkpoint=True),
+                      [mx.cpu()])
+    (tmp_path / "bad.json").write_text("{\"epoch\": 3}")
+    with pytest.raises(CheckpointError, match="not a checkpoint manifest"):
+        load_detector(_args(["--checkpoint", str(tmp_path / "bad.json")], checkpoint=True),
+                      [mx.cpu()])
+    ssd = _manifest(tmp_path, "s.json", {"data_shape": 512}, {"student": "s.student.params"})
+    with pytest.raises(CheckpointError, match="not a Faster R-CNN checkpoint.*--symbol"):
+        load_detector(_args(["--checkpoint", ssd], checkpoint=True), [mx.cpu()])
+    frcnn = _manifest(tmp_path, "f.json", {"roi_mode": "align", "network": "resnet50_v1b",
+                                           "dataset": "synthetic"}, {"net": "f.net.params"})
+    with pytest.raises(CheckpointError, match="weights .* are missing"):
+        load_detector(_args(["--checkpoint", frcnn], checkpoint=True), [mx.cpu()], CLASSES)
+    with pytest.raises(ValueError, match="--params goes with --network"):
+        load_detector(_args(["--checkpoint", frcnn, "--params", "y"], checkpoint=True),
                       [mx.cpu()])

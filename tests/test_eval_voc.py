@@ -139,7 +139,7 @@ def test_training_outputs_give_a_clear_error(synthetic_test):
             return (mx.nd.zeros((x.shape[0], 10, 6)), mx.nd.zeros((x.shape[0], 10, 4)),
                     mx.nd.zeros((1, 10, 4)))
 
-    with pytest.raises(RuntimeError, match="not SSD inference outputs"):
+    with pytest.raises(RuntimeError, match="not detector inference outputs"):
         evaluate_detector(TrainOutputs(), get_eval_loader(dataset, DATA_SHAPE, 4), [mx.cpu()],
                           SYNTHETIC_CLASSES, progress=False)
 

@@ -4,7 +4,9 @@
   (ties in file order, original-image frame);
 - :mod:`.devkit` -- ``comp4_det_test_<class>.txt`` files out and in;
 - :mod:`.results` -- detections / ground truth containers shared by both;
-- :mod:`.detector` -- ``load_detector(args, ctx)``: model zoo, exported symbol, or none;
+- :mod:`.frcnn` -- a Faster R-CNN over short-side-resized images, scored as in :mod:`.voc`;
+- :mod:`.detector` -- ``load_detector(args, ctx)``: model zoo, exported symbol, Faster R-CNN
+  checkpoint, or none; ``detector_kind(args)``: Faster R-CNN or SSD;
 - :mod:`.coco` -- COCO AP through pycocotools' COCOeval.
 """
 from .results import DetectionSet, GroundTruth, dataset_ground_truth, dataset_image_ids

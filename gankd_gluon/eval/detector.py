@@ -6,23 +6,39 @@ Sources (``add_detector_args`` makes them mutually exclusive flags):
   ``pretrained=False`` and loaded from FILE; without ``--params`` the zoo's own
   ``pretrained=True`` download (which needs internet).
 - ``--symbol PREFIX``: a network exported with ``HybridBlock.export``
-  (``PREFIX-symbol.json`` + ``PREFIX-0000.params``, input ``data``).
+  (``PREFIX-symbol.json`` + ``PREFIX-0000.params``, input ``data``), e.g. the
+  ``<run>-best-student`` / ``<run>-best-net`` exports the training scripts write.
+- ``--checkpoint MANIFEST`` (only where the script asks for it): a Faster R-CNN checkpoint of
+  ``scripts/train_faster_rcnn.py`` or ``train_faster_rcnn_gan_kd.py``, rebuilt with the run's
+  own settings (:func:`load_frcnn_checkpoint`).
 - ``--detections DIR``: no network; devkit result files are scored instead.
 
-A new source (e.g. a project checkpoint) is one more flag in :func:`add_detector_args` and one
-more branch in :func:`load_detector`.
+A new source is one more flag in :func:`add_detector_args` and one more branch in
+:func:`load_detector` (and in :func:`detector_kind`).
+
+:func:`detector_kind` tells, from the flags and without reading any weights, whether the network
+is a Faster R-CNN (evaluated with GluonCV's short-side resize) or an SSD (square resize).
 """
+import json
 import os
 import warnings
 
 import mxnet as mx
 from mxnet import gluon
 
-__all__ = ["add_detector_args", "load_detector", "build_zoo_detector", "import_symbol_detector",
-           "zoo_params_path"]
+__all__ = ["FASTER_RCNN", "SSD", "add_detector_args", "load_detector", "detector_kind",
+           "build_zoo_detector", "import_symbol_detector", "read_checkpoint_manifest",
+           "load_frcnn_checkpoint", "zoo_params_path"]
+
+#: :func:`detector_kind` values
+FASTER_RCNN, SSD = "faster_rcnn", "ssd"
+
+# operators only a two-stage detector has in its symbol (GluonCV's FasterRCNN, faster_rcnn.py:
+# F.ROIPooling for roi_mode='pool', F.contrib.ROIAlign for 'align')
+_ROI_OPS = ("ROIPooling", "_contrib_ROIAlign")
 
 
-def add_detector_args(parser, detections_help=None):
+def add_detector_args(parser, detections_help=None, checkpoint=False):
     """Add ``--network/--params``, ``--symbol`` and ``--detections`` to an argparse parser.
 
     Parameters
@@ -30,6 +46,9 @@ def add_detector_args(parser, detections_help=None):
     parser : argparse.ArgumentParser
     detections_help : str, optional
         Help text of ``--detections`` (its format differs between VOC and COCO).
+    checkpoint : bool
+        Also add ``--checkpoint MANIFEST`` (a Faster R-CNN training checkpoint), for scripts
+        that can evaluate a Faster R-CNN.
     """
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--network", type=str, default=None,
@@ -38,6 +57,12 @@ def add_detector_args(parser, detections_help=None):
     group.add_argument("--symbol", type=str, default=None,
                        help="prefix of an exported detector: PREFIX-symbol.json and "
                             "PREFIX-0000.params (HybridBlock.export)")
+    if checkpoint:
+        group.add_argument("--checkpoint", type=str, default=None, metavar="MANIFEST",
+                           help="a checkpoint of scripts/train_faster_rcnn.py or "
+                                "train_faster_rcnn_gan_kd.py: <save-dir>/<run>/<run>-<tag>.json "
+                                "(tag best, final, epoch-...); the network is rebuilt with the "
+                                "run's backbone, RoI mode and sizes")
     group.add_argument("--detections", type=str, default=None,
                        help=detections_help or "score saved detections instead of running a "
                                                "network")
@@ -127,8 +152,19 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
     try:
         net.load_parameters(params, ctx=ctx)
     except (AssertionError, ValueError, mx.base.MXNetError) as err:
-        raise RuntimeError("could not load %s into %s (%d classes): %s"
-                           % (params, name, len(getattr(net, "classes", [])), err)) from err
+        hint = ""
+        try:
+            loaded = mx.nd.load(params)
+        except mx.base.MXNetError:
+            loaded = {}
+        keys = list(loaded) if isinstance(loaded, dict) else []
+        if any(k.startswith("_target_generator.") for k in keys):
+            # written by a Faster R-CNN training run (the RCNN target generator's constants)
+            hint = (" (weights of a scripts/train_faster_rcnn*.py checkpoint: pass "
+                    "--checkpoint <run>-<tag>.json, which also restores the run's RoI mode "
+                    "and sizes)")
+        raise RuntimeError("could not load %s into %s (%d classes)%s: %s"
+                           % (params, name, len(getattr(net, "classes", [])), hint, err)) from err
     net.hybridize()  # as GluonCV's eval scripts: one cached graph instead of op-by-op calls
     return net
 
@@ -162,13 +198,155 @@ def import_symbol_detector(prefix, ctx, epoch=0):
         return gluon.SymbolBlock.imports(symbol_file, ["data"], params_file, ctx=ctx)
 
 
+def read_checkpoint_manifest(path):
+    """The JSON manifest of a training checkpoint (``engine/checkpoint.py``'s format).
+
+    Returns
+    -------
+    dict
+        ``args`` (the run's command line, ``vars(args)``), ``parts`` (block or trainer name ->
+        file beside the manifest), ``tag``, ``epoch``, ``best_map``, ...
+
+    Raises
+    ------
+    CheckpointError
+        No such file, or not a checkpoint manifest.
+    """
+    from ..engine.checkpoint import CheckpointError
+    if not os.path.isfile(path):
+        raise CheckpointError("--checkpoint %s: no such checkpoint manifest (the training "
+                              "scripts write <save-dir>/<run>/<run>-best.json)" % path)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as err:
+        raise CheckpointError("--checkpoint %s: not a checkpoint manifest (%s)"
+                              % (path, err)) from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("args"), dict) \
+            or not isinstance(manifest.get("parts"), dict):
+        raise CheckpointError("--checkpoint %s: not a checkpoint manifest (no 'args' and "
+                              "'parts')" % path)
+    return manifest
+
+
+def _manifest_kind(manifest):
+    run = manifest["args"]
+    if "roi_mode" in run:               # engine/frcnn_runs.py's flags
+        return FASTER_RCNN
+    if "data_shape" in run:             # engine/ssd_runs.py's
+        return SSD
+    return None
+
+
+def _symbol_kind(prefix):
+    try:
+        with open("%s-symbol.json" % prefix) as f:
+            nodes = json.load(f).get("nodes", [])
+    except (OSError, ValueError, AttributeError):
+        return None                     # import_symbol_detector says what is missing
+    if any(n.get("op") in _ROI_OPS for n in nodes):
+        return FASTER_RCNN
+    # GluonCV's SSDAnchorGenerator constants, e.g. 'ssd0_ssdanchorgenerator0_anchor_0'
+    if any(n.get("op") == "null" and "ssdanchorgenerator" in n.get("name", "") for n in nodes):
+        return SSD
+    return None
+
+
+def detector_kind(args):
+    """What the command line's network is, read from the flags and file headers only.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As :func:`load_detector`.
+
+    Returns
+    -------
+    {'faster_rcnn', 'ssd', None}
+        ``faster_rcnn``: a ``faster_rcnn_*`` zoo name, an exported symbol with RoI pooling or
+        RoIAlign, or a Faster R-CNN training checkpoint. ``ssd``: an ``ssd_*`` zoo name, an
+        exported symbol with GluonCV's SSD anchor generators, or an SSD training checkpoint.
+        None: anything else, and ``--detections``.
+    """
+    if getattr(args, "detections", None):
+        return None
+    if getattr(args, "checkpoint", None):
+        return _manifest_kind(read_checkpoint_manifest(args.checkpoint))
+    if getattr(args, "symbol", None):
+        return _symbol_kind(args.symbol)
+    name = (getattr(args, "network", None) or "").lower()
+    if name.startswith("faster_rcnn"):
+        return FASTER_RCNN
+    if name.startswith("ssd"):
+        return SSD
+    return None
+
+
+def load_frcnn_checkpoint(path, ctx, classes=None):
+    """The Faster R-CNN of a ``train_faster_rcnn.py`` / ``train_faster_rcnn_gan_kd.py`` checkpoint.
+
+    The manifest stores the run's arguments (``engine/loop.py``), so the network is rebuilt as
+    the run built it (:func:`~gankd_gluon.models.faster_rcnn.build_faster_rcnn`: backbone
+    ``--network`` or ``--student``, ``--roi-mode``, ``--roi-size``, the ``--rpn-*`` sizes, the
+    dataset's classes) and loaded from the part ``net`` (plain training) or ``student``
+    (distillation).
+
+    Parameters
+    ----------
+    path : str
+        ``<save-dir>/<run>/<run>-<tag>.json``.
+    ctx : list of mx.Context
+    classes : sequence of str, optional
+        The evaluated dataset's classes; must be the run's.
+
+    Returns
+    -------
+    gluoncv.model_zoo.rcnn.faster_rcnn.FasterRCNN
+        Hybridized, frozen.
+    """
+    from ..data.datasets import dataset_classes
+    from ..engine.checkpoint import CheckpointError
+    from ..models.faster_rcnn import ZOO_SETTINGS, build_faster_rcnn, load_trained_params
+    from ..models.ssd import freeze
+    manifest = read_checkpoint_manifest(path)
+    run, parts = manifest["args"], manifest["parts"]
+    if _manifest_kind(manifest) != FASTER_RCNN:
+        raise CheckpointError("--checkpoint %s is not a Faster R-CNN checkpoint (an SSD run's "
+                              "network is evaluated from its export: --symbol "
+                              "<run>-<tag>-student or <run>-<tag>-net)" % path)
+    part = "net" if "net" in parts else "student"
+    params = os.path.join(os.path.dirname(os.path.abspath(path)), parts.get(part, ""))
+    if part not in parts or not os.path.isfile(params):
+        raise CheckpointError("--checkpoint %s: its network weights (part 'net' or 'student') "
+                              "are missing" % path)
+    run_classes = dataset_classes(run["dataset"])
+    if classes is not None and tuple(classes) != tuple(run_classes):
+        raise ValueError("--checkpoint %s was trained on --dataset %s (%d classes %s), the "
+                         "evaluated dataset has %d %s" % (path, run["dataset"], len(run_classes),
+                                                         list(run_classes), len(classes),
+                                                         list(classes)))
+    backbone = run["network"] if part == "net" else run["student"]
+    settings = {k: run.get(k, v) for k, v in ZOO_SETTINGS.items()}
+    net = build_faster_rcnn(backbone, run_classes, run["roi_mode"], pretrained_base=False,
+                            **settings)
+    try:
+        load_trained_params(net, params, ctx)
+    except (AssertionError, ValueError, mx.base.MXNetError) as err:
+        raise RuntimeError("could not load %s into a %s Faster R-CNN (%d classes): %s"
+                           % (params, backbone, len(run_classes), str(err).splitlines()[0])) \
+            from err
+    net.hybridize()
+    return freeze(net)
+
+
 def load_detector(args, ctx, classes=None):
     """The detector named by the command line, or None for ``--detections``.
 
     Parameters
     ----------
     args : argparse.Namespace
-        With ``network``, ``params``, ``symbol``, ``detections`` (:func:`add_detector_args`).
+        With ``network``, ``params``, ``symbol``, ``detections`` and optionally ``checkpoint``
+        (:func:`add_detector_args`).
     ctx : list of mx.Context
     classes : sequence of str, optional
         The evaluated dataset's class names.
@@ -183,7 +361,11 @@ def load_detector(args, ctx, classes=None):
         if args.params:
             raise ValueError("--params goes with --network; --symbol reads PREFIX-0000.params")
         return import_symbol_detector(args.symbol, ctx)
+    if getattr(args, "checkpoint", None):
+        if args.params:
+            raise ValueError("--params goes with --network; --checkpoint names its own weights")
+        return load_frcnn_checkpoint(args.checkpoint, ctx, classes)
     if getattr(args, "network", None):
         return build_zoo_detector(args.network, ctx, params=args.params, classes=classes)
-    raise ValueError("no detector: pass --network NAME [--params FILE], --symbol PREFIX or "
-                     "--detections DIR")
+    raise ValueError("no detector: pass --network NAME [--params FILE], --symbol PREFIX, "
+                     "--checkpoint MANIFEST (where offered) or --detections DIR")

@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 from mxnet import autograd, gluon
 
-from .results import DetectionSet, GroundTruth, dataset_image_ids
-from .voc import score_detections
+from .results import dataset_image_ids
+from .voc import DetectionCollector, _check_outputs, _progress, score_detections
 
 __all__ = ["FasterRCNNEvalTransform", "get_frcnn_eval_loader", "predict_frcnn",
            "evaluate_frcnn"]
@@ -75,7 +75,8 @@ def predict_frcnn(net, loader, ctx_list, image_ids=None, progress=True):
     """Run a Faster R-CNN (inference mode) over :func:`get_frcnn_eval_loader`'s batches.
 
     Images go to the devices in turn; all of one round are sent before any result is read,
-    so several devices work at once.
+    so several devices work at once. Detections are kept, clipped and rescaled to original
+    pixels as SSD's (:class:`~gankd_gluon.eval.voc.DetectionCollector`).
 
     Parameters
     ----------
@@ -90,52 +91,29 @@ def predict_frcnn(net, loader, ctx_list, image_ids=None, progress=True):
     -------
     detections : DetectionSet (original pixels); ground_truth : GroundTruth
     """
-    from tqdm import tqdm
-    parts, gt_boxes, gt_labels, gt_difficult, sizes = [], [], [], [], []
+    collected = DetectionCollector()
     pending = []
-    bar = tqdm(total=len(loader._dataset), unit="img", desc="evaluating",    # pylint: disable=W0212
-               disable=not progress, leave=False)
+    bar = _progress(len(loader._dataset), progress)      # pylint: disable=protected-access
 
     def flush():
-        for index, x, out, orig_size in pending:
-            ids, scores, boxes = [o.asnumpy() for o in out]
-            keep = ids[0, :, 0] >= 0
-            box = boxes[0][keep].astype(np.float64)
-            in_h, in_w = x.shape[2], x.shape[3]
-            # clip to the input image as GluonCV's BBoxClipToImage ([0, w] x [0, h]), then
-            # rescale to original pixels
-            box[:, 0::2] = np.clip(box[:, 0::2], 0, in_w) * (orig_size[0] / in_w)
-            box[:, 1::2] = np.clip(box[:, 1::2], 0, in_h) * (orig_size[1] / in_h)
-            box = (box + 1.0) - 1.0       # the devkit files' +1 round trip (see eval.voc)
-            parts.append((np.full(box.shape[0], index), ids[0, keep, 0].astype(np.int64),
-                          scores[0, keep, 0].astype(np.float64), box))
+        for x, out, label, orig_size in pending:
+            _check_outputs(out)
+            ids, scores, boxes = [o.asnumpy()[0] for o in out]
+            collected.add(ids, scores, boxes, label, (x.shape[3], x.shape[2]), orig_size)
             bar.update(1)
         del pending[:]
 
-    n_seen = 0
     with autograd.predict_mode():
         for data, orig_label, orig_size in loader:
             # Append() gives each item a batch axis of 1: x is (1, 3, h, w)
-            x, label, size = data[0], orig_label[0].asnumpy()[0], orig_size[0].asnumpy()[0]
-            ctx = ctx_list[n_seen % len(ctx_list)]
-            x = x.as_in_context(ctx)
-            pending.append((n_seen, x, net(x), size))
-            label = label[label[:, 4] >= 0]
-            gt_boxes.append(label[:, :4])
-            gt_labels.append(label[:, 4])
-            gt_difficult.append(label[:, 5])
-            sizes.append((float(size[0]), float(size[1])))
-            n_seen += 1
+            n_seen = len(collected) + len(pending)
+            x = data[0].as_in_context(ctx_list[n_seen % len(ctx_list)])
+            pending.append((x, net(x), orig_label[0].asnumpy()[0], orig_size[0].asnumpy()[0]))
             if len(pending) == len(ctx_list):
                 flush()
         flush()
     bar.close()
-    if image_ids is None:
-        image_ids = [str(i) for i in range(n_seen)]
-    if len(image_ids) != n_seen:
-        raise ValueError("%d image ids for %d images" % (len(image_ids), n_seen))
-    return (DetectionSet.concatenate(image_ids, parts),
-            GroundTruth(image_ids, gt_boxes, gt_labels, gt_difficult, sizes=sizes))
+    return collected.result(image_ids)
 
 
 def evaluate_frcnn(net, dataset, ctx_list, class_names, short=600, max_size=1000,

@@ -30,7 +30,8 @@ from mxnet import autograd, gluon
 from .results import DetectionSet, GroundTruth
 
 __all__ = ["METRICS", "make_voc_metric", "score_detections", "EvalTransform", "get_eval_loader",
-           "predict_detections", "evaluate_detector", "format_ap_lines", "write_metric_json"]
+           "DetectionCollector", "predict_detections", "evaluate_detector", "format_ap_lines",
+           "write_metric_json"]
 
 #: ``--metric`` choices -> GluonCV metric class name
 METRICS = {"voc07": "VOC07MApMetric", "area": "VOCMApMetric"}
@@ -218,7 +219,7 @@ def _prepare_for_inference(net, nms_thresh, nms_topk, post_nms):
 
 
 def _check_outputs(outputs):
-    """Raise a clear error unless ``outputs`` look like SSD inference outputs."""
+    """Raise a clear error unless ``outputs`` look like detector inference outputs."""
     ok = isinstance(outputs, (list, tuple)) and len(outputs) == 3
     if ok:
         ids, scores, bboxes = outputs
@@ -228,15 +229,83 @@ def _check_outputs(outputs):
         shapes = [getattr(o, "shape", None) for o in outputs] if isinstance(
             outputs, (list, tuple)) else getattr(outputs, "shape", None)
         raise RuntimeError(
-            "the detector returned %s, not SSD inference outputs (ids (B,K,1), scores (B,K,1), "
-            "boxes (B,K,4)); a network traced or exported in training mode gives "
-            "(cls_preds, box_preds, anchors): hybridize/export it after a forward pass outside "
-            "autograd.record()" % (shapes,))
+            "the detector returned %s, not detector inference outputs (ids (B,K,1), scores "
+            "(B,K,1), boxes (B,K,4)); a network traced or exported in training mode gives its "
+            "training outputs (an SSD: cls_preds, box_preds, anchors): hybridize/export it after "
+            "a forward pass outside autograd.record()" % (shapes,))
 
 
 def _progress(total, enabled):
     from tqdm import tqdm
     return tqdm(total=total, unit="img", desc="evaluating", disable=not enabled, leave=False)
+
+
+class DetectionCollector(object):
+    """Detections and ground truth of one pass over a loader, image by image.
+
+    What the SSD loop (:func:`predict_detections`) and the Faster R-CNN loop
+    (:func:`~gankd_gluon.eval.frcnn.predict_frcnn`) share: valid detections kept, boxes clipped
+    to the network input and, when the original size is known, rescaled per axis to original
+    pixels; the labels' padding rows dropped.
+    """
+
+    def __init__(self):
+        self.parts, self.sizes = [], []
+        self.gt_boxes, self.gt_labels, self.gt_difficult = [], [], []
+
+    def __len__(self):
+        return len(self.gt_boxes)
+
+    def add(self, ids, scores, boxes, label, in_size, orig_size=None):
+        """Add one image.
+
+        Parameters
+        ----------
+        ids, scores : np.ndarray, (K, 1)
+            Network outputs for the image; ``ids < 0`` is padding.
+        boxes : np.ndarray, (K, 4)
+            Corner boxes in input pixels.
+        label : np.ndarray, (M, 5|6)
+            Ground truth ``[x1, y1, x2, y2, cls(, difficult)]``; rows with ``cls < 0`` are
+            padding. In the original frame when ``orig_size`` is given, else the input frame.
+        in_size : (int, int)
+            ``(width, height)`` of the network input.
+        orig_size : (float, float) or None
+            ``(width, height)`` of the original image: boxes are rescaled to it.
+        """
+        in_w, in_h = in_size
+        keep = ids[:, 0] >= 0
+        box = boxes[keep].astype(np.float64)
+        # clip to the input image as validate() does (bboxes.clip(0, data_shape)) and
+        # GluonCV's BBoxClipToImage for Faster R-CNN ([0, w] x [0, h])
+        box[:, 0::2] = np.clip(box[:, 0::2], 0, in_w)
+        box[:, 1::2] = np.clip(box[:, 1::2], 0, in_h)
+        if orig_size is not None:
+            width, height = orig_size
+            box[:, 0::2] *= width / in_w
+            box[:, 1::2] *= height / in_h
+            # the devkit file stores box + 1 exactly (repr); reading it back subtracts 1.
+            # Doing the same round trip here keeps both paths bit-identical.
+            box = (box + 1.0) - 1.0
+            self.sizes.append((float(width), float(height)))
+        self.parts.append((np.full(box.shape[0], len(self)), ids[keep, 0].astype(np.int64),
+                           scores[keep, 0].astype(np.float64), box))
+        lab = np.asarray(label, dtype=np.float64)
+        lab = lab[lab[:, 4] >= 0]
+        self.gt_boxes.append(lab[:, :4])
+        self.gt_labels.append(lab[:, 4])
+        self.gt_difficult.append(lab[:, 5] if lab.shape[1] > 5 else np.zeros(lab.shape[0]))
+
+    def result(self, image_ids=None):
+        """``(DetectionSet, GroundTruth)`` over ``image_ids`` (default: ``'0'``, ``'1'``, ...)."""
+        if image_ids is None:
+            image_ids = [str(i) for i in range(len(self))]
+        if len(image_ids) != len(self):
+            raise ValueError("%d image ids for %d images from the loader"
+                             % (len(image_ids), len(self)))
+        ground_truth = GroundTruth(image_ids, self.gt_boxes, self.gt_labels, self.gt_difficult,
+                                   sizes=self.sizes or None)
+        return DetectionSet.concatenate(image_ids, self.parts), ground_truth
 
 
 def predict_detections(net, val_loader, ctx_list, image_ids=None, num_images=None, progress=True,
@@ -274,8 +343,7 @@ def predict_detections(net, val_loader, ctx_list, image_ids=None, num_images=Non
         dataset = getattr(val_loader, "_dataset", None)
         num_images = len(dataset) if dataset is not None else None
     _prepare_for_inference(net, nms_thresh, nms_topk, post_nms)
-    parts, gt_boxes, gt_labels, gt_difficult, sizes = [], [], [], [], []
-    n_seen = 0
+    collected = DetectionCollector()
     bar = _progress(num_images, progress)
     with autograd.predict_mode():
         for batch in val_loader:
@@ -288,7 +356,7 @@ def predict_detections(net, val_loader, ctx_list, image_ids=None, num_images=Non
             devices = ctx_list[:max(1, min(len(ctx_list), batch[0].shape[0]))]
             data = gluon.utils.split_and_load(batch[0], ctx_list=devices, batch_axis=0,
                                               even_split=False)
-            in_h, in_w = batch[0].shape[2], batch[0].shape[3]
+            in_size = (batch[0].shape[3], batch[0].shape[2])
             labels = (batch[2] if original else batch[1]).asnumpy().astype(np.float64)
             orig_sizes = batch[3].asnumpy() if original else None
             outputs = []
@@ -298,39 +366,13 @@ def predict_detections(net, val_loader, ctx_list, image_ids=None, num_images=Non
                 outputs.append([o.asnumpy() for o in out])
             ids = np.concatenate([o[0] for o in outputs], axis=0)
             scores = np.concatenate([o[1] for o in outputs], axis=0)
-            bboxes = np.concatenate([o[2] for o in outputs], axis=0).astype(np.float64)
+            bboxes = np.concatenate([o[2] for o in outputs], axis=0)
             for j in range(ids.shape[0]):
-                keep = ids[j, :, 0] >= 0
-                box = bboxes[j][keep]
-                # clip to the input image as validate() does (bboxes.clip(0, data_shape))
-                box[:, 0::2] = np.clip(box[:, 0::2], 0, in_w)
-                box[:, 1::2] = np.clip(box[:, 1::2], 0, in_h)
-                if original:
-                    width, height = orig_sizes[j]
-                    box[:, 0::2] *= width / in_w
-                    box[:, 1::2] *= height / in_h
-                    # the devkit file stores box + 1 exactly (repr); reading it back subtracts 1.
-                    # Doing the same round trip here keeps both paths bit-identical.
-                    box = (box + 1.0) - 1.0
-                    sizes.append((float(width), float(height)))
-                k = box.shape[0]
-                parts.append((np.full(k, n_seen + j), ids[j, keep, 0].astype(np.int64),
-                              scores[j, keep, 0].astype(np.float64), box))
-                lab = labels[j]
-                lab = lab[lab[:, 4] >= 0]
-                gt_boxes.append(lab[:, :4])
-                gt_labels.append(lab[:, 4])
-                gt_difficult.append(lab[:, 5] if lab.shape[1] > 5 else np.zeros(lab.shape[0]))
-            n_seen += ids.shape[0]
+                collected.add(ids[j], scores[j], bboxes[j], labels[j], in_size,
+                              orig_sizes[j] if original else None)
             bar.update(ids.shape[0])
     bar.close()
-    if image_ids is None:
-        image_ids = [str(i) for i in range(n_seen)]
-    if len(image_ids) != n_seen:
-        raise ValueError("%d image ids for %d images from the loader" % (len(image_ids), n_seen))
-    ground_truth = GroundTruth(image_ids, gt_boxes, gt_labels, gt_difficult,
-                               sizes=sizes or None)
-    return DetectionSet.concatenate(image_ids, parts), ground_truth
+    return collected.result(image_ids)
 
 
 def evaluate_detector(net, val_loader, ctx_list, class_names, metric="voc07", progress=True,

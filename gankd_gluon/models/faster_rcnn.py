@@ -34,9 +34,9 @@ from mxnet.gluon import HybridBlock, nn
 from .ssd import WeightsNotFoundError, freeze
 
 __all__ = ["STUDENT", "TEACHER", "BACKBONES", "ZOO_SETTINGS", "ROI_MODES", "zoo_name",
-           "build_faster_rcnn", "build_teacher", "initialize_params", "set_roi_mode",
-           "set_hybrid", "FeatureTap", "MapAdapter", "rpn_raw_outputs", "rcnn_on_rois",
-           "feature_channels", "map_size"]
+           "build_faster_rcnn", "build_teacher", "load_trained_params", "initialize_params",
+           "set_roi_mode", "set_hybrid", "FeatureTap", "MapAdapter", "rpn_raw_outputs",
+           "rcnn_on_rois", "feature_channels", "map_size"]
 
 STUDENT = "resnet50_v1b"      # faster_rcnn_resnet50_v1b_voc (paper Table 3)
 TEACHER = "resnet101_v1d"     # faster_rcnn_resnet101_v1d_voc
@@ -265,19 +265,33 @@ def build_teacher(backbone, classes, params=None, ctx=mx.cpu(), **settings):
     if not os.path.isfile(params):
         raise WeightsNotFoundError("--teacher-params %s: no such file" % params)
     try:
-        # a file saved after training also holds the RCNN target generator's constants
-        # (GluonCV builds it lazily, at the first training forward); nothing else may be extra
-        names = set(net._collect_params_with_prefix())     # pylint: disable=protected-access
-        extra = [k for k in mx.nd.load(params) if k not in names
-                 and not k.startswith("_target_generator.")]
-        if extra:
-            raise ValueError("unexpected parameters %s" % ", ".join(sorted(extra)[:5]))
-        net.load_parameters(params, ctx=ctx, ignore_extra=True)
+        load_trained_params(net, params, ctx)
     except (AssertionError, mx.MXNetError, ValueError) as err:
         raise ValueError("--teacher-params %s does not fit a %s Faster R-CNN with %d classes: "
                          "%s" % (params, backbone, len(classes), str(err).splitlines()[0])) \
             from err
     return freeze(net)
+
+
+def load_trained_params(net, path, ctx):
+    """Load Faster R-CNN weights saved by GluonCV or by one of our training runs.
+
+    A file saved after training also holds the RCNN target generator's constants (GluonCV
+    builds it lazily, at the first training forward; inference does not use them); they are
+    skipped, and nothing else may be extra.
+
+    Raises
+    ------
+    ValueError, AssertionError or MXNetError
+        Extra, missing or misshapen parameters.
+    """
+    names = set(net._collect_params_with_prefix())     # pylint: disable=protected-access
+    extra = [k for k in mx.nd.load(path) if k not in names
+             and not k.startswith("_target_generator.")]
+    if extra:
+        raise ValueError("unexpected parameters %s" % ", ".join(sorted(extra)[:5]))
+    net.load_parameters(path, ctx=ctx, ignore_extra=True)
+    return net
 
 
 def set_hybrid(net, mode):
