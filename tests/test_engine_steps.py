@@ -227,3 +227,30 @@ def test_running_mean_is_nan_without_updates_like_mx_metric_loss():
     m.update([mx.nd.array([1.0, 2.0])])          # one step, total 3
     m.update([mx.nd.array([2.0]), mx.nd.array([3.0])])   # two devices, total 5
     assert m.get() == ("Loss_D", 4.0)
+
+
+def test_student_step_skips_critic_weight_grads_without_changing_the_update(teacher_file,
+                                                                            monkeypatch):
+    """The student step runs with the critics' grad_req 'null' (no critic weight gradients,
+    which nobody uses there): the student's update is the one computed with them, and the
+    critics' grad_req is back afterwards, moving statistics still 'null'."""
+    import contextlib
+    import gankd_gluon.engine.steps as steps_mod
+    after = {}
+    for skip in (True, False):
+        if not skip:
+            monkeypatch.setattr(steps_mod, "_no_weight_grads", lambda params:
+                                contextlib.nullcontext())
+        teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()])
+        x, cls_t, box_t = _batch(anchors)
+        for _ in range(2):
+            step([x], [cls_t], [box_t])
+        after[skip] = (_values(student), _values(dnet, trainable_only=True))
+        reqs = {k: p.grad_req for k, p in dnet.collect_params().items()}
+        assert {r for k, r in reqs.items() if k.endswith(("_mean", "_var"))} == {"null"}
+        assert {r for k, r in reqs.items() if not k.endswith(("_mean", "_var"))} == {"write"}
+    for part in (0, 1):            # the two builds' name prefixes differ: compare in order
+        skipped, full = list(after[True][part].items()), list(after[False][part].values())
+        assert len(skipped) == len(full)
+        for (k, v), w in zip(skipped, full):
+            np.testing.assert_allclose(v, w, rtol=1e-5, atol=1e-7, err_msg=k)

@@ -12,12 +12,28 @@ All losses are normalised by the global batch on every device, so ``trainer.step
 same update whatever the number of devices (GluonCV's SSDMultiBoxLoss already normalises by the
 positives of the whole batch).
 """
+import contextlib
+
 from mxnet import autograd, gluon
 
 from ..models.critics import clip_weights
 from .guards import check_finite
 
 __all__ = ["GANStep", "SSDStep", "split_batch", "Normalizer"]
+
+
+@contextlib.contextmanager
+def _no_weight_grads(params):
+    """``grad_req='null'`` on ``params`` inside the block, their own ``grad_req`` back after
+    (fresh zero gradient buffers). Gradients still flow *through* the ops that use them."""
+    saved = [p.grad_req for p in params]
+    for p in params:
+        p.grad_req = "null"
+    try:
+        yield
+    finally:
+        for p, req in zip(params, saved):
+            p.grad_req = req
 
 
 class Normalizer:
@@ -154,6 +170,8 @@ class GANStep:
         self.d_steps = d_steps
         self.objective = objective
         self.teacher_head = teacher_head
+        self._critic_weights = [] if dnet is None else [
+            p for p in dnet.collect_params().values() if p.grad_req != "null"]
 
     def critic_step(self, t_maps, s_maps, n, epoch, batch):
         """WGAN critic update on ``L_D = mean D(teacher) - mean D(student)``, then clipping.
@@ -192,6 +210,17 @@ class GANStep:
                 t_maps, s_maps, n, epoch, batch)
 
         # ---------------- student step: critics frozen ----------------
+        # The adversarial term back-propagates through the critics to the student's maps; the
+        # critics' own weight gradients are not needed (their trainer does not step here), so
+        # they are not computed (benchmarks/README.md: about 8% of a stage-1 iteration).
+        with _no_weight_grads(self._critic_weights):
+            self._student_update(t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
+                                 epoch, batch)
+        return out
+
+    def _student_update(self, t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
+                        epoch, batch):
+        """Detection loss + the method's terms (+ ``mean D(student)``), backward, update."""
         with autograd.record():
             heads = [self.student_head(*sm) for sm in s_maps]
             cls_preds = [h[0] for h in heads]
@@ -217,4 +246,3 @@ class GANStep:
         # For the log (DESIGN.md sec. 5): Loss_D_real / Loss_D_fake are the D-Net's batch means
         # in the last critic step; Loss_D = real - fake; Loss_G is the adversarial term alone.
         out.update(losses)
-        return out
