@@ -19,7 +19,7 @@ from mxnet import gluon
 
 from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..logs.format import format_lr_change, setup_logger
-from ..models.critics import NORMS, DNet
+from ..models.critics import DNet
 from ..models.faster_rcnn import (STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter, build_faster_rcnn,
                                   build_teacher, feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
@@ -28,7 +28,8 @@ from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNG
                           split_sharded)
 from .loop import Run, Stage, seed_everything
 from .methods import add_method_args
-from .ssd_runs import get_contexts, pretrained_base_arg
+from .args import add_critic_args, add_run_args
+from .ssd_runs import get_contexts
 
 __all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
            "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings", "lr_at"]
@@ -57,10 +58,6 @@ def add_frcnn_common_args(parser):
     parser.add_argument("--batch-size", type=int, default=4,
                         help="global batch (published log: 4, one image on each of 4 GPUs); "
                              "must split evenly over the devices")
-    parser.add_argument("--gpus", type=str, default="0,1",
-                        help="GPU ids (the paper used two); '' runs on the CPU")
-    parser.add_argument("--cpu-devices", type=int, default=1,
-                        help="with --gpus '': split each batch over this many CPU contexts")
     parser.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=4,
                         help="DataLoader workers (published log: 2-4)")
     parser.add_argument("--epochs", type=int, default=38,
@@ -75,34 +72,11 @@ def add_frcnn_common_args(parser):
     parser.add_argument("--wd", type=float, default=0.0005, help="SGD weight decay (published)")
     parser.add_argument("--clip-gradient", type=float, default=5.0,
                         help="SGD gradient clipping, as GluonCV's train_faster_rcnn.py")
-    parser.add_argument("--log-interval", type=int, default=100,
-                        help="batches between log lines (published log)")
-    parser.add_argument("--val-interval", type=int, default=1,
-                        help="epochs between validations (published log)")
-    parser.add_argument("--save-interval", type=int, default=1,
-                        help="epochs between epoch checkpoints (published log)")
-    parser.add_argument("--keep-last", type=int, default=3,
-                        help="epoch checkpoints kept; best and final are always kept")
-    parser.add_argument("--save-prefix", type=str, default="",
-                        help="run name; default says what ran, e.g. "
-                             "faster_rcnn_resnet50_v1b_resnet101_v1d_voc_gankd_align")
-    parser.add_argument("--log-dir", type=str, default="logs",
-                        help="the log goes to <log-dir>/<save-prefix>_train.log")
-    parser.add_argument("--save-dir", type=str, default="checkpoints",
-                        help="checkpoints go to <save-dir>/<save-prefix>/")
-    parser.add_argument("--resume", type=str, default="",
-                        help="checkpoint manifest (.json) to resume from exactly; 'auto' picks "
-                             "the newest epoch checkpoint of this run")
-    parser.add_argument("--start-epoch", type=int, default=0,
-                        help="kept for the published Namespace; the epoch comes from --resume")
-    parser.add_argument("--seed", type=int, default=233, help="random seed (published log)")
-    parser.add_argument("--pretrained-base", type=pretrained_base_arg, default="zoo",
-                        help="ImageNet weights of the backbone: 'zoo' (GluonCV download), a "
-                             "local .params file of the ImageNet network, or 'none'")
     parser.add_argument("--disable-hybridization", action="store_true",
                         help="run imperatively (published Namespace field)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+    # the published Faster R-CNN log: save_interval=1, epochs counted from 0
+    add_run_args(parser, save_interval=1, start_epoch=0,
+                 prefix_example="faster_rcnn_resnet50_v1b_resnet101_v1d_voc_gankd_align")
     group = parser.add_argument_group(
         "sizes", "GluonCV's preset values by default (the published run's); lower them only "
                  "for CPU demos on small images: RoIs through layer4 dominate the cost")
@@ -149,10 +123,6 @@ def add_frcnn_gankd_args(parser):
                              "still measured and logged). The published run's epochs 0-1 "
                              "took ~640 s against ~830 s for later stage-1 epochs, as a student "
                              "step without the backward through the critic would")
-    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=float, default=0.0005,
-                        help="critic Adam lr (published log)")
-    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=float, default=0.0005,
-                        help="student Adam lr in stage 1 (published log)")
     parser.add_argument("--lr-decay-GAN-epoch", "--lr-decay-gan-epoch",
                         dest="lr_decay_GAN_epoch", type=str, default="5,20",
                         help="epochs at whose start both stage-1 Adam lrs decay (published "
@@ -162,21 +132,11 @@ def add_frcnn_gankd_args(parser):
                              "only such lines, '[Epoch 5] Set GAN learning rate to 0.00025' "
                              "then '... 0.000125', show halvings, which its Namespace "
                              "(lr_decay=0.1) does not explain; 0.5 reproduces them")
-    parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (published log)")
-    parser.add_argument("--clamp-lower", type=float, default=-0.03,
-                        help="WGAN critic weight clipping (published log)")
-    parser.add_argument("--clamp-upper", type=float, default=0.03,
-                        help="WGAN critic weight clipping (published log)")
-    parser.add_argument("--d-steps", type=int, default=1,
-                        help="critic steps per student step (they alternate)")
-    parser.add_argument("--critic-channels", type=int, default=128,
-                        help="channels of the critic's first conv (doubled per downsampling)")
-    parser.add_argument("--critic-norm", choices=NORMS, default="none",
-                        help="none (default here): no normalisation. batch: WGAN's reference "
-                             "DCGAN critic, as SSD's default; with Faster R-CNN's 1-2 images per "
-                             "device and a critic that ends at about 1x1, batch statistics over "
-                             "so few values make the normalised activations (nearly) constant "
-                             "and the critic blind (models/critics.py)")
+    add_critic_args(parser, critic_norm="none", critic_norm_help=(
+        "none (default here): no normalisation. batch: WGAN's reference DCGAN critic, as "
+        "SSD's default; with Faster R-CNN's 1-2 images per device and a critic that ends at "
+        "about 1x1, batch statistics over so few values make the normalised activations "
+        "(nearly) constant and the critic blind (models/critics.py)"))
     parser.add_argument("--fgfi-lambda", type=float, default=None,
                         help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
     parser.add_argument("--fgfi-psi", type=float, default=None,

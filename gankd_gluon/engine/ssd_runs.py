@@ -6,7 +6,6 @@ Defaults follow the paper (Sec. 4.1) and, where the paper is silent, the publish
 (``published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``); each flag's help says
 which.
 """
-import argparse
 import os
 
 import mxnet as mx
@@ -16,9 +15,10 @@ from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..data.loaders import get_ssd_train_loader
 from ..eval.voc import evaluate_detector, get_eval_loader
 from ..logs.format import setup_logger
-from ..models.critics import NORMS, DNet
+from ..models.critics import DNet
 from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
+from .args import add_critic_args, add_run_args
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
                           sync_trainers)
 from .loop import Run, Stage, seed_everything, step_lr
@@ -26,23 +26,11 @@ from .methods import KDObjective, add_method_args, method_name, parse_method
 from .steps import GANStep, Normalizer, SSDStep
 
 __all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
-           "build_gankd_models", "pretrained_base_arg"]
+           "build_gankd_models"]
 
 GAN_COLUMNS = ["Loss_D", "Loss_G", "Loss_D_real", "Loss_D_fake"]
 DET_COLUMNS = [("train_student_ori_net_CrossEntropy", "CrossEntropy"),
                ("train_student_ori_net_SmoothL1", "SmoothL1")]
-
-
-def pretrained_base_arg(value):
-    """``--pretrained-base``: ``zoo`` (download ImageNet weights), ``none``, or a local file."""
-    if value == "zoo":
-        return True
-    if value == "none":
-        return False
-    if not os.path.isfile(value):
-        raise argparse.ArgumentTypeError("--pretrained-base %s: no such file (use zoo, none or "
-                                         "a .params file)" % value)
-    return value
 
 
 def add_common_args(parser):
@@ -54,11 +42,6 @@ def add_common_args(parser):
     parser.add_argument("--batch-size", type=int, default=32,
                         help="global batch over all devices; 32 is GluonCV's SSD default (the paper "
                              "does not state it; the published log ran 64 on 4 GPUs)")
-    parser.add_argument("--gpus", type=str, default="0,1",
-                        help="GPU ids; the paper used two GPUs. '' runs on the CPU")
-    parser.add_argument("--cpu-devices", type=int, default=1,
-                        help="with --gpus '': split each batch over this many CPU contexts "
-                             "(exercises the multi-device path without a GPU)")
     parser.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=4,
                         help="DataLoader workers (GluonCV's default; the published log used 16-32)")
     parser.add_argument("--augment", choices=("default", "flip"), default="default",
@@ -74,30 +57,6 @@ def add_common_args(parser):
                              "log used '80,100'")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper)")
     parser.add_argument("--wd", type=float, default=0.0005, help="SGD weight decay (paper)")
-    parser.add_argument("--log-interval", type=int, default=100,
-                        help="batches between log lines (published log)")
-    parser.add_argument("--val-interval", type=int, default=1,
-                        help="epochs between validations (published log)")
-    parser.add_argument("--save-interval", type=int, default=10,
-                        help="epochs between epoch checkpoints (published log)")
-    parser.add_argument("--keep-last", type=int, default=3,
-                        help="epoch checkpoints kept; best and final are always kept")
-    parser.add_argument("--save-prefix", type=str, default="",
-                        help="run name; default says what ran, e.g. "
-                             "ssd_512_mobilenet1.0_resnet50_v1_voc_gankd")
-    parser.add_argument("--log-dir", type=str, default="logs",
-                        help="the log goes to <log-dir>/<save-prefix>_train.log")
-    parser.add_argument("--save-dir", type=str, default="checkpoints",
-                        help="checkpoints go to <save-dir>/<save-prefix>/")
-    parser.add_argument("--resume", type=str, default="",
-                        help="checkpoint manifest (.json) to resume from exactly; 'auto' picks "
-                             "the newest epoch checkpoint of this run")
-    parser.add_argument("--start-epoch", type=int, default=1,
-                        help="kept for the published Namespace; the epoch comes from --resume")
-    parser.add_argument("--seed", type=int, default=233, help="random seed (published log)")
-    parser.add_argument("--pretrained-base", type=pretrained_base_arg, default="zoo",
-                        help="ImageNet weights of the backbone: 'zoo' (GluonCV download, as the "
-                             "paper), a local .params file, or 'none'")
     parser.add_argument("--kvstore", type=str, default="device",
                         choices=("device", "local", "dist_sync", "dist_device_sync"),
                         help="MXNet kvstore: device (one machine, GluonCV's default) or "
@@ -110,9 +69,10 @@ def add_common_args(parser):
     parser.add_argument("--watchdog-timeout", type=float, default=600.0,
                         help="distributed runs: exit when no step completes for this many "
                              "seconds (a dead peer otherwise hangs the job for ever)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
+    # SSD's published log: save_interval=10, epochs counted from 1
+    add_run_args(parser, save_interval=10, start_epoch=1,
+                 prefix_example="ssd_512_mobilenet1.0_resnet50_v1_voc_gankd")
     return parser
 
 
@@ -133,23 +93,10 @@ def add_gankd_args(parser):
                         help="1 adversarial, 2 plain SSD training, both in one command")
     parser.add_argument("--gan-epochs", type=int, default=180,
                         help="stage-1 epochs (paper: 180; the published log ran 221)")
-    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=float, default=0.0005,
-                        help="critic Adam lr (paper, published log)")
-    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=float, default=0.0005,
-                        help="student Adam lr in stage 1 (paper, published log)")
-    parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (published log)")
-    parser.add_argument("--clamp-lower", type=float, default=-0.03,
-                        help="WGAN critic weight clipping (published log)")
-    parser.add_argument("--clamp-upper", type=float, default=0.03,
-                        help="WGAN critic weight clipping (published log)")
-    parser.add_argument("--d-steps", type=int, default=1,
-                        help="critic steps per student step (paper: 1, they alternate)")
-    parser.add_argument("--critic-channels", type=int, default=128,
-                        help="channels of each critic's first conv (doubled per downsampling)")
-    parser.add_argument("--critic-norm", choices=NORMS, default="batch",
-                        help="batch: WGAN's reference DCGAN critic (BatchNorm after every conv "
-                             "but the first, clipped with the weights); none: no normalisation, "
-                             "whose outputs grow with the feature scale (models/critics.py)")
+    add_critic_args(parser, critic_norm="batch", critic_norm_help=(
+        "batch: WGAN's reference DCGAN critic (BatchNorm after every conv but the first, "
+        "clipped with the weights); none: no normalisation, whose outputs grow with the "
+        "feature scale (models/critics.py)"))
     add_method_args(parser)
     return parser
 
