@@ -73,7 +73,9 @@ def run_ablation(cfg, rows, say=print):
 
 def write_table(results, path, command, cfg):
     """The markdown table: one row per configuration, mAP and its difference to the baseline."""
+    from .demo import _git_state
     a = cfg.args
+    git = _git_state()
     base = next((r["mAP"] for r in results if r["method"] == "none"), float("nan"))
     lines = ["# Chen et al. Table 4 ablation, with GAN-KD, on the generated dataset", "",
              "Command: `%s`" % command, "",
@@ -84,6 +86,9 @@ def write_table(results, path, command, cfg):
              "within run-to-run noise at this scale."
              % (a.teacher, a.student, a.data_shape, a.num_train, a.num_test, a.gan_epochs,
                 a.lr_g, a.student_epochs - a.gan_epochs, a.stage2_lr, a.head, a.seed), "",
+             "Code: commit `%s`%s." % (git["commit"], " (with local changes in: %s)"
+                                       % ", ".join(git["dirty"]) if git["dirty"]
+                                       else ", clean working tree"), "",
              "| configuration | --method | mAP | vs baseline | wall time |",
              "|---|---|---|---|---|"]
     for r in results:
