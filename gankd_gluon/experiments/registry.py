@@ -329,15 +329,12 @@ class Step(object):
         What the runner checks to call the step complete: ``manifest`` (the final checkpoint
         manifest of a training run), ``files`` (further files the chain reads), ``eval_json``
         (an evaluation), ``dataset`` (root, num_train, num_test of the generated set).
-        A step with ``script=None`` writes ``eval_json`` from a training run's own validation:
-        ``validation = (checkpoint manifest, training log, 'best' or 'final')``.
     recipe : dict
         dest -> value of the settings a completed run must have been trained with (compared
         with the manifest's stored args before the step is skipped).
     """
 
-    def __init__(self, kind, script, args, outputs, recipe=None, inputs=(), validation=None):
-        self.validation = validation
+    def __init__(self, kind, script, args, outputs, recipe=None, inputs=()):
         self.kind = kind
         self.script = script
         self.args = list(args)
@@ -361,10 +358,6 @@ class Step(object):
 
     def command(self, python="python"):
         """The command as a shell line, script path relative to the repository root."""
-        if self.script is None:
-            source, log, tag = self.validation
-            return ("(no command: the %s checkpoint's validation mAP, from %s and %s)"
-                    % (tag, source, log))
         return " ".join(shlex.quote(a) for a in [python, self.script] + self.argv())
 
     def __repr__(self):
@@ -534,10 +527,10 @@ def _ssd_chain(row, scale, gpus, work_dir, data_root, checkpoint, baseline):
 
 
 def _frcnn_chain(row, scale, gpus, work_dir, data_root, checkpoint, baseline):
-    """Table 3. The evaluation is the training run's own validation (``evaluate_frcnn``:
-    GluonCV's aspect-keeping Faster R-CNN resize, VOC07 metric on the test split), read from
-    the checkpoint the row evaluates: ``eval_voc.py`` resizes images to a square, as SSD does,
-    which is not how a Faster R-CNN is evaluated."""
+    """Table 3. The evaluation is ``eval_voc.py --checkpoint`` on the checkpoint the row
+    evaluates: its Faster R-CNN mode (GluonCV's aspect-keeping short-side resize at the run's
+    own sizes, VOC07 metric on the test split) gives the training run's validation mAP
+    (``tests/test_eval_frcnn_cli.py``)."""
     smoke = scale == "smoke"
     dataset = "synthetic" if smoke else "voc"
     names = run_names(row, scale)
@@ -564,11 +557,14 @@ def _frcnn_chain(row, scale, gpus, work_dir, data_root, checkpoint, baseline):
                     _recipe(args, "faster_rcnn"))
 
     def evaluate(kind, name):
-        lay = _layout(work_dir, name)
         out = os.path.normpath(os.path.join(work_dir, "eval", "%s-%s.json" % (name, checkpoint)))
-        source = lay["prefix"] + "-%s.json" % checkpoint
-        return Step(kind, None, [], {"eval_json": out},
-                    inputs=[source], validation=(source, lay["log"], checkpoint))
+        source = _layout(work_dir, name)["prefix"] + "-%s.json" % checkpoint
+        args = [("--dataset", dataset)]
+        if smoke:
+            args.append(("--dataset-root", data_root))
+        args += [("--checkpoint", source), ("--gpus", gpus), ("--out", out),
+                 ("--no-progress", None)]
+        return Step(kind, "scripts/eval_voc.py", args, {"eval_json": out}, inputs=[source])
 
     teacher_params = None
     if row.teacher:

@@ -27,7 +27,7 @@ from .registry import (REPO_ROOT, SMOKE, TABLES, build_chain, effective_settings
                        estimate_hours, get_row, read_eval_map, rows_of, run_names)
 
 __all__ = ["parse_args", "main", "list_rows", "step_status", "append_result", "has_result",
-           "record_validation", "ChainError"]
+           "ChainError"]
 
 RESULTS_HEADER = (
     "# Results of scripts/reproduce.py\n\n"
@@ -242,37 +242,7 @@ def _display(step):
     return step.command("python")
 
 
-def record_validation(step):
-    """Write a ``script=None`` step's evaluation JSON from its training run: the mAP the
-    checkpoint was validated with (``best``: the best manifest's ``best_map``; ``final``: the
-    last validation in the log), with the per-class APs of that validation block."""
-    from ..logs.parse import parse_log
-    from ..eval.voc import write_metric_json
-    source, log, tag = step.validation
-    with open(source) as f:
-        state = json.load(f)
-    validations = [v for run in parse_log(log).runs for v in run.validations] \
-        if os.path.isfile(log) else []
-    if tag == "best":
-        mean_ap = state.get("best_map")
-        mean_ap = float("nan") if mean_ap is None else float(mean_ap)
-        same = [v for v in validations if math.isclose(v.mean_ap, mean_ap, abs_tol=1e-9)]
-        chosen = same[-1] if same else None
-    else:
-        chosen = validations[-1] if validations else None
-        mean_ap = chosen.mean_ap if chosen else float("nan")
-    names = list(chosen.aps) if chosen else []
-    values = [chosen.aps[n] for n in names] if chosen else []
-    write_metric_json(step.outputs["eval_json"], names + ["mAP"], values + [mean_ap],
-                      metric="voc07", split="test",
-                      source={"validation": source, "log": log, "checkpoint": tag,
-                              "epoch": chosen.epoch if chosen else None})
-    return 0
-
-
 def _run(step, python):
-    if step.script is None:
-        return record_validation(step)
     script = os.path.join(REPO_ROOT, step.script)
     if not os.path.isfile(script):
         raise ChainError("%s does not exist in this checkout; this row cannot run yet"
