@@ -44,3 +44,15 @@ def test_ablation_runs_every_row_and_writes_the_table(tmp_path):
             method.replace("+", "_")
         log = (out / name).read_text()
         assert "method='%s'" % method in log and "gan_epochs=1" in log and "epochs=1" in log
+    # a re-run (after an interruption, say) reuses the rows that finished with the same
+    # settings and writes the same numbers; another budget trains again
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=str(tmp_path))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.count("reused, finished earlier") == len(TABLE4)
+    text2 = (out / "table.md").read_text()
+    assert [ln.split("|")[3] for ln in text2.splitlines() if ln.startswith("| ")] == \
+        [ln.split("|")[3] for ln in text.splitlines() if ln.startswith("| ")]
+    other = subprocess.run(cmd + ["--methods", "none", "--student-epochs", "3"],
+                           capture_output=True, text=True, timeout=1800, cwd=str(tmp_path))
+    assert other.returncode == 0, other.stdout[-3000:] + other.stderr[-3000:]
+    assert "reused" not in other.stdout and "Baseline: train_ssd_gan_kd.py" in other.stdout

@@ -6,6 +6,7 @@ plain stage 2) and evaluation. So the table isolates the distillation terms. The
 ``--method none``: the same student (initialised with the teacher's head when ``--head
 teacher``) with no distillation term, so that head initialisation is not credited to any method.
 """
+import json
 import os
 import time
 
@@ -56,19 +57,39 @@ def run_ablation(cfg, rows, say=print):
                                                          method.replace("+", "_"))
         argv = gankd_argv(cfg) + ["--method", method, "--save-prefix", prefix]
         log = os.path.join(cfg.out, prefix + "_train.log")
-        if os.path.exists(log):
-            os.remove(log)
-        say("%s: train_ssd_gan_kd.py %s" % (name, " ".join(argv)))
-        tic = time.time()
-        run_gankd(cfg.gankd_parse_args(argv))
-        wall = time.time() - tic
+        run_args = cfg.gankd_parse_args(argv)
+        if _finished(cfg, prefix, run_args, log):
+            # a re-run after an interruption: this row's run finished with these very settings
+            say("%s: reused, finished earlier with the same settings (%s)" % (name, log))
+            wall = None
+        else:
+            if os.path.exists(log):
+                os.remove(log)
+            say("%s: train_ssd_gan_kd.py %s" % (name, " ".join(argv)))
+            tic = time.time()
+            run_gankd(run_args)
+            wall = time.time() - tic
         names, values = evaluate_exported(
             os.path.join(cfg.runs_dir, prefix, prefix + "-final-student"), test, a.data_shape,
             a.batch_size)
-        say("%s: mAP %.4f in %.0f s" % (name, values[-1], wall))
+        say("%s: mAP %.4f%s" % (name, values[-1], "" if wall is None else " in %.0f s" % wall))
         out.append({"name": name, "method": method, "mAP": values[-1], "wall_s": wall,
                     "log": log, "argv": argv, "aps": dict(zip(names[:-1], values[:-1]))})
     return out
+
+
+def _finished(cfg, prefix, run_args, log):
+    """True when ``prefix``'s final checkpoint was written by a run with every setting of
+    ``run_args`` (the ablation shares its run folder across budgets: a different
+    ``--student-epochs`` must train again) and its log is in the output folder."""
+    manifest = os.path.join(cfg.runs_dir, prefix, prefix + "-final.json")
+    if not (os.path.isfile(manifest) and os.path.isfile(log)):
+        return False
+    with open(manifest) as f:
+        stored = json.load(f).get("args", {})
+    wanted = {k: v for k, v in vars(run_args).items() if k not in ("progress",)}
+    return all(k in stored and stored[k] == (list(v) if isinstance(v, tuple) else v)
+               for k, v in wanted.items())
 
 
 def write_table(results, path, command, cfg):
@@ -93,8 +114,9 @@ def write_table(results, path, command, cfg):
              "|---|---|---|---|---|"]
     for r in results:
         delta = "" if r["method"] in ("-", "none") else "%+.4f" % (r["mAP"] - base)
-        lines.append("| %s | %s | %.4f | %s | %.0f s |" % (r["name"], r["method"], r["mAP"],
-                                                         delta, r["wall_s"]))
+        wall = "reused" if r["wall_s"] is None else "%.0f s" % r["wall_s"]
+        lines.append("| %s | %s | %.4f | %s | %s |" % (r["name"], r["method"], r["mAP"],
+                                                     delta, wall))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
