@@ -7,6 +7,7 @@ checkpoints and the exported student work, resume is exact, a NaN stops the run 
 status 1, and the other methods (FGFI, Chen) and both RoI modes train.
 """
 import glob
+import json
 import os
 import sys
 
@@ -109,6 +110,10 @@ def test_checkpoints_and_exported_student(full_run):
     for tag in ("best", "final", "epoch-s1-e0001", "epoch-s1-e0002", "epoch-s2-e0001"):
         assert os.path.isfile(ck / ("run-%s.json" % tag)), tag
     assert not glob.glob(str(ck / "*.tmp-*"))
+    final = json.load(open(ck / "run-final.json"))["parts"]      # linked, not written twice
+    last = json.load(open(ck / "run-epoch-s2-e0001.json"))["parts"]
+    assert final.keys() == last.keys() and "student" in final
+    assert all(os.path.samefile(ck / final[k], ck / last[k]) for k in final)
     from mxnet import gluon
     net = gluon.SymbolBlock.imports(str(ck / "run-final-student-symbol.json"), ["data"],
                                     str(ck / "run-final-student-0000.params"))

@@ -5,6 +5,7 @@ Checks what a user relies on for a week-long run: both stages log in the publish
 incomplete checkpoint, and a NaN that stops the run with exit status 1.
 """
 import glob
+import json
 import os
 import sys
 
@@ -87,6 +88,16 @@ def test_checkpoints_and_exported_student(full_run):
     for tag in ("best", "final", "epoch-s1-e0001", "epoch-s1-e0002", "epoch-s2-e0001"):
         assert os.path.isfile(ck / ("run-%s.json" % tag)), tag
     assert not glob.glob(str(ck / "*.tmp-*"))     # atomic writes leave no temporaries
+    # no step between the last epoch's checkpoint and the final one: one copy on disk
+    final = json.load(open(ck / "run-final.json"))["parts"]
+    last = json.load(open(ck / "run-epoch-s2-e0001.json"))["parts"]
+    assert set(final) == set(last) == {"student", "dnet", "trainer:s1_G", "trainer:s1_D",
+                                       "trainer:s2_SGD"}
+    assert all(os.path.samefile(ck / final[k], ck / last[k]) for k in final)
+    best = json.load(open(ck / "run-best.json"))
+    same = (best["stage"], best["epoch"]) == (2, 1)
+    assert os.path.samefile(ck / "run-best-student-0000.params",
+                            ck / "run-final-student-0000.params") == same
     from mxnet import gluon
     net = gluon.SymbolBlock.imports(str(ck / "run-final-student-symbol.json"), ["data"],
                                     str(ck / "run-final-student-0000.params"))

@@ -5,6 +5,12 @@ A checkpoint is a directory entry ``<prefix>-<tag>``: one ``.params`` file per b
 holds the loop state (epoch, stage, best mAP, args). Every file is written to a temporary name
 and renamed (``os.replace`` is atomic on POSIX), so a crash or SIGKILL mid-save leaves the
 previous checkpoint intact, and a manifest only ever names complete files.
+
+Checkpoints taken with no training step between them (``best``, then the epoch's own checkpoint,
+then ``final``) hold the same weights and optimizer states: the later ones hard-link the earlier
+one's files instead of writing them again (``same_as``), so a run keeps one copy on disk. A link
+is a second name for the same file: deleting (pruning) one name leaves the other intact, and a
+later save replaces a name with a new file rather than writing into the shared one.
 """
 import glob
 import json
@@ -14,7 +20,7 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "prune_checkpoints",
-           "latest_checkpoint"]
+           "latest_checkpoint", "link_atomic", "deployable_exporter"]
 
 
 class CheckpointError(RuntimeError):
@@ -27,7 +33,27 @@ def _atomic(path, write):
     os.replace(tmp, path)
 
 
-def save_checkpoint(prefix, tag, blocks, trainers, state):
+def link_atomic(src, path):
+    """Make ``path`` a hard link to ``src`` (replacing ``path`` atomically); returns False,
+    having changed nothing, where ``src`` is missing or the file system has no hard links."""
+    tmp = path + ".tmp-%d" % os.getpid()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        return False
+    os.replace(tmp, path)
+    return True
+
+
+def _parts_of(manifest_path):
+    try:
+        with open(manifest_path) as f:
+            return json.load(f).get("parts", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def save_checkpoint(prefix, tag, blocks, trainers, state, same_as=None):
     """Write a checkpoint ``<prefix>-<tag>.json`` and its parts.
 
     Parameters
@@ -42,6 +68,10 @@ def save_checkpoint(prefix, tag, blocks, trainers, state):
         Saved with ``save_states`` (optimizer state, update counts, lr scheduler).
     state : dict
         JSON-serialisable loop state.
+    same_as : str or None
+        Manifest of a checkpoint holding exactly these weights and trainer states (no step
+        since): its part files are hard-linked instead of written again (written where linking
+        fails).
 
     Returns
     -------
@@ -50,14 +80,17 @@ def save_checkpoint(prefix, tag, blocks, trainers, state):
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     base = "%s-%s" % (prefix, tag)
     parts = {}
+    old = _parts_of(same_as) if same_as else {}
+    old_dir = os.path.dirname(os.path.abspath(same_as)) if same_as else ""
+
+    def put(part, path, write):
+        if not (part in old and link_atomic(os.path.join(old_dir, old[part]), path)):
+            _atomic(path, write)
+        parts[part] = os.path.basename(path)
     for name, block in blocks.items():
-        path = "%s.%s.params" % (base, name)
-        _atomic(path, block.save_parameters)
-        parts[name] = os.path.basename(path)
+        put(name, "%s.%s.params" % (base, name), block.save_parameters)
     for name, trainer in trainers.items():
-        path = "%s.%s.states" % (base, name)
-        _atomic(path, trainer.save_states)
-        parts["trainer:" + name] = os.path.basename(path)
+        put("trainer:" + name, "%s.%s.states" % (base, name), trainer.save_states)
     manifest = dict(state, parts=parts, tag=tag)
     path = base + ".json"
 
@@ -104,11 +137,7 @@ def load_checkpoint(manifest_path, blocks, trainers, ctx):
 
 def _files_of(manifest_path):
     folder = os.path.dirname(os.path.abspath(manifest_path))
-    try:
-        with open(manifest_path) as f:
-            parts = json.load(f).get("parts", {})
-    except (OSError, ValueError):
-        parts = {}
+    parts = _parts_of(manifest_path)
     return [manifest_path] + [os.path.join(folder, p) for p in parts.values()]
 
 
@@ -125,3 +154,29 @@ def latest_checkpoint(prefix):
     """The newest epoch checkpoint manifest of a run, or None (tags sort by stage, epoch)."""
     manifests = sorted(glob.glob("%s-epoch*.json" % prefix))
     return manifests[-1] if manifests else None
+
+
+_EXPORTED = ("-symbol.json", "-0000.params")
+
+
+def deployable_exporter(write, prefix, what):
+    """The ``export(tag, same_as=None)`` callable of :class:`~gankd_gluon.engine.loop.Run`.
+
+    ``write(p)`` exports the deployable model as ``p-symbol.json`` + ``p-0000.params``
+    (``HybridBlock.export``). ``export(tag)`` writes ``<prefix>-<tag>-<what>`` through a
+    temporary prefix and renames both files, so a crash never leaves half an export;
+    ``export(tag, same_as=t)`` hard-links the files of the export ``t`` of the same weights.
+    Returns the exported prefix.
+    """
+    def export(tag, same_as=None):
+        dst = "%s-%s-%s" % (prefix, tag, what)
+        if same_as is not None:
+            src = "%s-%s-%s" % (prefix, same_as, what)
+            if all(link_atomic(src + s, dst + s) for s in _EXPORTED):
+                return dst
+        tmp = "%s.tmp-%d" % (dst, os.getpid())
+        write(tmp)
+        for s in _EXPORTED:
+            os.replace(tmp + s, dst + s)
+        return dst
+    return export

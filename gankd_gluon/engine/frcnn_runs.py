@@ -26,6 +26,7 @@ from ..models.ssd import export_detector
 from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
                           FasterRCNNKD, FasterRCNNStep, frcnn_method_name, parse_frcnn_method,
                           split_sharded)
+from .checkpoint import deployable_exporter
 from .loop import Run, Stage, seed_everything
 from .methods import add_method_args
 from .args import add_critic_args, add_run_args
@@ -274,12 +275,12 @@ def _student(args, backbone, classes, ctx, per_device):
 
 
 def _exporter(net, prefix, args, ctx, what):
-    def export(tag):
+    def write(path_prefix):
         with warnings.catch_warnings():       # see evaluate_frcnn: hook and unused constants
             warnings.simplefilter("ignore", UserWarning)
-            export_detector(net, "%s-%s-%s" % (prefix, tag, what), args.short, ctx[0])
+            export_detector(net, path_prefix, args.short, ctx[0])
         net._gankd_hybrid = None                  # pylint: disable=protected-access
-    return export
+    return deployable_exporter(write, prefix, what)
 
 
 def _sgd(net, args):

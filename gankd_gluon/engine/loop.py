@@ -126,8 +126,9 @@ class Run:
         ``reduce(name, value)`` -> the value summed over distributed workers, applied to the
         logged losses at log intervals only (each worker holds its share of the global loss).
     export : callable or None
-        ``export(tag)`` after the ``best`` and ``final`` checkpoints: writes the deployable
-        model (symbol + params) beside them.
+        ``export(tag, same_as=None)`` after the ``best`` and ``final`` checkpoints: writes the
+        deployable model (symbol + params) beside them; ``same_as`` names an earlier export of
+        the same weights, whose files it may link (``checkpoint.deployable_exporter``).
     """
 
     def __init__(self, args, logger, train_loader, ctx, blocks, validate, prefix, keep_last=3,
@@ -151,6 +152,10 @@ class Run:
         self.watchdog = watchdog
         self.reduce = reduce
         self.best_map = float("nan")
+        # the checkpoint manifest / export tag written since the last training step, if any:
+        # a save with nothing trained since links that one's files (checkpoint.py)
+        self._unchanged = None
+        self._unchanged_export = None
 
     # ------------------------------------------------------------------ checkpoints
     def _all_trainers(self, stages):
@@ -168,7 +173,14 @@ class Run:
         state = {"stage": stage, "epoch": epoch, "epoch_completed": completed,
                  "best_map": None if math.isnan(self.best_map) else self.best_map,
                  "args": vars(self.args)}
-        return save_checkpoint(self.prefix, tag, self.blocks, self._all_trainers(stages), state)
+        path = save_checkpoint(self.prefix, tag, self.blocks, self._all_trainers(stages), state,
+                               same_as=self._unchanged)
+        self._unchanged = path
+        return path
+
+    def _export(self, tag):
+        self.export(tag, same_as=self._unchanged_export)
+        self._unchanged_export = tag
 
     def _resume(self, stages):
         path = self.args.resume
@@ -219,7 +231,7 @@ class Run:
                         return self.best_map
             self._save(stages, "final", stages[-1].number, stages[-1].epochs, True)
             if self.export is not None and self.is_root:
-                self.export("final")
+                self._export("final")
         finally:
             stop.restore()
             if self.watchdog is not None:
@@ -231,6 +243,7 @@ class Run:
         args = self.args
         shown = epoch + st.epoch_offset      # the epoch number the log lines print
         seed_everything(args.seed + 1000 * st.number + epoch)
+        self._unchanged = self._unchanged_export = None       # this epoch trains
         for name, lr in st.lrs(epoch).items():
             st.trainers[name].set_learning_rate(lr)
         if self.before_epoch is not None:
@@ -287,7 +300,7 @@ class Run:
                 if self.log_style == "frcnn":
                     self.logger.info(format_frcnn_best(shown, mean_ap, previous, path))
                 if self.export is not None:
-                    self.export("best")
+                    self._export("best")
             if self.log_style == "ssd":
                 self.logger.info(format_best_map(self.best_map))
         if epoch % args.save_interval == 0 or last:

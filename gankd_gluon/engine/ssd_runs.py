@@ -19,6 +19,7 @@ from ..models.critics import DNet
 from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
 from .args import add_critic_args, add_run_args
+from .checkpoint import deployable_exporter
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
                           sync_trainers)
 from .loop import Run, Stage, seed_everything, step_lr
@@ -297,8 +298,9 @@ def run_gankd(args):
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize,
-              export=lambda tag: export_detector(student, "%s-%s-student" % (prefix, tag),
-                                                 args.data_shape, ctx[0]),
+              export=deployable_exporter(
+                  lambda p: export_detector(student, p, args.data_shape, ctx[0]), prefix,
+                  "student"),
               is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
     return run.fit(stages)
 
@@ -342,7 +344,7 @@ def run_plain(args):
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize, val_title="Validation",
-              export=lambda tag: export_detector(net, "%s-%s-net" % (prefix, tag),
-                                                 args.data_shape, ctx[0]),
+              export=deployable_exporter(
+                  lambda p: export_detector(net, p, args.data_shape, ctx[0]), prefix, "net"),
               is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
     return run.fit([stage])

@@ -97,8 +97,10 @@ SMOKE = {
     # two CPU contexts stand in for the two GPUs: the batch is split the same way
     "cpu_devices": 2,
 }
+# --keep-last 1: the newest epoch checkpoint is all a resume needs; 24 rows of full-size nets
+# otherwise keep GBs of older ones on the test machine's disk
 SMOKE_OVERRIDES = [("--num-workers", "0"), ("--augment", "flip"), ("--pretrained-base", "none"),
-                   ("--log-interval", "1"), ("--lr-decay-epoch", "")]
+                   ("--log-interval", "1"), ("--lr-decay-epoch", ""), ("--keep-last", "1")]
 
 # Faster R-CNN (Table 3). Distillation: the published log's Namespace (DESIGN.md sec. 3), which
 # train_faster_rcnn_gan_kd.py takes as its defaults; epochs count from 0 over both stages (0..26
@@ -136,7 +138,8 @@ FRCNN_SMOKE_SIZES = [
     ("--rpn-test-pre-nms", "128"), ("--rpn-test-post-nms", "8")]
 FRCNN_SMOKE_OVERRIDES = [
     ("--epochs", "1"), ("--batch-size", "2"), ("--num-workers", "0"),
-    ("--pretrained-base", "none"), ("--log-interval", "1"), ("--lr-decay-epoch", "")]
+    ("--pretrained-base", "none"), ("--log-interval", "1"), ("--lr-decay-epoch", ""),
+    ("--keep-last", "1")]
 FRCNN_SMOKE_DISTILL = [("--gan-epochs", "0"), ("--epochs", "2"), ("--train-D-eopch", "0"),
                        ("--lr-decay-gan-epoch", ""), ("--critic-channels", "16")]
 
