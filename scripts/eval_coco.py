@@ -6,15 +6,36 @@ AP@[.5:.95] as GluonCV's ``COCODetectionMetric`` prints it. Boxes are rescaled t
 images and written as GluonCV does (``gankd_gluon/eval/coco.py`` says why GluonCV's metric class
 itself is not used).
 
+Images reach the network as in ``eval_voc.py``, chosen from the network
+(``gankd_gluon/eval/inputs.py``):
+
+- SSD (``ssd_*`` zoo names, exports with GluonCV's SSD anchor generators, and any network the
+  flags cannot tell): every image resized to a square ``--data-shape`` (default 512),
+  ``--batch-size`` images per batch;
+- Faster R-CNN (``faster_rcnn_*`` zoo names, exports with RoI pooling/RoIAlign, the
+  ``--checkpoint`` of ``train_faster_rcnn.py`` / ``train_faster_rcnn_gan_kd.py``): GluonCV's
+  ``FasterRCNNDefaultValTransform``, short side ``--short`` and long side at most ``--max-size``
+  (default 600 and 1000, or a checkpoint's own; GluonCV's ``*_coco`` presets use 800 and 1333),
+  one image per device. ``--data-shape`` with a Faster R-CNN, or ``--short``/``--max-size``
+  with an SSD, is an error.
+
 Examples::
 
     python scripts/eval_coco.py --network ssd_512_mobilenet1.0_coco --params ssd.params --gpus 0
     python scripts/eval_coco.py --dataset synthetic_coco --dataset-root DIR --symbol out/student \\
         --data-shape 256 --save-detections dets.json --out ap.json
+    # a Faster R-CNN: a zoo network (at its preset's sizes), a training checkpoint, its export
+    python scripts/eval_coco.py --network faster_rcnn_resnet50_v1b_coco --params frcnn.params \\
+        --short 800 --max-size 1333
+    python scripts/eval_coco.py --dataset synthetic_coco --dataset-root DIR \\
+        --checkpoint checkpoints/<run>/<run>-best.json
+    python scripts/eval_coco.py --symbol checkpoints/<run>/<run>-best-student --short 600
+    # score a COCO results json without a network
     python scripts/eval_coco.py --dataset synthetic_coco --dataset-root DIR --detections dets.json
 
 Output: one ``classname=AP`` line per class, then ``mAP=``, ``AP50=``, ``AP75=``, ``APs=``,
-``APm=``, ``APl=``; ``--out`` writes the same numbers as JSON.
+``APm=``, ``APl=``; ``--out`` writes the same numbers as JSON, with the resize used
+(``data_shape``, or ``short`` and ``max_size``).
 """
 import argparse
 import contextlib
@@ -25,10 +46,11 @@ import mxnet as mx
 
 from gankd_gluon.data.datasets import (add_dataset_args, dataset_classes, dataset_metric_kind,
                                        get_dataset)
-from gankd_gluon.eval import (add_detector_args, format_ap_lines, get_eval_loader, load_detector,
-                              predict_detections, write_metric_json)
+from gankd_gluon.eval import (add_detector_args, format_ap_lines, load_detector,
+                              write_metric_json)
 from gankd_gluon.eval.coco import (coco_evaluate, coco_image_ids, detections_to_coco,
                                    read_coco_results, write_coco_results)
+from gankd_gluon.eval.inputs import add_input_args, input_mode, predict_dataset
 
 
 def parse_args(argv=None):
@@ -36,22 +58,17 @@ def parse_args(argv=None):
         description="COCO evaluation (pycocotools COCOeval, bbox) of a detector or of a COCO "
                     "results json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataset_args(parser, default="coco")
-    add_detector_args(parser, detections_help="COCO results json ([{image_id, category_id, "
-                                              "bbox: [x, y, w, h], score}, ...]) to score "
-                                              "instead of running a network")
-    parser.add_argument("--data-shape", type=int, default=512,
-                        help="network input size (SSD512 as in the paper)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch")
+    add_detector_args(parser, checkpoint=True,
+                      detections_help="COCO results json ([{image_id, category_id, bbox: "
+                                      "[x, y, w, h], score}, ...]) to score instead of "
+                                      "running a network")
+    add_input_args(parser)
     parser.add_argument("--num-workers", type=int, default=0, help="data loader processes")
     parser.add_argument("--gpus", type=str, default="",
                         help="comma-separated GPU ids, e.g. 0,1; empty: CPU")
     parser.add_argument("--score-thresh", type=float, default=0.05,
                         help="drop network detections below this score (GluonCV "
                              "COCODetectionMetric); a --detections file is scored as it is")
-    parser.add_argument("--nms-thresh", type=float, default=0.45,
-                        help="NMS IoU threshold set on GluonCV SSDs (set_nms), as train_ssd.py")
-    parser.add_argument("--nms-topk", type=int, default=400, help="boxes entering NMS")
-    parser.add_argument("--post-nms", type=int, default=100, help="detections kept per image")
     parser.add_argument("--save-detections", type=str, default=None, metavar="JSON",
                         help="write the detections as a COCO results json")
     parser.add_argument("--out", type=str, default=None, metavar="JSON",
@@ -73,7 +90,9 @@ def main(args):
         raise SystemExit("error: --dataset %s is scored with the VOC metric: use "
                          "scripts/eval_voc.py" % args.dataset)
     if args.detections and args.save_detections:
-        raise SystemExit("error: --save-detections needs a network (--network or --symbol)")
+        raise SystemExit("error: --save-detections needs a network (--network, --symbol or "
+                         "--checkpoint)")
+    mode, sizes = input_mode(args)
     start = time.time()
     ctx = get_context(args.gpus)
     classes = dataset_classes(args.dataset)
@@ -88,10 +107,7 @@ def main(args):
     if net is None:
         results = read_coco_results(args.detections, coco_gt)
     else:
-        loader = get_eval_loader(dataset, args.data_shape, args.batch_size, args.num_workers)
-        detections, _ = predict_detections(
-            net, loader, ctx, num_images=len(dataset), progress=not args.no_progress,
-            nms_thresh=args.nms_thresh, nms_topk=args.nms_topk, post_nms=args.post_nms)
+        detections, _ = predict_dataset(net, dataset, ctx, mode, sizes, args)
         results = detections_to_coco(detections, coco_image_ids(dataset),
                                      dataset.contiguous_id_to_json, args.score_thresh)
         if args.save_detections:
@@ -103,12 +119,12 @@ def main(args):
     print(format_ap_lines(names, values))
     sys.stdout.flush()
     if args.out:
-        source = {k: getattr(args, k) for k in ("network", "params", "symbol", "detections")
-                  if getattr(args, k)}
+        source = {k: getattr(args, k) for k in ("network", "params", "symbol", "checkpoint",
+                                                "detections") if getattr(args, k)}
         write_metric_json(args.out, names, values, metric="coco", dataset=args.dataset,
                           dataset_root=args.dataset_root, split="test", num_images=len(dataset),
-                          data_shape=None if net is None else args.data_shape,
-                          score_thresh=args.score_thresh, source=source)
+                          score_thresh=args.score_thresh, source=source,
+                          **dict({"data_shape": None}, **sizes))
     print("evaluated %d images in %.1f s" % (len(dataset), time.time() - start), file=sys.stderr)
     return names, values
 

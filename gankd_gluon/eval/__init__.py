@@ -7,6 +7,8 @@
 - :mod:`.frcnn` -- a Faster R-CNN over short-side-resized images, scored as in :mod:`.voc`;
 - :mod:`.detector` -- ``load_detector(args, ctx)``: model zoo, exported symbol, Faster R-CNN
   checkpoint, or none; ``detector_kind(args)``: Faster R-CNN or SSD;
+- :mod:`.inputs` -- how images reach the network of ``eval_voc.py`` / ``eval_coco.py``: SSD's
+  square resize or Faster R-CNN's short-side resize, from ``detector_kind``;
 - :mod:`.coco` -- COCO AP through pycocotools' COCOeval.
 """
 from .results import DetectionSet, GroundTruth, dataset_ground_truth, dataset_image_ids

@@ -1,4 +1,4 @@
-"""VOC evaluation of a Faster R-CNN (paper Table 3), through the same scoring as SSD's.
+"""Evaluation of a Faster R-CNN (paper Table 3), through the same scoring as SSD's.
 
 :func:`~gankd_gluon.eval.voc.get_eval_loader` resizes every image to one square size, as SSD
 does. Faster R-CNN keeps the aspect ratio instead: GluonCV's ``FasterRCNNDefaultValTransform``
@@ -7,8 +7,10 @@ and are run one at a time (GluonCV's ``validate`` batches with ``Append`` and gi
 device one image). Scoring is the project's: detections are clipped to the input image,
 rescaled per axis to the original image and scored against the dataset's unresized labels
 with GluonCV's VOC07 metric (:func:`~gankd_gluon.eval.voc.score_detections`, devkit tie
-order). GluonCV's ``validate`` rescales both axes by the height ratio instead; the two differ
-only by the rounding of the resized width (below one input pixel).
+order) or, in ``eval_coco.py``, written as COCO results and scored with COCOeval
+(:func:`predict_frcnn_dataset` gives the detections to both). GluonCV's ``validate``
+rescales both axes by the height ratio instead; the two differ only by the rounding of the
+resized width (below one input pixel).
 """
 import warnings
 
@@ -19,7 +21,7 @@ from .results import dataset_image_ids
 from .voc import DetectionCollector, _check_outputs, _progress, score_detections
 
 __all__ = ["FasterRCNNEvalTransform", "get_frcnn_eval_loader", "predict_frcnn",
-           "evaluate_frcnn"]
+           "predict_frcnn_dataset", "evaluate_frcnn"]
 
 
 class FasterRCNNEvalTransform(object):
@@ -116,28 +118,31 @@ def predict_frcnn(net, loader, ctx_list, image_ids=None, progress=True):
     return collected.result(image_ids)
 
 
-def evaluate_frcnn(net, dataset, ctx_list, class_names, short=600, max_size=1000,
-                   metric="voc07", num_workers=0, progress=True, collect=None):
-    """VOC AP of a Faster R-CNN on a dataset (paper Table 3: VOC07 11-point, IoU 0.5).
+def predict_frcnn_dataset(net, dataset, ctx_list, short=600, max_size=1000, num_workers=0,
+                          progress=True):
+    """Detections of a Faster R-CNN on every image of a dataset, in original-image pixels.
+
+    What :func:`evaluate_frcnn` scores with the VOC metric and ``eval_coco.py`` with COCOeval.
 
     Parameters
     ----------
-    net : FasterRCNN
-        Traced again for inference here (a hybridized GluonCV detector first run in training
-        mode keeps returning training outputs, GLUONCV_FACTS sec. 10).
+    net : FasterRCNN or SymbolBlock
+        A GluonCV Faster R-CNN is traced again for inference here (a hybridized GluonCV
+        detector first run in training mode keeps returning training outputs, GLUONCV_FACTS
+        sec. 10).
     dataset : detection dataset (untransformed), e.g. ``get_dataset(name, root, 'test')``
     ctx_list : list of Context
-    class_names : sequence of str
     short, max_size : int
-    metric : {'voc07', 'area'}
+        :class:`FasterRCNNEvalTransform`'s.
     num_workers : int
     progress : bool
-    collect : dict or None
-        Filled with ``'detections'`` and ``'ground_truth'``.
 
     Returns
     -------
-    names : list of str (classes + 'mAP'); values : list of float
+    detections : DetectionSet
+        ``image_index`` is the dataset index; ``image_ids`` the dataset's
+        (:func:`~gankd_gluon.eval.results.dataset_image_ids`).
+    ground_truth : GroundTruth
     """
     loader = get_frcnn_eval_loader(dataset, short, max_size, num_workers)
     try:
@@ -151,7 +156,28 @@ def evaluate_frcnn(net, dataset, ctx_list, class_names, short=600, max_size=1000
         if isinstance(net, gluon.HybridBlock) and not isinstance(net, gluon.SymbolBlock):
             net.hybridize()
             net._gankd_hybrid = None  # pylint: disable=protected-access; next step re-traces
-        detections, ground_truth = predict_frcnn(net, loader, ctx_list, image_ids, progress)
+        return predict_frcnn(net, loader, ctx_list, image_ids, progress)
+
+
+def evaluate_frcnn(net, dataset, ctx_list, class_names, short=600, max_size=1000,
+                   metric="voc07", num_workers=0, progress=True, collect=None):
+    """VOC AP of a Faster R-CNN on a dataset (paper Table 3: VOC07 11-point, IoU 0.5).
+
+    Parameters
+    ----------
+    net, dataset, ctx_list, short, max_size, num_workers, progress
+        As :func:`predict_frcnn_dataset`.
+    class_names : sequence of str
+    metric : {'voc07', 'area'}
+    collect : dict or None
+        Filled with ``'detections'`` and ``'ground_truth'``.
+
+    Returns
+    -------
+    names : list of str (classes + 'mAP'); values : list of float
+    """
+    detections, ground_truth = predict_frcnn_dataset(net, dataset, ctx_list, short, max_size,
+                                                     num_workers, progress)
     if collect is not None:
         collect["detections"], collect["ground_truth"] = detections, ground_truth
     return score_detections(detections, ground_truth, class_names, metric)

@@ -1,0 +1,170 @@
+"""How images reach an evaluated network, chosen from the network (eval_voc.py, eval_coco.py).
+
+- SSD (``ssd_*`` zoo names, exports with GluonCV's SSD anchor generators, and any network the
+  flags cannot tell): every image resized to a square ``--data-shape`` (default 512, SSD512 as
+  in the paper), ``--batch-size`` images per batch (:func:`~gankd_gluon.eval.voc.get_eval_loader`),
+  NMS set to ``--nms-*`` (default: ``validate`` in GluonCV's ``train_ssd.py``);
+- Faster R-CNN (:func:`~gankd_gluon.eval.detector.detector_kind`: ``faster_rcnn_*`` zoo names,
+  exports with RoI pooling/RoIAlign, ``--checkpoint`` manifests): GluonCV's
+  ``FasterRCNNDefaultValTransform``, short side ``--short``, long side at most ``--max-size``
+  (default a checkpoint's own sizes, else GluonCV's 600/1000), one image per device
+  (:mod:`~gankd_gluon.eval.frcnn`); the network keeps its own NMS unless ``--nms-*`` is given.
+
+:func:`add_input_args` adds the flags, :func:`input_mode` picks the mode and sizes (a flag of the
+other kind is one ``error:`` line, before any file is read), :func:`predict_dataset` runs the
+network and returns its detections in original-image pixels, which each script scores its own
+way (GluonCV's VOC metric, or COCOeval).
+"""
+import sys
+
+from ..models.faster_rcnn import ZOO_SETTINGS
+from .detector import FASTER_RCNN, SSD, detector_kind, read_checkpoint_manifest
+
+__all__ = ["SSD_DATA_SHAPE", "FRCNN_SHORT", "FRCNN_MAX_SIZE", "SSD_NMS", "add_input_args",
+           "input_mode", "set_frcnn_nms", "predict_dataset"]
+
+#: SSD input side when --data-shape is not given: SSD512, the paper's
+SSD_DATA_SHAPE = 512
+#: Faster R-CNN input when --short/--max-size are not given: GluonCV's
+#: FasterRCNNDefaultValTransform(short=600, max_size=1000) (data/transforms/presets/rcnn.py),
+#: the faster_rcnn_*_voc presets' short=600, max_size=1000 (predefined_models.py; the *_coco
+#: presets use 800/1333: pass them for a zoo COCO Faster R-CNN)
+FRCNN_SHORT, FRCNN_MAX_SIZE = ZOO_SETTINGS["short"], ZOO_SETTINGS["max_size"]
+#: SSD NMS when --nms-* are not given: validate() in GluonCV's train_ssd.py,
+#: net.set_nms(nms_thresh=0.45, nms_topk=400), and SSD's post_nms=100
+SSD_NMS = {"nms_thresh": 0.45, "nms_topk": 400, "post_nms": 100}
+
+
+def add_input_args(parser):
+    """Add ``--data-shape``, ``--short``, ``--max-size``, ``--batch-size`` and ``--nms-*``.
+
+    All default to None; :func:`input_mode` and :func:`predict_dataset` fill in the defaults of
+    the network's kind.
+    """
+    parser.add_argument("--data-shape", type=int, default=None,
+                        help="SSD: square network input size (default %d, SSD512 as in the "
+                             "paper); not for a Faster R-CNN" % SSD_DATA_SHAPE)
+    parser.add_argument("--short", type=int, default=None,
+                        help="Faster R-CNN: input short side (default: a --checkpoint's own, "
+                             "else %d, GluonCV's); not for an SSD" % FRCNN_SHORT)
+    parser.add_argument("--max-size", type=int, default=None,
+                        help="Faster R-CNN: input long-side cap (default: a --checkpoint's own, "
+                             "else %d, GluonCV's); not for an SSD" % FRCNN_MAX_SIZE)
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="SSD: images per batch (a Faster R-CNN runs one image per device, "
+                             "as GluonCV)")
+    parser.add_argument("--nms-thresh", type=float, default=None,
+                        help="NMS IoU threshold set with set_nms: SSD default %.2f as "
+                             "train_ssd.py; a Faster R-CNN keeps its own (presets: 0.3) unless "
+                             "given" % SSD_NMS["nms_thresh"])
+    parser.add_argument("--nms-topk", type=int, default=None,
+                        help="boxes entering NMS (SSD default %d)" % SSD_NMS["nms_topk"])
+    parser.add_argument("--post-nms", type=int, default=None,
+                        help="detections kept per image (SSD default %d)" % SSD_NMS["post_nms"])
+
+
+def _source(args):
+    """The network as the command line names it, for messages."""
+    for flag in ("network", "symbol", "checkpoint"):
+        if getattr(args, flag, None):
+            return "--%s %s" % (flag, getattr(args, flag))
+    return "the network"
+
+
+def input_mode(args):
+    """How images reach the network: SSD's square resize or Faster R-CNN's short-side resize.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The detector flags (:func:`~gankd_gluon.eval.detector.add_detector_args`) and
+        :func:`add_input_args`'s.
+
+    Returns
+    -------
+    ('ssd', {'data_shape': S}) or ('faster_rcnn', {'short': S, 'max_size': M})
+        ``(None, {})`` for ``--detections`` (no network).
+
+    Raises
+    ------
+    SystemExit
+        ``--data-shape`` for a Faster R-CNN, ``--short``/``--max-size`` for an SSD, or both
+        kinds of flag for a network the flags cannot tell.
+    """
+    if getattr(args, "detections", None):
+        return None, {}
+    kind = detector_kind(args)
+    frcnn_flags = [f for f, v in (("--short", args.short), ("--max-size", args.max_size))
+                   if v is not None]
+    # a checkpoint was validated at its run's sizes: by default the same sizes, the same numbers
+    run = {}
+    if kind == FASTER_RCNN and getattr(args, "checkpoint", None):
+        run = read_checkpoint_manifest(args.checkpoint)["args"]
+    short, max_size = run.get("short", FRCNN_SHORT), run.get("max_size", FRCNN_MAX_SIZE)
+    if kind == FASTER_RCNN and args.data_shape is not None:
+        raise SystemExit("error: --data-shape is for SSD's square resize; %s is a Faster R-CNN, "
+                         "resized by its short side: use --short/--max-size (default %d/%d, %s)"
+                         % (_source(args), short, max_size, "the run's" if run else "GluonCV's"))
+    if kind == SSD and frcnn_flags:
+        raise SystemExit("error: %s is for Faster R-CNN's short-side resize; %s is an SSD, "
+                         "resized to a square: use --data-shape (default %d)"
+                         % ("/".join(frcnn_flags), _source(args), SSD_DATA_SHAPE))
+    if frcnn_flags and args.data_shape is not None:
+        raise SystemExit("error: --data-shape (square resize) and %s (short-side resize) "
+                         "exclude each other" % "/".join(frcnn_flags))
+    if kind == FASTER_RCNN or (kind is None and frcnn_flags):
+        return FASTER_RCNN, {"short": short if args.short is None else args.short,
+                             "max_size": max_size if args.max_size is None else args.max_size}
+    return SSD, {"data_shape": args.data_shape or SSD_DATA_SHAPE}
+
+
+def set_frcnn_nms(net, args):
+    """Apply the --nms-* flags given to a Faster R-CNN; without them it keeps its own NMS (the
+    presets' 0.3 / 400 / 100, which GluonCV's train_faster_rcnn.py validates with)."""
+    given = {k: getattr(args, k) for k in SSD_NMS if getattr(args, k) is not None}
+    if not given:
+        return
+    if not hasattr(net, "set_nms"):
+        raise SystemExit("error: --%s: the NMS of an exported network is fixed in its symbol"
+                         % sorted(given)[0].replace("_", "-"))
+    settings = {k: getattr(net, k) for k in SSD_NMS}
+    settings.update(given)
+    net.set_nms(force_nms=net.force_nms, **settings)
+
+
+def predict_dataset(net, dataset, ctx_list, mode, sizes, args):
+    """Run the network over every image of a dataset the way its kind is fed.
+
+    Parameters
+    ----------
+    net : gluon.Block
+        A detector in inference form (``load_detector``).
+    dataset : GluonCV detection dataset (untransformed), in its index order
+    ctx_list : list of mx.Context
+    mode, sizes
+        :func:`input_mode`'s result.
+    args : argparse.Namespace
+        ``batch_size``, ``num_workers``, ``no_progress`` and the ``--nms-*`` flags.
+
+    Returns
+    -------
+    detections : DetectionSet
+        Boxes clipped to the network input and rescaled per axis to original-image pixels;
+        ``image_index`` is the dataset index.
+    ground_truth : GroundTruth
+        The dataset's unresized labels.
+    """
+    from .frcnn import predict_frcnn_dataset
+    from .results import dataset_image_ids
+    from .voc import get_eval_loader, predict_detections
+    progress = not args.no_progress
+    if mode == FASTER_RCNN:
+        set_frcnn_nms(net, args)
+        print("Faster R-CNN: short side %(short)d, long side at most %(max_size)d, one image "
+              "per device" % sizes, file=sys.stderr)
+        return predict_frcnn_dataset(net, dataset, ctx_list, num_workers=args.num_workers,
+                                     progress=progress, **sizes)
+    loader = get_eval_loader(dataset, sizes["data_shape"], args.batch_size, args.num_workers)
+    nms = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in SSD_NMS.items()}
+    return predict_detections(net, loader, ctx_list, image_ids=dataset_image_ids(dataset),
+                              num_images=len(dataset), progress=progress, **nms)
