@@ -28,8 +28,9 @@ def script():
     return module
 
 
-def write_ssd_log(path, final_map=0.78, validate=True):
-    """A short SSD GAN-KD log in our format: stage 1 epochs 1-3, stage 2 epochs 1-2."""
+def write_ssd_log(path, final_map=0.78, validate=True, diagnostics=False):
+    """A short SSD GAN-KD log in our format: stage 1 epochs 1-3, stage 2 epochs 1-2;
+    ``diagnostics``: stage 1 also prints our monitors (cosine_length_loss_metric, W_0..W_5)."""
     lines = [fmt.format_namespace({"batch_size": 32, "epochs": 3, "gpus": "0", "lr": 0.001,
                                    "seed": 233}), fmt.format_start(1)]
     epoch_maps = iter([final_map - 0.05, final_map - 0.02, final_map - 0.01, final_map - 0.005,
@@ -45,6 +46,9 @@ def write_ssd_log(path, final_map=0.78, validate=True):
         metrics = [("Loss_D", -1.0 / epoch), ("Loss_G", 0.5), ("Loss_D_real", 0.2),
                    ("Loss_D_fake", 0.7), ("train_student_ori_net_CrossEntropy", 3.0 / epoch),
                    ("train_student_ori_net_SmoothL1", 1.5 / epoch)]
+        if diagnostics:
+            metrics += [("cosine_length_loss_metric", 0.6 - 0.05 * epoch)]
+            metrics += [("W_%d" % i, (1.0 / epoch) / 6) for i in range(6)]
         for batch in (99, 199):
             lines.append(fmt.format_ssd_batch(epoch, batch, 20.0 + batch / 100.0, metrics))
         lines.append(fmt.format_ssd_epoch(epoch, 123456.0, metrics))
@@ -219,3 +223,35 @@ def test_helpers_on_published_logs(published_ssd_log, published_frcnn_log):
     assert "| 45 | 159 | 0-26, 27-37 | 456 | 38 | 0.73602 | 0.73838 at epoch 35 (stage 2) | " \
         "0.73838 |" in summary
     assert "| 1-39 | 1-77 | header only" in summary
+
+
+def test_cosine_length_and_critic_separation_are_drawn_and_reported(script, published_ssd_log,
+                                                                   tmp_path):
+    """Our cosine_length_loss_metric is drawn beside the published curve and tabled with it;
+    our W_i get one panel; the report says what the metric is (our reading of an undefined
+    column). A log without it still gets the published curve alone."""
+    from gankd_gluon.logs.report import loss_panels
+    ours = write_ssd_log(tmp_path / "ours.log", diagnostics=True)
+    out = tmp_path / "cmp"
+    assert run_main(script, [published_ssd_log, ours, "--out", str(out)]) == EXIT_OK
+    report = (out / "report.md").read_text()
+    assert "`cosine_length_loss_metric` (published, ours)" in report
+    assert "per-critic separation `W_i` (ours)" in report
+    assert "its authors never defined it" in report
+    # epoch-end values side by side: ours' epoch 3 line prints 0.450
+    assert "`cosine_length_loss_metric` |" in report and " / 0.450 |" in report
+    assert (out / "losses.png").stat().st_size > 10000
+    published, mine = parse_log(published_ssd_log).run(2), parse_log(ours).run(1)
+    panels = dict(loss_panels(published, mine, ("published", "ours")))
+    assert panels["cosine_length_loss_metric"] == [
+        ("published", 0, "cosine_length_loss_metric"), ("ours", 1, "cosine_length_loss_metric")]
+    (w_title, w_series), = [(t, v) for t, v in panels.items() if t.startswith("W_i")]
+    assert [name for _, _, name in w_series] == ["W_%d" % i for i in range(6)]
+    assert {k for _, k, _ in w_series} == {1}
+    assert not any(t.startswith("W_") and not t.startswith("W_i") for t in panels)
+
+    # an older log of ours without the monitors: the published curve alone, no W_i panel
+    old = parse_log(write_ssd_log(tmp_path / "old.log")).run(1)
+    panels = dict(loss_panels(published, old, ("published", "ours")))
+    assert panels["cosine_length_loss_metric"] == [("published", 0, "cosine_length_loss_metric")]
+    assert not any(t.startswith("W_i") for t in panels)

@@ -215,6 +215,53 @@ def test_two_devices_match_one_device(teacher_file):
         assert all(np.isfinite(v.asnumpy()).all() for v in out2[key])
 
 
+
+def test_two_devices_log_the_monitors_of_one_device(teacher_file):
+    """``cosine_length_loss_metric`` and ``W_i`` as logged (``RunningMean`` of the device
+    shares) equal the one-device values. They depend on the student's maps, which its
+    BatchNorm normalises per device in training mode, so here the student's BatchNorm uses its
+    moving statistics (the forward is still recorded); the critics are normalisation-free."""
+    one = _setup(teacher_file, [mx.cpu(0)], norm="none")
+    two = _setup(teacher_file, [mx.cpu(0), mx.cpu(1)], norm="none")
+    x, cls_t, box_t = _batch(one[4])
+    outs = []
+    for setup, batch in ((one, ([x], [cls_t], [box_t])),
+                         (two, split_batch((x, cls_t, box_t), [mx.cpu(0), mx.cpu(1)]))):
+        step, features = setup[3], setup[3].student_features
+
+        def moving_stats(data, features=features):
+            with autograd.predict_mode():
+                return features(data)
+        step.student_features = moving_stats
+        outs.append(step(*batch))
+    for key in ["cosine_length_loss_metric"] + ["W_%d" % i for i in range(6)]:
+        logged = []
+        for out in outs:
+            mean = RunningMean(key)
+            mean.update(out[key])
+            logged.append(mean.get()[1])
+        assert len(outs[1][key]) == 2
+        assert logged[1] == pytest.approx(logged[0], rel=1e-4, abs=1e-6), key
+
+def test_gan_step_monitors_cosine_length_and_per_critic_separation(teacher_file):
+    """The step's output holds ``cosine_length_loss_metric`` (student's maps before the
+    update vs the teacher's, recomputed here) and ``W_0..W_5``, which sum to ``-Loss_D``."""
+    from gankd_gluon.engine.diagnostics import cosine_length_metric
+    teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()])
+    x, cls_t, box_t = _batch(anchors)
+    with autograd.train_mode():            # the student's forward runs under record()
+        s_maps = step.student_features(x)
+    t_maps = teacher.features(x)           # the teacher's does not (moving statistics)
+    expected = cosine_length_metric(s_maps, t_maps, x.shape[0]).asscalar()
+    out = step([x], [cls_t], [box_t])
+    assert out["cosine_length_loss_metric"][0].shape == (1,)
+    assert out["cosine_length_loss_metric"][0].asscalar() == pytest.approx(expected, rel=1e-5)
+    assert expected > 0
+    w = [out["W_%d" % i][0].asscalar() for i in range(6)]
+    assert "W_6" not in out
+    assert sum(w) == pytest.approx(-out["Loss_D"][0].asscalar(), rel=1e-4, abs=1e-6)
+
+
 def test_check_finite_names_the_loss():
     check_finite({"a": [mx.nd.ones(3)]}, 1, 1)
     with pytest.raises(FloatingPointError, match=r"epoch 2, batch 5.*SmoothL1=inf"):

@@ -121,6 +121,9 @@ def test_gan_step_trains_student_and_critic_not_teacher(setup):
                 "Loss_G", "Loss_D"):
         assert np.isfinite(sum(v.asscalar() if hasattr(v, "asscalar") else float(v)
                                for v in log[key])), key
+    # the monitors (engine/diagnostics.py): one critic, so W_0 = -Loss_D
+    assert log["W_0"][0].asscalar() == pytest.approx(-log["Loss_D"][0].asscalar(), rel=1e-5)
+    assert log["cosine_length_loss_metric"][0].asscalar() > 0
     for k, v in setup["teacher"].collect_params().items():
         np.testing.assert_array_equal(v.data().asnumpy(), teacher_before[k], err_msg=k)
     for k in frozen:

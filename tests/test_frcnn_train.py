@@ -88,11 +88,18 @@ def test_both_stages_log_in_the_published_format(full_run, published_frcnn_log, 
     # counted from 0 through both stages, the switch after GAN_epochs as published
     assert [e.epoch for e in run.epochs] == [0, 1, 2]
     assert run.segments[1].first_epoch == run.settings["GAN_epochs"] + 1
-    assert list(run.batches[0].metrics) == PUBLISHED_COLUMNS
+    # the published columns, then our monitors (engine/diagnostics.py), in stage 1 only
+    monitors = ["cosine_length_loss_metric", "W_0"]
+    assert list(run.batches[0].metrics) == PUBLISHED_COLUMNS + monitors
     first, last = run.epochs[0].metrics, run.epochs[-1].metrics
     assert list(first) == ["RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1",
-                           "Loss_G", "Loss_D"]                  # the published epoch line
+                           "Loss_G", "Loss_D"] + monitors       # the published epoch line + ours
+    assert list(last) == ["RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1",
+                          "Loss_G", "Loss_D"]                   # stage 2: as published
     assert np.isfinite(first["Loss_D"]) and np.isnan(last["Loss_D"])
+    # one critic: W_0 = -Loss_D (each rounded to 3 decimals in the log)
+    assert first["W_0"] == pytest.approx(-first["Loss_D"], abs=1.5e-3)
+    assert first["cosine_length_loss_metric"] > 0
     assert np.isfinite(last["RCNN_CrossEntropy"])
     assert [v.epoch for v in run.validations] == [0, 1, 2]
     assert all(len(v.aps) == 5 and v.title == "Validation" for v in run.validations)
@@ -180,6 +187,7 @@ def test_chen_trains_and_logs_its_terms(workdir):
     for name in ("KD_soft", "KD_L2B", "KD_hint"):
         assert np.isfinite(metrics[name]) and metrics[name] >= 0, name
     assert np.isnan(metrics["Loss_D"])                        # no critic: "not computed"
+    assert np.isnan(metrics["W_0"]) and np.isfinite(metrics["cosine_length_loss_metric"])
 
 
 def test_plain_training_script(workdir):

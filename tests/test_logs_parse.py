@@ -259,3 +259,67 @@ def test_empty_and_unknown_lines():
     assert parsed.runs == [] and parsed.unreadable_count == 1 and parsed.kind == "unknown"
     with pytest.raises(IndexError, match="has 0 run"):
         parsed.run(-1)
+
+
+# -- our stage-1 monitors (engine/diagnostics.py) ----------------------------------------------
+def _stage1_metrics(cosine, w):
+    return ([("Loss_D", -sum(w)), ("Loss_G", 0.5), ("Loss_D_real", 0.25),
+             ("Loss_D_fake", 0.25 + sum(w)), ("train_student_ori_net_CrossEntropy", 3.0),
+             ("train_student_ori_net_SmoothL1", 1.5), ("cosine_length_loss_metric", cosine)]
+            + [("W_%d" % i, v) for i, v in enumerate(w)])
+
+
+def test_stage1_lines_with_monitors_parse_beside_stage2_lines_without():
+    """Stage 1 prints cosine_length_loss_metric and W_0..W_5 after the published columns (as
+    the published log prints its cosine column after SmoothL1), on batch and epoch lines;
+    stage 2 does not print them. 0 unreadable lines, stages found, not a divergence."""
+    w = [0.125, -0.25, 0.5, 0.0, 0.0625, 0.25]
+    stage1 = _stage1_metrics(0.643, w)
+    stage2 = [("Loss_D", NAN), ("Loss_G", NAN), ("Loss_D_real", NAN), ("Loss_D_fake", NAN),
+              ("train_student_ori_net_CrossEntropy", 1.0), ("train_student_ori_net_SmoothL1", 0.5)]
+    lines = [fmt.format_namespace({"method": "gan"}), fmt.format_start(1),
+             fmt.format_ssd_batch(1, 0, 3.5, stage1), fmt.format_ssd_epoch(1, 3.5, stage1),
+             fmt.format_start(1),
+             fmt.format_ssd_batch(1, 0, 5.0, stage2), fmt.format_ssd_epoch(1, 5.0, stage2)]
+    assert lines[2].endswith("train_student_ori_net_SmoothL1=1.500. cosine_length_loss_metric="
+                             "0.643. W_0=0.125. W_1=-0.250. W_2=0.500. W_3=0.000. W_4=0.062. "
+                             "W_5=0.250.")
+    parsed = parse_lines(lines)
+    assert parsed.unreadable_count == 0, parsed.describe_unreadable()
+    run = parsed.runs[0]
+    names = [n for n, _ in stage1]
+    assert list(run.batches[0].metrics) == names and list(run.epochs[0].metrics) == names
+    assert run.batches[0].metrics["W_2"] == 0.5
+    assert run.batches[0].metrics["cosine_length_loss_metric"] == 0.643
+    assert [s.stage for s in run.segments] == [1, 2] and run.divergences == []
+    assert run.segments[1].absent == names[6:]
+
+
+def test_monitors_not_computed_print_nan_and_are_labelled_so():
+    """--method none: no teacher, no critics; the monitor columns print nan throughout."""
+    metrics = [("Loss_D", NAN), ("Loss_G", NAN), ("Loss_D_real", NAN), ("Loss_D_fake", NAN),
+               ("train_student_ori_net_CrossEntropy", 3.0), ("train_student_ori_net_SmoothL1", 1.5),
+               ("cosine_length_loss_metric", NAN)] + [("W_%d" % i, NAN) for i in range(6)]
+    lines = [fmt.format_namespace({"method": "none"}), fmt.format_start(1),
+             fmt.format_ssd_batch(1, 0, 3.5, metrics), fmt.format_ssd_batch(1, 1, 3.5, metrics),
+             fmt.format_ssd_epoch(1, 3.5, metrics)]
+    parsed = parse_lines(lines)
+    assert parsed.unreadable_count == 0
+    seg = parsed.runs[0].segments[0]
+    assert "cosine_length_loss_metric" in seg.not_computed and "W_5" in seg.not_computed
+    assert parsed.runs[0].divergences == []
+
+
+def test_frcnn_stage1_lines_with_monitors(published_frcnn_log):
+    """Faster R-CNN stage 1 appends the same monitors (one critic: W_0) after Loss_D."""
+    metrics = [("RPN_Conf", 0.185), ("RPN_SmoothL1", 0.138), ("RCNN_CrossEntropy", 0.5),
+               ("RCNN_SmoothL1", 0.25), ("RPNAcc", 0.9), ("RPNL1Loss", 0.1), ("RCNNAcc", 0.8),
+               ("RCNNL1Loss", 0.2), ("Loss_G", 0.083), ("Loss_D", -0.149),
+               ("cosine_length_loss_metric", 0.75), ("W_0", 0.149)]
+    line = fmt.format_frcnn_batch(0, 99, 6.217, metrics)
+    assert line.endswith("Loss_G=0.083,Loss_D=-0.149,cosine_length_loss_metric=0.750,W_0=0.149")
+    parsed = parse_lines([fmt.format_namespace({"GAN_epochs": 26}), line,
+                          fmt.format_frcnn_epoch(0, 647.9, metrics)])
+    assert parsed.unreadable_count == 0 and parsed.kind == "frcnn"
+    assert list(parsed.runs[0].batches[0].metrics) == [n for n, _ in metrics]
+    assert parse_log(published_frcnn_log).unreadable_count == 0

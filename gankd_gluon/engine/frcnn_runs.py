@@ -23,6 +23,7 @@ from ..models.critics import DNet
 from ..models.faster_rcnn import (STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter, build_faster_rcnn,
                                   build_teacher, feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
+from .diagnostics import diagnostic_columns
 from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
                           FasterRCNNKD, FasterRCNNStep, frcnn_method_name, parse_frcnn_method,
                           split_sharded)
@@ -379,15 +380,18 @@ def run_frcnn_gankd(args):
                                  d_steps=args.d_steps, objective=objective,
                                  warmup_epochs=args.train_D_eopch, hybridize=hybridize,
                                  epoch_offset=-1)
-        kd_cols = [(c, c) for c in objective.term_names()] if objective else []
+        # after the published columns: the method's terms, then the monitors (nan where not
+        # computed; engine/diagnostics.py), on the batch and the epoch lines
+        extra_cols = [(c, c) for c in objective.term_names()] if objective else []
+        extra_cols += diagnostic_columns(1, need_teacher, dnet is not None)
         bases = {"G": args.lrG, "D": args.lrD} if dnet is not None else {"G": args.lrG}
         stages.append(Stage(1, stage1_epochs, step, trainers,
                             _LoggedSchedule(logger, bases, args.gan_lr_decay,
                                             _steps(args.lr_decay_GAN_epoch), -1, "GAN"),
-                            _columns(dnet is not None) + kd_cols, split=split_sharded,
+                            _columns(dnet is not None) + extra_cols, split=split_sharded,
                             epoch_offset=-1,
                             epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS) +
-                            [c for c, _ in kd_cols]))
+                            [c for c, _ in extra_cols]))
     if args.stage in ("2", "both"):
         trainer = _sgd(student, args)
         stages.append(Stage(2, stage2_epochs,

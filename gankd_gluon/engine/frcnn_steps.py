@@ -16,8 +16,10 @@ detection terms with their own normalisation. The log columns are those of the p
 (GluonCV's ``train_faster_rcnn.py`` metrics, DESIGN.md sec. 5): ``RPN_Conf``,
 ``RPN_SmoothL1``, ``RCNN_CrossEntropy``, ``RCNN_SmoothL1`` (the four losses, batch means),
 ``RPNAcc``, ``RPNL1Loss``, ``RCNNAcc``, ``RCNNL1Loss`` (GluonCV's metric classes), ``Loss_G``,
-``Loss_D``. One difference in the last four: GluonCV divides epoch sums (sum of correct / sum
-of samples), the loop here averages per-step ratios; they agree when every step has the same
+``Loss_D``; stage 1 appends the distillation terms and the monitors of :mod:`.diagnostics`
+(``cosine_length_loss_metric`` on the stride-16 map, ``W_0`` of the one critic). One
+difference in GluonCV's four metrics: GluonCV divides epoch sums (sum of correct / sum of
+samples), the loop here averages per-step ratios; they agree when every step has the same
 number of samples (the RPN samples 256 anchors and the RCNN ``num_sample`` RoIs per image),
 and the L1 columns can differ slightly.
 
@@ -38,6 +40,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from ..models.faster_rcnn import FeatureTap, rcnn_on_rois, rpn_raw_outputs, set_hybrid
+from .diagnostics import COSINE_LENGTH, cosine_length_metric, separation_columns
 from .guards import check_finite
 from .methods import method_name, parse_method
 from .steps import GANStep
@@ -440,12 +443,18 @@ class FasterRCNNGANStep(GANStep):
                                "forward must run imperatively (set_hybrid 'parts')"
                                % (len(s_maps), len(data)))
 
-        # ---------------- critic step: teacher and student frozen ----------------
         log = {}
+        if self.teacher is not None:                 # monitored, never optimised
+            log[COSINE_LENGTH] = [cosine_length_metric([s], [t], n)
+                                  for s, t in zip(s_maps, t_feats)]
+
+        # ---------------- critic step: teacher and student frozen ----------------
         if self.dnet is not None:
-            _, _, loss_d = self.critic_step([[t] for t in t_feats], [[s] for s in s_maps], n,
-                                            epoch + self.epoch_offset, batch)
+            _, _, loss_d, separation = self.critic_step(
+                [[t] for t in t_feats], [[s] for s in s_maps], n, epoch + self.epoch_offset,
+                batch)
             log["Loss_D"] = loss_d
+            log.update(separation_columns(separation))      # W_0: one critic
 
         # ---------------- student step: critics frozen ----------------
         t_heads = [None] * len(data)

@@ -20,6 +20,7 @@ from ..models.ssd import (build_ssd, build_student, build_teacher, export_detect
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
 from .args import add_critic_args, add_run_args
 from .checkpoint import deployable_exporter
+from .diagnostics import diagnostic_columns
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
                           sync_trainers)
 from .loop import Run, Stage, seed_everything, step_lr
@@ -276,10 +277,12 @@ def run_gankd(args):
                        norm=norm)
         gan_cols = [(c, c if dnet is not None else None) for c in GAN_COLUMNS]
         kd_cols = [(c, c) for c in objective.term_names()] if objective else []
+        # after the published columns: monitors, nan where not computed (engine/diagnostics.py)
+        diag_cols = diagnostic_columns(layout.num_maps, need_teacher, dnet is not None)
         lrs = {"G": args.lrG, "D": args.lrD}
         stages.append(Stage(1, args.gan_epochs, step, trainers,
                             lambda e: {k: lrs[k] for k in trainers},
-                            gan_cols + DET_COLUMNS + kd_cols))
+                            gan_cols + DET_COLUMNS + kd_cols + diag_cols))
     if args.stage in ("2", "both"):
         sgd = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
         trainer = env.trainer(student.collect_params(), "sgd", sgd, "s2_SGD")

@@ -17,6 +17,7 @@ import contextlib
 from mxnet import autograd, gluon
 
 from ..models.critics import clip_weights
+from .diagnostics import COSINE_LENGTH, cosine_length_metric, separation_columns
 from .guards import check_finite
 
 __all__ = ["GANStep", "SSDStep", "split_batch", "Normalizer"]
@@ -153,6 +154,11 @@ class GANStep:
         The teacher's head, run on the teacher's maps when ``objective`` needs P_t or R_t.
     norm : Normalizer or None
         Global batch and positives (several machines); default: this process's.
+
+    ``__call__`` returns a dict of per-device lists: the losses (``Loss_D``, ``Loss_D_real``,
+    ``Loss_D_fake``, ``Loss_G`` with ``dnet``; ``CrossEntropy``, ``SmoothL1``; the method's
+    terms) and two monitors that are never optimised (:mod:`.diagnostics`):
+    ``cosine_length_loss_metric`` when the teacher runs, ``W_0..W_{M-1}`` with ``dnet``.
     """
 
     def __init__(self, teacher_features, student_features, student_head, dnet, trainer_g,
@@ -177,7 +183,10 @@ class GANStep:
         """WGAN critic update on ``L_D = mean D(teacher) - mean D(student)``, then clipping.
 
         The student's maps are detached, the teacher has no graph: only the critics learn.
-        Returns the last step's (D(teacher), D(student), L_D) per device.
+        Returns the last step's (D(teacher), D(student), L_D, separation) per device, each
+        divided by the global batch ``n``; ``separation`` (M,) holds critic i's
+        ``(sum_b D_i(student) - sum_b D_i(teacher)) / n`` (the ``W_i`` log columns,
+        :func:`~.diagnostics.separation_columns`; they sum to ``-L_D``).
         """
         for _ in range(self.d_steps):
             with autograd.record():
@@ -189,7 +198,10 @@ class GANStep:
             check_finite({"Loss_D": loss_d}, epoch, batch)
             self.trainer_d.step(1)
             clip_weights(self.dnet.collect_params(), *self.clamp)
-        return [r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d
+        # the scores were computed before the last update, as Loss_D_real / Loss_D_fake
+        separation = [(f.sum(axis=0) - r.sum(axis=0)) / n for r, f in zip(d_real, d_fake)]
+        return ([r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d,
+                separation)
 
     def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
         n = self.norm.batch(data)                    # global batch: Eq. 1's 1/N
@@ -202,12 +214,16 @@ class GANStep:
                 t_cls, t_box = [o[0] for o in t_out], [o[1] for o in t_out]
         with autograd.record():
             s_maps = [self.student_features(x) for x in data]
+        out = {}
+        if t_maps is not None:                       # monitored, never optimised
+            out[COSINE_LENGTH] = [cosine_length_metric(sm, tm, n)
+                                  for sm, tm in zip(s_maps, t_maps)]
 
         # ---------------- critic step: teacher and student frozen ----------------
-        out = {}
         if self.dnet is not None:
-            out["Loss_D_real"], out["Loss_D_fake"], out["Loss_D"] = self.critic_step(
-                t_maps, s_maps, n, epoch, batch)
+            out["Loss_D_real"], out["Loss_D_fake"], out["Loss_D"], separation = \
+                self.critic_step(t_maps, s_maps, n, epoch, batch)
+            out.update(separation_columns(separation))
 
         # ---------------- student step: critics frozen ----------------
         # The adversarial term back-propagates through the critics to the student's maps; the

@@ -19,7 +19,9 @@ handled on purpose:
   :attr:`Segment.speed_outliers` and left out of :attr:`Segment.median_speed`.
 - **Separators.** ``Loss_D=-13.622. Loss_G=3.784.  Loss_D_real=...`` (SSD) and
   ``RPN_Conf=0.185,RPN_SmoothL1=...`` (Faster R-CNN) are read by one metric tokenizer; unknown
-  metric names are kept.
+  metric names are kept. Our stage-1 lines append monitors after the published columns
+  (``cosine_length_loss_metric``, ``W_0``...; ``gankd_gluon/engine/diagnostics.py``), which
+  stage 2 does not print (:attr:`Segment.absent`).
 - **Validation** is a block: ``[Epoch E] <title>Validation: ``, ``classname=AP`` lines, ``mAP=x``.
 
 Lines that match no known kind are counted in :attr:`ParsedLog.unreadable_count`, with the

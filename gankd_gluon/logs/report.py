@@ -22,7 +22,7 @@ from typing import List, Optional
 from .parse import EpochRecord, parse_log
 
 __all__ = ["CompareResult", "compare_logs", "summarize_log", "settings_diff",
-           "epochs_to_fraction", "epoch_end_values", "plot_losses", "plot_map",
+           "epochs_to_fraction", "epoch_end_values", "loss_panels", "plot_losses", "plot_map",
            "plot_per_class_ap", "EXIT_OK", "EXIT_MAP_DROP", "EXIT_UNREADABLE"]
 
 EXIT_OK = 0
@@ -32,6 +32,18 @@ EXIT_MAP_DROP = 1
 EXIT_UNREADABLE = 2
 
 KIND_NAMES = {"ssd": "SSD", "frcnn": "Faster R-CNN", "unknown": "unknown"}
+#: Monitoring columns compared whenever either run prints them (the published SSD log prints
+#: ``cosine_length_loss_metric``; ours print it and ``W_i``, ``engine/diagnostics.py``).
+DIAGNOSTICS = ("cosine_length_loss_metric",)
+DIAGNOSTICS_NOTE = (
+    "Note on `cosine_length_loss_metric`: the published SSD log prints it on its stage-1 batch "
+    "lines but its authors never defined it, and it is not part of the objective. Ours is our "
+    "reading (gankd_gluon/engine/diagnostics.py): the mean over feature maps and locations of "
+    "`(1 - cos(s, t)) + | |s| - |t| | / |t|` between the student's adapted and the teacher's "
+    "channel vectors, a monitor only. The two curves are meant to measure the same thing, "
+    "not known to be the same quantity. `W_i` (ours only) is critic i's "
+    "`mean D_i(student) - mean D_i(teacher)` in the last critic step; the `W_i` sum to "
+    "`-Loss_D`.")
 _MISSING = object()
 _COLORS = ("tab:blue", "tab:orange")
 
@@ -311,13 +323,62 @@ def _class_names(va, vb):
     return names
 
 
+def _is_separation(name):
+    """``W_0``, ``W_1``, ...: our per-critic separation columns (one panel for all)."""
+    return name.startswith("W_") and name[2:].isdigit()
+
+
 def _shared_metrics(run_a, run_b):
     names_b = set(run_b.metric_names)
     return [n for n in run_a.metric_names if n in names_b]
 
 
+def _compared_metrics(run_a, run_b):
+    """Losses side by side: those both runs print (our ``W_i`` apart), then the monitors
+    either run prints (:data:`DIAGNOSTICS`), in that order."""
+    shared = [n for n in _shared_metrics(run_a, run_b)
+              if n not in DIAGNOSTICS and not _is_separation(n)]
+    either = set(run_a.metric_names) | set(run_b.metric_names)
+    return shared + [n for n in DIAGNOSTICS if n in either]
+
+
+def loss_panels(run_a, run_b, labels):
+    """What ``losses.png`` draws: one panel per compared loss, then one for the ``W_i``.
+
+    Returns
+    -------
+    list of (str, list of (str, int, str))
+        Panel title and its series ``(legend label, run 0 or 1, metric)``. A loss both runs
+        print (and ``cosine_length_loss_metric`` whenever either prints it) has one series per
+        run that prints it; the per-critic separations ``W_0..W_{M-1}`` of each run share one
+        panel.
+    """
+    runs = (run_a, run_b)
+    panels = []
+    for name in _compared_metrics(run_a, run_b):
+        panels.append((name, [(labels[k], k, name) for k in (0, 1)
+                              if name in runs[k].metric_names]))
+    series = [("%s %s" % (labels[k], name), k, name) for k in (0, 1)
+              for name in runs[k].metric_names if _is_separation(name)]
+    if series:
+        panels.append(("W_i = mean D_i(student) - mean D_i(teacher), per critic", series))
+    return panels
+
+
+def _panels_text(panels):
+    """One line naming every panel of ``losses.png`` and the runs drawn in it."""
+    items = []
+    for title, series in panels:
+        if title.startswith("W_i"):
+            runs = sorted({label.rsplit(" ", 1)[0] for label, _, _ in series})
+            items.append("per-critic separation `W_i` (%s)" % ", ".join(runs))
+        else:
+            items.append("`%s` (%s)" % (title, ", ".join(label for label, _, _ in series)))
+    return "losses.png panels: " + "; ".join(items) + "."
+
+
 def _loss_section(run_a, run_b, labels, max_rows=12):
-    shared = _shared_metrics(run_a, run_b)
+    shared = _compared_metrics(run_a, run_b)
     if not shared:
         return "The two runs print no loss of the same name."
     ends_a, ends_b = epoch_end_values(run_a), epoch_end_values(run_b)
@@ -376,41 +437,59 @@ def _mark_boundaries(ax, run, color, label=None):
 def plot_losses(run_a, run_b, labels, path):
     """Every loss both runs print, against cumulative epoch; stage boundaries dashed.
 
+    The panels are :func:`loss_panels`': besides the shared losses, the published SSD log's
+    ``cosine_length_loss_metric`` beside ours (our reading of it, ``engine/diagnostics.py``),
+    drawn for whichever run prints it, and our per-critic separations ``W_i`` in one panel.
+
     Returns
     -------
     bool
-        False (and no file) when the runs share no metric.
+        False (and no file) when there is nothing to draw.
     """
-    shared = _shared_metrics(run_a, run_b)
-    if not shared:
+    panels = loss_panels(run_a, run_b, labels)
+    if not panels:
         return False
-    ncols = 2 if len(shared) > 1 else 1
-    nrows = int(math.ceil(len(shared) / float(ncols)))
+    runs = (run_a, run_b)
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = int(math.ceil(len(panels) / float(ncols)))
     height = 2.8 * nrows + 0.8
     fig = _new_figure(6.5 * ncols, height)
-    for i, name in enumerate(shared):
+    xs = [_x_positions(run) for run in runs]
+    for i, (title, series) in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        for run, label, color in ((run_a, labels[0], _COLORS[0]), (run_b, labels[1], _COLORS[1])):
-            xs = _x_positions(run)
-            recs = sorted((r for r in run.batches + run.epochs if name in r.metrics),
-                          key=lambda r: xs[id(r)])
-            x = [xs[id(r)] for r in recs]
-            y = [r.metrics[name] for r in recs]
+        separation = title.startswith("W_i")
+        for j, (label, k, name) in enumerate(series):
+            recs = sorted((r for r in runs[k].batches + runs[k].epochs if name in r.metrics),
+                          key=lambda r: xs[k][id(r)])
             marker = "o" if len(recs) < 30 else None
-            ax.plot(x, y, color=color, linewidth=1, marker=marker, markersize=3, label=label)
-            _mark_boundaries(ax, run, color)
-            nc = [s for s in run.segments if name in s.not_computed]
-            for seg in nc:
-                ax.axvspan(seg.first_global_epoch - 1, seg.last_global_epoch, color=color,
-                           alpha=0.08)
-        shaded = any(name in seg.not_computed for r in (run_a, run_b) for seg in r.segments)
-        ax.set_title(name + (" (shaded: not computed, prints nan)" if shaded else ""),
+            # one colour per run; in the W_i panel one colour per critic, a line style per run
+            color = "C%d" % (j % 10) if separation else _COLORS[k]
+            ax.plot([xs[k][id(r)] for r in recs], [r.metrics[name] for r in recs], color=color,
+                    linestyle="--" if separation and k == 0 else "-", linewidth=1,
+                    marker=marker, markersize=3, label=label)
+        names = {name for _, _, name in series}
+        for k in sorted({k for _, k, _ in series}):
+            _mark_boundaries(ax, runs[k], _COLORS[k])
+            for seg in runs[k].segments:
+                if names <= set(seg.not_computed):
+                    ax.axvspan(seg.first_global_epoch - 1, seg.last_global_epoch,
+                               color=_COLORS[k], alpha=0.08)
+        shaded = any(names <= set(seg.not_computed) for r in runs for seg in r.segments)
+        ax.set_title(title + (" (shaded: not computed, prints nan)" if shaded else ""),
                      fontsize=9)
+        if separation:
+            ax.axhline(0, color="gray", linewidth=0.8)
+            ax.legend(fontsize=6, ncol=2, frameon=False)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        if i >= len(shared) - ncols:
+        if i >= len(panels) - ncols:
             ax.set_xlabel("epoch (cumulative across counter restarts)", fontsize=8)
-    handles, names = fig.axes[0].get_legend_handles_labels()
+    handles, names = [], []
+    for ax in fig.axes:             # one legend entry per run, whichever panel draws it
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name in labels and name not in names:
+                handles.append(handle)
+                names.append(name)
     from matplotlib.lines import Line2D
     handles.append(Line2D([], [], color="gray", linestyle="--"))
     names.append("stage boundary / counter restart")
@@ -625,8 +704,12 @@ def _compare(result, published, ours, out_dir, published_run, run, max_map_drop,
             if func(run_a, run_b, labels, path):
                 result.plot_paths.append(path)
                 out.append("![%s](%s)\n" % (caption, name))
+                if func is plot_losses:
+                    out.append(_panels_text(loss_panels(run_a, run_b, labels)) + "\n")
             else:
                 out.append("(%s: nothing to plot)\n" % caption)
+        if any(n in DIAGNOSTICS for n in set(run_a.metric_names) | set(run_b.metric_names)):
+            out += ["", DIAGNOSTICS_NOTE]
     out += ["", "## Settings diff (`Namespace` fields that differ)", "",
             _settings_section(run_a, run_b, labels)]
 
