@@ -1,5 +1,6 @@
 """Checkpoints that hold the same state share their files (hard links), and stay independent:
-pruning one name, or saving new weights under a name, never changes another checkpoint."""
+pruning one name, or saving new weights under a name, never changes another checkpoint. A
+checkpoint that does not fit the run's blocks is refused, naming the flag, before any load."""
 import glob
 import json
 import os
@@ -10,7 +11,8 @@ import pytest
 from mxnet import autograd, gluon
 
 from gankd_gluon.engine.checkpoint import (CheckpointError, deployable_exporter, link_atomic,
-                                           load_checkpoint, prune_checkpoints, save_checkpoint)
+                                           load_checkpoint, prune_checkpoints, read_checkpoint,
+                                           save_checkpoint)
 
 
 def _net_and_trainer(value):
@@ -124,3 +126,80 @@ def test_deployable_exporter_writes_atomically_and_links_the_same_weights(tmp_pa
     export("last", same_as="never")                            # nothing to link: written
     assert len(calls) == 3
     assert not glob.glob(str(tmp_path / "*.tmp-*"))
+
+
+# ------------------------------------------------------------------ refusing what does not fit
+class _Anchored(gluon.HybridBlock):
+    """A layer and a constant, as GluonCV's SSD with its anchors (same shape at every input
+    size, other values)."""
+
+    def __init__(self, units, anchor):
+        super().__init__()
+        with self.name_scope():
+            self.dense = gluon.nn.Dense(units, in_units=3)
+            self.anchors = self.params.get_constant("anchors", mx.nd.full((1, 4), anchor))
+
+    def hybrid_forward(self, F, x, anchors):
+        return self.dense(x), anchors
+
+
+def _saved(tmp_path, units=2, anchor=1.0):
+    net = _Anchored(units, anchor)
+    net.initialize(mx.init.Constant(0.5))
+    path = save_checkpoint(str(tmp_path / "run"), "final", {"student": net}, {},
+                           {"stage": 1, "epoch": 2, "args": {"units": units, "anchor": anchor}})
+    return path, net
+
+
+def _fresh(units=2, anchor=1.0):
+    net = _Anchored(units, anchor)
+    net.initialize(mx.init.Constant(-1.0))
+    return net
+
+
+def test_weights_only(tmp_path):
+    path, saved = _saved(tmp_path)
+    net = _fresh()
+    state = load_checkpoint(path, {"student": net}, {}, mx.cpu(), flag="--init-from")
+    assert state["epoch"] == 2 and state["args"]["units"] == 2
+    assert np.array_equal(net.dense.weight.data().asnumpy(), saved.dense.weight.data().asnumpy())
+
+
+@pytest.mark.parametrize("units, anchor, message", [
+    (3, 1.0, r"--init-from \S+run-final.json: student parameter dense.weight has shape \(2, 3\) "
+             r"in the checkpoint, \(3, 3\) in this run; its run had --units 2 \(this run: 3\)$"),
+    (2, 2.0, r"--init-from \S+: student constant anchors differs from this run's \(a network of "
+             r"other settings\); its run had --anchor 1.0 \(this run: 2.0\)$"),
+])
+def test_refuses_other_shapes_and_constants_before_loading(tmp_path, units, anchor, message):
+    path, _ = _saved(tmp_path)
+    net = _fresh(units, anchor)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path, {"student": net}, {}, mx.cpu(), flag="--init-from",
+                        settings={"units": units, "anchor": anchor})
+    assert (net.dense.weight.data().asnumpy() == -1.0).all()          # nothing loaded
+
+
+def test_refuses_other_parameter_names(tmp_path):
+    path, _ = _saved(tmp_path)
+    other = gluon.nn.HybridSequential()
+    other.add(gluon.nn.Dense(2, in_units=3), gluon.nn.Dense(2, in_units=2))
+    other.initialize()
+    with pytest.raises(CheckpointError, match=r"^--resume \S+: student parameters differ from "
+                                              r"this run's \(anchors and 2 more only in the "
+                                              r"checkpoint; 0.bias and 3 more only in this run\)$"):
+        load_checkpoint(path, {"student": other}, {}, mx.cpu())
+
+
+def test_read_checkpoint_names_the_flag(tmp_path):
+    path, _ = _saved(tmp_path)
+    assert read_checkpoint(path, ["student"], "--init-from")["tag"] == "final"
+    with pytest.raises(CheckpointError, match=r"^--init-from \S+nope.json: no such checkpoint"):
+        read_checkpoint(str(tmp_path / "nope.json"), ["student"], "--init-from")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(CheckpointError, match=r"^--init-from \S+bad.json: not a checkpoint "
+                                              r"manifest"):
+        read_checkpoint(str(tmp_path / "bad.json"), [], "--init-from")
+    with pytest.raises(CheckpointError, match=r"^--init-from \S+: the checkpoint is missing "
+                                              r"net \(it has student\); refusing it$"):
+        read_checkpoint(path, ["net"], "--init-from")

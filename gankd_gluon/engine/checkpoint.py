@@ -18,13 +18,15 @@ import os
 
 import mxnet as mx
 import numpy as np
+from mxnet import gluon
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "prune_checkpoints",
-           "latest_checkpoint", "link_atomic", "deployable_exporter"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
+           "prune_checkpoints", "latest_checkpoint", "link_atomic", "deployable_exporter"]
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing a part, or holds non-finite values."""
+    """A checkpoint is missing a part, does not fit the run's network, or holds non-finite
+    values."""
 
 
 def _atomic(path, write):
@@ -101,33 +103,122 @@ def save_checkpoint(prefix, tag, blocks, trainers, state, same_as=None):
     return path
 
 
-def load_checkpoint(manifest_path, blocks, trainers, ctx):
-    """Load a checkpoint into ``blocks`` and ``trainers``; returns the loop state.
+def read_checkpoint(manifest_path, need=(), flag="--resume"):
+    """The manifest of a checkpoint, refused (``CheckpointError``) unless it names every part in
+    ``need`` and those files exist.
 
-    Refuses (``CheckpointError``) a checkpoint that lacks a part the run needs or whose
-    parameters hold NaN/Inf, before anything is loaded.
+    Parameters
+    ----------
+    manifest_path : str
+        ``<prefix>-<tag>.json``.
+    need : iterable of str
+        Part names: block names, ``trainer:<name>`` for optimizer states.
+    flag : str
+        The command-line flag that named the manifest; every message starts with it and the path.
+
+    Returns
+    -------
+    dict : the loop state, ``parts`` (part name -> file beside the manifest) and ``args``.
     """
     if not os.path.isfile(manifest_path):
-        raise CheckpointError("--resume %s: no such checkpoint manifest" % manifest_path)
+        raise CheckpointError("%s %s: no such checkpoint manifest" % (flag, manifest_path))
     with open(manifest_path) as f:
         try:
             manifest = json.load(f)
         except ValueError as err:
-            raise CheckpointError("--resume %s: not a checkpoint manifest (%s)"
-                                  % (manifest_path, err)) from err
+            raise CheckpointError("%s %s: not a checkpoint manifest (%s)"
+                                  % (flag, manifest_path, err)) from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("parts"), dict):
+        raise CheckpointError("%s %s: not a checkpoint manifest (no 'parts')"
+                              % (flag, manifest_path))
     folder = os.path.dirname(os.path.abspath(manifest_path))
-    parts = manifest.get("parts", {})
-    need = list(blocks) + ["trainer:" + t for t in trainers]
-    missing = [n for n in need if n not in parts or not os.path.isfile(os.path.join(folder, parts[n]))]
+    parts = manifest["parts"]
+    missing = [n for n in need
+               if n not in parts or not os.path.isfile(os.path.join(folder, parts[n]))]
     if missing:
-        raise CheckpointError("checkpoint %s is missing %s; refusing to resume from it"
-                              % (manifest_path, ", ".join(missing)))
-    for name in blocks:
-        path = os.path.join(folder, parts[name])
-        for key, arr in mx.nd.load(path).items():
-            if not np.isfinite(arr.asnumpy()).all():
-                raise CheckpointError("checkpoint %s holds non-finite values in %s (%s); "
-                                      "refusing to resume from it" % (manifest_path, key, path))
+        raise CheckpointError("%s %s: the checkpoint is missing %s (it has %s); refusing it"
+                              % (flag, manifest_path, ", ".join(missing),
+                                 ", ".join(sorted(parts)) or "no parts"))
+    return manifest
+
+
+def _fits(saved, wanted):
+    """Shape ``saved`` fits ``wanted``, whose 0 entries (or all, None) are still unknown
+    (deferred initialisation)."""
+    return wanted is None or (len(saved) == len(wanted)
+                              and all(w in (0, s) for s, w in zip(saved, wanted)))
+
+
+def _check_params(where, name, path, block, differing):
+    """Refuse a parameter file that does not fit ``block`` or holds NaN/Inf, before any load.
+
+    ``where`` opens each message (flag and manifest), ``differing`` closes a mismatch one
+    (the settings of the checkpoint's run that differ from this run's, or '')."""
+    saved = mx.nd.load(path)
+    ours = block._collect_params_with_prefix()     # the structural names save_parameters writes
+    only = [(sorted(set(saved) - set(ours)), "in the checkpoint"),
+            (sorted(set(ours) - set(saved)), "in this run")]
+    if only[0][0] or only[1][0]:
+        raise CheckpointError("%s: %s parameters differ from this run's (%s)%s" % (
+            where, name, "; ".join("%s%s only %s" % (names[0], " and %d more" % (len(names) - 1)
+                                                     if len(names) > 1 else "", side)
+                                   for names, side in only if names), differing))
+    for key, arr in saved.items():
+        param = ours[key]
+        if not _fits(arr.shape, param.shape):
+            raise CheckpointError("%s: %s parameter %s has shape %s in the checkpoint, %s in "
+                                  "this run%s" % (where, name, key, arr.shape, param.shape,
+                                                  differing))
+        values = arr.asnumpy()
+        if not np.isfinite(values).all():
+            raise CheckpointError("%s: non-finite values in %s %s (%s); refusing it"
+                                  % (where, name, key, path))
+        # constants are set by the network's settings, not trained: GluonCV's SSD anchors
+        # have the same shape at every input size, only their values tell the sizes apart
+        if isinstance(param, gluon.Constant) and param._data is not None and not np.allclose(
+                values, param.list_data()[0].asnumpy(), rtol=1e-5, atol=1e-6):
+            raise CheckpointError("%s: %s constant %s differs from this run's (a network of "
+                                  "other settings)%s" % (where, name, key, differing))
+
+
+def _differing(manifest, settings):
+    """'; its run had --x A (this run: B)' for each of ``settings`` the manifest's run set
+    otherwise, or ''."""
+    run = manifest.get("args") if isinstance(manifest.get("args"), dict) else {}
+    diff = ["--%s %s (this run: %s)" % (k.replace("_", "-"), run[k], v)
+            for k, v in sorted((settings or {}).items()) if k in run and run[k] != v]
+    return "; its run had " + ", ".join(diff) if diff else ""
+
+
+def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", settings=None):
+    """Load a checkpoint into ``blocks`` and ``trainers``; returns the manifest (loop state).
+
+    Refuses (``CheckpointError``, the message opening with ``flag`` and the path) a checkpoint
+    that lacks a part the run needs, whose parameters do not fit the run's blocks (names,
+    shapes, constants such as anchors) or hold NaN/Inf, before anything is loaded.
+
+    Parameters
+    ----------
+    manifest_path : str
+    blocks : dict of str -> Block
+        Parts to load (``load_parameters``); other parts of the checkpoint are left alone.
+    trainers : dict of str -> gluon.Trainer
+        Optimizer states to load (parts ``trainer:<name>``); empty to load weights only.
+    ctx : Context or list of Context
+    flag : str
+        The flag that named the manifest (``--resume``, ``--init-from``), for the messages.
+    settings : dict of str -> value, optional
+        This run's values of the settings that shape the network (``args`` names): a mismatch
+        message lists those the checkpoint's run had otherwise.
+    """
+    manifest = read_checkpoint(manifest_path, list(blocks) + ["trainer:" + t for t in trainers],
+                               flag)
+    folder = os.path.dirname(os.path.abspath(manifest_path))
+    parts = manifest["parts"]
+    where = "%s %s" % (flag, manifest_path)
+    for name, block in blocks.items():
+        _check_params(where, name, os.path.join(folder, parts[name]), block,
+                      _differing(manifest, settings))
     for name, block in blocks.items():
         block.load_parameters(os.path.join(folder, parts[name]), ctx=ctx)
     for name, trainer in trainers.items():

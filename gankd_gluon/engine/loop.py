@@ -15,13 +15,13 @@ import numpy as np
 
 from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_best,
                            format_frcnn_epoch, format_interrupted, format_interrupted_saved,
-                           format_namespace, format_resumed, format_ssd_batch, format_ssd_epoch,
-                           format_start, format_validation)
+                           format_lr_change, format_namespace, format_resumed, format_ssd_batch,
+                           format_ssd_epoch, format_start, format_validation)
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .guards import RunningMean, StopFlag
 from .steps import split_batch
 
-__all__ = ["Stage", "Run", "step_lr", "seed_everything"]
+__all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything"]
 
 
 def _num_samples(data):
@@ -46,6 +46,43 @@ def step_lr(base_lr, epoch, decay, decay_epochs):
     already passed. ``epoch`` is 1-based; GluonCV's 0-based ``epoch >= step`` is ``epoch > step``.
     """
     return base_lr * decay ** sum(1 for s in decay_epochs if epoch > s)
+
+
+class StepSchedule:
+    """``Stage.lrs`` of trainers that share one step schedule (:func:`step_lr`, 1-based epochs),
+    each from its own base rate; logs GluonCV's ``[Epoch E] Set <what> learning rate to x`` when
+    the rates change (GluonCV's train_ssd.py writes that line at each decay).
+
+    Parameters
+    ----------
+    bases : dict of str -> float
+        Trainer name -> base learning rate.
+    decay : float
+        Factor per decay epoch passed.
+    decay_epochs : list of int
+        Epochs after which the rates decay (``[179]``: epochs 1..179 at the base rates,
+        180 on at ``base * decay``).
+    logger : logging.Logger or None
+    what : str
+        ``GAN`` for the adversarial stage: ``Set GAN learning rate to x``.
+    """
+
+    def __init__(self, bases, decay, decay_epochs, logger=None, what=""):
+        self.bases = dict(bases)
+        self.decay = decay
+        self.decay_epochs = list(decay_epochs)
+        self.logger = logger
+        self.what = what
+        self._last = None
+
+    def __call__(self, epoch):
+        lrs = {k: step_lr(b, epoch, self.decay, self.decay_epochs) for k, b in self.bases.items()}
+        # the first epoch of a run logs only a rate other than the base (a resumed run)
+        if self.logger is not None and lrs != (self.bases if self._last is None else self._last):
+            for lr in sorted(set(lrs.values()), reverse=True):
+                self.logger.info(format_lr_change(epoch, lr, self.what))
+        self._last = lrs
+        return lrs
 
 
 class Stage:

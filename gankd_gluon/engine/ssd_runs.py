@@ -6,7 +6,10 @@ Defaults follow the paper (Sec. 4.1) and, where the paper is silent, the publish
 (``published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``); each flag's help says
 which.
 """
+import argparse
 import os
+import sys
+import warnings
 
 import mxnet as mx
 from mxnet import autograd
@@ -19,11 +22,11 @@ from ..models.critics import DNet
 from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
 from .args import add_critic_args, add_run_args
-from .checkpoint import deployable_exporter
+from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, read_checkpoint
 from .diagnostics import diagnostic_columns
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
                           sync_trainers)
-from .loop import Run, Stage, seed_everything, step_lr
+from .loop import Run, Stage, StepSchedule, seed_everything
 from .methods import KDObjective, add_method_args, method_name, parse_method
 from .steps import GANStep, Normalizer, SSDStep
 
@@ -33,6 +36,17 @@ __all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_c
 GAN_COLUMNS = ["Loss_D", "Loss_G", "Loss_D_real", "Loss_D_fake"]
 DET_COLUMNS = [("train_student_ori_net_CrossEntropy", "CrossEntropy"),
                ("train_student_ori_net_SmoothL1", "SmoothL1")]
+
+
+def epoch_list(value):
+    """``--lr-decay-epoch`` and ``--gan-lr-decay-epoch``: comma-separated epochs, kept as the
+    string (the published Namespace prints ``lr_decay_epoch='80,100'``)."""
+    try:
+        [int(e) for e in value.split(",") if e.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a comma-separated list of epochs (e.g. "
+                                         "'80,100', or '' for none)" % value) from None
+    return value
 
 
 def add_common_args(parser):
@@ -53,10 +67,11 @@ def add_common_args(parser):
                         help="plain-training epochs (GAN-KD: stage 2; paper: 90)")
     parser.add_argument("--lr", type=float, default=0.001,
                         help="SGD learning rate of plain training (GluonCV SSD, published log)")
-    parser.add_argument("--lr-decay", type=float, default=0.1, help="step decay factor")
-    parser.add_argument("--lr-decay-epoch", type=str, default="",
-                        help="epochs after which the SGD lr decays; paper: none; the published "
-                             "log used '80,100'")
+    parser.add_argument("--lr-decay", type=float, default=0.1,
+                        help="step decay factor (published log); GAN-KD: of both stages")
+    parser.add_argument("--lr-decay-epoch", type=epoch_list, default="",
+                        help="epochs after which the SGD lr decays (80: epochs 1-80 at --lr, "
+                             "81 on decayed); paper: none; the published log used '80,100'")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper)")
     parser.add_argument("--wd", type=float, default=0.0005, help="SGD weight decay (paper)")
     parser.add_argument("--kvstore", type=str, default="device",
@@ -95,6 +110,24 @@ def add_gankd_args(parser):
                         help="1 adversarial, 2 plain SSD training, both in one command")
     parser.add_argument("--gan-epochs", type=int, default=180,
                         help="stage-1 epochs (paper: 180; the published log ran 221)")
+    # the published log's step: [Epoch 179][Batch 199] CrossEntropy=1.655 Loss_D=-0.016, then
+    # [Epoch 180][Batch 99] 1.592 -0.049 (the first 100 batches of 180 already changed),
+    # [Epoch 180][Batch 199] 1.577 -0.052, [Epoch 181][Batch 199] 1.517 -0.055
+    parser.add_argument("--gan-lr-decay-epoch", type=epoch_list, default="",
+                        help="stage-1 epochs after which both Adam rates (--lrG and --lrD) "
+                             "decay by --lr-decay, counted as --lr-decay-epoch (179: epochs "
+                             "1-179 at the base rates, 180 on decayed); paper: none. The "
+                             "published log's rates drop from its epoch 180 on and stage 1 ends "
+                             "at 221: its recipe is --gan-epochs 221 --gan-lr-decay-epoch 179 "
+                             "(the log does not show the factor; its lr_decay 0.1 is assumed)")
+    parser.add_argument("--init-from", type=str, default="", metavar="MANIFEST",
+                        help="start the student from the weights of a checkpoint manifest "
+                             "(.json) written by this script, e.g. <save-dir>/<run>/<run>-final"
+                             ".json of a --stage 1 run, to run --stage 2 on its own (with "
+                             "--stage 1 or both, stage 1 starts from them). Weights only: "
+                             "optimizers, epochs and best mAP start afresh; --resume continues "
+                             "a run instead and is refused with this flag. Use another "
+                             "--save-prefix than the manifest's run")
     add_critic_args(parser, critic_norm="batch", critic_norm_help=(
         "batch: WGAN's reference DCGAN critic (BatchNorm after every conv but the first, "
         "clipped with the weights); none: no normalisation, whose outputs grow with the "
@@ -135,8 +168,8 @@ def get_contexts(args, env=None):
     return [mx.gpu(int(g)) for g in gpus]
 
 
-def _decay_epochs(args):
-    return [int(e) for e in args.lr_decay_epoch.split(",") if e.strip()]
+def _decay_epochs(value):
+    return [int(e) for e in value.split(",") if e.strip()]
 
 
 def _data(args, anchors, env):
@@ -194,11 +227,15 @@ def build_gankd_models(args, classes, ctx):
     """
     dataset_kind = "coco" if args.dataset == "coco" else "voc"
     layout = teacher_layout(args.teacher, args.data_shape, dataset_kind)
-    teacher = build_teacher(args.teacher, classes, layout, dataset_kind, args.teacher_params,
-                            ctx=ctx[0])
-    t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
-    student = build_student(args.student, teacher, t_channels, layout, classes, head=args.head,
-                            pretrained_base=args.pretrained_base, ctx=ctx[0])
+    with warnings.catch_warnings():
+        # GluonCV's FeatureExpander infers its symbol's types without the input's: harmless
+        # (float32 input), and it would precede every one-line error of a refused run
+        warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
+        teacher = build_teacher(args.teacher, classes, layout, dataset_kind, args.teacher_params,
+                                ctx=ctx[0])
+        t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
+        student = build_student(args.student, teacher, t_channels, layout, classes,
+                                head=args.head, pretrained_base=args.pretrained_base, ctx=ctx[0])
     with autograd.predict_mode():
         maps = teacher.features(mx.nd.zeros((1, 3, args.data_shape, args.data_shape), ctx=ctx[0]))
     dnet = DNet([m.shape[2] for m in maps], base_channels=args.critic_channels,
@@ -216,11 +253,45 @@ def _anchors(net, data_shape, ctx):
     return anchors.as_in_context(mx.cpu())
 
 
+# the settings that shape the student's parameters (named in a mismatch message)
+_NETWORK_SETTINGS = ("student", "teacher", "data_shape", "dataset")
+
+
+def _check_init_from(args):
+    """Refuse a ``--init-from`` that cannot work, before the models are built."""
+    if args.resume:
+        raise CheckpointError("--init-from %s: not with --resume %s (resuming restores the "
+                              "student, the optimizers and the epoch; use one of the two)"
+                              % (args.init_from, args.resume))
+    read_checkpoint(args.init_from, ["student"], "--init-from")
+    run_dir = os.path.abspath(os.path.join(args.save_dir, args.save_prefix))
+    if os.path.dirname(os.path.abspath(args.init_from)) == run_dir:
+        raise CheckpointError("--init-from %s: a checkpoint of this run's own folder %s, whose "
+                              "best/final/epoch checkpoints this run would replace; give it "
+                              "another --save-prefix (e.g. %s_stage%s)"
+                              % (args.init_from, run_dir, args.save_prefix, args.stage))
+
+
+def _init_student(args, student, ctx, env):
+    """Load the student's weights (only) from ``--init-from``; says where they came from."""
+    state = load_checkpoint(args.init_from, {"student": student}, {}, ctx, flag="--init-from",
+                            settings={k: getattr(args, k) for k in _NETWORK_SETTINGS})
+    if env.is_root:
+        # the log itself records it as init_from=... in its Namespace line
+        print("Student weights from %s (run %s, stage %s, epoch %s); optimizers and epochs "
+              "start afresh" % (args.init_from, state.get("args", {}).get("save_prefix", "?"),
+                                state.get("stage", "?"), state.get("epoch", "?")),
+              file=sys.stderr)
+
+
 def run_gankd(args):
     """Distillation training (GAN-KD by default), stage 1 and/or stage 2; returns the best mAP.
 
     ``--method`` picks the stage-1 terms (:mod:`.methods`); every method shares the teacher,
     student, head, data, schedule, logs and checkpoints, so runs differ only in distillation.
+    ``--init-from`` starts the student from a checkpoint's weights (e.g. ``--stage 2`` from a
+    ``--stage 1`` run); a checkpoint that cannot serve stops the run before its log or a
+    checkpoint is written.
     """
     from gluoncv.loss import SSDMultiBoxLoss
     parts = parse_method(args.method)
@@ -232,8 +303,12 @@ def run_gankd(args):
     if not args.save_prefix:
         args.save_prefix = "ssd_%d_%s_%s_%s_%s" % (args.data_shape, args.student, args.teacher,
                                                     args.dataset, method_name(parts))
-    logger = _logger(args, env)
+    if args.init_from:
+        _check_init_from(args)
     teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
+    if args.init_from:
+        _init_student(args, student, ctx, env)
+    logger = _logger(args, env)      # after the --init-from checks: a refused run writes nothing
     _, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
     norm = Normalizer(env)
     s_features, s_head = split_ssd(student)
@@ -279,17 +354,18 @@ def run_gankd(args):
         kd_cols = [(c, c) for c in objective.term_names()] if objective else []
         # after the published columns: monitors, nan where not computed (engine/diagnostics.py)
         diag_cols = diagnostic_columns(layout.num_maps, need_teacher, dnet is not None)
-        lrs = {"G": args.lrG, "D": args.lrD}
+        bases = {"G": args.lrG, "D": args.lrD}
         stages.append(Stage(1, args.gan_epochs, step, trainers,
-                            lambda e: {k: lrs[k] for k in trainers},
+                            StepSchedule({k: bases[k] for k in trainers}, args.lr_decay,
+                                         _decay_epochs(args.gan_lr_decay_epoch), logger, "GAN"),
                             gan_cols + DET_COLUMNS + kd_cols + diag_cols))
     if args.stage in ("2", "both"):
         sgd = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
         trainer = env.trainer(student.collect_params(), "sgd", sgd, "s2_SGD")
-        decay = _decay_epochs(args)
         stages.append(Stage(2, args.epochs, SSDStep(student, trainer, det_loss, norm),
                             {"SGD": trainer},
-                            lambda e: {"SGD": step_lr(args.lr, e, args.lr_decay, decay)},
+                            StepSchedule({"SGD": args.lr}, args.lr_decay,
+                                         _decay_epochs(args.lr_decay_epoch), logger),
                             [(c, None) for c in GAN_COLUMNS] + DET_COLUMNS))
 
     def rehybridize():
@@ -335,10 +411,10 @@ def run_plain(args):
         opt_args = {"learning_rate": args.lr, "wd": args.wd}
     trainer = env.trainer(net.collect_params(), optimizer, opt_args, "s2_opt")
     sync_trainers(env, [trainer], {"net": net})
-    decay = _decay_epochs(args)
     stage = Stage(2, args.epochs, SSDStep(net, trainer, SSDMultiBoxLoss(), Normalizer(env)),
                   {"opt": trainer},
-                  lambda e: {"opt": step_lr(args.lr, e, args.lr_decay, decay)},
+                  StepSchedule({"opt": args.lr}, args.lr_decay, _decay_epochs(args.lr_decay_epoch),
+                               logger),
                   [("CrossEntropy", "CrossEntropy"), ("SmoothL1", "SmoothL1")])
 
     def rehybridize():

@@ -1,0 +1,45 @@
+"""The loop's step schedule: rates by hand, and the GluonCV line it logs at each change."""
+import logging
+
+import pytest
+
+from gankd_gluon.engine.loop import StepSchedule, step_lr
+
+
+@pytest.fixture
+def logger(caplog):
+    caplog.set_level(logging.INFO, logger="test_engine_loop")
+    return logging.getLogger("test_engine_loop")
+
+
+def test_step_lr_is_one_based():
+    # '179': epochs 1..179 at the base rate, 180 on decayed (the published SSD log's stage 1)
+    assert step_lr(0.0005, 179, 0.1, [179]) == 0.0005
+    assert step_lr(0.0005, 180, 0.1, [179]) == pytest.approx(0.00005)
+    assert step_lr(0.001, 101, 0.1, [80, 100]) == pytest.approx(0.00001)
+
+
+def test_every_trainer_decays_from_its_own_base(logger, caplog):
+    sched = StepSchedule({"G": 0.0004, "D": 0.0002}, 0.5, [1, 3], logger, "GAN")
+    assert sched(1) == {"G": 0.0004, "D": 0.0002}
+    assert sched(2) == {"G": 0.0002, "D": 0.0001}
+    assert sched(3) == {"G": 0.0002, "D": 0.0001}
+    assert sched(4) == {"G": 0.0001, "D": 0.00005}
+    # one line per distinct rate, at the epochs where they change, highest first
+    assert caplog.messages == ["[Epoch 2] Set GAN learning rate to 0.0002",
+                     "[Epoch 2] Set GAN learning rate to 0.0001",
+                     "[Epoch 4] Set GAN learning rate to 0.0001",
+                     "[Epoch 4] Set GAN learning rate to 5e-05"]
+
+
+def test_a_resumed_run_logs_its_decayed_rate_once(logger, caplog):
+    sched = StepSchedule({"SGD": 0.001}, 0.1, [80, 100], logger)
+    assert sched(90) == {"SGD": pytest.approx(0.0001)}
+    sched(91)
+    assert caplog.messages == ["[Epoch 90] Set learning rate to %s" % (0.001 * 0.1)]
+
+
+def test_no_decay_epochs_no_lines(logger, caplog):
+    sched = StepSchedule({"G": 0.0005, "D": 0.0005}, 0.1, [], logger, "GAN")
+    assert [sched(e) for e in (1, 2)] == [{"G": 0.0005, "D": 0.0005}] * 2
+    assert caplog.messages == []
