@@ -157,3 +157,24 @@ def test_local_imagenet_file_loads_into_the_backbone(tmp_path):
     assert det.rpn.conv1[0].weight._data is None          # the heads are left to initialise
     with pytest.raises(WeightsNotFoundError, match="no such file"):
         build_faster_rcnn("resnet50_v1b", CLASSES, pretrained_base=str(tmp_path / "x"), **SMALL)
+
+
+def test_identity_map_adapter_passes_gradient_when_hybridized():
+    """A hybridized identity adapter must not cut the adversarial gradient to the student."""
+    import mxnet as mx
+    from mxnet import autograd
+    from gankd_gluon.models.faster_rcnn import MapAdapter
+    for cin, cout in ((4, 4), (4, 6)):
+        adapter = MapAdapter(cin, cout)
+        adapter.initialize()
+        adapter.hybridize()
+        x = mx.nd.random.uniform(shape=(2, cin, 3, 3))
+        x.attach_grad()
+        with autograd.record():
+            loss = (adapter(x) * 1.0).sum()
+        loss.backward()
+        if cin == cout:
+            assert (x.grad.asnumpy() == 1).all()
+        else:
+            expect = adapter.conv.weight.data().sum(axis=0).reshape((1, cin, 1, 1))
+            assert abs(x.grad - expect.broadcast_to(x.shape)).max().asscalar() < 1e-5

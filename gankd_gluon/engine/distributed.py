@@ -26,7 +26,7 @@ import mxnet as mx
 from mxnet import gluon
 
 __all__ = ["DistEnv", "HorovodEnv", "make_env", "DistributedSetupError", "HOROVOD_INSTALL",
-           "allreduce_sum", "sync_trainers", "StepWatchdog", "launch", "dmlc_env"]
+           "allreduce_sum", "allreduce_array", "sync_trainers", "StepWatchdog", "launch", "dmlc_env"]
 
 _FIRST_SCALAR_KEY = 1 << 30
 
@@ -103,6 +103,17 @@ class DistEnv:
         self.kv.pushpull(self._keys[key], mx.nd.array([value]), out=out)
         return float(out.asscalar())
 
+    def allreduce_array(self, key, array):
+        """See :func:`allreduce_array`."""
+        if not self.is_dist:
+            return array
+        if key not in self._keys:
+            self._keys[key] = _FIRST_SCALAR_KEY + len(self._keys)
+            self.kv.init(self._keys[key], mx.nd.zeros(array.shape))
+        out = mx.nd.zeros(array.shape, ctx=array.context)
+        self.kv.pushpull(self._keys[key], array, out=out)
+        return out
+
     def sync(self, trainers, blocks):
         """See :func:`sync_trainers`. ``blocks`` is unused: the kvstore starts from worker 0's
         parameters."""
@@ -177,6 +188,10 @@ class HorovodEnv:
         out = self.hvd.allreduce(mx.nd.array([value]), op=self.hvd.Sum, name=key)
         return float(out.asscalar())
 
+    def allreduce_array(self, key, array):
+        """See :func:`allreduce_array`: one asynchronous Horovod allreduce (sum)."""
+        return self.hvd.allreduce(array, op=self.hvd.Sum, name=key)
+
     def sync(self, trainers, blocks):
         """See :func:`sync_trainers`: every block's parameters (BatchNorm statistics and the
         frozen teacher included) broadcast from rank 0. Trainer states need nothing: they are
@@ -185,6 +200,13 @@ class HorovodEnv:
         for name in sorted(blocks):
             self.hvd.broadcast_parameters(blocks[name].collect_params(), root_rank=0,
                                           prefix=name + ".")
+
+
+def allreduce_array(env, key, array):
+    """Sum an NDArray over all workers without a host read (MXNet's engine orders it): the
+    kvstore's ``pushpull`` on a dedicated key as :func:`allreduce_sum`, or Horovod's
+    allreduce. Shape and key must be the same on every worker."""
+    return env.allreduce_array(key, array)
 
 
 def allreduce_sum(env, key, value):

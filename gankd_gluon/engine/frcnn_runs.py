@@ -15,6 +15,7 @@ import argparse
 import os
 import warnings
 
+import mxnet as mx
 from mxnet import gluon
 
 from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
@@ -298,6 +299,23 @@ def _columns(gan):
 # ------------------------------------------------------------------------------------------
 # runs
 # ------------------------------------------------------------------------------------------
+def frcnn_teacher_statistics(teacher, dataset, short, max_size, ctx, count=16):
+    """Per-channel mean and standard deviation of the teacher's stride-16 map over the first
+    ``count`` images of ``dataset`` (GluonCV's Faster R-CNN validation transform: short side
+    ``short``, long side at most ``max_size``), the critic's frozen standardisation
+    (:func:`~gankd_gluon.models.critics.channel_stats`). Deterministic.
+
+    Returns [(mean (C,), std (C,))] NDArray on the CPU."""
+    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
+    from ..models.critics import channel_stats
+    transform = FasterRCNNDefaultValTransform(short, max_size)
+    maps = []
+    for i in range(min(count, len(dataset))):
+        x = transform(*dataset[i])[0].expand_dims(0).as_in_context(ctx)
+        maps.append(teacher.features(x).copyto(mx.cpu()))
+    return channel_stats([maps])
+
+
 def run_frcnn_gankd(args):
     """Distillation of a Faster R-CNN student (GAN-KD by default); returns the best mAP.
 
@@ -358,8 +376,13 @@ def run_frcnn_gankd(args):
             # the critic's depth is set for the smallest map (short side / 16); larger maps
             # keep some spatial extent, which the critic's global mean averages
             dnet = DNet([map_size(args.short)], base_channels=args.critic_channels,
-                        norm=args.critic_norm)
+                        norm=args.critic_norm, channels=[t_channels],
+                        clamp=max(abs(args.clamp_lower), abs(args.clamp_upper)))
             dnet.initialize(ctx=ctx)
+            if teacher is not None:
+                # the critic's frozen input standardisation (a resumed run loads the same)
+                dnet.set_teacher_stats(frcnn_teacher_statistics(teacher, train, args.short,
+                                                                args.max_size, ctx[0]))
             blocks["dnet"] = dnet
         objective = None
         if parts - {"gan"}:

@@ -31,7 +31,7 @@ from .methods import KDObjective, add_method_args, method_name, parse_method
 from .steps import GANStep, Normalizer, SSDStep
 
 __all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
-           "build_gankd_models"]
+           "build_gankd_models", "make_dnet", "teacher_statistics"]
 
 GAN_COLUMNS = ["Loss_D", "Loss_G", "Loss_D_real", "Loss_D_fake"]
 DET_COLUMNS = [("train_student_ori_net_CrossEntropy", "CrossEntropy"),
@@ -47,6 +47,13 @@ def epoch_list(value):
         raise argparse.ArgumentTypeError("%r is not a comma-separated list of epochs (e.g. "
                                          "'80,100', or '' for none)" % value) from None
     return value
+
+
+SSD_CRITIC_NORM = "lipschitz"
+SSD_CRITIC_NORM_HELP = (
+    "batch: WGAN's reference DCGAN critic (BatchNorm after every conv but the first, "
+    "clipped with the weights); none: no normalisation, whose outputs grow with the "
+    "feature scale (models/critics.py)")
 
 
 def add_common_args(parser):
@@ -128,10 +135,7 @@ def add_gankd_args(parser):
                              "optimizers, epochs and best mAP start afresh; --resume continues "
                              "a run instead and is refused with this flag. Use another "
                              "--save-prefix than the manifest's run")
-    add_critic_args(parser, critic_norm="batch", critic_norm_help=(
-        "batch: WGAN's reference DCGAN critic (BatchNorm after every conv but the first, "
-        "clipped with the weights); none: no normalisation, whose outputs grow with the "
-        "feature scale (models/critics.py)"))
+    add_critic_args(parser, critic_norm=SSD_CRITIC_NORM, critic_norm_help=SSD_CRITIC_NORM_HELP)
     add_method_args(parser)
     return parser
 
@@ -170,6 +174,25 @@ def get_contexts(args, env=None):
 
 def _decay_epochs(value):
     return [int(e) for e in value.split(",") if e.strip()]
+
+
+def teacher_statistics(teacher_features, dataset, data_shape, ctx, count=64, batch=16):
+    """Per-channel mean and standard deviation of the teacher's maps over the first ``count``
+    images of ``dataset`` (GluonCV's SSD validation transform: resize, no augmentation), the
+    frozen statistics the critics standardise both sides with (:func:`critics.channel_stats`).
+    Deterministic: every distributed worker computes the same values from the same images.
+
+    Returns list of (mean (C_i,), std (C_i,)) NDArray on the CPU."""
+    from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
+    from ..models.critics import channel_stats
+    transform = SSDDefaultValTransform(data_shape, data_shape)
+    count = min(count, len(dataset))
+    chunks = []
+    for i in range(0, count, batch):
+        x = mx.nd.stack(*[transform(*dataset[j])[0] for j in range(i, min(i + batch, count))])
+        chunks.append([m.copyto(mx.cpu()) for m in teacher_features(x.as_in_context(ctx))])
+    maps = [mx.nd.concat(*[c[k] for c in chunks], dim=0) for k in range(len(chunks[0]))]
+    return channel_stats(maps)
 
 
 def _data(args, anchors, env):
@@ -218,7 +241,7 @@ def _validator(net, val, args, ctx):
     return validate
 
 
-def build_gankd_models(args, classes, ctx):
+def build_gankd_models(args, classes, ctx, teacher=None):
     """Teacher (frozen), deployable student and D-Net for ``args`` on ``ctx``.
 
     Returns
@@ -231,20 +254,33 @@ def build_gankd_models(args, classes, ctx):
         # GluonCV's FeatureExpander infers its symbol's types without the input's: harmless
         # (float32 input), and it would precede every one-line error of a refused run
         warnings.filterwarnings("ignore", "Cannot decide type", UserWarning)
-        teacher = build_teacher(args.teacher, classes, layout, dataset_kind, args.teacher_params,
-                                ctx=ctx[0])
+        if teacher is None:
+            teacher = build_teacher(args.teacher, classes, layout, dataset_kind,
+                                    args.teacher_params, ctx=ctx[0])
         t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
         student = build_student(args.student, teacher, t_channels, layout, classes,
                                 head=args.head, pretrained_base=args.pretrained_base, ctx=ctx[0])
     with autograd.predict_mode():
         maps = teacher.features(mx.nd.zeros((1, 3, args.data_shape, args.data_shape), ctx=ctx[0]))
-    dnet = DNet([m.shape[2] for m in maps], base_channels=args.critic_channels,
-                norm=args.critic_norm)
-    dnet.initialize(ctx=ctx[0])
-    dnet(*maps)
+    dnet = make_dnet(args, maps)
+    dnet.collect_params().reset_ctx(ctx[0])
     for block in (teacher, student, dnet):
         block.collect_params().reset_ctx(ctx)
     return teacher, student, dnet, layout
+
+
+def make_dnet(args, maps, stats=None):
+    """The D-Net of ``args`` (``--critic-*`` flags) for the teacher's ``maps`` (list of
+    (B, C_i, H_i, W_i)), initialised on the CPU with its shapes materialised; ``stats`` (per map
+    (mean (C,), std (C,))) are the teacher's channel statistics the critics standardise with."""
+    dnet = DNet([m.shape[2] for m in maps], base_channels=args.critic_channels,
+                norm=args.critic_norm, channels=[m.shape[1] for m in maps],
+                clamp=max(abs(args.clamp_lower), abs(args.clamp_upper)))
+    dnet.initialize(ctx=mx.cpu())
+    dnet(*[m.as_in_context(mx.cpu()) for m in maps])
+    if stats is not None:
+        dnet.set_teacher_stats(stats)
+    return dnet
 
 
 def _anchors(net, data_shape, ctx):
@@ -309,7 +345,11 @@ def run_gankd(args):
     if args.init_from:
         _init_student(args, student, ctx, env)
     logger = _logger(args, env)      # after the --init-from checks: a refused run writes nothing
-    _, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
+    train, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
+    if "gan" in parts:
+        # the critics' frozen input standardisation (a resumed run loads the same values)
+        dnet.set_teacher_stats(teacher_statistics(teacher.features, train, args.data_shape,
+                                                  ctx[0]))
     norm = Normalizer(env)
     s_features, s_head = split_ssd(student)
     t_features, t_head = split_ssd(teacher)

@@ -56,6 +56,11 @@ class Normalizer:
         self.env = env
         self.is_dist = env is not None and env.is_dist
 
+    def reduce_array(self, array, key):
+        """``array`` (any shape) summed over distributed workers, without a host read."""
+        from .distributed import allreduce_array
+        return allreduce_array(self.env, key, array)
+
     def batch(self, data):
         n = float(sum(x.shape[0] for x in data))
         return n * (self.env.num_workers if self.env is not None else 1)
@@ -198,6 +203,12 @@ class GANStep:
             check_finite({"Loss_D": loss_d}, epoch, batch)
             self.trainer_d.step(1)
             clip_weights(self.dnet.collect_params(), *self.clamp)
+            observe = getattr(self.dnet, "observe_scores", None)
+            if observe is not None:          # the default critics' score scale (critics.py)
+                reduce = None
+                if self.norm.is_dist:
+                    reduce = lambda a: self.norm.reduce_array(a, "critic_scores")  # noqa: E731
+                observe(d_real, d_fake, reduce=reduce)
         # the scores were computed before the last update, as Loss_D_real / Loss_D_fake
         separation = [(f.sum(axis=0) - r.sum(axis=0)) / n for r, f in zip(d_real, d_fake)]
         return ([r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d,

@@ -26,7 +26,7 @@ from mxnet.gluon import HybridBlock, nn
 
 __all__ = ["Critic", "DNet", "NORMS", "clip_weights", "num_downsamplings"]
 
-NORMS = ("batch", "none")
+NORMS = ("lipschitz", "batch", "none")
 
 
 def num_downsamplings(size):
@@ -81,6 +81,140 @@ class Critic(HybridBlock):
         return F.mean(self.out(self.body(x)), axis=(2, 3))
 
 
+class Standardize(HybridBlock):
+    """Frozen per-channel standardisation ``(x - mean) / std`` with the teacher's statistics.
+
+    Inputs: x (B, C, H, W). Output: same shape. ``mean`` and ``std`` are parameters with
+    ``grad_req='null'`` (saved in checkpoints, never trained, never clipped), set by
+    :meth:`set_stats`."""
+
+    def __init__(self, channels, **kwargs):
+        super(Standardize, self).__init__(**kwargs)
+        with self.name_scope():
+            self.mean = self.params.get("mean", shape=(1, channels, 1, 1), init=mx.init.Zero(),
+                                        grad_req="null", differentiable=False)
+            self.std = self.params.get("std", shape=(1, channels, 1, 1), init=mx.init.One(),
+                                       grad_req="null", differentiable=False)
+
+    def set_stats(self, mean, std):
+        for p, v in ((self.mean, mean), (self.std, std)):
+            for d in p.list_data():
+                d[:] = v.reshape((1, -1, 1, 1)).as_in_context(d.context)
+
+    def hybrid_forward(self, F, x, mean, std):
+        return F.broadcast_div(F.broadcast_sub(x, mean), std)
+
+
+class GainConv2D(HybridBlock):
+    """A conv whose stored weights ``w`` (clipped to ``[-c, c]`` by WGAN clipping) act as
+    ``w / (c * fan_in)``: every output is then at most the largest input in magnitude plus the
+    bias, whatever the width (an L-inf gain of at most 1). Weight clipping becomes the Lipschitz
+    bound it is meant to be (Arjovsky et al. 2017), with a bound that does not grow with the
+    number of channels; the constant rescaling is the "equalized learning rate" of Karras et al.,
+    ICLR 2018."""
+
+    def __init__(self, channels, kernel, strides, padding, in_channels, clamp, **kwargs):
+        super(GainConv2D, self).__init__(**kwargs)
+        self.kw = dict(kernel=(kernel, kernel), stride=(strides, strides),
+                       pad=(padding, padding), num_filter=channels)
+        fan_in = in_channels * kernel * kernel
+        self.scale = 1.0 / (clamp * fan_in)
+        with self.name_scope():
+            self.weight = self.params.get("weight", shape=(channels, in_channels, kernel, kernel),
+                                          init=mx.init.Uniform(clamp))
+            self.bias = self.params.get("bias", shape=(channels,), init=mx.init.Zero())
+
+    def hybrid_forward(self, F, x, weight, bias):
+        return F.Convolution(x, weight * self.scale, bias, **self.kw)
+
+
+class LipschitzCritic(HybridBlock):
+    """The default critic (``--critic-norm lipschitz``): DCGAN-style downsampling convs on the
+    map standardised by the teacher's statistics, every layer's gain bounded by the clamp.
+
+    1. :class:`Standardize`: ``(x - mean_t) / std_t`` per channel with the teacher's frozen
+       statistics, so the critic sees every map in the same units whatever its scale (a scaled
+       or shifted fake stays scaled or shifted: both sides use the teacher's numbers);
+    2. a 3x3 stride-1 conv + LeakyReLU(0.2) (so the critic of a 1x1 map is not linear: a linear
+       critic's input gradient is a constant push that never fades as the two sides match);
+    3. ``depth`` 4x4 stride-2 convs + LeakyReLU(0.2) as in DCGAN's discriminator (Radford et al.,
+       ICLR 2016) and the paper's Fig. 2, channels doubled each time (capped at
+       ``max_channels``); on maps already at 1x1 they are 3x3 stride-1 convs (same depth for
+       every map: comparable gains);
+    4. a 1x1 conv to one score per remaining location, averaged over the locations, times
+       ``(H * W) ** spatial_weight`` of the input map.
+
+    Every conv is a :class:`GainConv2D`: WGAN's weight clipping to ``[-c, c]`` then bounds each
+    layer's L-inf gain by 1, so a critic's output is bounded by the standardised input's
+    magnitude (plus the clipped biases), whatever the widths and the scale of the maps.
+
+    Parameters
+    ----------
+    map_size : int
+        H (= W) of the map.
+    in_channels : int
+        C of the map.
+    base_channels, max_channels : int
+    clamp : float
+        The clipping bound c (published SSD log: 0.03).
+    depth : int
+        Downsampling convs.
+    spatial_weight : float
+        Exponent of the map's area in the critic's weight (0: every critic counts alike).
+
+    Inputs: x (B, C, H, W) (any H, W). Output: (B, 1).
+    """
+
+    def __init__(self, map_size, in_channels, base_channels=64, max_channels=512, clamp=0.03,
+                 depth=2, spatial_weight=0.0, **kwargs):
+        super(LipschitzCritic, self).__init__(**kwargs)
+        self.weight = float(map_size * map_size) ** spatial_weight
+        with self.name_scope():
+            self.std = Standardize(in_channels)
+            self.body = nn.HybridSequential(prefix="")
+            self.body.add(GainConv2D(base_channels, 3, 1, 1, in_channels, clamp))
+            self.body.add(nn.LeakyReLU(0.2))
+            cin, size = base_channels, map_size
+            for _ in range(depth):
+                ch = min(cin * 2, max_channels)
+                if size >= 2:
+                    self.body.add(GainConv2D(ch, 4, 2, 1, cin, clamp))
+                    size = (size + 2 - 4) // 2 + 1
+                else:
+                    self.body.add(GainConv2D(ch, 3, 1, 1, cin, clamp))
+                self.body.add(nn.LeakyReLU(0.2))
+                cin = ch
+            self.out = GainConv2D(1, 1, 1, 0, cin, clamp)
+            # the spread of the raw scores (an EMA of their standard deviation over the real and
+            # fake samples of each critic step): not trained, not clipped, saved in checkpoints
+            self.score_scale = self.params.get("score_scale", shape=(1,), init=mx.init.Zero(),
+                                               grad_req="null", differentiable=False)
+
+    def observe(self, total, squares, count, momentum):
+        """Update the score scale from sums over this critic's scaled scores of one critic
+        step (real and fake samples; NDArrays of shape (1,)): ``s <- momentum * s +
+        (1 - momentum) * std(raw scores)``, ``s = std`` at the first observation. No host
+        read."""
+        cur = self.score_scale.data(total.context)
+        used = mx.nd.where(cur > 0, cur, mx.nd.ones_like(cur))
+        mean = total / count
+        std = mx.nd.sqrt(mx.nd.relu(squares / count - mean ** 2)) * used / self.weight
+        std = mx.nd.maximum(std, 1e-30)
+        new = mx.nd.where(cur > 0, momentum * cur + (1 - momentum) * std, std)
+        for d in self.score_scale.list_data():
+            d[:] = new.as_in_context(d.context)
+
+    def raw(self, x):
+        """The critic's unscaled score (B, 1) (imperative; for measurements)."""
+        return mx.nd.mean(self.out(self.body(self.std(x))), axis=(2, 3))
+
+    def hybrid_forward(self, F, x, score_scale):
+        raw = F.mean(self.out(self.body(self.std(x))), axis=(2, 3))
+        # score_scale 0 = not yet observed: raw scores
+        scale = F.where(score_scale > 0, score_scale, F.ones_like(score_scale))
+        return F.broadcast_div(raw, scale.reshape((1, 1))) * self.weight
+
+
 class DNet(HybridBlock):
     """The D-Net module: one :class:`Critic` per feature map (6 for ResNet/MobileNet teachers,
     7 for VGG16).
@@ -96,15 +230,76 @@ class DNet(HybridBlock):
     critic i.
     """
 
-    def __init__(self, map_sizes, base_channels=128, norm="batch", **kwargs):
+    def __init__(self, map_sizes, base_channels=128, norm="batch", channels=None, clamp=0.03,
+                 depth=2, spatial_weight=0.0, **kwargs):
         super(DNet, self).__init__(**kwargs)
+        self.norm = norm
         with self.name_scope():
             self.critics = nn.HybridSequential(prefix="")
-            for s in map_sizes:
-                self.critics.add(Critic(s, base_channels, norm=norm))
+            for i, s in enumerate(map_sizes):
+                if norm == "lipschitz":
+                    self.critics.add(LipschitzCritic(s, channels[i], base_channels, clamp=clamp,
+                                                     depth=depth, spatial_weight=spatial_weight))
+                else:
+                    self.critics.add(Critic(s, base_channels, norm=norm))
+
+    def observe_scores(self, d_real, d_fake, reduce=None, momentum=0.9):
+        """After each critic step (``GANStep.critic_step``): update every critic's score scale
+        (:meth:`LipschitzCritic.observe`) from the step's scores, per-device lists of (B, M),
+        over all devices and, with ``reduce`` (an NDArray sum over distributed workers), over
+        all workers, so that every replica keeps the same scale. No-op for the ``batch`` and
+        ``none`` critics."""
+        if self.norm != "lipschitz":
+            return
+        ctx = d_real[0].context
+        both = mx.nd.concat(*[a.detach().as_in_context(ctx) for a in list(d_real) + list(d_fake)],
+                            dim=0)
+        stats = mx.nd.stack(both.sum(axis=0), (both ** 2).sum(axis=0),
+                            mx.nd.ones((both.shape[1],), ctx=ctx) * both.shape[0], axis=1)
+        if reduce is not None:
+            stats = reduce(stats)                     # (M, 3) summed over workers
+        for i, c in enumerate(self.critics):
+            c.observe(stats[i, 0:1], stats[i, 1:2], stats[i, 2:3], momentum)
+
+    def set_teacher_stats(self, stats):
+        """``stats``: per map (mean (C,), std (C,)) NDArrays of the teacher's maps."""
+        for c, (m, s) in zip(self.critics, stats):
+            if hasattr(c, "std"):
+                c.std.set_stats(m, s)
 
     def hybrid_forward(self, F, *feats):
         return F.concat(*[c(f) for c, f in zip(self.critics, feats)], dim=1)
+
+
+def channel_stats(maps, floor=0.01):
+    """Per map, the per-channel mean and standard deviation over images and locations: the
+    statistics :class:`Standardize` uses (the teacher's maps of the first training images).
+
+    Parameters
+    ----------
+    maps : list
+        Per map, an NDArray (N, C, H, W) or a list of them (images of different sizes, as
+        Faster R-CNN's), all with the same C.
+    floor : float
+        A channel's standard deviation is at least ``floor`` x the map's root mean square
+        (channels that are constant on the teacher, e.g. dead ReLUs, would otherwise divide by
+        0).
+
+    Returns
+    -------
+    list of (mean (C,), std (C,)) NDArray
+    """
+    out = []
+    for m in maps:
+        parts = m if isinstance(m, (list, tuple)) else [m]
+        count = sum(p.shape[0] * p.shape[2] * p.shape[3] for p in parts)
+        total = sum(p.sum(axis=(0, 2, 3)) for p in parts)
+        squares = sum((p ** 2).sum(axis=(0, 2, 3)) for p in parts)
+        mean = total / count
+        var = mx.nd.relu(squares / count - mean ** 2)
+        ms = squares.sum() / (count * mean.shape[0])       # mean square over channels
+        out.append((mean, mx.nd.sqrt(var + (floor ** 2) * ms + 1e-12)))
+    return out
 
 
 def clip_weights(params, lower, upper):

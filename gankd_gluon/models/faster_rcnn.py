@@ -369,6 +369,13 @@ class MapAdapter(HybridBlock):
             with self.name_scope():
                 self.conv = nn.Conv2D(teacher_channels, 1, in_channels=student_channels)
 
+    def hybridize(self, active=True, **kwargs):
+        # A hybridized identity returns its input through a cached graph with no autograd
+        # history (MXNet 1.9): a backward through it would then drop the adversarial gradient
+        # silently. The identity has nothing to gain from a graph: it stays imperative.
+        if self.conv is not None:
+            super(MapAdapter, self).hybridize(active, **kwargs)
+
     def hybrid_forward(self, F, x):
         return x if self.conv is None else self.conv(x)
 

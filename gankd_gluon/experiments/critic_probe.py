@@ -1,0 +1,294 @@
+"""The critic probe: can the D-Net tell the teacher's feature maps apart from other maps, and how
+does the adversarial gradient split over the maps?
+
+GAN-KD (Hong, Yu, Fan, "GAN-Knowledge Distillation for one-stage Object Detection", arXiv
+1906.08467, 2019) rests on one mechanism: a critic per feature map learns to tell the teacher's
+maps ("real") from the student's ("fake"), and the student learns from that signal. A critic that
+cannot tell the teacher from a random network carries no knowledge of the teacher. This probe
+measures that directly, against a no-difference control, the way the critics are trained.
+
+For each *fake* below, fresh critics (built exactly as ``train_ssd_gan_kd.py`` builds them, same
+flags) are trained for ``--steps`` critic steps with the training code's own
+:meth:`~gankd_gluon.engine.steps.GANStep.critic_step` (WGAN loss, Adam, weight clipping) on
+(teacher's maps of image pool A) against (fake maps of image pool B), then the *separation*
+``mean D_i(fake) - mean D_i(real)`` of every critic i is measured on held-out pools A', B' (a
+working critic gives a positive number):
+
+``random``
+    maps of a randomly initialised network of the teacher's architecture (inference-mode
+    BatchNorm, like the teacher);
+``scaled``
+    the teacher's maps x 0.5;
+``shifted``
+    the teacher's maps + 0.5 x their per-channel standard deviation (over pool A);
+``student``
+    a freshly initialised student's maps as stage 1 sees them (adapted to the teacher's channels,
+    training-mode BatchNorm);
+``control``
+    the teacher's own maps of pool B: no difference but the images, so its separation is the
+    noise floor of the measurement.
+
+Pools A and B are disjoint halves of the training images, A' and B' disjoint halves of the test
+images; every fake is a function of pool B's images, so the fakes differ from the control in one
+thing only. The teacher, the random network and the student each run once per image.
+
+*Gradient share*: with the critics trained on the ``student`` fake, the gradient of each critic's
+adversarial term ``sum_b D_i(student(x_b)) / N`` (the student step's term) with respect to the
+student's backbone parameters (the ImageNet network, without extra layers and adapters) is
+computed separately per critic; ``grad_share[i] = |g_i| / sum_j |g_j|`` (L2 norms).
+"""
+import json
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from ..data.checks import DatasetNotFoundError
+
+class DatasetTooSmallError(DatasetNotFoundError):
+    """The dataset has fewer images than the probe's pools need (exit 2 in the script)."""
+
+
+__all__ = ["DatasetTooSmallError", "FAKES", "probe_critics", "backbone_params", "format_table"]
+
+FAKES = ("random", "scaled", "shifted", "student", "control")
+
+
+def backbone_params(student_features):
+    """The trainable parameters of the student's ImageNet backbone inside a
+    :class:`~gankd_gluon.models.ssd.StudentFeatures` (not its extra layers, not its adapters)."""
+    out = []
+    for name, p in student_features.collect_params().items():
+        if p.grad_req == "null" or "_expand_" in name or "adapters_" in name:
+            continue
+        out.append(p)
+    return out
+
+
+def _maps_of(features, images, batch, ctx, train_mode=False):
+    """Run ``features`` over ``images`` (N, 3, H, W) in batches; returns per map (N, C, H, W)."""
+    chunks = []
+    for i in range(0, images.shape[0], batch):
+        x = images[i:i + batch].as_in_context(ctx)
+        if train_mode:
+            with autograd.train_mode():
+                maps = features(x)
+        else:
+            maps = features(x)
+        chunks.append([m.copyto(mx.cpu()) for m in maps])
+    return [mx.nd.concat(*[c[j] for c in chunks], dim=0) for j in range(len(chunks[0]))]
+
+
+def _separation(dnet, real, fake, batch, ctx):
+    """Per critic: mean D_i(fake) - mean D_i(real) over the held-out maps and its standard error
+    ``sqrt(var_fake / n_fake + var_real / n_real)``, in the mode the training step runs the
+    critics (training mode: BatchNorm critics use batch statistics, with all-real and all-fake
+    batches as in the step). Returns two arrays (M,)."""
+    def scores(maps):
+        out = []
+        for i in range(0, maps[0].shape[0], batch):
+            with autograd.train_mode():
+                out.append(dnet(*[m[i:i + batch].as_in_context(ctx) for m in maps]).asnumpy())
+        return np.concatenate(out, axis=0)
+    f, r = scores(fake).astype(np.float64), scores(real).astype(np.float64)
+    se = np.sqrt(f.var(axis=0, ddof=1) / len(f) + r.var(axis=0, ddof=1) / len(r))
+    return f.mean(axis=0) - r.mean(axis=0), se
+
+
+def _train_critics(make_dnet, args, real, fake, ctx, rng):
+    """Fresh critics trained for ``args.steps`` critic steps of the training code on random
+    batches of (real, fake). Returns the D-Net and the last step's Loss_D."""
+    from ..engine.steps import GANStep
+    dnet = make_dnet()
+    trainer = mx.gluon.Trainer(dnet.collect_params(), "adam",
+                               {"learning_rate": args.lrD, "beta1": args.beta1})
+    step = GANStep(None, None, None, dnet, None, trainer, None,
+                   clamp=(args.clamp_lower, args.clamp_upper), d_steps=1)
+    n_real, n_fake = real[0].shape[0], fake[0].shape[0]
+    b = args.batch_size
+    loss_d = float("nan")
+    for k in range(args.steps):
+        ir = mx.nd.array(rng.choice(n_real, b, replace=False), dtype="int32")
+        jf = mx.nd.array(rng.choice(n_fake, b, replace=False), dtype="int32")
+        t = [[m.take(ir).as_in_context(ctx) for m in real]]
+        s = [[m.take(jf).as_in_context(ctx) for m in fake]]
+        out = step.critic_step(t, s, float(b), 0, k)
+        if k == args.steps - 1:
+            loss_d = float(out[2][0].asscalar())
+    return dnet, loss_d
+
+
+def _grad_shares(dnet, student_features, images, batch, ctx):
+    """Per critic, |d (sum_b D_i(student(x_b)) / N) / d backbone| (L2), normalised to sum 1."""
+    params = backbone_params(student_features)
+    saved = [p.grad_req for p in dnet.collect_params().values()]
+    for p in dnet.collect_params().values():
+        p.grad_req = "null"
+    x = images[:batch].as_in_context(ctx)
+    norms = []
+    try:
+        with autograd.record():
+            maps = student_features(x)
+            scores = dnet(*maps)
+        num = scores.shape[1]
+        for i in range(num):
+            with autograd.record():
+                maps = student_features(x)
+                term = dnet(*maps).slice_axis(axis=1, begin=i, end=i + 1).sum() / x.shape[0]
+            term.backward()
+            sq = sum(float((p.grad(ctx) ** 2).sum().asscalar()) for p in params)
+            norms.append(np.sqrt(sq))
+    finally:
+        for p, r in zip(dnet.collect_params().values(), saved):
+            p.grad_req = r
+    norms = np.array(norms)
+    return norms / max(norms.sum(), 1e-30), norms
+
+
+def collect_maps(args, say=print):
+    """Build the teacher, a random network of its architecture and a fresh student for ``args``
+    and compute every map the probe needs, once. Returns a dict (see :func:`probe_critics`)."""
+    from ..data.datasets import dataset_classes, get_dataset
+    from ..engine.loop import seed_everything
+    from ..engine.ssd_runs import build_gankd_models, get_contexts
+    from ..models.critics import channel_stats
+    from ..models.ssd import build_ssd, freeze, initialize_new_params, teacher_layout
+    from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
+
+    tic = time.time()
+    seed_everything(args.seed)
+    ctx = get_contexts(args)[0]
+    classes = dataset_classes(args.dataset)
+    args.pretrained_base = False
+    kind = "coco" if args.dataset == "coco" else "voc"
+    layout = teacher_layout(args.teacher, args.data_shape, kind)
+
+    def random_teacher():
+        net = build_ssd(args.teacher, layout, classes, pretrained_base=False)
+        initialize_new_params(net, ctx)
+        net(mx.nd.zeros((1, 3, args.data_shape, args.data_shape), ctx=ctx))  # deferred shapes
+        return freeze(net)
+    teacher = random_teacher() if args.teacher_params is None else None
+    teacher, student, _, layout = build_gankd_models(args, classes, [ctx], teacher=teacher)
+    rand = random_teacher()
+    if args.hybridize:
+        for b in (teacher.features, rand.features, student.features):
+            b.hybridize()
+
+    transform = SSDDefaultValTransform(args.data_shape, args.data_shape)
+
+    def images(items):
+        return mx.nd.stack(*[transform(*ds[i])[0] for ds, i in items])
+
+    # held-out images: the test split, then the training images the critics never see
+    train_set = get_dataset(args.dataset, args.dataset_root, "train")
+    test_set = get_dataset(args.dataset, args.dataset_root, "test")
+    n_train, n_held = 2 * args.num_train, 2 * args.num_heldout
+    held_items = [(test_set, i) for i in range(len(test_set))] + [
+        (train_set, i) for i in range(n_train, len(train_set))]
+    if len(train_set) < n_train or len(held_items) < n_held:
+        raise DatasetTooSmallError(
+            "--dataset-root %s: %d training and %d test images; the probe needs %d for training "
+            "(2 x --num-train) and %d more held out (2 x --num-heldout, test images first)"
+            % (args.dataset_root, len(train_set), len(test_set), n_train, n_held))
+    train = images([(train_set, i) for i in range(n_train)])
+    held = images(held_items[:n_held])
+    pools = {"A": train[0::2], "B": train[1::2], "A'": held[0::2], "B'": held[1::2]}
+    say("probe: %d + %d training images, %d + %d held-out images" % (
+        args.num_train, args.num_train, args.num_heldout, args.num_heldout))
+
+    b = args.batch_size
+    teacher_maps = {k: _maps_of(teacher.features, v, b, ctx) for k, v in pools.items()}
+    stats = channel_stats(teacher_maps["A"])
+
+    def fakes_of(pool):
+        t = teacher_maps[pool]
+        return {
+            "random": _maps_of(rand.features, pools[pool], b, ctx),
+            "scaled": [m * 0.5 for m in t],
+            "shifted": [m + 0.5 * s.reshape((1, -1, 1, 1)) for m, (_, s) in zip(t, stats)],
+            "student": _maps_of(student.features, pools[pool], b, ctx, train_mode=True),
+            "control": t,
+        }
+    fake_train, fake_held = fakes_of("B"), fakes_of("B'")
+    return {"teacher_maps": teacher_maps, "fake_train": fake_train, "fake_held": fake_held,
+            "stats": stats, "student": student, "pools": pools, "ctx": ctx, "tic": tic}
+
+
+def probe_critics(args, say=print, maps=None, make_dnet=None):
+    """Run the probe for ``args`` (``scripts/probe_critics.py``'s flags); returns the result dict
+    ``{"settings": {...}, "critics": [{"map", "shape", "separation": {fake: s}, "grad_share",
+    "grad_norm", "loss_d": {fake: L_D}}, ...]}``. ``maps``: a :func:`collect_maps` result to
+    reuse; ``make_dnet``: ``make_dnet(args, maps, stats)`` -> DNet (default: the training
+    scripts' own)."""
+    if maps is None:
+        maps = collect_maps(args, say)
+    if make_dnet is None:
+        from ..engine.ssd_runs import make_dnet
+    tic = time.time()
+    teacher_maps, fake_train, fake_held = maps["teacher_maps"], maps["fake_train"], maps["fake_held"]
+    stats, student, pools, ctx = maps["stats"], maps["student"], maps["pools"], maps["ctx"]
+    b = args.batch_size
+    shapes = [list(m.shape[1:]) for m in teacher_maps["A"]]
+
+    def make():
+        dnet = make_dnet(args, [mx.nd.zeros((1,) + tuple(s)) for s in shapes], stats)
+        dnet.collect_params().reset_ctx(ctx)
+        if args.hybridize:
+            dnet.hybridize()
+        return dnet
+
+    rng = np.random.RandomState(args.seed)
+    sep, se, loss_d, shares, norms = {}, {}, {}, None, None
+    for name in args.fakes:
+        t0 = time.time()
+        dnet, loss_d[name] = _train_critics(make, args, teacher_maps["A"], fake_train[name], ctx,
+                                            rng)
+        sep[name], se[name] = _separation(dnet, teacher_maps["A'"], fake_held[name], b, ctx)
+        say("probe: %-8s %s  (%.0f s)" % (name, " ".join("%+.3g" % v for v in sep[name]),
+                                          time.time() - t0))
+        if name == "student":
+            shares, norms = _grad_shares(dnet, student.features, pools["B"], b, ctx)
+    critics = []
+    for i, shape in enumerate(shapes):
+        c = {"map": i, "shape": shape,
+             "separation": {k: float(v[i]) for k, v in sep.items()},
+             "separation_se": {k: float(v[i]) for k, v in se.items()},
+             "loss_d": {k: v for k, v in loss_d.items()}}
+        if shares is not None:
+            c["grad_share"] = float(shares[i])
+            c["grad_norm"] = float(norms[i])
+        critics.append(c)
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in ("out",)}
+    settings["wall_s"] = round(time.time() - tic, 1)
+    return {"settings": settings, "critics": critics}
+
+
+def format_table(result):
+    """The probe's result as a Markdown table (the numbers of the JSON): each fake's separation,
+    the control's with its standard error, the smallest ratio of a fake's separation to the
+    control's magnitude, and the gradient share."""
+    first = result["critics"][0]["separation"]
+    fakes = [f for f in FAKES if f in first and f != "control"]
+    has_control = "control" in first
+    head = ["map", "shape"] + fakes + (["control (± s.e.)", "min ratio to control"]
+                                       if has_control else []) + ["grad share"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in result["critics"]:
+        s = c["separation"]
+        row = [str(c["map"]), "x".join(str(v) for v in c["shape"])]
+        row += ["%+.3g" % s[f] for f in fakes]
+        if has_control:
+            ctl = s["control"]
+            row.append("%+.3g ± %.2g" % (ctl, c.get("separation_se", {}).get("control", 0.0)))
+            ratios = [s[f] / abs(ctl) if ctl else float("inf") for f in fakes]
+            row.append("%.1f" % min(ratios) if ratios else "")
+        row.append("%.3f" % c["grad_share"] if "grad_share" in c else "")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_json(result, path):
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)

@@ -1,0 +1,93 @@
+"""Probe the D-Net: can fresh critics tell the teacher's feature maps from other maps, and how
+does the adversarial gradient split over the maps?
+
+For each fake (a random network of the teacher's architecture, the teacher's maps x 0.5, shifted
+by half a standard deviation, a fresh student's adapted maps, and the teacher's maps of other
+images as the no-difference control) it trains fresh critics, built with the critic flags of
+``train_ssd_gan_kd.py``, for ``--steps`` critic steps of the training code, and prints the
+separation ``mean D(fake) - mean D(real)`` of every critic on held-out images, and each critic's
+share of the adversarial gradient reaching the student's backbone. At the demo's scale::
+
+    python scripts/probe_critics.py --dataset synthetic --dataset-root DATA --gpus '' \\
+        --teacher mobilenet1.0 --teacher-params TEACHER.params --student mobilenet0.25 \\
+        --data-shape 128 --critic-channels 64 --out probe.json
+
+At the paper's layout with random weights (no ``--teacher-params``: a randomly initialised
+teacher)::
+
+    python scripts/probe_critics.py --teacher resnet50_v1 --student mobilenet1.0 \\
+        --data-shape 512 --dataset synthetic --dataset-root DATA --gpus '' --num-train 32
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gankd_gluon.data.datasets import add_dataset_args  # noqa: E402
+from gankd_gluon.engine.args import add_critic_args  # noqa: E402
+from gankd_gluon.engine.cli import run_main  # noqa: E402
+from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM, SSD_CRITIC_NORM_HELP  # noqa: E402
+from gankd_gluon.experiments.critic_probe import FAKES  # noqa: E402
+
+
+def _fakes(value):
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n not in FAKES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError("--fakes %s: choose from %s" % (value, ",".join(FAKES)))
+    return names
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_dataset_args(parser)
+    parser.add_argument("--teacher", default="resnet50_v1", help="teacher SSD backbone")
+    parser.add_argument("--teacher-params", default="random",
+                        help="the trained teacher's .params; 'random': a randomly initialised "
+                             "teacher (layout and gradient checks without weights)")
+    parser.add_argument("--student", default="mobilenet1.0", help="student backbone")
+    parser.add_argument("--head", choices=("teacher", "student"), default="teacher")
+    parser.add_argument("--data-shape", type=int, default=512, help="input size")
+    parser.add_argument("--steps", type=int, default=200, help="critic steps per fake")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="images per critic step (real and fake each)")
+    parser.add_argument("--num-train", type=int, default=96,
+                        help="images in each of the two training pools (A: real, B: fakes)")
+    parser.add_argument("--num-heldout", type=int, default=96,
+                        help="held-out images in each of the two held-out pools (the test "
+                             "split, then training images beyond the training pools)")
+    parser.add_argument("--fakes", type=_fakes, default=list(FAKES),
+                        help="comma list of: " + ",".join(FAKES))
+    parser.add_argument("--gpus", default="", help="GPU id ('' = CPU)")
+    parser.add_argument("--cpu-devices", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=233)
+    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
+    parser.add_argument("--out", default="", help="write the result as JSON here")
+    add_critic_args(parser, critic_norm=SSD_CRITIC_NORM, critic_norm_help=SSD_CRITIC_NORM_HELP)
+    args = parser.parse_args(argv)
+    for flag in ("steps", "batch_size", "num_train", "num_heldout"):
+        if getattr(args, flag) < 1:
+            parser.error("--%s must be at least 1" % flag.replace("_", "-"))
+    if args.batch_size > min(args.num_train, args.num_heldout):
+        parser.error("--batch-size %d is larger than --num-train / --num-heldout"
+                     % args.batch_size)
+    if args.teacher_params != "random" and not os.path.isfile(args.teacher_params):
+        parser.error("--teacher-params %s: no such file" % args.teacher_params)
+    return args
+
+
+def main(args):
+    from gankd_gluon.experiments.critic_probe import format_table, probe_critics, write_json
+    if args.teacher_params == "random":
+        args.teacher_params = None
+    result = probe_critics(args)
+    print(format_table(result))
+    if args.out:
+        write_json(result, args.out)
+        print("wrote %s" % args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, parse_args()))
