@@ -46,6 +46,8 @@ from gankd_gluon.data.datasets import dataset_classes, get_dataset  # noqa: E402
 from gankd_gluon.data.loaders import get_ssd_train_loader  # noqa: E402
 from gankd_gluon.engine.loop import seed_everything  # noqa: E402
 from gankd_gluon.engine.ssd_runs import build_gankd_models, get_contexts  # noqa: E402
+from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM  # noqa: E402
+from gankd_gluon.models.critics import NORMS  # noqa: E402
 from gankd_gluon.engine.steps import (GANStep, SSDStep, _no_weight_grads,  # noqa: E402
                                       split_batch)
 from gankd_gluon.models.ssd import (build_ssd, initialize_new_params, split_ssd,  # noqa: E402
@@ -72,7 +74,10 @@ def parse_args(argv=None):
     p.add_argument("--teacher", type=str, default="mobilenet1.0")
     p.add_argument("--head", choices=("teacher", "student"), default="teacher")
     p.add_argument("--critic-channels", type=int, default=128)
-    p.add_argument("--critic-norm", choices=("batch", "none"), default="batch")
+    p.add_argument("--critic-norm", choices=NORMS, default=SSD_CRITIC_NORM)
+    p.add_argument("--critic-balance-interval", type=int, default=50,
+                   help="as train_ssd_gan_kd.py; the timed stage-1 iterations count batches "
+                        "from 1, so balancing runs once per this many of them")
     p.add_argument("--d-steps", type=int, default=1)
     p.add_argument("--iters", type=int, default=15, help="timed repetitions per measurement")
     p.add_argument("--warmup", type=int, default=3, help="untimed repetitions first")
@@ -160,6 +165,7 @@ def main(args):
                str(args.batch_size), "--pretrained-base", "none", "--augment", args.augment,
                "--num-workers", str(args.num_workers), "--head", args.head,
                "--critic-channels", str(args.critic_channels), "--critic-norm", args.critic_norm,
+               "--critic-balance-interval", str(args.critic_balance_interval),
                "--d-steps", str(args.d_steps)]
     kd = _load_script("train_ssd_gan_kd.py").parse_args(kd_argv)
     ctx = get_contexts(kd)
@@ -179,7 +185,8 @@ def main(args):
                               update_on_kvstore=False)
     student.hybridize()     # as run_gankd's before_epoch hook: stage 2 calls the whole SSD
     gan_step = GANStep(teacher.features, s_features, s_head, dnet, trainer_g, trainer_d, det_loss,
-                       clamp=(kd.clamp_lower, kd.clamp_upper), d_steps=kd.d_steps)
+                       clamp=(kd.clamp_lower, kd.clamp_upper), d_steps=kd.d_steps,
+                       balance_interval=kd.critic_balance_interval)
     trainer_s2 = gluon.Trainer(student.collect_params(), "sgd",
                                {"learning_rate": kd.lr, "wd": kd.wd, "momentum": kd.momentum},
                                update_on_kvstore=False)
@@ -253,8 +260,20 @@ def main(args):
         with _no_weight_grads(gan_step._critic_weights):   # pylint: disable=protected-access
             generator_critic_pass()
 
+    counter = {"batch": 0}
+
     def gan_iteration():
-        gan_step(data, cls_t, box_t)
+        # batch numbers from 1: the critic balancing (every --critic-balance-interval batches
+        # and at an epoch's first) lands in the timed calls at its training frequency
+        counter["batch"] += 1
+        gan_step(data, cls_t, box_t, batch=counter["batch"])
+
+    def critic_balancing():
+        # what one balancing costs (GANStep.balance_critics on a recorded student pass)
+        if gan_step.balance_interval:
+            with autograd.record():
+                maps = s_features(data[0])
+            gan_step.balance_critics(maps)
 
     def stage2_iteration():
         stage2_step(data, cls_t, box_t)
@@ -271,6 +290,8 @@ def main(args):
                 ("[extra] student step's pass through the critics (as GANStep)",
                  generator_critic_pass_no_weight_grads),
                 ("[extra] the same computing critic weight gradients", generator_critic_pass),
+                ("[extra] one critic balancing (student pass + one backward per critic)",
+                 critic_balancing),
                 ("stage-2 iteration (SSDStep, deployable student, SGD)", stage2_iteration),
                 ("plain student step (train_ssd.py net, Adam)", plain_iteration)]
     for _, fn in measures:
@@ -298,6 +319,8 @@ def main(args):
     gen = med["[extra] student step's pass through the critics (as GANStep)"]
     gen_w = med["[extra] the same computing critic weight gradients"]
     s2 = med["stage-2 iteration (SSDStep, deployable student, SGD)"]
+    bal = med["[extra] one critic balancing (student pass + one backward per critic)"]
+    bal_per_iter = bal / args.critic_balance_interval if args.critic_balance_interval else 0.0
     plain_t = med["plain student step (train_ssd.py net, Adam)"]
 
     # ---------------- (d) the real DataLoader with workers ----------------
@@ -347,6 +370,8 @@ def main(args):
         "a_gan_minus_parts_s": gan - parts,
         "a_gan_over_parts_with_generator_pass": gan / (parts + gen),
         "a_critic_weight_grads_skipped_s": gen_w - gen,
+        "a_balancing_per_iteration_s": bal_per_iter,
+        "a_gan_with_balancing_over_parts_with_generator_pass": (gan + bal_per_iter) / (parts + gen),
         "b_gan_over_plain_student": gan / plain_t,
         "c_stage1_over_stage2_step": gan / s2,
         "c_stage1_over_stage2_with_loader": ((w1 + s1) / c1) / ((w2 + s2l) / c2),
@@ -366,6 +391,9 @@ def main(args):
     print("    with the student step's pass through the critics as a 4th part: %.3f "
           "(%.4f s); GANStep skips the critic weight gradients of that pass, which would cost "
           "%.4f s more" % (gan / (parts + gen), parts + gen, gen_w - gen))
+    print("    with the critic balancing amortised (%.4f s every %d iterations, %.4f s per "
+          "iteration; the median iteration rarely contains one): %.3f"
+          % (bal, args.critic_balance_interval, bal_per_iter, (gan + bal_per_iter) / (parts + gen)))
     print("(b) stage-1 iteration / plain student step %.3f" % (gan / plain_t))
     print("(c) stage-1 / stage-2 time ratio           %.3f per step, %.3f through the loader "
           "(published SSD512, 4x 1080 Ti: %.2f)" % (gan / s2, out["c_stage1_over_stage2_with_loader"],

@@ -112,13 +112,20 @@ def test_grad_shares_sum_to_one_and_follow_the_critics(tmp_path):
     dnet = DNet([8, 1], base_channels=8, norm="lipschitz", channels=[16, 8])
     dnet.initialize()
     dnet(*toy(x))
-    names = [p.name for p in cp.backbone_params(toy)]
+    from gankd_gluon.models.ssd import backbone_params
+    names = [p.name for p in backbone_params(toy)]
     assert names and all("adapters_" not in n for n in names)
-    shares, norms = cp._grad_shares(dnet, toy, x, 4, mx.cpu())
-    assert abs(shares.sum() - 1) < 1e-6 and (norms > 0).all()
+    shares, unweighted, norms = cp._grad_shares(dnet, toy, x, x, 4, mx.cpu(), balance=False)
+    assert abs(unweighted.sum() - 1) < 1e-6 and (norms > 0).all()
+    np.testing.assert_allclose(shares, unweighted)
+    # balanced on the same batch it is measured on: every critic gives the same share
+    shares, unweighted, norms = cp._grad_shares(dnet, toy, x, x, 4, mx.cpu(), balance=True)
+    np.testing.assert_allclose(shares, [0.5, 0.5], rtol=1e-4)
+    assert dnet.critic_weights.data().asnumpy() @ norms == pytest.approx(2 * norms.prod() * 2
+                                                                        / norms.sum(), rel=1e-4)
     dnet.critics[1].out.weight.set_data(mx.nd.zeros_like(dnet.critics[1].out.weight.data()))
-    shares, norms = cp._grad_shares(dnet, toy, x, 4, mx.cpu())
-    assert norms[1] == 0 and shares[0] == pytest.approx(1.0)
+    shares, unweighted, norms = cp._grad_shares(dnet, toy, x, x, 4, mx.cpu(), balance=False)
+    assert norms[1] == 0 and unweighted[0] == pytest.approx(1.0)
 
 
 @pytest.fixture(scope="module")

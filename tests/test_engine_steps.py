@@ -87,8 +87,8 @@ def test_clip_weights_clamps_every_weight_but_not_moving_statistics():
         v = p.data().asnumpy()
         kind = k.rsplit("_", 1)[-1]
         kinds.add(kind)
-        if p.grad_req == "null":                            # running_mean / running_var
-            assert kind in ("mean", "var") and (v == 5).all()
+        if p.grad_req == "null":          # running_mean / running_var, the critics' weights
+            assert kind in ("mean", "var", "weights") and (v == 5).all()
         else:                                               # conv weights, gamma, beta
             assert (v == 0.03).all(), k
     assert {"weight", "gamma", "beta", "mean", "var"} <= kinds
@@ -294,8 +294,9 @@ def test_student_step_skips_critic_weight_grads_without_changing_the_update(teac
             step([x], [cls_t], [box_t])
         after[skip] = (_values(student), _values(dnet, trainable_only=True))
         reqs = {k: p.grad_req for k, p in dnet.collect_params().items()}
-        assert {r for k, r in reqs.items() if k.endswith(("_mean", "_var"))} == {"null"}
-        assert {r for k, r in reqs.items() if not k.endswith(("_mean", "_var"))} == {"write"}
+        frozen = ("_mean", "_var", "critic_weights")      # statistics, per-critic weights
+        assert {r for k, r in reqs.items() if k.endswith(frozen)} == {"null"}
+        assert {r for k, r in reqs.items() if not k.endswith(frozen)} == {"write"}
     for part in (0, 1):            # the two builds' name prefixes differ: compare in order
         skipped, full = list(after[True][part].items()), list(after[False][part].values())
         assert len(skipped) == len(full)

@@ -68,7 +68,7 @@ def add_run_args(parser, save_interval, start_epoch, prefix_example):
     return parser
 
 
-def add_critic_args(parser, critic_norm, critic_norm_help):
+def add_critic_args(parser, critic_norm, critic_norm_help, balance_interval=50):
     """The WGAN critics and their Adam (published logs: lrD 0.0005, beta1 0.5, clamp +-0.03 for
     SSD; the Faster R-CNN log's clamp is +-0.01 and its caller overrides the defaults).
 
@@ -94,4 +94,9 @@ def add_critic_args(parser, critic_norm, critic_norm_help):
                         help="channels of each critic's first conv (doubled per downsampling)")
     parser.add_argument("--critic-norm", choices=NORMS, default=critic_norm,
                         help=critic_norm_help)
+    parser.add_argument("--critic-balance-interval", type=int, default=balance_interval,
+                        help="with --critic-norm lipschitz: every N batches of an epoch (and at "
+                             "its first), weight the critics so that each map gives the same "
+                             "share of the adversarial gradient reaching the student's backbone "
+                             "(0: the paper's unweighted sum of the critics)")
     return parser

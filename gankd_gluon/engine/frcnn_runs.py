@@ -135,11 +135,11 @@ def add_frcnn_gankd_args(parser):
                              "only such lines, '[Epoch 5] Set GAN learning rate to 0.00025' "
                              "then '... 0.000125', show halvings, which its Namespace "
                              "(lr_decay=0.1) does not explain; 0.5 reproduces them")
-    add_critic_args(parser, critic_norm="none", critic_norm_help=(
-        "none (default here): no normalisation. batch: WGAN's reference DCGAN critic, as "
-        "SSD's default; with Faster R-CNN's 1-2 images per device and a critic that ends at "
-        "about 1x1, batch statistics over so few values make the normalised activations "
-        "(nearly) constant and the critic blind (models/critics.py)"))
+    add_critic_args(parser, critic_norm="lipschitz", balance_interval=0, critic_norm_help=(
+        "lipschitz (default, as SSD's): teacher-standardised input, gain-bounded convs, score "
+        "scale (models/critics.py); batch: WGAN's reference DCGAN critic, blind with Faster "
+        "R-CNN's 1-2 images per device (batch statistics over so few values); none: no "
+        "normalisation. One critic: --critic-balance-interval has nothing to balance"))
     parser.add_argument("--fgfi-lambda", type=float, default=None,
                         help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
     parser.add_argument("--fgfi-psi", type=float, default=None,

@@ -389,7 +389,7 @@ def run_gankd(args):
                        trainer_d, det_loss, clamp=(args.clamp_lower, args.clamp_upper),
                        d_steps=args.d_steps, objective=objective,
                        teacher_head=t_head if objective and objective.needs_teacher_head else None,
-                       norm=norm)
+                       norm=norm, balance_interval=args.critic_balance_interval)
         gan_cols = [(c, c if dnet is not None else None) for c in GAN_COLUMNS]
         kd_cols = [(c, c) for c in objective.term_names()] if objective else []
         # after the published columns: monitors, nan where not computed (engine/diagnostics.py)

@@ -168,7 +168,7 @@ class GANStep:
 
     def __init__(self, teacher_features, student_features, student_head, dnet, trainer_g,
                  trainer_d, det_loss, clamp=(-0.03, 0.03), d_steps=1, objective=None,
-                 teacher_head=None, norm=None):
+                 teacher_head=None, norm=None, balance_interval=0):
         self.norm = norm or Normalizer()
         self.teacher_features = teacher_features
         self.student_features = student_features
@@ -183,6 +183,8 @@ class GANStep:
         self.teacher_head = teacher_head
         self._critic_weights = [] if dnet is None else [
             p for p in dnet.collect_params().values() if p.grad_req != "null"]
+        self.balance_interval = balance_interval if hasattr(dnet, "set_critic_weights") else 0
+        self._backbone = None
 
     def critic_step(self, t_maps, s_maps, n, epoch, batch):
         """WGAN critic update on ``L_D = mean D(teacher) - mean D(student)``, then clipping.
@@ -235,6 +237,8 @@ class GANStep:
             out["Loss_D_real"], out["Loss_D_fake"], out["Loss_D"], separation = \
                 self.critic_step(t_maps, s_maps, n, epoch, batch)
             out.update(separation_columns(separation))
+            if self.balance_interval and batch % self.balance_interval == 0:
+                self.balance_critics(s_maps[0])
 
         # ---------------- student step: critics frozen ----------------
         # The adversarial term back-propagates through the critics to the student's maps; the
@@ -244,6 +248,24 @@ class GANStep:
             self._student_update(t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
                                  epoch, batch)
         return out
+
+    def balance_critics(self, maps):
+        """Weight the critics so that each gives the same share of the adversarial gradient
+        reaching the student's backbone (:mod:`.balance`), measured on one device's maps (a
+        recorded graph, kept for the student step). The norms are summed over distributed
+        workers (one host read every ``balance_interval`` batches), so every replica sets the
+        same weights."""
+        from ..models.ssd import backbone_params
+        from .balance import balance_weights, critic_gradient_norms
+        if self._backbone is None:
+            self._backbone = backbone_params(self.student_features)
+        with _no_weight_grads(self._critic_weights):
+            norms = critic_gradient_norms(self.dnet, maps, self._backbone)
+        if self.norm.is_dist:
+            from .distributed import allreduce_sum
+            norms = [allreduce_sum(self.norm.env, "critic_balance_%d" % i, float(v) ** 2) ** 0.5
+                     for i, v in enumerate(norms)]
+        self.dnet.set_critic_weights(balance_weights(norms))
 
     def _student_update(self, t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
                         epoch, batch):

@@ -33,9 +33,12 @@ images; every fake is a function of pool B's images, so the fakes differ from th
 thing only. The teacher, the random network and the student each run once per image.
 
 *Gradient share*: with the critics trained on the ``student`` fake, the gradient of each critic's
-adversarial term ``sum_b D_i(student(x_b)) / N`` (the student step's term) with respect to the
+adversarial term ``sum_b D_i(student(x_b))`` (the student step's term) with respect to the
 student's backbone parameters (the ImageNet network, without extra layers and adapters) is
-computed separately per critic; ``grad_share[i] = |g_i| / sum_j |g_j|`` (L2 norms).
+computed separately per critic on a held-out batch; ``grad_share[i] = |w_i g_i| / sum_j
+|w_j g_j|`` (L2 norms) with the critic weights stage 1 would set (``--critic-balance-interval``,
+set from a training batch as the student step does), and ``grad_share_unweighted`` with all
+weights 1 (the paper's plain sum).
 """
 import json
 import time
@@ -50,20 +53,9 @@ class DatasetTooSmallError(DatasetNotFoundError):
     """The dataset has fewer images than the probe's pools need (exit 2 in the script)."""
 
 
-__all__ = ["DatasetTooSmallError", "FAKES", "probe_critics", "backbone_params", "format_table"]
+__all__ = ["DatasetTooSmallError", "FAKES", "probe_critics", "format_table"]
 
 FAKES = ("random", "scaled", "shifted", "student", "control")
-
-
-def backbone_params(student_features):
-    """The trainable parameters of the student's ImageNet backbone inside a
-    :class:`~gankd_gluon.models.ssd.StudentFeatures` (not its extra layers, not its adapters)."""
-    out = []
-    for name, p in student_features.collect_params().items():
-        if p.grad_req == "null" or "_expand_" in name or "adapters_" in name:
-            continue
-        out.append(p)
-    return out
 
 
 def _maps_of(features, images, batch, ctx, train_mode=False):
@@ -119,31 +111,30 @@ def _train_critics(make_dnet, args, real, fake, ctx, rng):
     return dnet, loss_d
 
 
-def _grad_shares(dnet, student_features, images, batch, ctx):
-    """Per critic, |d (sum_b D_i(student(x_b)) / N) / d backbone| (L2), normalised to sum 1."""
+def _grad_shares(dnet, student_features, train_images, held_images, batch, ctx, balance):
+    """Each critic's share of the adversarial gradient reaching the student's backbone.
+
+    The norm ``g_i`` of d(sum_b D_i(student(x_b))) / d(backbone) on a held-out batch, per critic,
+    unweighted and (with ``balance``, as stage 1 does) with the weights that
+    :func:`~gankd_gluon.engine.balance.balance_weights` sets from a training batch. Returns
+    (shares with the training's weights, unweighted shares, unweighted norms), each (M,)."""
+    from ..engine.balance import balance_weights, critic_gradient_norms
+    from ..engine.steps import _no_weight_grads
+    from ..models.ssd import backbone_params
     params = backbone_params(student_features)
-    saved = [p.grad_req for p in dnet.collect_params().values()]
-    for p in dnet.collect_params().values():
-        p.grad_req = "null"
-    x = images[:batch].as_in_context(ctx)
-    norms = []
-    try:
-        with autograd.record():
-            maps = student_features(x)
-            scores = dnet(*maps)
-        num = scores.shape[1]
-        for i in range(num):
-            with autograd.record():
-                maps = student_features(x)
-                term = dnet(*maps).slice_axis(axis=1, begin=i, end=i + 1).sum() / x.shape[0]
-            term.backward()
-            sq = sum(float((p.grad(ctx) ** 2).sum().asscalar()) for p in params)
-            norms.append(np.sqrt(sq))
-    finally:
-        for p, r in zip(dnet.collect_params().values(), saved):
-            p.grad_req = r
-    norms = np.array(norms)
-    return norms / max(norms.sum(), 1e-30), norms
+    critic_params = [p for p in dnet.collect_params().values() if p.grad_req != "null"]
+
+    def norms(images):
+        with _no_weight_grads(critic_params), autograd.record():
+            maps = student_features(images[:batch].as_in_context(ctx))
+        with _no_weight_grads(critic_params):
+            return critic_gradient_norms(dnet, maps, params)
+    weights = np.ones(len(dnet.critics))
+    if balance and hasattr(dnet, "set_critic_weights"):
+        weights = balance_weights(norms(train_images))
+        dnet.set_critic_weights(weights)
+    g = norms(held_images)
+    return (weights * g / max((weights * g).sum(), 1e-30), g / max(g.sum(), 1e-30), g)
 
 
 def collect_maps(args, say=print):
@@ -240,7 +231,7 @@ def probe_critics(args, say=print, maps=None, make_dnet=None):
         return dnet
 
     rng = np.random.RandomState(args.seed)
-    sep, se, loss_d, shares, norms = {}, {}, {}, None, None
+    sep, se, loss_d, shares, unweighted, norms = {}, {}, {}, None, None, None
     for name in args.fakes:
         t0 = time.time()
         dnet, loss_d[name] = _train_critics(make, args, teacher_maps["A"], fake_train[name], ctx,
@@ -249,7 +240,9 @@ def probe_critics(args, say=print, maps=None, make_dnet=None):
         say("probe: %-8s %s  (%.0f s)" % (name, " ".join("%+.3g" % v for v in sep[name]),
                                           time.time() - t0))
         if name == "student":
-            shares, norms = _grad_shares(dnet, student.features, pools["B"], b, ctx)
+            shares, unweighted, norms = _grad_shares(
+                dnet, student.features, pools["B"], pools["B'"], b, ctx,
+                balance=getattr(args, "critic_balance_interval", 0) > 0)
     critics = []
     for i, shape in enumerate(shapes):
         c = {"map": i, "shape": shape,
@@ -258,6 +251,7 @@ def probe_critics(args, say=print, maps=None, make_dnet=None):
              "loss_d": {k: v for k, v in loss_d.items()}}
         if shares is not None:
             c["grad_share"] = float(shares[i])
+            c["grad_share_unweighted"] = float(unweighted[i])
             c["grad_norm"] = float(norms[i])
         critics.append(c)
     settings = {k: v for k, v in sorted(vars(args).items()) if k not in ("out",)}
@@ -273,7 +267,8 @@ def format_table(result):
     fakes = [f for f in FAKES if f in first and f != "control"]
     has_control = "control" in first
     head = ["map", "shape"] + fakes + (["control (± s.e.)", "min ratio to control"]
-                                       if has_control else []) + ["grad share"]
+                                       if has_control else []) + ["grad share",
+                                                                  "unweighted"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in result["critics"]:
         s = c["separation"]
@@ -285,6 +280,7 @@ def format_table(result):
             ratios = [s[f] / abs(ctl) if ctl else float("inf") for f in fakes]
             row.append("%.1f" % min(ratios) if ratios else "")
         row.append("%.3f" % c["grad_share"] if "grad_share" in c else "")
+        row.append("%.3f" % c["grad_share_unweighted"] if "grad_share_unweighted" in c else "")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 

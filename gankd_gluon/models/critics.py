@@ -141,8 +141,12 @@ class LipschitzCritic(HybridBlock):
        ICLR 2016) and the paper's Fig. 2, channels doubled each time (capped at
        ``max_channels``); on maps already at 1x1 they are 3x3 stride-1 convs (same depth for
        every map: comparable gains);
-    4. a 1x1 conv to one score per remaining location, averaged over the locations, times
-       ``(H * W) ** spatial_weight`` of the input map.
+    4. a 1x1 conv to one score per remaining location, averaged over the locations;
+    5. divided by the *score scale*, an average of the raw scores' standard deviation over the
+       real and fake samples of the critic steps (:meth:`observe`): every critic's score is in
+       units of its own spread, whatever its depth and the map's size, so the critics' terms
+       are comparable and ``Loss_D`` stays bounded (a critic that separates perfectly gives a
+       separation of about 2).
 
     Every conv is a :class:`GainConv2D`: WGAN's weight clipping to ``[-c, c]`` then bounds each
     layer's L-inf gain by 1, so a critic's output is bounded by the standardised input's
@@ -159,16 +163,13 @@ class LipschitzCritic(HybridBlock):
         The clipping bound c (published SSD log: 0.03).
     depth : int
         Downsampling convs.
-    spatial_weight : float
-        Exponent of the map's area in the critic's weight (0: every critic counts alike).
 
     Inputs: x (B, C, H, W) (any H, W). Output: (B, 1).
     """
 
     def __init__(self, map_size, in_channels, base_channels=64, max_channels=512, clamp=0.03,
-                 depth=2, spatial_weight=0.0, **kwargs):
+                 depth=2, **kwargs):
         super(LipschitzCritic, self).__init__(**kwargs)
-        self.weight = float(map_size * map_size) ** spatial_weight
         with self.name_scope():
             self.std = Standardize(in_channels)
             self.body = nn.HybridSequential(prefix="")
@@ -198,7 +199,7 @@ class LipschitzCritic(HybridBlock):
         cur = self.score_scale.data(total.context)
         used = mx.nd.where(cur > 0, cur, mx.nd.ones_like(cur))
         mean = total / count
-        std = mx.nd.sqrt(mx.nd.relu(squares / count - mean ** 2)) * used / self.weight
+        std = mx.nd.sqrt(mx.nd.relu(squares / count - mean ** 2)) * used
         std = mx.nd.maximum(std, 1e-30)
         new = mx.nd.where(cur > 0, momentum * cur + (1 - momentum) * std, std)
         for d in self.score_scale.list_data():
@@ -212,7 +213,7 @@ class LipschitzCritic(HybridBlock):
         raw = F.mean(self.out(self.body(self.std(x))), axis=(2, 3))
         # score_scale 0 = not yet observed: raw scores
         scale = F.where(score_scale > 0, score_scale, F.ones_like(score_scale))
-        return F.broadcast_div(raw, scale.reshape((1, 1))) * self.weight
+        return F.broadcast_div(raw, scale.reshape((1, 1)))
 
 
 class DNet(HybridBlock):
@@ -231,15 +232,19 @@ class DNet(HybridBlock):
     """
 
     def __init__(self, map_sizes, base_channels=128, norm="batch", channels=None, clamp=0.03,
-                 depth=2, spatial_weight=0.0, **kwargs):
+                 depth=2, **kwargs):
         super(DNet, self).__init__(**kwargs)
         self.norm = norm
         with self.name_scope():
+            # per-critic weights of the scores (engine/balance.py): not trained, not clipped
+            self.critic_weights = self.params.get("critic_weights", shape=(len(map_sizes),),
+                                                  init=mx.init.One(), grad_req="null",
+                                                  differentiable=False)
             self.critics = nn.HybridSequential(prefix="")
             for i, s in enumerate(map_sizes):
                 if norm == "lipschitz":
                     self.critics.add(LipschitzCritic(s, channels[i], base_channels, clamp=clamp,
-                                                     depth=depth, spatial_weight=spatial_weight))
+                                                     depth=depth))
                 else:
                     self.critics.add(Critic(s, base_channels, norm=norm))
 
@@ -254,6 +259,7 @@ class DNet(HybridBlock):
         ctx = d_real[0].context
         both = mx.nd.concat(*[a.detach().as_in_context(ctx) for a in list(d_real) + list(d_fake)],
                             dim=0)
+        both = mx.nd.broadcast_div(both, self.critic_weights.data(ctx).reshape((1, -1)))
         stats = mx.nd.stack(both.sum(axis=0), (both ** 2).sum(axis=0),
                             mx.nd.ones((both.shape[1],), ctx=ctx) * both.shape[0], axis=1)
         if reduce is not None:
@@ -267,8 +273,14 @@ class DNet(HybridBlock):
             if hasattr(c, "std"):
                 c.std.set_stats(m, s)
 
-    def hybrid_forward(self, F, *feats):
-        return F.concat(*[c(f) for c, f in zip(self.critics, feats)], dim=1)
+    def set_critic_weights(self, weights):
+        """Set the per-critic weights (sequence of M floats) on every device."""
+        for d in self.critic_weights.list_data():
+            d[:] = mx.nd.array(weights, ctx=d.context)
+
+    def hybrid_forward(self, F, *feats, **kwargs):
+        scores = F.concat(*[c(f) for c, f in zip(self.critics, feats)], dim=1)
+        return F.broadcast_mul(scores, kwargs["critic_weights"].reshape((1, -1)))
 
 
 def channel_stats(maps, floor=0.01):

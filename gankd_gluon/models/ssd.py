@@ -384,6 +384,15 @@ class StudentFeatures(HybridBlock):
         return out
 
 
+def backbone_params(student_features):
+    """The trainable parameters of a student's ImageNet backbone inside a
+    :class:`StudentFeatures` (not its extra layers, GluonCV's ``expand_*``, not its adapters);
+    all its trainable parameters for a feature block without those parts."""
+    params = [p for p in student_features.collect_params().values() if p.grad_req != "null"]
+    base = [p for p in params if "_expand_" not in p.name and "adapters_" not in p.name]
+    return base or params
+
+
 def feature_channels(features, data_shape, num_maps):
     """Channels of each map of a feature block, by a forward on a zero image (on its context)."""
     ctx = list(features.collect_params().values())[0].list_ctx()[0]
