@@ -273,7 +273,7 @@ def main(args):
         if gan_step.balance_interval:
             with autograd.record():
                 maps = s_features(data[0])
-            gan_step.balance_critics(maps)
+            gan_step.balance_critics([maps])
 
     def stage2_iteration():
         stage2_step(data, cls_t, box_t)

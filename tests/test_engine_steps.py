@@ -27,7 +27,7 @@ def teacher_file(tmp_path_factory):
     return path
 
 
-def _setup(teacher_file, ctx, d_steps=1, norm="batch"):
+def _setup(teacher_file, ctx, d_steps=1, norm="batch", balance_interval=0):
     mx.random.seed(0)
     lay = teacher_layout("mobilenet0.5", SIZE)
     teacher = build_teacher("mobilenet0.5", CLASSES, lay, params=teacher_file)
@@ -35,7 +35,8 @@ def _setup(teacher_file, ctx, d_steps=1, norm="batch"):
     student = build_student("mobilenet0.25", teacher, t_ch, lay, CLASSES, pretrained_base=False)
     with autograd.predict_mode():
         maps = teacher.features(mx.nd.zeros((1, 3, SIZE, SIZE)))
-    dnet = DNet([m.shape[2] for m in maps], base_channels=8, norm=norm)
+    dnet = DNet([m.shape[2] for m in maps], base_channels=8, norm=norm,
+                channels=[m.shape[1] for m in maps])
     dnet.initialize()
     dnet(*maps)
     for b in (teacher, student, dnet):
@@ -46,7 +47,7 @@ def _setup(teacher_file, ctx, d_steps=1, norm="batch"):
     td = gluon.Trainer(dnet.collect_params(), "adam", {"learning_rate": 5e-4, "beta1": 0.5},
                        update_on_kvstore=False)
     step = GANStep(teacher.features, s_feat, s_head, dnet, tg, td, SSDMultiBoxLoss(),
-                   d_steps=d_steps)
+                   d_steps=d_steps, balance_interval=balance_interval)
     with autograd.train_mode():
         _, _, anchors = student(mx.nd.zeros((1, 3, SIZE, SIZE), ctx=ctx[0]))
     return teacher, student, dnet, step, anchors
@@ -302,3 +303,26 @@ def test_student_step_skips_critic_weight_grads_without_changing_the_update(teac
         assert len(skipped) == len(full)
         for (k, v), w in zip(skipped, full):
             np.testing.assert_allclose(v, w, rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_gan_step_balances_the_critics_on_its_balance_batches(teacher_file):
+    """With --critic-balance-interval 2 the weights stay 1 at batch 1 and are set at batch 2
+    (mean 1); after balancing, every critic's weighted gradient at the backbone is the same."""
+    from gankd_gluon.engine.balance import critic_gradient_norms
+    from gankd_gluon.models.ssd import backbone_params
+    teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz",
+                                                   balance_interval=2)
+    x, cls_t, box_t = _batch(anchors)
+    step([x], [cls_t], [box_t], batch=1)
+    assert (dnet.critic_weights.data().asnumpy() == 1).all()
+    step([x], [cls_t], [box_t], batch=2)
+    w = dnet.critic_weights.data().asnumpy()
+    assert not np.allclose(w, 1) and w.mean() == pytest.approx(1.0, rel=1e-5)
+    with autograd.record():
+        maps = step.student_features(x)
+    step.balance_critics([maps])
+    w = dnet.critic_weights.data().asnumpy()
+    with autograd.record():
+        maps = step.student_features(x)
+    g = critic_gradient_norms(dnet, maps, backbone_params(step.student_features))
+    np.testing.assert_allclose(w * g, np.full(len(g), (w * g).mean()), rtol=1e-3)

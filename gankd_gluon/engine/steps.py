@@ -238,7 +238,7 @@ class GANStep:
                 self.critic_step(t_maps, s_maps, n, epoch, batch)
             out.update(separation_columns(separation))
             if self.balance_interval and batch % self.balance_interval == 0:
-                self.balance_critics(s_maps[0])
+                self.balance_critics(s_maps)
 
         # ---------------- student step: critics frozen ----------------
         # The adversarial term back-propagates through the critics to the student's maps; the
@@ -249,23 +249,25 @@ class GANStep:
                                  epoch, batch)
         return out
 
-    def balance_critics(self, maps):
+    def balance_critics(self, s_maps):
         """Weight the critics so that each gives the same share of the adversarial gradient
-        reaching the student's backbone (:mod:`.balance`), measured on one device's maps (a
-        recorded graph, kept for the student step). The norms are summed over distributed
-        workers (one host read every ``balance_interval`` batches), so every replica sets the
-        same weights."""
+        reaching the student's backbone (:mod:`.balance`), measured on every device's maps (the
+        graph the step recorded, kept for the student step): the squared norms are summed over
+        the devices and, on several machines, over the workers (one host read every
+        ``balance_interval`` batches), so that one process on two devices and two processes on
+        one device each set the same weights."""
         from ..models.ssd import backbone_params
         from .balance import balance_weights, critic_gradient_norms
         if self._backbone is None:
             self._backbone = backbone_params(self.student_features)
         with _no_weight_grads(self._critic_weights):
-            norms = critic_gradient_norms(self.dnet, maps, self._backbone)
+            squares = sum(critic_gradient_norms(self.dnet, maps, self._backbone) ** 2
+                          for maps in s_maps)
         if self.norm.is_dist:
             from .distributed import allreduce_sum
-            norms = [allreduce_sum(self.norm.env, "critic_balance_%d" % i, float(v) ** 2) ** 0.5
-                     for i, v in enumerate(norms)]
-        self.dnet.set_critic_weights(balance_weights(norms))
+            squares = [allreduce_sum(self.norm.env, "critic_balance_%d" % i, float(v))
+                       for i, v in enumerate(squares)]
+        self.dnet.set_critic_weights(balance_weights([v ** 0.5 for v in squares]))
 
     def _student_update(self, t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
                         epoch, batch):
