@@ -50,7 +50,7 @@ def parse_args(argv=None):
     parser.add_argument("--student", default="mobilenet1.0", help="student backbone")
     parser.add_argument("--head", choices=("teacher", "student"), default="teacher")
     parser.add_argument("--data-shape", type=int, default=512, help="input size")
-    parser.add_argument("--steps", type=int, default=200, help="critic steps per fake")
+    parser.add_argument("--steps", type=int, default=100, help="critic steps per fake")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="images per critic step (real and fake each)")
     parser.add_argument("--num-train", type=int, default=96,

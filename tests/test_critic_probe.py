@@ -33,7 +33,7 @@ def _separations(norm, fake_fn, steps=60):
     """Train fresh critics of ``norm`` on real pool A vs fake_fn(pool B) with the training
     code's critic step; separations on held-out pools for that fake and for the control."""
     rng = np.random.RandomState(0)
-    a, b, a2, b2 = (_teacher_like(64, rng) for _ in range(4))
+    a, b, a2, b2 = (_teacher_like(n, rng) for n in (64, 64, 256, 256))
     stats = channel_stats(a)
     args = SimpleNamespace(lrD=5e-4, beta1=0.5, clamp_lower=-0.03, clamp_upper=0.03, steps=steps,
                            batch_size=16)

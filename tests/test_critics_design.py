@@ -51,8 +51,9 @@ def test_standardisation_uses_the_teachers_statistics_on_both_sides():
 
 
 def test_score_scale_puts_each_critics_scores_in_units_of_their_spread():
-    """After the first observation of a critic step's scores, the scaled scores of that batch
-    have standard deviation 1 per critic; later observations are an average (momentum 0.9)."""
+    """After the first observation of a critic step's scores, the normalised scores of that batch
+    have mean 0 and standard deviation 1 per critic; later observations are averaged in
+    (momentum 0.5)."""
     d = _dnet()
     real, fake = _maps(6, 0), [m * 0.5 for m in _maps(6, 1)]
     d(*real)
@@ -64,10 +65,15 @@ def test_score_scale_puts_each_critics_scores_in_units_of_their_spread():
     assert scaled.std(axis=0) == pytest.approx([1.0, 1.0], rel=1e-3)
     scale0 = np.array([c.score_scale.data().asscalar() for c in d.critics])
     assert scale0 == pytest.approx(raw.std(axis=0), rel=1e-3)
-    # the second observation: s <- 0.9 s + 0.1 std(raw), with raw = scaled * s
-    d.observe_scores([r1 * 3], [f1 * 3])
+    assert scaled.mean(axis=0) == pytest.approx([0.0, 0.0], abs=1e-4)       # centred
+    mean0 = np.array([c.score_mean.data().asscalar() for c in d.critics])
+    assert mean0 == pytest.approx(raw.mean(axis=0), rel=1e-3)
+    # the second observation: s <- 0.5 s + 0.5 std(raw), raw = scaled * s + m (momentum 0.5)
+    d.observe_scores([r1 * 3 + 1], [f1 * 3 + 1])
     scale1 = np.array([c.score_scale.data().asscalar() for c in d.critics])
-    assert scale1 == pytest.approx(0.9 * scale0 + 0.1 * 3 * scale0, rel=1e-3)
+    mean1 = np.array([c.score_mean.data().asscalar() for c in d.critics])
+    assert scale1 == pytest.approx(0.5 * scale0 + 0.5 * 3 * scale0, rel=1e-3)
+    assert mean1 == pytest.approx(mean0 + 0.5 * scale0, rel=1e-3)
 
 
 def test_score_scale_and_weights_are_not_clipped_or_trained():

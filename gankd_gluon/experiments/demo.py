@@ -175,6 +175,9 @@ def gankd_argv(cfg):
              "--epochs", str(a.student_epochs - a.gan_epochs), "--lrG", str(a.lr_g),
              "--lrD", str(a.lr_d), "--lr", str(a.stage2_lr), "--d-steps", str(a.d_steps),
              "--critic-channels", str(a.critic_channels), "--critic-norm", a.critic_norm,
+             # the demo's committed results ran the critics' plain sum (the published form);
+             # the study that reruns it decides its critics
+             "--critic-balance-interval", "0",
              "--save-prefix", cfg.gankd_prefix,
              "--save-dir", cfg.runs_dir, "--log-dir", cfg.out] + cfg.common_argv())
 

@@ -97,9 +97,13 @@ class Standardize(HybridBlock):
                                        grad_req="null", differentiable=False)
 
     def set_stats(self, mean, std):
+        """Set the statistics (NDArray or numpy, (C,)) on every device. Through the host: the
+        values then have MXNet's default layout (results of oneDNN convolutions may not, and
+        Horovod's broadcast refuses those)."""
         for p, v in ((self.mean, mean), (self.std, std)):
+            host = v.asnumpy() if hasattr(v, "asnumpy") else v
             for d in p.list_data():
-                d[:] = v.reshape((1, -1, 1, 1)).as_in_context(d.context)
+                d[:] = mx.nd.array(host.reshape((1, -1, 1, 1)), ctx=d.context)
 
     def hybrid_forward(self, F, x, mean, std):
         return F.broadcast_div(F.broadcast_sub(x, mean), std)
@@ -142,11 +146,13 @@ class LipschitzCritic(HybridBlock):
        ``max_channels``); on maps already at 1x1 they are 3x3 stride-1 convs (same depth for
        every map: comparable gains);
     4. a 1x1 conv to one score per remaining location, averaged over the locations;
-    5. divided by the *score scale*, an average of the raw scores' standard deviation over the
-       real and fake samples of the critic steps (:meth:`observe`): every critic's score is in
-       units of its own spread, whatever its depth and the map's size, so the critics' terms
-       are comparable and ``Loss_D`` stays bounded (a critic that separates perfectly gives a
-       separation of about 2).
+    5. centred and divided by the *score normalisation*, running averages (momentum 0.5: the
+       critic's raw scale grows fast while its weights align) of the raw scores' mean and
+       standard deviation over the real and fake samples of the critic steps
+       (:meth:`observe`): every critic's score is in units of its own spread, whatever its
+       depth and the map's size, so the critics' terms are comparable and the adversarial
+       losses stay bounded (a critic that separates perfectly gives a separation of about 2).
+       Mean and scale are constants to both steps (no gradient; not clipped).
 
     Every conv is a :class:`GainConv2D`: WGAN's weight clipping to ``[-c, c]`` then bounds each
     layer's L-inf gain by 1, so a critic's output is bounded by the standardised input's
@@ -190,30 +196,37 @@ class LipschitzCritic(HybridBlock):
             # fake samples of each critic step): not trained, not clipped, saved in checkpoints
             self.score_scale = self.params.get("score_scale", shape=(1,), init=mx.init.Zero(),
                                                grad_req="null", differentiable=False)
+            self.score_mean = self.params.get("score_mean", shape=(1,), init=mx.init.Zero(),
+                                              grad_req="null", differentiable=False)
 
     def observe(self, total, squares, count, momentum):
-        """Update the score scale from sums over this critic's scaled scores of one critic
-        step (real and fake samples; NDArrays of shape (1,)): ``s <- momentum * s +
-        (1 - momentum) * std(raw scores)``, ``s = std`` at the first observation. No host
-        read."""
+        """Update the score normalisation from sums over this critic's normalised scores of
+        one critic step (real and fake samples; NDArrays of shape (1,)): the raw scores' mean
+        and standard deviation, ``m <- momentum * m + (1 - momentum) * mean(raw)`` and the same
+        for the scale, set directly at the first observation. No host read."""
         cur = self.score_scale.data(total.context)
+        cur_mean = self.score_mean.data(total.context)
         used = mx.nd.where(cur > 0, cur, mx.nd.ones_like(cur))
-        mean = total / count
-        std = mx.nd.sqrt(mx.nd.relu(squares / count - mean ** 2)) * used
+        mean_y = total / count
+        std = mx.nd.sqrt(mx.nd.relu(squares / count - mean_y ** 2)) * used
         std = mx.nd.maximum(std, 1e-30)
+        mean = cur_mean + mean_y * used
         new = mx.nd.where(cur > 0, momentum * cur + (1 - momentum) * std, std)
-        for d in self.score_scale.list_data():
-            d[:] = new.as_in_context(d.context)
+        new_mean = mx.nd.where(cur > 0, momentum * cur_mean + (1 - momentum) * mean, mean)
+        for p, v in ((self.score_scale, new), (self.score_mean, new_mean)):
+            for d in p.list_data():
+                d[:] = v.as_in_context(d.context)
 
     def raw(self, x):
         """The critic's unscaled score (B, 1) (imperative; for measurements)."""
         return mx.nd.mean(self.out(self.body(self.std(x))), axis=(2, 3))
 
-    def hybrid_forward(self, F, x, score_scale):
+    def hybrid_forward(self, F, x, score_scale, score_mean):
         raw = F.mean(self.out(self.body(self.std(x))), axis=(2, 3))
         # score_scale 0 = not yet observed: raw scores
         scale = F.where(score_scale > 0, score_scale, F.ones_like(score_scale))
-        return F.broadcast_div(raw, scale.reshape((1, 1)))
+        return F.broadcast_div(F.broadcast_sub(raw, score_mean.reshape((1, 1))),
+                               scale.reshape((1, 1)))
 
 
 class DNet(HybridBlock):
@@ -248,7 +261,7 @@ class DNet(HybridBlock):
                 else:
                     self.critics.add(Critic(s, base_channels, norm=norm))
 
-    def observe_scores(self, d_real, d_fake, reduce=None, momentum=0.9):
+    def observe_scores(self, d_real, d_fake, reduce=None, momentum=0.5):
         """After each critic step (``GANStep.critic_step``): update every critic's score scale
         (:meth:`LipschitzCritic.observe`) from the step's scores, per-device lists of (B, M),
         over all devices and, with ``reduce`` (an NDArray sum over distributed workers), over
