@@ -326,3 +326,55 @@ def test_gan_step_balances_the_critics_on_its_balance_batches(teacher_file):
         maps = step.student_features(x)
     g = critic_gradient_norms(dnet, maps, backbone_params(step.student_features))
     np.testing.assert_allclose(w * g, np.full(len(g), (w * g).mean()), rtol=1e-3)
+
+
+
+class _PlainFeatures(gluon.HybridBlock):
+    """A BatchNorm-free stand-in for the student's feature block, maps of the given
+    (C, H, W): a batch split over devices gives exactly the maps and gradients of one device
+    (a BatchNorm student normalises each device's share with its own statistics)."""
+
+    def __init__(self, shapes, **kwargs):
+        super(_PlainFeatures, self).__init__(**kwargs)
+        self.sizes = [s[1] for s in shapes]
+        with self.name_scope():
+            self.convs = gluon.nn.HybridSequential()
+            cin = 3
+            for c, _, _ in shapes:
+                self.convs.add(gluon.nn.Conv2D(c, 1, in_channels=cin))
+                cin = c
+
+    def hybrid_forward(self, F, x):
+        out, h = [], x
+        for conv, size in zip(self.convs, self.sizes):
+            h = F.tanh(conv(F.contrib.AdaptiveAvgPooling2D(h, output_size=size)))
+            out.append(h)
+        return out
+
+
+def test_two_devices_set_the_critic_weights_and_score_scale_of_one_device(teacher_file):
+    """The same global batch on one device and split over two gives the same score scales and
+    critic weights: the balancing takes the norm of each critic's gradient summed over the
+    devices (the root of the summed per-device squared norms would depend on the split)."""
+    got = []
+    for ctx in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]):
+        teacher, _, dnet, step, anchors = _setup(teacher_file, ctx, norm="lipschitz",
+                                                 balance_interval=1)
+        x = _batch(anchors)[0]
+        xs = split_batch((x,), ctx)[0]
+        t_maps = [teacher.features(xx) for xx in xs]
+        mx.random.seed(1)
+        features = _PlainFeatures([m.shape[1:] for m in t_maps[0]])
+        features.initialize(mx.init.Xavier(), ctx=ctx)
+        with autograd.record():
+            s_maps = [features(xx) for xx in xs]
+        # balanced before the critics' update: Adam's first steps on the near-zero
+        # gradients of a few weights differ in float rounding between the two summations
+        step._backbone = list(features.collect_params().values())
+        step.balance_critics(s_maps)
+        weights = dnet.critic_weights.data().asnumpy()
+        step.critic_step(t_maps, s_maps, float(x.shape[0]), 0, 0)
+        got.append((weights, np.array([c.score_scale.data().asscalar() for c in dnet.critics])))
+    assert not np.allclose(got[0][0], 1)
+    np.testing.assert_allclose(got[1][0], got[0][0], rtol=1e-4)
+    np.testing.assert_allclose(got[1][1], got[0][1], rtol=1e-4)

@@ -252,22 +252,20 @@ class GANStep:
     def balance_critics(self, s_maps):
         """Weight the critics so that each gives the same share of the adversarial gradient
         reaching the student's backbone (:mod:`.balance`), measured on every device's maps (the
-        graph the step recorded, kept for the student step): the squared norms are summed over
-        the devices and, on several machines, over the workers (one host read every
-        ``balance_interval`` batches), so that one process on two devices and two processes on
-        one device each set the same weights."""
+        graph the step recorded, kept for the student step): each critic's gradient is summed
+        over the devices and, on several machines, over the workers before its norm is taken
+        (one host read per critic every ``balance_interval`` batches), so that the weights are
+        those of the global batch whatever the number of devices and workers."""
         from ..models.ssd import backbone_params
         from .balance import balance_weights, critic_gradient_norms
         if self._backbone is None:
             self._backbone = backbone_params(self.student_features)
-        with _no_weight_grads(self._critic_weights):
-            squares = sum(critic_gradient_norms(self.dnet, maps, self._backbone) ** 2
-                          for maps in s_maps)
+        reduce = None
         if self.norm.is_dist:
-            from .distributed import allreduce_sum
-            squares = [allreduce_sum(self.norm.env, "critic_balance_%d" % i, float(v))
-                       for i, v in enumerate(squares)]
-        self.dnet.set_critic_weights(balance_weights([v ** 0.5 for v in squares]))
+            reduce = lambda a: self.norm.reduce_array(a, "critic_balance")  # noqa: E731
+        with _no_weight_grads(self._critic_weights):
+            norms = critic_gradient_norms(self.dnet, s_maps, self._backbone, reduce=reduce)
+        self.dnet.set_critic_weights(balance_weights(norms))
 
     def _student_update(self, t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
                         epoch, batch):
