@@ -110,6 +110,8 @@ def test_critic_layers_follow_wgans_reference_dcgan_critic():
     assert c.out.bias is not None
     with pytest.raises(ValueError, match="critic norm 'layer'"):
         Critic(16, norm="layer")
+    with pytest.raises(ValueError, match="LipschitzCritic"):     # not a BatchNorm-less Critic
+        Critic(16, norm="lipschitz")
 
 
 def test_batchnorm_critic_output_is_bounded_by_the_clamp_whatever_the_feature_scale():

@@ -95,8 +95,9 @@ def add_critic_args(parser, critic_norm, critic_norm_help, balance_interval=50):
     parser.add_argument("--critic-norm", choices=NORMS, default=critic_norm,
                         help=critic_norm_help)
     parser.add_argument("--critic-balance-interval", type=int, default=balance_interval,
-                        help="with --critic-norm lipschitz: every N batches of an epoch (and at "
-                             "its first), weight the critics so that each map gives the same "
-                             "share of the adversarial gradient reaching the student's backbone "
-                             "(0: the paper's unweighted sum of the critics)")
+                        help="every N batches of an epoch (and at its first), weight the "
+                             "critics (any --critic-norm) so that each map gives the same share "
+                             "of the adversarial gradient reaching the student's backbone (0: "
+                             "the paper's unweighted sum of the critics; the published form is "
+                             "--critic-norm batch --critic-balance-interval 0)")
     return parser

@@ -53,7 +53,8 @@ class DatasetTooSmallError(DatasetNotFoundError):
     """The dataset has fewer images than the probe's pools need (exit 2 in the script)."""
 
 
-__all__ = ["DatasetTooSmallError", "FAKES", "probe_critics", "format_table"]
+__all__ = ["DatasetTooSmallError", "FAKES", "collect_maps", "probe_critics", "format_table",
+           "write_json"]
 
 FAKES = ("random", "scaled", "shifted", "student", "control")
 
@@ -209,8 +210,10 @@ def collect_maps(args, say=print):
 
 def probe_critics(args, say=print, maps=None, make_dnet=None):
     """Run the probe for ``args`` (``scripts/probe_critics.py``'s flags); returns the result dict
-    ``{"settings": {...}, "critics": [{"map", "shape", "separation": {fake: s}, "grad_share",
-    "grad_norm", "loss_d": {fake: L_D}}, ...]}``. ``maps``: a :func:`collect_maps` result to
+    ``{"settings": {...}, "critics": [{"map", "shape", "separation": {fake: s},
+    "separation_se": {fake: standard error}, "loss_d": {fake: L_D}, "grad_share",
+    "grad_share_unweighted", "grad_norm"}, ...]}`` (the three ``grad_*`` keys only when the
+    ``student`` fake ran). ``maps``: a :func:`collect_maps` result to
     reuse; ``make_dnet``: ``make_dnet(args, maps, stats)`` -> DNet (default: the training
     scripts' own)."""
     if maps is None:
