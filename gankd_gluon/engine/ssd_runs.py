@@ -348,10 +348,6 @@ def run_gankd(args):
         _init_student(args, student, ctx, env)
     logger = _logger(args, env)      # after the --init-from checks: a refused run writes nothing
     train, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
-    if "gan" in parts:
-        # the critics' frozen input standardisation (a resumed run loads the same values)
-        dnet.set_teacher_stats(teacher_statistics(teacher.features, train, args.data_shape,
-                                                  ctx[0]))
     norm = Normalizer(env)
     s_features, s_head = split_ssd(student)
     t_features, t_head = split_ssd(teacher)
@@ -416,6 +412,13 @@ def run_gankd(args):
             student.hybridize()
     sync_trainers(env, [tr for st in stages for tr in st.trainers.values()],
                   dict(blocks, teacher=teacher))
+    if "gan" in parts:
+        # the critics' frozen input standardisation, the same on every worker (a resumed run
+        # then loads the same values). After the sync: an inference pass leaves the teacher's
+        # weights in MKLDNN layout, which Horovod's broadcast refuses ("We can't generate TBlob
+        # for MKLDNN data")
+        dnet.set_teacher_stats(teacher_statistics(teacher.features, train, args.data_shape,
+                                                  ctx[0]))
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize,
