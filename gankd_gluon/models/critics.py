@@ -285,11 +285,17 @@ class DNet(HybridBlock):
         if self.norm != "lipschitz":
             return
         ctx = d_real[0].context
-        both = mx.nd.concat(*[a.detach().as_in_context(ctx) for a in list(d_real) + list(d_fake)],
-                            dim=0)
-        both = mx.nd.broadcast_div(both, self.critic_weights.data(ctx).reshape((1, -1)))
-        stats = mx.nd.stack(both.sum(axis=0), (both ** 2).sum(axis=0),
-                            mx.nd.ones((both.shape[1],), ctx=ctx) * both.shape[0], axis=1)
+        stats = None
+        # per device, then summed over the devices as over the workers: a process on two
+        # devices adds the same partial sums in the same order as two processes of one device
+        for real, fake in zip(d_real, d_fake):
+            dev = real.context
+            both = mx.nd.concat(real.detach(), fake.detach(), dim=0)
+            both = mx.nd.broadcast_div(both, self.critic_weights.data(dev).reshape((1, -1)))
+            part = mx.nd.stack(both.sum(axis=0), (both ** 2).sum(axis=0),
+                               mx.nd.ones((both.shape[1],), ctx=dev) * both.shape[0], axis=1)
+            part = part.as_in_context(ctx)
+            stats = part if stats is None else stats + part
         if reduce is not None:
             stats = reduce(stats)                     # (M, 3) summed over workers
         for i, c in enumerate(self.critics):
