@@ -380,3 +380,28 @@ def test_two_devices_set_the_critic_weights_and_score_scale_of_one_device(teache
     assert not np.allclose(got[0][0], 1)
     np.testing.assert_allclose(got[1][0], got[0][0], rtol=1e-4)
     np.testing.assert_allclose(got[1][1], got[0][1], rtol=1e-4)
+
+
+def test_critic_step_sets_the_score_scale_from_its_unweighted_raw_scores(teacher_file):
+    """The default critics' score scale, critic weights and standardisation are constants of
+    the step (``grad_req='null'``: never trained, never clipped); the critic step sets each
+    critic's scale from its own scores of that step (first observation: the standard deviation
+    of the raw scores over the real and fake samples), whatever the critic weights."""
+    teacher, _, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz")
+    frozen = {k: p.grad_req for k, p in dnet.collect_params().items()
+              if k.endswith(("score_scale", "critic_weights", "_mean", "_std"))}
+    assert len(frozen) == 1 + 3 * 6 and set(frozen.values()) == {"null"}, frozen
+    weights = [2.0, 0.5, 1.0, 3.0, 0.25, 1.5]
+    dnet.set_critic_weights(weights)
+    x = _batch(anchors)[0]
+    t_maps = teacher.features(x)
+    with autograd.record():
+        s_maps = step.student_features(x)
+    expected = []
+    for c, tm, sm in zip(dnet.critics, t_maps, s_maps):
+        raw = np.concatenate([c.raw(tm).asnumpy(), c.raw(sm.detach()).asnumpy()])
+        expected.append(raw.std())
+    step.critic_step([t_maps], [s_maps], float(x.shape[0]), 0, 0)
+    scales = [c.score_scale.data().asscalar() for c in dnet.critics]
+    np.testing.assert_allclose(scales, expected, rtol=1e-3)
+    assert dnet.critic_weights.data().asnumpy() == pytest.approx(weights)
