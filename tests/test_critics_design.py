@@ -153,3 +153,17 @@ def test_teacher_statistics_by_hand_over_the_first_images():
         m = m.asnumpy()
         np.testing.assert_allclose(mean.asnumpy(), m.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(std.asnumpy(), m.std(axis=(0, 2, 3)), rtol=2e-3)
+
+
+def test_lipschitz_critic_layers():
+    """3x3 conv + LeakyReLU, then ``depth`` 4x4/s2 convs + LeakyReLU (3x3/s1 once the map is
+    1x1: the same depth for every map), then the 1x1 scoring conv; every conv gain-bounded."""
+    from gankd_gluon.models.critics import LipschitzCritic
+    for size, strides in ((8, [1, 2, 2]), (2, [1, 2, 1]), (1, [1, 1, 1])):
+        c = LipschitzCritic(size, 6, base_channels=4, depth=2)
+        kinds = [type(b).__name__ for b in c.body]
+        assert kinds == ["GainConv2D", "LeakyReLU"] * 3, (size, kinds)
+        convs = [b for b in c.body if isinstance(b, GainConv2D)]
+        assert [b.kw["stride"][0] for b in convs] == strides
+        assert [b.kw["num_filter"] for b in convs] == [4, 8, 16]
+        assert isinstance(c.out, GainConv2D) and c.out.kw["kernel"] == (1, 1)
