@@ -405,3 +405,18 @@ def test_critic_step_sets_the_score_scale_from_its_unweighted_raw_scores(teacher
     scales = [c.score_scale.data().asscalar() for c in dnet.critics]
     np.testing.assert_allclose(scales, expected, rtol=1e-3)
     assert dnet.critic_weights.data().asnumpy() == pytest.approx(weights)
+
+
+def test_balance_interval_0_is_the_plain_sum_even_after_a_balanced_checkpoint(teacher_file):
+    """``--critic-balance-interval 0``: the critic weights are 1 from the first step on, also
+    when the D-Net was loaded with the weights of a balanced run (a resume), and stay 1."""
+    _, _, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz",
+                                       balance_interval=0)
+    dnet.set_critic_weights([2.0, 0.5, 1.0, 3.0, 0.25, 1.5])      # as loaded from a checkpoint
+    x, cls_t, box_t = _batch(anchors)
+    for b in (0, 1):
+        out = step([x], [cls_t], [box_t], batch=b)
+        assert (dnet.critic_weights.data().asnumpy() == 1).all()
+    # W_i sum to -Loss_D with unit weights: the logged losses are the plain sum
+    w = [out["W_%d" % i][0].asscalar() for i in range(6)]
+    assert sum(w) == pytest.approx(-out["Loss_D"][0].asscalar(), rel=1e-4, abs=1e-6)

@@ -159,6 +159,11 @@ class GANStep:
         The teacher's head, run on the teacher's maps when ``objective`` needs P_t or R_t.
     norm : Normalizer or None
         Global batch and positives (several machines); default: this process's.
+    balance_interval : int
+        Every this many batches of an epoch (and at its first) the critics are weighted so that
+        each map gives the same share of the adversarial gradient at the student's backbone
+        (:meth:`balance_critics`); 0: all weights 1 from the first step on (the paper's plain
+        sum, Eq. 1), also after resuming a balanced run.
 
     ``__call__`` returns a dict of per-device lists: the losses (``Loss_D``, ``Loss_D_real``,
     ``Loss_D_fake``, ``Loss_G`` with ``dnet``; ``CrossEntropy``, ``SmoothL1``; the method's
@@ -184,6 +189,9 @@ class GANStep:
         self._critic_weights = [] if dnet is None else [
             p for p in dnet.collect_params().values() if p.grad_req != "null"]
         self.balance_interval = balance_interval if hasattr(dnet, "set_critic_weights") else 0
+        # interval 0 is the paper's plain sum: weights 1 from the first step on, also when a
+        # checkpoint of a balanced run was resumed (its weights would otherwise stay frozen)
+        self._unit_weights_pending = hasattr(dnet, "set_critic_weights") and not balance_interval
         self._backbone = None
 
     def critic_step(self, t_maps, s_maps, n, epoch, batch):
@@ -233,6 +241,9 @@ class GANStep:
                                   for sm, tm in zip(s_maps, t_maps)]
 
         # ---------------- critic step: teacher and student frozen ----------------
+        if self._unit_weights_pending:
+            self.dnet.set_critic_weights([1.0] * len(self.dnet.critics))
+            self._unit_weights_pending = False
         if self.dnet is not None:
             out["Loss_D_real"], out["Loss_D_fake"], out["Loss_D"], separation = \
                 self.critic_step(t_maps, s_maps, n, epoch, batch)
