@@ -157,6 +157,17 @@ def test_refuses_an_incomplete_checkpoint(full_run, tmp_path, capsys):
     assert "missing dnet" in capsys.readouterr().err
 
 
+
+def test_resume_with_other_critics_names_the_flag(full_run, tmp_path, capsys):
+    """Resuming a run whose critics were built with other flags (e.g. a run started before the
+    default --critic-norm changed) is refused with the flag that differs."""
+    args = _gankd_args(full_run, "--save-dir", str(tmp_path / "ck"), "--log-dir",
+                       str(tmp_path), "--critic-norm", "batch", "--resume",
+                       str(full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"))
+    assert run_main(train_ssd_gan_kd.main, args) == 2
+    err = capsys.readouterr().err
+    assert "dnet parameters differ" in err and "--critic-norm lipschitz (this run: batch)" in err
+
 def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
     from gankd_gluon.engine import steps
     original = steps.GANStep.__call__
