@@ -70,8 +70,8 @@ def parse_args(argv=None):
                    help="first-conv channels of each critic (train_ssd_gan_kd.py: 128; 64 "
                         "halves the critics' share of a stage-1 step on this CPU)")
     p.add_argument("--critic-norm", choices=("batch", "none"), default="batch",
-                   help="critics' normalisation (train_ssd_gan_kd.py's default: batch, WGAN's "
-                        "reference critic)")
+                   help="critics' normalisation: batch, WGAN's reference critic (the "
+                        "demo's recorded runs; train_ssd_gan_kd.py's default is lipschitz)")
     p.add_argument("--d-steps", type=int, default=1, help="critic steps per student step")
     p.add_argument("--val-interval", type=int, default=4, help="epochs between validations")
     p.add_argument("--log-interval", type=int, default=100, help="batches between log lines")

@@ -29,6 +29,7 @@ from gankd_gluon.engine.args import add_critic_args  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM, SSD_CRITIC_NORM_HELP  # noqa: E402
 from gankd_gluon.experiments.critic_probe import FAKES  # noqa: E402
+from gankd_gluon.models.ssd import STUDENTS, TEACHERS  # noqa: E402
 
 
 def _fakes(value):
@@ -75,6 +76,16 @@ def parse_args(argv=None):
                      % args.batch_size)
     if args.teacher_params != "random" and not os.path.isfile(args.teacher_params):
         parser.error("--teacher-params %s: no such file" % args.teacher_params)
+    if args.data_shape < 32 or args.data_shape % 32:
+        parser.error("--data-shape %d: must be a positive multiple of 32" % args.data_shape)
+    teachers = sorted(set(TEACHERS + STUDENTS))        # any backbone can teach in a probe
+    if args.teacher not in teachers:
+        parser.error("--teacher %s: choose one of %s" % (args.teacher, ", ".join(teachers)))
+    if args.student not in STUDENTS:
+        parser.error("--student %s: choose one of %s" % (args.student, ", ".join(STUDENTS)))
+    out_dir = os.path.dirname(os.path.abspath(args.out)) if args.out else ""
+    if out_dir and not os.path.isdir(out_dir):
+        parser.error("--out %s: no such folder %s" % (args.out, out_dir))
     return args
 
 

@@ -163,6 +163,14 @@ def test_probe_script_end_to_end(synthetic_root, tmp_path):
     (["--steps", "0"], "--steps"),
     (["--teacher-params", "/nonexistent.params"], "--teacher-params"),
     (["--batch-size", "64", "--num-heldout", "8"], "--batch-size"),
+    (["--data-shape", "0"], "--data-shape"),
+    (["--data-shape", "100"], "--data-shape"),
+    (["--critic-channels", "0"], "--critic-channels"),
+    (["--critic-balance-interval", "-1"], "--critic-balance-interval"),
+    (["--d-steps", "0"], "--d-steps"),
+    (["--teacher", "resnet9000"], "--teacher"),
+    (["--student", "vgg16_atrous"], "--student"),
+    (["--out", "/nonexistent_dir/probe.json"], "--out"),
 ])
 def test_probe_script_bad_arguments(argv, flag, tmp_path):
     res = subprocess.run([sys.executable, SCRIPT] + argv, capture_output=True, text=True,
@@ -171,4 +179,20 @@ def test_probe_script_bad_arguments(argv, flag, tmp_path):
     lines = [l for l in res.stderr.strip().splitlines() if l.startswith("probe_critics.py: error")]
     assert len(lines) == 1 and flag in lines[0], res.stderr
     assert "Traceback" not in res.stderr
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_probe_script_checks_the_dataset_before_building_networks(tmp_path):
+    """A missing dataset root stops the probe with one line naming it, before any network is
+    built (no warning of the network builders before it), exit 2, nothing written."""
+    out = tmp_path / "probe.json"
+    res = subprocess.run([sys.executable, SCRIPT, "--dataset", "synthetic", "--dataset-root",
+                          str(tmp_path / "missing"), "--teacher", "mobilenet0.25", "--student",
+                          "mobilenet0.25", "--data-shape", "64", "--batch-size", "4",
+                          "--num-train", "4", "--num-heldout", "4", "--out", str(out)],
+                         capture_output=True, text=True, cwd=str(tmp_path))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [l for l in res.stderr.strip().splitlines()
+                                               if l.startswith("error: ")], res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "missing" in res.stderr
     assert os.listdir(str(tmp_path)) == []

@@ -138,3 +138,38 @@ def test_critic_gradient_norms_match_a_hand_computation():
         gw = np.einsum("bohw,bihw->oi", g_map0, x.asnumpy())
         expect.append(np.sqrt((gw ** 2).sum()))
     assert norms == pytest.approx(expect, rel=1e-4)
+
+
+def test_teacher_statistics_by_hand_over_the_first_images():
+    """``teacher_statistics``: per map, channel mean and standard deviation of the teacher's
+    maps of the first ``count`` images (validation transform, in batches), by hand."""
+    from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
+    from gankd_gluon.engine.ssd_runs import teacher_statistics
+    rng = np.random.RandomState(0)
+    label = np.array([[1, 1, 10, 10, 0, 0]], dtype="float32")
+    dataset = [(mx.nd.array(rng.randint(0, 255, size=(40, 48, 3)), dtype="uint8"), label)
+               for _ in range(5)]
+
+    def features(x):             # two "maps": the image, and its 2x2 average pool
+        return [x * 2 + 1, mx.nd.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="avg")]
+    stats = teacher_statistics(features, dataset, 32, mx.cpu(), count=3, batch=2)
+    transform = SSDDefaultValTransform(32, 32)
+    x = mx.nd.stack(*[transform(*dataset[i])[0] for i in range(3)])
+    for (mean, std), m in zip(stats, features(x)):
+        m = m.asnumpy()
+        np.testing.assert_allclose(mean.asnumpy(), m.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(std.asnumpy(), m.std(axis=(0, 2, 3)), rtol=2e-3)
+
+
+def test_lipschitz_critic_layers():
+    """3x3 conv + LeakyReLU, then ``depth`` 4x4/s2 convs + LeakyReLU (3x3/s1 once the map is
+    1x1: the same depth for every map), then the 1x1 scoring conv; every conv gain-bounded."""
+    from gankd_gluon.models.critics import LipschitzCritic
+    for size, strides in ((8, [1, 2, 2]), (2, [1, 2, 1]), (1, [1, 1, 1])):
+        c = LipschitzCritic(size, 6, base_channels=4, depth=2)
+        kinds = [type(b).__name__ for b in c.body]
+        assert kinds == ["GainConv2D", "LeakyReLU"] * 3, (size, kinds)
+        convs = [b for b in c.body if isinstance(b, GainConv2D)]
+        assert [b.kw["stride"][0] for b in convs] == strides
+        assert [b.kw["num_filter"] for b in convs] == [4, 8, 16]
+        assert isinstance(c.out, GainConv2D) and c.out.kw["kernel"] == (1, 1)

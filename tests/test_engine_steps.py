@@ -110,6 +110,8 @@ def test_critic_layers_follow_wgans_reference_dcgan_critic():
     assert c.out.bias is not None
     with pytest.raises(ValueError, match="critic norm 'layer'"):
         Critic(16, norm="layer")
+    with pytest.raises(ValueError, match="LipschitzCritic"):     # not a BatchNorm-less Critic
+        Critic(16, norm="lipschitz")
 
 
 def test_batchnorm_critic_output_is_bounded_by_the_clamp_whatever_the_feature_scale():
@@ -326,3 +328,95 @@ def test_gan_step_balances_the_critics_on_its_balance_batches(teacher_file):
         maps = step.student_features(x)
     g = critic_gradient_norms(dnet, maps, backbone_params(step.student_features))
     np.testing.assert_allclose(w * g, np.full(len(g), (w * g).mean()), rtol=1e-3)
+
+
+
+class _PlainFeatures(gluon.HybridBlock):
+    """A BatchNorm-free stand-in for the student's feature block, maps of the given
+    (C, H, W): a batch split over devices gives exactly the maps and gradients of one device
+    (a BatchNorm student normalises each device's share with its own statistics)."""
+
+    def __init__(self, shapes, **kwargs):
+        super(_PlainFeatures, self).__init__(**kwargs)
+        self.sizes = [s[1] for s in shapes]
+        with self.name_scope():
+            self.convs = gluon.nn.HybridSequential()
+            cin = 3
+            for c, _, _ in shapes:
+                self.convs.add(gluon.nn.Conv2D(c, 1, in_channels=cin))
+                cin = c
+
+    def hybrid_forward(self, F, x):
+        out, h = [], x
+        for conv, size in zip(self.convs, self.sizes):
+            h = F.tanh(conv(F.contrib.AdaptiveAvgPooling2D(h, output_size=size)))
+            out.append(h)
+        return out
+
+
+def test_two_devices_set_the_critic_weights_and_score_scale_of_one_device(teacher_file):
+    """The same global batch on one device and split over two gives the same score scales and
+    critic weights: the balancing takes the norm of each critic's gradient summed over the
+    devices (the root of the summed per-device squared norms would depend on the split)."""
+    got = []
+    for ctx in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]):
+        teacher, _, dnet, step, anchors = _setup(teacher_file, ctx, norm="lipschitz",
+                                                 balance_interval=1)
+        x = _batch(anchors)[0]
+        xs = split_batch((x,), ctx)[0]
+        t_maps = [teacher.features(xx) for xx in xs]
+        mx.random.seed(1)
+        features = _PlainFeatures([m.shape[1:] for m in t_maps[0]])
+        features.initialize(mx.init.Xavier(), ctx=ctx)
+        with autograd.record():
+            s_maps = [features(xx) for xx in xs]
+        # balanced before the critics' update: Adam's first steps on the near-zero
+        # gradients of a few weights differ in float rounding between the two summations
+        step._backbone = list(features.collect_params().values())
+        step.balance_critics(s_maps)
+        weights = dnet.critic_weights.data().asnumpy()
+        step.critic_step(t_maps, s_maps, float(x.shape[0]), 0, 0)
+        got.append((weights, np.array([c.score_scale.data().asscalar() for c in dnet.critics])))
+    assert not np.allclose(got[0][0], 1)
+    np.testing.assert_allclose(got[1][0], got[0][0], rtol=1e-4)
+    np.testing.assert_allclose(got[1][1], got[0][1], rtol=1e-4)
+
+
+def test_critic_step_sets_the_score_scale_from_its_unweighted_raw_scores(teacher_file):
+    """The default critics' score scale, critic weights and standardisation are constants of
+    the step (``grad_req='null'``: never trained, never clipped); the critic step sets each
+    critic's scale from its own scores of that step (first observation: the standard deviation
+    of the raw scores over the real and fake samples), whatever the critic weights."""
+    teacher, _, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz")
+    frozen = {k: p.grad_req for k, p in dnet.collect_params().items()
+              if k.endswith(("score_scale", "critic_weights", "_mean", "_std"))}
+    assert len(frozen) == 1 + 3 * 6 and set(frozen.values()) == {"null"}, frozen
+    weights = [2.0, 0.5, 1.0, 3.0, 0.25, 1.5]
+    dnet.set_critic_weights(weights)
+    x = _batch(anchors)[0]
+    t_maps = teacher.features(x)
+    with autograd.record():
+        s_maps = step.student_features(x)
+    expected = []
+    for c, tm, sm in zip(dnet.critics, t_maps, s_maps):
+        raw = np.concatenate([c.raw(tm).asnumpy(), c.raw(sm.detach()).asnumpy()])
+        expected.append(raw.std())
+    step.critic_step([t_maps], [s_maps], float(x.shape[0]), 0, 0)
+    scales = [c.score_scale.data().asscalar() for c in dnet.critics]
+    np.testing.assert_allclose(scales, expected, rtol=1e-3)
+    assert dnet.critic_weights.data().asnumpy() == pytest.approx(weights)
+
+
+def test_balance_interval_0_is_the_plain_sum_even_after_a_balanced_checkpoint(teacher_file):
+    """``--critic-balance-interval 0``: the critic weights are 1 from the first step on, also
+    when the D-Net was loaded with the weights of a balanced run (a resume), and stay 1."""
+    _, _, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz",
+                                       balance_interval=0)
+    dnet.set_critic_weights([2.0, 0.5, 1.0, 3.0, 0.25, 1.5])      # as loaded from a checkpoint
+    x, cls_t, box_t = _batch(anchors)
+    for b in (0, 1):
+        out = step([x], [cls_t], [box_t], batch=b)
+        assert (dnet.critic_weights.data().asnumpy() == 1).all()
+    # W_i sum to -Loss_D with unit weights: the logged losses are the plain sum
+    w = [out["W_%d" % i][0].asscalar() for i in range(6)]
+    assert sum(w) == pytest.approx(-out["Loss_D"][0].asscalar(), rel=1e-4, abs=1e-6)

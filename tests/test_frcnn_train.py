@@ -128,6 +128,25 @@ def test_checkpoints_and_exported_student(full_run):
     assert boxes.shape[0] == 1 and boxes.shape[2] == 4
 
 
+
+def test_critic_standardises_with_the_teachers_statistics(full_run):
+    """The critic's frozen input standardisation, saved with it, is the teacher's per-channel
+    mean and standard deviation of its stride-16 map over the first training images."""
+    from gankd_gluon.engine.frcnn_runs import (_datasets, frcnn_settings,
+                                               frcnn_teacher_statistics)
+    from gankd_gluon.data.datasets import dataset_classes
+    from gankd_gluon.models.faster_rcnn import build_teacher
+    args = _gankd_args(full_run)
+    teacher = build_teacher(args.teacher, dataset_classes(args.dataset), args.Teacher_param_path,
+                            mx.cpu(), **frcnn_settings(args))
+    (mean, std), = frcnn_teacher_statistics(teacher, _datasets(args)[0], args.short,
+                                            args.max_size, mx.cpu())
+    saved = _params(str(full_run / "ckA" / "run" / "run-final.dnet.params"))
+    np.testing.assert_allclose(saved["critics.0.std.mean"].ravel(), mean.asnumpy(), rtol=1e-4,
+                               atol=1e-6)
+    np.testing.assert_allclose(saved["critics.0.std.std"].ravel(), std.asnumpy(), rtol=1e-4)
+    assert saved["critics.0.score_scale"][0] > 0 and (saved["critic_weights"] == 1).all()
+
 def test_resume_is_exact(full_run):
     """Resuming after epoch 0 (stage 1) ends with bit-identical weights (num_workers=0)."""
     src = full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"

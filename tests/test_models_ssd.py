@@ -7,9 +7,9 @@ from gluoncv.model_zoo import get_model
 from mxnet import autograd, gluon
 
 from gankd_gluon.models.critics import DNet
-from gankd_gluon.models.ssd import (build_ssd, build_student, build_teacher, export_detector,
-                                    feature_channels, initialize_new_params, split_ssd,
-                                    teacher_layout)
+from gankd_gluon.models.ssd import (backbone_params, build_ssd, build_student, build_teacher,
+                                    export_detector, feature_channels, initialize_new_params,
+                                    split_ssd, teacher_layout)
 
 VOC = VOCDetection.CLASSES
 
@@ -100,6 +100,13 @@ def test_student_mirrors_teacher_layout_with_adapters(tiny_pair, student, channe
     assert net.features.student_channels == channels
     # adapters only where channels differ (maps 0 and 1 here)
     assert len(net.features.adapters) == sum(a != b for a, b in zip(channels, t_ch))
+    # the balancing's "backbone": the ImageNet network, neither the adapters nor extra layers
+    base = {p.name for p in backbone_params(net.features)}
+    adapters = set(net.features.adapters.collect_params().keys())
+    assert adapters and base and not base & adapters
+    assert not any("_expand_" in n for n in base)
+    assert base | adapters | {n for n in net.features.collect_params() if "_expand_" in n} \
+        >= {n for n, p in net.features.collect_params().items() if p.grad_req != "null"}
     x = mx.nd.random.uniform(shape=(2, 3, 128, 128))
     with autograd.train_mode():
         s_maps = net.features(x)

@@ -105,6 +105,32 @@ def test_checkpoints_and_exported_student(full_run):
     assert boxes.shape == (1, 100, 4)
 
 
+
+def test_critics_standardise_with_the_teachers_statistics(full_run):
+    """Each critic's frozen input standardisation, saved with the D-Net, is the teacher's
+    per-channel mean and standard deviation of its map over the first training images (the
+    validation transform, no augmentation); the score scales were observed, the critic weights
+    balanced (mean 1)."""
+    from gankd_gluon.data.datasets import dataset_classes, get_dataset
+    from gankd_gluon.engine.ssd_runs import teacher_statistics
+    from gankd_gluon.models.ssd import build_teacher, teacher_layout
+    args = _gankd_args(full_run)
+    teacher = build_teacher(args.teacher, dataset_classes(args.dataset),
+                            teacher_layout(args.teacher, args.data_shape), "voc",
+                            args.teacher_params, ctx=mx.cpu())
+    stats = teacher_statistics(teacher.features, get_dataset(args.dataset, args.dataset_root,
+                                                             "train"), args.data_shape, mx.cpu())
+    saved = _params(str(full_run / "ckA" / "run" / "run-final.dnet.params"))
+    assert len(stats) == 6
+    for i, (mean, std) in enumerate(stats):
+        np.testing.assert_allclose(saved["critics.%d.std.mean" % i].ravel(), mean.asnumpy(),
+                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(saved["critics.%d.std.std" % i].ravel(), std.asnumpy(),
+                                   rtol=1e-4)
+        assert saved["critics.%d.score_scale" % i][0] > 0
+    assert saved["critic_weights"].mean() == pytest.approx(1.0, rel=1e-5)
+    assert not np.allclose(saved["critic_weights"], 1)
+
 def test_resume_is_exact(full_run):
     """Resuming after stage-1 epoch 1 ends with bit-identical weights (num_workers=0)."""
     src = full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"
@@ -130,6 +156,17 @@ def test_refuses_an_incomplete_checkpoint(full_run, tmp_path, capsys):
     assert run_main(train_ssd_gan_kd.main, args) == 2
     assert "missing dnet" in capsys.readouterr().err
 
+
+
+def test_resume_with_other_critics_names_the_flag(full_run, tmp_path, capsys):
+    """Resuming a run whose critics were built with other flags (e.g. a run started before the
+    default --critic-norm changed) is refused with the flag that differs."""
+    args = _gankd_args(full_run, "--save-dir", str(tmp_path / "ck"), "--log-dir",
+                       str(tmp_path), "--critic-norm", "batch", "--resume",
+                       str(full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"))
+    assert run_main(train_ssd_gan_kd.main, args) == 2
+    err = capsys.readouterr().err
+    assert "dnet parameters differ" in err and "--critic-norm lipschitz (this run: batch)" in err
 
 def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
     from gankd_gluon.engine import steps

@@ -8,7 +8,24 @@ import os
 
 from ..models.critics import NORMS
 
-__all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg"]
+__all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg", "positive_int",
+           "nonnegative_int"]
+
+
+def positive_int(value):
+    """An integer flag that must be at least 1 (argparse names the flag in the error)."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("%s: must be at least 1" % value)
+    return number
+
+
+def nonnegative_int(value):
+    """An integer flag that must be at least 0 (argparse names the flag in the error)."""
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("%s: must be at least 0" % value)
+    return number
 
 
 def pretrained_base_arg(value):
@@ -88,15 +105,17 @@ def add_critic_args(parser, critic_norm, critic_norm_help, balance_interval=50):
                         help="WGAN critic weight clipping (published SSD log)")
     parser.add_argument("--clamp-upper", type=float, default=0.03,
                         help="WGAN critic weight clipping (published SSD log)")
-    parser.add_argument("--d-steps", type=int, default=1,
+    parser.add_argument("--d-steps", type=positive_int, default=1,
                         help="critic steps per student step (paper: 1, they alternate)")
-    parser.add_argument("--critic-channels", type=int, default=128,
+    parser.add_argument("--critic-channels", type=positive_int, default=128,
                         help="channels of each critic's first conv (doubled per downsampling)")
     parser.add_argument("--critic-norm", choices=NORMS, default=critic_norm,
                         help=critic_norm_help)
-    parser.add_argument("--critic-balance-interval", type=int, default=balance_interval,
-                        help="with --critic-norm lipschitz: every N batches of an epoch (and at "
-                             "its first), weight the critics so that each map gives the same "
-                             "share of the adversarial gradient reaching the student's backbone "
-                             "(0: the paper's unweighted sum of the critics)")
+    parser.add_argument("--critic-balance-interval", type=nonnegative_int,
+                        default=balance_interval,
+                        help="every N batches of an epoch (and at its first), weight the "
+                             "critics (any --critic-norm) so that each map gives the same share "
+                             "of the adversarial gradient reaching the student's backbone (0: "
+                             "the paper's unweighted sum of the critics; the published form is "
+                             "--critic-norm batch --critic-balance-interval 0)")
     return parser

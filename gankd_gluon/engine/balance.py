@@ -10,7 +10,7 @@ weight per critic that makes the maps count alike is this project's departure
 (``--critic-balance-interval 0`` keeps the unweighted sum).
 
 Every ``interval`` batches of an epoch (and at its first batch) the student step measures, on the
-first device's batch, the norm ``g_i`` of the gradient of ``sum_b D_i(student(x_b))`` with
+whole (global) batch, the norm ``g_i`` of the gradient of ``sum_b D_i(student(x_b))`` with
 respect to the backbone's parameters, one backward per critic through the graph the step has
 already recorded, and sets ``w_i = (1 / g_i) / mean_j (1 / g_j)`` (mean 1, so the adversarial
 term keeps its overall size). The weights live in the D-Net (saved with it) and depend only on
@@ -23,34 +23,49 @@ from mxnet import autograd
 __all__ = ["critic_gradient_norms", "balance_weights"]
 
 
-def critic_gradient_norms(dnet, maps, params):
-    """Per critic i, the L2 norm of d(sum_b D_i(maps)) / d(params), unweighted.
+def critic_gradient_norms(dnet, maps, params, reduce=None):
+    """Per critic i, the L2 norm of d(sum_b D_i(maps)) / d(params), unweighted, of the gradient
+    summed over the devices (and, with ``reduce``, over distributed workers): the norm of the
+    global batch's gradient, whatever the split. (The root of the summed per-device squared
+    norms would not be: it depends on how many devices share the batch.)
 
     Parameters
     ----------
     dnet : DNet
         With ``critic_weights`` (:meth:`~gankd_gluon.models.critics.DNet.set_critic_weights`).
-    maps : list of NDArray
-        The student's maps of one device, outputs of a graph recorded by ``autograd.record``
-        (kept: every backward retains it).
+    maps : list of NDArray, or list of such lists (one per device)
+        The student's maps (B_d, C_i, H_i, W_i) of each device, outputs of a graph recorded by
+        ``autograd.record`` (kept: every backward retains it).
     params : list of Parameter
         Whose gradients are measured (the backbone's), with ``grad_req='write'``.
+    reduce : callable or None
+        ``reduce(vector)``: a flat NDArray summed over distributed workers (same shape on
+        every worker).
 
     Returns
     -------
-    numpy array (M,) of norms. Reads the gradients on the host (one sync per call).
+    numpy array (M,) of norms. Reads one number per critic on the host.
     """
-    ctx = maps[0].context
-    weights = dnet.critic_weights.data(ctx)
-    with autograd.record():
-        scores = mx.nd.broadcast_div(dnet(*maps), weights.reshape((1, -1)))
-        terms = [scores.slice_axis(axis=1, begin=i, end=i + 1).sum()
-                 for i in range(scores.shape[1])]
+    per_device = [maps] if isinstance(maps[0], mx.nd.NDArray) else list(maps)
+    ctx0 = per_device[0][0].context
+    terms = []                                     # per device, per critic
+    for dev_maps in per_device:
+        weights = dnet.critic_weights.data(dev_maps[0].context)
+        with autograd.record():
+            scores = mx.nd.broadcast_div(dnet(*dev_maps), weights.reshape((1, -1)))
+            terms.append([scores.slice_axis(axis=1, begin=i, end=i + 1).sum()
+                          for i in range(scores.shape[1])])
     norms = []
-    for term in terms:
-        autograd.backward(term, retain_graph=True)
-        sq = sum(float((p.grad(ctx) ** 2).sum().asscalar()) for p in params)
-        norms.append(np.sqrt(sq))
+    for i in range(len(terms[0])):
+        # every term reads the concat of all critics' scores, so each backward writes the
+        # gradient of every backbone parameter (0 where critic i does not reach): none stale
+        autograd.backward([t[i] for t in terms], retain_graph=True)
+        flat = mx.nd.concat(*[
+            mx.nd.add_n(*[p.grad(m[0].context).as_in_context(ctx0) for m in per_device])
+            .reshape((-1,)) for p in params], dim=0)
+        if reduce is not None:
+            flat = reduce(flat)
+        norms.append(float(mx.nd.norm(flat.astype("float64")).asscalar()))
     return np.array(norms)
 
 

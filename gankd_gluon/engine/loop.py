@@ -32,6 +32,11 @@ def _num_samples(data):
     return data.shape[0]
 
 
+# the flags whose values shape the networks' parameters (named when a --resume is refused)
+_NETWORK_SETTINGS = ("student", "teacher", "network", "data_shape", "dataset", "head",
+                     "critic_norm", "critic_channels", "roi_mode", "short", "max_size", "method")
+
+
 def seed_everything(seed):
     """Seed MXNet, numpy and Python; the loop reseeds at every epoch start with
     ``seed + 1000 * stage + epoch`` so a resumed run replays the same shuffles and augmentations
@@ -225,7 +230,11 @@ class Run:
             path = latest_checkpoint(self.prefix)
             if path is None:
                 return 1, 1
-        state = load_checkpoint(path, self.blocks, self._all_trainers(stages), self.ctx)
+        # a refusal names the settings that shape the networks and differ from the checkpoint's
+        # run (e.g. a run started before a default changed)
+        settings = {k: v for k, v in vars(self.args).items() if k in _NETWORK_SETTINGS}
+        state = load_checkpoint(path, self.blocks, self._all_trainers(stages), self.ctx,
+                                settings=settings)
         if state.get("best_map") is not None:
             self.best_map = float(state["best_map"])
         stage, epoch = int(state["stage"]), int(state["epoch"])

@@ -51,7 +51,9 @@ def epoch_list(value):
 
 SSD_CRITIC_NORM = "lipschitz"
 SSD_CRITIC_NORM_HELP = (
-    "batch: WGAN's reference DCGAN critic (BatchNorm after every conv but the first, "
+    "lipschitz (default): each map standardised with the teacher's frozen per-channel "
+    "statistics, gain-bounded convs clipped at the clamp, scores in units of their running "
+    "spread; batch: WGAN's reference DCGAN critic (BatchNorm after every conv but the first, "
     "clipped with the weights); none: no normalisation, whose outputs grow with the "
     "feature scale (models/critics.py)")
 

@@ -159,6 +159,11 @@ class GANStep:
         The teacher's head, run on the teacher's maps when ``objective`` needs P_t or R_t.
     norm : Normalizer or None
         Global batch and positives (several machines); default: this process's.
+    balance_interval : int
+        Every this many batches of an epoch (and at its first) the critics are weighted so that
+        each map gives the same share of the adversarial gradient at the student's backbone
+        (:meth:`balance_critics`); 0: all weights 1 from the first step on (the paper's plain
+        sum, Eq. 1), also after resuming a balanced run.
 
     ``__call__`` returns a dict of per-device lists: the losses (``Loss_D``, ``Loss_D_real``,
     ``Loss_D_fake``, ``Loss_G`` with ``dnet``; ``CrossEntropy``, ``SmoothL1``; the method's
@@ -184,6 +189,9 @@ class GANStep:
         self._critic_weights = [] if dnet is None else [
             p for p in dnet.collect_params().values() if p.grad_req != "null"]
         self.balance_interval = balance_interval if hasattr(dnet, "set_critic_weights") else 0
+        # interval 0 is the paper's plain sum: weights 1 from the first step on, also when a
+        # checkpoint of a balanced run was resumed (its weights would otherwise stay frozen)
+        self._unit_weights_pending = hasattr(dnet, "set_critic_weights") and not balance_interval
         self._backbone = None
 
     def critic_step(self, t_maps, s_maps, n, epoch, batch):
@@ -233,6 +241,9 @@ class GANStep:
                                   for sm, tm in zip(s_maps, t_maps)]
 
         # ---------------- critic step: teacher and student frozen ----------------
+        if self._unit_weights_pending:
+            self.dnet.set_critic_weights([1.0] * len(self.dnet.critics))
+            self._unit_weights_pending = False
         if self.dnet is not None:
             out["Loss_D_real"], out["Loss_D_fake"], out["Loss_D"], separation = \
                 self.critic_step(t_maps, s_maps, n, epoch, batch)
@@ -252,22 +263,20 @@ class GANStep:
     def balance_critics(self, s_maps):
         """Weight the critics so that each gives the same share of the adversarial gradient
         reaching the student's backbone (:mod:`.balance`), measured on every device's maps (the
-        graph the step recorded, kept for the student step): the squared norms are summed over
-        the devices and, on several machines, over the workers (one host read every
-        ``balance_interval`` batches), so that one process on two devices and two processes on
-        one device each set the same weights."""
+        graph the step recorded, kept for the student step): each critic's gradient is summed
+        over the devices and, on several machines, over the workers before its norm is taken
+        (one host read per critic every ``balance_interval`` batches), so that the weights are
+        those of the global batch whatever the number of devices and workers."""
         from ..models.ssd import backbone_params
         from .balance import balance_weights, critic_gradient_norms
         if self._backbone is None:
             self._backbone = backbone_params(self.student_features)
-        with _no_weight_grads(self._critic_weights):
-            squares = sum(critic_gradient_norms(self.dnet, maps, self._backbone) ** 2
-                          for maps in s_maps)
+        reduce = None
         if self.norm.is_dist:
-            from .distributed import allreduce_sum
-            squares = [allreduce_sum(self.norm.env, "critic_balance_%d" % i, float(v))
-                       for i, v in enumerate(squares)]
-        self.dnet.set_critic_weights(balance_weights([v ** 0.5 for v in squares]))
+            reduce = lambda a: self.norm.reduce_array(a, "critic_balance")  # noqa: E731
+        with _no_weight_grads(self._critic_weights):
+            norms = critic_gradient_norms(self.dnet, s_maps, self._backbone, reduce=reduce)
+        self.dnet.set_critic_weights(balance_weights(norms))
 
     def _student_update(self, t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
                         epoch, batch):

@@ -53,7 +53,8 @@ class DatasetTooSmallError(DatasetNotFoundError):
     """The dataset has fewer images than the probe's pools need (exit 2 in the script)."""
 
 
-__all__ = ["DatasetTooSmallError", "FAKES", "probe_critics", "format_table"]
+__all__ = ["DatasetTooSmallError", "FAKES", "collect_maps", "probe_critics", "format_table",
+           "write_json"]
 
 FAKES = ("random", "scaled", "shifted", "student", "control")
 
@@ -160,6 +161,19 @@ def collect_maps(args, say=print):
         initialize_new_params(net, ctx)
         net(mx.nd.zeros((1, 3, args.data_shape, args.data_shape), ctx=ctx))  # deferred shapes
         return freeze(net)
+    # the data first: a missing or too small dataset stops the probe before any network is built
+    # held-out images: the test split, then the training images the critics never see
+    train_set = get_dataset(args.dataset, args.dataset_root, "train")
+    test_set = get_dataset(args.dataset, args.dataset_root, "test")
+    n_train, n_held = 2 * args.num_train, 2 * args.num_heldout
+    held_items = [(test_set, i) for i in range(len(test_set))] + [
+        (train_set, i) for i in range(n_train, len(train_set))]
+    if len(train_set) < n_train or len(held_items) < n_held:
+        raise DatasetTooSmallError(
+            "--dataset-root %s: %d training and %d test images; the probe needs %d for training "
+            "(2 x --num-train) and %d more held out (2 x --num-heldout, test images first)"
+            % (args.dataset_root, len(train_set), len(test_set), n_train, n_held))
+
     teacher = random_teacher() if args.teacher_params is None else None
     teacher, student, _, layout = build_gankd_models(args, classes, [ctx], teacher=teacher)
     rand = random_teacher()
@@ -172,17 +186,6 @@ def collect_maps(args, say=print):
     def images(items):
         return mx.nd.stack(*[transform(*ds[i])[0] for ds, i in items])
 
-    # held-out images: the test split, then the training images the critics never see
-    train_set = get_dataset(args.dataset, args.dataset_root, "train")
-    test_set = get_dataset(args.dataset, args.dataset_root, "test")
-    n_train, n_held = 2 * args.num_train, 2 * args.num_heldout
-    held_items = [(test_set, i) for i in range(len(test_set))] + [
-        (train_set, i) for i in range(n_train, len(train_set))]
-    if len(train_set) < n_train or len(held_items) < n_held:
-        raise DatasetTooSmallError(
-            "--dataset-root %s: %d training and %d test images; the probe needs %d for training "
-            "(2 x --num-train) and %d more held out (2 x --num-heldout, test images first)"
-            % (args.dataset_root, len(train_set), len(test_set), n_train, n_held))
     train = images([(train_set, i) for i in range(n_train)])
     held = images(held_items[:n_held])
     pools = {"A": train[0::2], "B": train[1::2], "A'": held[0::2], "B'": held[1::2]}
@@ -209,8 +212,10 @@ def collect_maps(args, say=print):
 
 def probe_critics(args, say=print, maps=None, make_dnet=None):
     """Run the probe for ``args`` (``scripts/probe_critics.py``'s flags); returns the result dict
-    ``{"settings": {...}, "critics": [{"map", "shape", "separation": {fake: s}, "grad_share",
-    "grad_norm", "loss_d": {fake: L_D}}, ...]}``. ``maps``: a :func:`collect_maps` result to
+    ``{"settings": {...}, "critics": [{"map", "shape", "separation": {fake: s},
+    "separation_se": {fake: standard error}, "loss_d": {fake: L_D}, "grad_share",
+    "grad_share_unweighted", "grad_norm"}, ...]}`` (the three ``grad_*`` keys only when the
+    ``student`` fake ran). ``maps``: a :func:`collect_maps` result to
     reuse; ``make_dnet``: ``make_dnet(args, maps, stats)`` -> DNet (default: the training
     scripts' own)."""
     if maps is None:

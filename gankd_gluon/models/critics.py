@@ -2,29 +2,36 @@
 
 Fig. 2 shows each discriminator as "multiple downsampled convolutional layers"; the paper cites
 DCGAN [13], and the published log's settings (``clamp_lower/upper = -/+0.03``, ``beta1 = 0.5``)
-are the WGAN weight-clipping critic with DCGAN's Adam. So each critic is the discriminator of
-WGAN's reference code (Arjovsky et al., ``models/dcgan.py``, ``DCGAN_D``): 4x4 stride-2 convs
-without bias, BatchNorm after every conv but the first, LeakyReLU(0.2), down to 1x1, then a 1x1
-conv to one scalar, no sigmoid.
+are the WGAN weight-clipping critic with DCGAN's Adam. Three designs, ``--critic-norm``:
 
-Why the BatchNorm matters (``--critic-norm batch``, default): clipping bounds each weight, not a
-critic's output. Without normalisation the output scales with the product of the layers' fan-ins
-and with the size of the feature values; measured at demo scale (``logs/demo/NOTES.md``) the
-adversarial losses reached thousands with the published clamp of +-0.03, while the published log
-shows ``Loss_D`` about -13 early and about -0.1 late. With BatchNorm, whose scale and shift are
-clipped with the weights (the reference clips every parameter), each layer's output is
-re-normalised and then shrunk to at most the clamp, which keeps the critics' outputs at the
-published magnitude. ``--critic-norm none`` keeps the normalisation-free critic for comparison.
-BatchNorm runs in training mode (batch statistics) in both steps, as in the reference; the
-teacher's and the student's maps go through the critics as separate batches. It needs a few
-samples per device: at one image per device and a 1x1 final map the normalised activations are
-constant and the critic cannot tell anything apart, which is why Faster R-CNN (1-2 images per
-device) defaults to ``none``.
+``lipschitz`` (default, :class:`LipschitzCritic`)
+    the map standardised with the teacher's frozen per-channel statistics, a 3x3 conv, DCGAN's
+    4x4 stride-2 convs, every conv's clipped weights acting as ``w / (c * fan_in)`` (a gain of
+    at most 1 per layer), the score divided by a running spread of the scores. It is this
+    project's departure from the published form: a BatchNorm critic that sees all-real and
+    all-fake batches separately cannot tell a trained teacher's maps from a random network's
+    (BatchNorm removes exactly the per-channel mean and scale differences), and the critic of a
+    1x1 map without a hidden layer is linear.
+``batch`` (:class:`Critic`, the published form)
+    the discriminator of WGAN's reference code (Arjovsky, Chintala, Bottou, "Wasserstein GAN",
+    ICML 2017, ``models/dcgan.py``, ``DCGAN_D``): 4x4 stride-2 convs without bias, BatchNorm
+    after every conv but the first, LeakyReLU(0.2), down to 1x1, then a 1x1 conv to one scalar,
+    no sigmoid. Clipping bounds each weight, not a critic's output; with BatchNorm, whose scale
+    and shift are clipped with the weights (the reference clips every parameter), each layer's
+    output is re-normalised and then shrunk to at most the clamp, which keeps the outputs at
+    the published magnitude (``Loss_D`` about -13 early and about -0.1 late). BatchNorm runs in
+    training mode (batch statistics) in both steps, as in the reference, on all-real and
+    all-fake batches. At one image per device and a 1x1 final map the normalised activations
+    are constant and the critic is blind (Faster R-CNN's 1-2 images per device).
+``none`` (:class:`Critic`)
+    no normalisation, convs with biases: the output grows with the product of the layers'
+    fan-ins and with the size of the feature values (thousands with the published clamp).
 """
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-__all__ = ["Critic", "DNet", "NORMS", "clip_weights", "num_downsamplings"]
+__all__ = ["Critic", "LipschitzCritic", "Standardize", "GainConv2D", "DNet", "NORMS",
+           "channel_stats", "clip_weights", "num_downsamplings"]
 
 NORMS = ("lipschitz", "batch", "none")
 
@@ -54,12 +61,18 @@ class Critic(HybridBlock):
         biases. ``none``: no normalisation, convs with biases.
 
     Inputs: x (B, C, H, W). Output: (B, 1) critic scores (unbounded: Wasserstein critic).
+
+    Raises
+    ------
+    ValueError
+        For another ``norm``.
     """
 
     def __init__(self, map_size, base_channels=128, max_channels=512, norm="batch", **kwargs):
         super(Critic, self).__init__(**kwargs)
-        if norm not in NORMS:
-            raise ValueError("critic norm %r: choose one of %s" % (norm, ", ".join(NORMS)))
+        if norm not in ("batch", "none"):
+            raise ValueError("critic norm %r: choose one of batch, none (lipschitz: "
+                             "LipschitzCritic)" % (norm,))
         init = mx.init.Normal(0.02)   # DCGAN's weight init
         bias = norm == "none"         # the reference's convs have no bias (BatchNorm's shift)
         with self.name_scope():
@@ -113,9 +126,13 @@ class GainConv2D(HybridBlock):
     """A conv whose stored weights ``w`` (clipped to ``[-c, c]`` by WGAN clipping) act as
     ``w / (c * fan_in)``: every output is then at most the largest input in magnitude plus the
     bias, whatever the width (an L-inf gain of at most 1). Weight clipping becomes the Lipschitz
-    bound it is meant to be (Arjovsky et al. 2017), with a bound that does not grow with the
-    number of channels; the constant rescaling is the "equalized learning rate" of Karras et al.,
-    ICLR 2018."""
+    bound it is meant to be (Arjovsky, Chintala, Bottou, "Wasserstein GAN", ICML 2017), with a
+    bound that does not grow with the number of channels; the constant rescaling is the
+    "equalized learning rate" of Karras, Aila, Laine, Lehtinen, "Progressive Growing of GANs for
+    Improved Quality, Stability, and Variation", ICLR 2018.
+
+    Inputs: x (B, in_channels, H, W). Output: (B, channels, H', W') as ``nn.Conv2D`` with the
+    same kernel, strides and padding."""
 
     def __init__(self, channels, kernel, strides, padding, in_channels, clamp, **kwargs):
         super(GainConv2D, self).__init__(**kwargs)
@@ -230,18 +247,28 @@ class LipschitzCritic(HybridBlock):
 
 
 class DNet(HybridBlock):
-    """The D-Net module: one :class:`Critic` per feature map (6 for ResNet/MobileNet teachers,
-    7 for VGG16).
+    """The D-Net module: one critic per feature map (6 for ResNet/MobileNet teachers, 7 for
+    VGG16), a :class:`LipschitzCritic` (``norm='lipschitz'``) or a :class:`Critic`, each score
+    multiplied by its critic's weight (``critic_weights``, ``grad_req='null'``: set by
+    :meth:`set_critic_weights`, never trained or clipped; all 1 by default, the paper's plain
+    sum).
 
     Parameters
     ----------
     map_sizes : list of int
         Spatial size of each map.
-    base_channels, norm :
-        As :class:`Critic`.
+    base_channels : int
+        Channels of each critic's first conv.
+    norm : {'lipschitz', 'batch', 'none'}
+    channels : list of int
+        Channels C_i of each map (needed by ``lipschitz``).
+    clamp : float
+        The clipping bound c of ``lipschitz``'s gain-bounded convs (published SSD log: 0.03).
+    depth : int
+        Downsampling convs of each ``lipschitz`` critic.
 
-    Inputs: ``*feats``, map i (B, C_i, H_i, W_i). Output: (B, num_maps) scores, column i from
-    critic i.
+    Inputs: ``*feats``, map i (B, C_i, H_i, W_i). Output: (B, num_maps) weighted scores, column
+    i from critic i.
     """
 
     def __init__(self, map_sizes, base_channels=128, norm="batch", channels=None, clamp=0.03,
@@ -270,11 +297,17 @@ class DNet(HybridBlock):
         if self.norm != "lipschitz":
             return
         ctx = d_real[0].context
-        both = mx.nd.concat(*[a.detach().as_in_context(ctx) for a in list(d_real) + list(d_fake)],
-                            dim=0)
-        both = mx.nd.broadcast_div(both, self.critic_weights.data(ctx).reshape((1, -1)))
-        stats = mx.nd.stack(both.sum(axis=0), (both ** 2).sum(axis=0),
-                            mx.nd.ones((both.shape[1],), ctx=ctx) * both.shape[0], axis=1)
+        stats = None
+        # per device, then summed over the devices as over the workers: a process on two
+        # devices adds the same partial sums in the same order as two processes of one device
+        for real, fake in zip(d_real, d_fake):
+            dev = real.context
+            both = mx.nd.concat(real.detach(), fake.detach(), dim=0)
+            both = mx.nd.broadcast_div(both, self.critic_weights.data(dev).reshape((1, -1)))
+            part = mx.nd.stack(both.sum(axis=0), (both ** 2).sum(axis=0),
+                               mx.nd.ones((both.shape[1],), ctx=dev) * both.shape[0], axis=1)
+            part = part.as_in_context(ctx)
+            stats = part if stats is None else stats + part
         if reduce is not None:
             stats = reduce(stats)                     # (M, 3) summed over workers
         for i, c in enumerate(self.critics):

@@ -389,7 +389,12 @@ def backbone_params(student_features):
     :class:`StudentFeatures` (not its extra layers, GluonCV's ``expand_*``, not its adapters);
     all its trainable parameters for a feature block without those parts."""
     params = [p for p in student_features.collect_params().values() if p.grad_req != "null"]
-    base = [p for p in params if "_expand_" not in p.name and "adapters_" not in p.name]
+    # the adapters by block, not by name: their convs are named after StudentFeatures
+    # (``..._studentfeatures0_conv0_weight``), not after the ``adapters_`` sequential
+    adapters = getattr(student_features, "adapters", None)
+    skip = set(adapters.collect_params().keys()) if adapters is not None else set()
+    base = [p for p in params if "_expand_" not in p.name and "adapters_" not in p.name
+            and p.name not in skip]
     return base or params
 
 
