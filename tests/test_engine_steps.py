@@ -390,7 +390,7 @@ def test_critic_step_sets_the_score_scale_from_its_unweighted_raw_scores(teacher
     teacher, _, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz")
     frozen = {k: p.grad_req for k, p in dnet.collect_params().items()
               if k.endswith(("score_scale", "critic_weights", "_mean", "_std"))}
-    assert len(frozen) == 1 + 3 * 6 and set(frozen.values()) == {"null"}, frozen
+    assert len(frozen) == 1 + 4 * 6 and set(frozen.values()) == {"null"}, frozen
     weights = [2.0, 0.5, 1.0, 3.0, 0.25, 1.5]
     dnet.set_critic_weights(weights)
     x = _batch(anchors)[0]
