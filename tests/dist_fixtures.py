@@ -43,16 +43,16 @@ def train_ssd_argv(root, out, *extra):
         _common(root, out) + list(extra)
 
 
-def write_teacher(path, network="mobilenet0.5"):
+def write_teacher(path, network="mobilenet0.5", data_shape=DATA_SHAPE):
     """An untrained teacher SSD for the generated dataset's classes, as a .params file."""
     from mxnet import autograd
     from gankd_gluon.data.datasets import dataset_classes
     from gankd_gluon.models.ssd import build_ssd, initialize_new_params, teacher_layout
-    net = build_ssd(network, teacher_layout(network, DATA_SHAPE), dataset_classes("synthetic"),
+    net = build_ssd(network, teacher_layout(network, data_shape), dataset_classes("synthetic"),
                     pretrained_base=False)
     initialize_new_params(net, mx.cpu())
     with autograd.train_mode():
-        net(mx.nd.zeros((1, 3, DATA_SHAPE, DATA_SHAPE)))
+        net(mx.nd.zeros((1, 3, data_shape, data_shape)))
     net.save_parameters(str(path))
     return path
 

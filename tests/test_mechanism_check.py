@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from gankd_gluon.data.synthetic import make_synthetic_voc
 from gankd_gluon.engine.checkpoint import read_checkpoint
 from gankd_gluon.logs.parse import parse_log
 
@@ -108,16 +108,11 @@ def test_flags_refused_with_one_line(tmp_path, capsys):
 # -- end to end -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def check(tmp_path_factory):
-    from mxnet import autograd
-    from gankd_gluon.models.ssd import build_ssd, initialize_new_params, teacher_layout
+    from dist_fixtures import write_teacher
     root = tmp_path_factory.mktemp("mechanism")
     make_synthetic_voc(str(root / "data"), seed=0, num_train=4, num_test=3)
     mx.random.seed(0)
-    teacher = build_ssd("mobilenet0.5", teacher_layout("mobilenet0.5", SIZE), SYNTHETIC_CLASSES)
-    initialize_new_params(teacher, mx.cpu())
-    with autograd.train_mode():
-        teacher(mx.nd.zeros((1, 3, SIZE, SIZE)))
-    teacher.save_parameters(str(root / "teacher.params"))
+    write_teacher(root / "teacher.params", data_shape=SIZE)
     args = mc.parse_args([
         "--teacher-params", str(root / "teacher.params"), "--dataset-root", str(root / "data"),
         "--teacher", "mobilenet0.5", "--student", "mobilenet0.25", "--data-shape", str(SIZE),

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import train_ssd_gan_kd  # noqa: E402
-from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc  # noqa: E402
+from gankd_gluon.data.synthetic import make_synthetic_voc  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.logs.parse import parse_log  # noqa: E402
 
@@ -27,16 +27,11 @@ MONITORS = ["cosine_length_loss_metric"] + ["W_%d" % i for i in range(6)]
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from mxnet import autograd
-    from gankd_gluon.models.ssd import build_ssd, initialize_new_params, teacher_layout
+    from dist_fixtures import write_teacher
     root = tmp_path_factory.mktemp("diag")
     make_synthetic_voc(str(root / "data"), seed=0, num_train=4, num_test=2)
     mx.random.seed(0)
-    teacher = build_ssd("mobilenet0.5", teacher_layout("mobilenet0.5", SIZE), SYNTHETIC_CLASSES)
-    initialize_new_params(teacher, mx.cpu())
-    with autograd.train_mode():
-        teacher(mx.nd.zeros((1, 3, SIZE, SIZE)))
-    teacher.save_parameters(str(root / "teacher.params"))
+    write_teacher(root / "teacher.params", data_shape=SIZE)
     return root
 
 
