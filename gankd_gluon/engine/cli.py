@@ -2,7 +2,13 @@
 import logging
 import sys
 
-__all__ = ["run_main"]
+__all__ = ["run_main", "EXIT_OK", "EXIT_FAULT", "EXIT_USAGE", "EXIT_INTERRUPTED"]
+
+# The exit-code table every script follows (README, "Exit codes").
+EXIT_OK = 0            # done
+EXIT_FAULT = 1         # a runtime fault, e.g. a non-finite loss; nothing saved is corrupt
+EXIT_USAGE = 2         # bad arguments or input: one line on stderr, nothing written
+EXIT_INTERRUPTED = 3   # stopped by SIGTERM/SIGINT after saving `interrupted`; resumable
 
 
 def run_main(main, args):
@@ -22,9 +28,9 @@ def run_main(main, args):
     except FloatingPointError as err:
         logging.getLogger("gankd").error(format_stopping(err))
         print("error: %s" % err, file=sys.stderr)
-        return 1
+        return EXIT_FAULT
     except (DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
             CheckpointError, DistributedSetupError) as err:
         print("error: %s" % err, file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_USAGE
+    return EXIT_OK
