@@ -73,7 +73,16 @@ def add_run_args(parser, save_interval, start_epoch, prefix_example):
                         help="checkpoints go to <save-dir>/<save-prefix>/")
     parser.add_argument("--resume", type=str, default="",
                         help="checkpoint manifest (.json) to resume from exactly; 'auto' picks "
-                             "the newest epoch checkpoint of this run")
+                             "the newest valid epoch or interrupted checkpoint of this run "
+                             "(none: starts from scratch, saying where it looked)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh under a --save-prefix whose folder holds an earlier "
+                             "run's checkpoints, deleting them (without it the run stops)")
+    parser.add_argument("--allow-changed", type=str, default="", metavar="FLAGS",
+                        help="with --resume: settings that may differ from the checkpoint's "
+                             "run, comma-separated (e.g. 'lr,epochs'); the log records them. "
+                             "Any other difference in networks, classes, data shape, method, "
+                             "schedule, learning rates or batch stops the run")
     parser.add_argument("--start-epoch", type=int, default=start_epoch,
                         help="kept for the published Namespace; the epoch comes from --resume")
     parser.add_argument("--seed", type=int, default=233, help="random seed (published logs)")

@@ -1,144 +1,478 @@
-"""Atomic checkpoints with exact resume.
+"""Checkpoint sets that stay whole, and the run folder they live in.
 
-A checkpoint is a directory entry ``<prefix>-<tag>``: one ``.params`` file per block, one
-``.states`` file per trainer, and a ``.json`` manifest written last, that lists the parts and
-holds the loop state (epoch, stage, best mAP, args). Every file is written to a temporary name
-and renamed (``os.replace`` is atomic on POSIX), so a crash or SIGKILL mid-save leaves the
-previous checkpoint intact, and a manifest only ever names complete files.
+A run writes into ``<save-dir>/<run>/``. Each save writes its parts as **immutable files named
+by their content** (``<run>.<part>.<sha256[:16]>.params`` / ``.states``; the deployable export
+``<run>-<what>-<sha256[:16]>-symbol.json`` / ``-0000.params``), then the manifest
+``<run>-<tag>.json`` (``best``, ``final``, ``interrupted``, ``epoch-s<S>-e<EEEE>``) naming them
+with their sizes and SHA-256 sums, the kind of run and the loop state. A file is written to a
+temporary name, flushed to disk (``fsync``), read back (MXNet's ``nd.save`` can truncate
+silently on a full disk), and only then renamed; the manifest is written the same way and
+last. No save ever writes into a file a manifest names, so a kill at any moment leaves every
+manifest naming a complete, consistent set; what a killed save left behind (temporary files,
+parts no manifest names) is removed at the run's next start (:func:`clean_run_folder`).
 
-Checkpoints taken with no training step between them (``best``, then the epoch's own checkpoint,
-then ``final``) hold the same weights and optimizer states: the later ones hard-link the earlier
-one's files instead of writing them again (``same_as``), so a run keeps one copy on disk. A link
-is a second name for the same file: deleting (pruning) one name leaves the other intact, and a
-later save replaces a name with a new file rather than writing into the shared one.
+Saves with no training step between them (``best``, the epoch's checkpoint, ``final``) name
+the same part files instead of writing them again. For tools that take a plain file
+(``--teacher-params``, ``eval_voc.py --symbol``), each tag's parts are also hard-linked as
+``<run>-<tag>.<part>.params`` and ``<run>-<tag>-<what>-symbol.json``: these convenience names
+are replaced after the manifest, may lag it after a kill, and are repaired at the next start;
+the manifest is the record.
+
+Loading (:func:`read_checkpoint`, :func:`load_checkpoint`) verifies each part's size and
+checksum and that it lies in the manifest's own folder, and refuses a checkpoint of another
+kind of run, with one line naming the file and what was expected (:class:`CheckpointError`).
 """
+import errno
+import fcntl
 import glob
+import hashlib
 import json
 import os
+import pickle
+import re
+import shutil
+import signal
+import time
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
-           "prune_checkpoints", "latest_checkpoint", "link_atomic", "deployable_exporter"]
+           "CheckpointWriteError", "prune_checkpoints", "latest_checkpoint", "link_atomic",
+           "deployable_exporter", "clean_run_folder", "claim_run_folder", "select_resume",
+           "compare_settings", "RUN_SETTINGS", "run_manifests"]
+
+_EXPORTED = ("-symbol.json", "-0000.params")
+_PART_RE = re.compile(r"\.[0-9a-f]{16}\.(params|states)$")
+_EXPORT_RE = re.compile(r"-[0-9a-f]{16}(-symbol\.json|-0000\.params)$")
+
+# the settings that define a run: a resume with other values is refused unless the user names
+# them in --allow-changed (argparse ``dest`` names of the SSD and Faster R-CNN scripts)
+RUN_SETTINGS = ("network", "student", "teacher", "head", "dataset", "data_shape", "method",
+                "stage", "critic_norm", "critic_channels", "roi_mode", "short", "max_size",
+                "train_years", "epochs", "gan_epochs", "GAN_epochs", "lr", "lrG", "lrD",
+                "lr_decay", "lr_decay_epoch", "gan_lr_decay_epoch", "lr_decay_GAN_epoch",
+                "batch_size", "optimizer", "momentum", "wd", "beta1", "d_steps",
+                "clamp_lower", "clamp_upper")
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing a part, does not fit the run's network, or holds non-finite
-    values."""
+    """A checkpoint is missing, torn, corrupt, foreign, or does not fit the run (bad input:
+    exit 2)."""
 
 
-def _atomic(path, write):
-    tmp = path + ".tmp-%d" % os.getpid()
-    write(tmp)
-    os.replace(tmp, path)
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (full disk, no permission); the previous checkpoints
+    are intact (a runtime fault: exit 1)."""
+
+
+# ------------------------------------------------------------------ fault injection
+class _KillPoints:
+    """``GANKD_FAULT=kill-save:N``: SIGKILL this process at the N-th step of its saves (each
+    part, export and manifest written, each rename and link), for the kill-during-save tests."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self):
+        spec = os.environ.get("GANKD_FAULT", "")
+        if not spec.startswith("kill-save:"):
+            return
+        self.count += 1
+        if self.count == int(spec.split(":", 1)[1]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+_kill_point = _KillPoints()
+
+
+# ------------------------------------------------------------------ verified writes
+def _free(folder):
+    try:
+        return "%.1f MB free" % (shutil.disk_usage(folder).free / 2 ** 20)
+    except OSError:
+        return "free space unknown"
+
+
+def _fsync_dir(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _write_failed(paths, err):
+    """Remove the temporary ``paths`` and raise :class:`CheckpointWriteError` for ``err``."""
+    for p in paths:
+        _remove(p)
+    folder = os.path.dirname(os.path.abspath(paths[0]))
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, OSError) and err.errno is not None:
+        reason = os.strerror(err.errno)
+    raise CheckpointWriteError("could not write %s (%s); %s on that disk; the previous "
+                               "checkpoints are intact" % (paths[0], reason, _free(folder)))
+
+
+_WRITE_ERRORS = (OSError, mx.base.MXNetError, ValueError, EOFError, pickle.UnpicklingError)
+
+
+def _fsync(path):
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _write_verified(tmp, write, verify):
+    """``write(tmp)``, ``fsync``, ``verify(tmp)``; returns (sha256, size). On any failure the
+    temporary file is removed and :class:`CheckpointWriteError` names it and the free space."""
+    try:
+        write(tmp)
+        _fsync(tmp)
+        verify(tmp)
+        return _sha256(tmp)
+    except _WRITE_ERRORS as err:
+        _write_failed([tmp], err)
+
+
+def _verify_params(keys):
+    def verify(path):
+        loaded = mx.nd.load(path)        # a truncated file does not parse
+        if set(loaded) != set(keys):
+            raise ValueError("read back %d of %d arrays" % (len(loaded), len(keys)))
+    return verify
+
+
+def _verify_states(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise ValueError("0 bytes read back")
+    pickle.loads(data)
+
+
+def _verify_export(tmp_prefix):
+    with open(tmp_prefix + "-symbol.json") as f:
+        json.load(f)
+    mx.nd.load(tmp_prefix + "-0000.params")
+
+
+def _put_immutable(tmp, folder, name):
+    """Rename a verified temporary file to its content name (same name = same bytes)."""
+    _kill_point()
+    os.replace(tmp, os.path.join(folder, name))
 
 
 def link_atomic(src, path):
-    """Make ``path`` a hard link to ``src`` (replacing ``path`` atomically); returns False,
-    having changed nothing, where ``src`` is missing or the file system has no hard links."""
+    """Make ``path`` a hard link to ``src`` (replacing ``path`` atomically; a copy where the file
+    system has no hard links); returns False, having changed nothing, where ``src`` is
+    missing."""
+    if not os.path.isfile(src):
+        return False
     tmp = path + ".tmp-%d" % os.getpid()
     try:
         os.link(src, tmp)
     except OSError:
-        return False
+        try:
+            shutil.copyfile(src, tmp)
+        except OSError:
+            _remove(tmp)
+            return False
     os.replace(tmp, path)
     return True
 
 
+# ------------------------------------------------------------------ saving
 def _parts_of(manifest_path):
+    """``(parts, sha256, sizes, export)`` of a readable manifest, else empty ones."""
     try:
         with open(manifest_path) as f:
-            return json.load(f).get("parts", {})
-    except (OSError, ValueError):
-        return {}
+            m = json.load(f)
+        return (dict(m.get("parts", {})), dict(m.get("sha256", {})), dict(m.get("sizes", {})),
+                m.get("export"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}, {}, {}, None
 
 
-def save_checkpoint(prefix, tag, blocks, trainers, state, same_as=None):
-    """Write a checkpoint ``<prefix>-<tag>.json`` and its parts.
+def _convenience(prefix, tag, part):
+    ext = "states" if part.startswith("trainer:") else "params"
+    return "%s-%s.%s.%s" % (prefix, tag, part.split(":", 1)[-1], ext)
+
+
+def save_checkpoint(prefix, tag, blocks, trainers, state, same_as=None, export=None,
+                    kind=None):
+    """Write the checkpoint ``<prefix>-<tag>.json``: its parts first (immutable, verified),
+    then the export, then the manifest, then the convenience links.
 
     Parameters
     ----------
     prefix : str
         Path prefix, e.g. ``logs/run/ssd_512_mobilenet1.0_resnet50_v1_voc_gankd``.
     tag : str
-        ``epoch0003_stage1``, ``best``, ``final``, ...
+        ``epoch-s1-e0003``, ``best``, ``final``, ``interrupted``.
     blocks : dict of str -> Block
         Saved with ``save_parameters`` (structural names).
     trainers : dict of str -> gluon.Trainer
         Saved with ``save_states`` (optimizer state, update counts, lr scheduler).
     state : dict
-        JSON-serialisable loop state.
+        JSON-serialisable loop state (epoch, stage, best mAP, args).
     same_as : str or None
         Manifest of a checkpoint holding exactly these weights and trainer states (no step
-        since): its part files are hard-linked instead of written again (written where linking
-        fails).
+        since): its part files (and export) are named again instead of written (written where
+        they are gone).
+    export : callable or None
+        ``export(prefix)`` (:func:`deployable_exporter`) -> the export entry, written before
+        the manifest, which names it.
+    kind : dict or None
+        The kind of run (detector, networks, classes, data shape, method, stage); a load with
+        another ``kind`` is refused.
 
     Returns
     -------
     str : the manifest path.
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    base = "%s-%s" % (prefix, tag)
-    parts = {}
-    old = _parts_of(same_as) if same_as else {}
-    old_dir = os.path.dirname(os.path.abspath(same_as)) if same_as else ""
 
-    def put(part, path, write):
-        if not (part in old and link_atomic(os.path.join(old_dir, old[part]), path)):
-            _atomic(path, write)
-        parts[part] = os.path.basename(path)
+    Raises
+    ------
+    CheckpointWriteError
+        A write failed or read back short (e.g. a full disk); nothing a manifest names changed.
+    """
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    run = os.path.basename(prefix)
+    old_parts, old_sha, old_sizes, old_export = (_parts_of(same_as) if same_as
+                                                 else ({}, {}, {}, None))
+    old_dir = os.path.dirname(os.path.abspath(same_as)) if same_as else folder
+    parts, sha, sizes = {}, {}, {}
+
+    def put(part, ext, write, verify):
+        name = old_parts.get(part)
+        if (old_dir == folder and isinstance(name, str) and part in old_sha
+                and os.path.isfile(os.path.join(folder, name))
+                and os.path.getsize(os.path.join(folder, name)) == old_sizes.get(part)):
+            parts[part], sha[part], sizes[part] = name, old_sha[part], old_sizes[part]
+            return
+        stem = "%s.%s" % (run, part.split(":", 1)[-1])
+        tmp = os.path.join(folder, "%s.%s.tmp-%d" % (stem, ext, os.getpid()))
+        digest, size = _write_verified(tmp, write, verify)
+        _kill_point()
+        name = "%s.%s.%s" % (stem, digest[:16], ext)
+        _put_immutable(tmp, folder, name)
+        parts[part], sha[part], sizes[part] = name, digest, size
+
     for name, block in blocks.items():
-        put(name, "%s.%s.params" % (base, name), block.save_parameters)
+        keys = list(block._collect_params_with_prefix())
+        put(name, "params", block.save_parameters, _verify_params(keys))
     for name, trainer in trainers.items():
-        put("trainer:" + name, "%s.%s.states" % (base, name), trainer.save_states)
-    manifest = dict(state, parts=parts, tag=tag)
-    path = base + ".json"
+        put("trainer:" + name, "states", trainer.save_states, _verify_states)
+    entry = None
+    if export is not None:
+        if (same_as and old_export and old_dir == folder
+                and _export_complete(folder, old_export)):
+            entry = old_export
+        else:
+            entry = export(prefix)
+    manifest = dict(state, parts=parts, sha256=sha, sizes=sizes, tag=tag,
+                    saved_at=time.time())
+    if kind is not None:
+        manifest["kind"] = kind
+    if entry is not None:
+        manifest["export"] = entry
+    path = "%s-%s.json" % (prefix, tag)
+    text = json.dumps(manifest, indent=1, sort_keys=True, default=str)
 
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=1, sort_keys=True, default=str)
-    _atomic(path, write)
+            f.write(text)
+
+    def verify(tmp):
+        with open(tmp) as f:
+            if f.read() != text:
+                raise ValueError("read back differs")
+    tmp = path + ".tmp-%d" % os.getpid()
+    _write_verified(tmp, write, verify)
+    _kill_point()
+    os.replace(tmp, path)
+    _fsync_dir(folder)
+    _kill_point()
+    _link_convenience(prefix, tag, manifest)
     return path
 
 
-def read_checkpoint(manifest_path, need=(), flag="--resume"):
-    """The manifest of a checkpoint, refused (``CheckpointError``) unless it names every part in
-    ``need`` and those files exist.
+def _export_complete(folder, entry):
+    try:
+        return all(os.path.getsize(os.path.join(folder, entry["files"][s]))
+                   == entry["sizes"][s] for s in _EXPORTED)
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def _link_convenience(prefix, tag, manifest):
+    folder = os.path.dirname(os.path.abspath(prefix))
+    for part, name in manifest["parts"].items():
+        link_atomic(os.path.join(folder, name), _convenience(prefix, tag, part))
+        _kill_point()
+    entry = manifest.get("export")
+    if entry:
+        for s in _EXPORTED:
+            link_atomic(os.path.join(folder, entry["files"][s]),
+                        "%s-%s-%s%s" % (prefix, tag, entry["what"], s))
+            _kill_point()
+
+
+def deployable_exporter(write, prefix, what):
+    """The ``export(prefix)`` callable :func:`save_checkpoint` takes.
+
+    ``write(p)`` exports the deployable model as ``p-symbol.json`` + ``p-0000.params``
+    (``HybridBlock.export``). ``export(prefix)`` writes them under a temporary prefix, flushes
+    and reads them back, and renames them to ``<prefix>-<what>-<sha16>`` (content names, never
+    overwritten); the checkpoint's manifest records them, and ``<prefix>-<tag>-<what>`` links
+    to them. Returns the manifest's ``export`` entry: ``what``, ``prefix`` (file name prefix),
+    ``files``, ``sha256`` and ``sizes`` per suffix.
+    """
+    def export(_prefix=prefix):
+        folder = os.path.dirname(os.path.abspath(prefix))
+        os.makedirs(folder, exist_ok=True)
+        tmp = "%s-%s.tmp-%d" % (prefix, what, os.getpid())
+        try:
+            write(tmp)
+            for s in _EXPORTED:
+                _fsync(tmp + s)
+            _verify_export(tmp)
+            sums = {s: _sha256(tmp + s) for s in _EXPORTED}
+        except _WRITE_ERRORS as err:
+            _write_failed([tmp + s for s in _EXPORTED], err)
+        _kill_point()
+        key = hashlib.sha256("".join(sums[s][0] for s in _EXPORTED).encode()).hexdigest()[:16]
+        name = "%s-%s-%s" % (os.path.basename(prefix), what, key)
+        for s in _EXPORTED:
+            _put_immutable(tmp + s, folder, name + s)
+        return {"what": what, "prefix": name, "files": {s: name + s for s in _EXPORTED},
+                "sha256": {s: sums[s][0] for s in _EXPORTED},
+                "sizes": {s: sums[s][1] for s in _EXPORTED}}
+    return export
+
+
+# ------------------------------------------------------------------ reading
+def _inside(folder, name):
+    """``name`` is a plain file name (no folder, no ``..``) of a file in ``folder``."""
+    return (isinstance(name, str) and name and name == os.path.basename(name)
+            and name not in (".", "..") and "\\" not in name and "\x00" not in name)
+
+
+def _kind_differs(saved, wanted, keys=None):
+    if not isinstance(saved, dict):
+        return ["no kind of run recorded (this run: %s)" % _describe(wanted, keys)]
+    keys = sorted(wanted) if keys is None else keys
+    return ["%s %s (this run: %s)" % (k, json.dumps(saved.get(k)), json.dumps(wanted.get(k)))
+            for k in keys if k in wanted and _norm(saved.get(k)) != _norm(wanted.get(k))]
+
+
+def _describe(kind, keys):
+    keys = sorted(kind) if keys is None else keys
+    return ", ".join("%s %s" % (k, json.dumps(kind.get(k))) for k in keys if k in kind)
+
+
+def _norm(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def read_checkpoint(manifest_path, need=(), flag="--resume", kind=None, kind_keys=None,
+                    verify=True):
+    """The manifest of a checkpoint, refused unless it names every part in ``need`` as a
+    complete, unchanged file in its own folder.
 
     Parameters
     ----------
     manifest_path : str
         ``<prefix>-<tag>.json``.
-    need : iterable of str
-        Part names: block names, ``trainer:<name>`` for optimizer states.
+    need : iterable of str or None
+        Part names: block names, ``trainer:<name>`` for optimizer states; None: every part
+        the manifest names.
     flag : str
         The command-line flag that named the manifest; every message starts with it and the path.
+    kind : dict or None
+        This run's kind (:func:`save_checkpoint`); a manifest of another kind is refused.
+    kind_keys : list of str or None
+        The keys of ``kind`` compared (default: all).
+    verify : bool
+        Check each needed part's size and SHA-256 sum (reads the files).
 
     Returns
     -------
-    dict : the loop state, ``parts`` (part name -> file beside the manifest) and ``args``.
+    dict : the loop state, ``parts`` (part name -> file beside the manifest), ``sha256``,
+    ``sizes``, ``kind`` and ``args``.
+
+    Raises
+    ------
+    CheckpointError
+        One line: the flag, the manifest, the file and what was expected.
     """
+    where = "%s %s" % (flag, manifest_path)
     if not os.path.isfile(manifest_path):
-        raise CheckpointError("%s %s: no such checkpoint manifest" % (flag, manifest_path))
-    with open(manifest_path) as f:
-        try:
+        raise CheckpointError("%s: no such checkpoint manifest" % where)
+    try:
+        with open(manifest_path) as f:
             manifest = json.load(f)
-        except ValueError as err:
-            raise CheckpointError("%s %s: not a checkpoint manifest (%s)"
-                                  % (flag, manifest_path, err)) from err
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError("%s: not a checkpoint manifest (%s)" % (where, err)) from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("parts"), dict):
-        raise CheckpointError("%s %s: not a checkpoint manifest (no 'parts')"
-                              % (flag, manifest_path))
+        raise CheckpointError("%s: not a checkpoint manifest (no 'parts')" % where)
+    for field in ("sha256", "sizes"):
+        if not isinstance(manifest.get(field), dict):
+            raise CheckpointError("%s: the manifest has no part %s (written by an older "
+                                  "version, or not by this project); refusing it"
+                                  % (where, "checksums" if field == "sha256" else field))
+    if kind is not None:
+        differ = _kind_differs(manifest.get("kind"), kind, kind_keys)
+        if differ:
+            raise CheckpointError("%s: a checkpoint of another kind of run: %s; refusing it"
+                                  % (where, ", ".join(differ)))
     folder = os.path.dirname(os.path.abspath(manifest_path))
     parts = manifest["parts"]
-    missing = [n for n in need
-               if n not in parts or not os.path.isfile(os.path.join(folder, parts[n]))]
+    need = list(parts) if need is None else list(need)
+    missing = [n for n in need if n not in parts]
     if missing:
-        raise CheckpointError("%s %s: the checkpoint is missing %s (it has %s); refusing it"
-                              % (flag, manifest_path, ", ".join(missing),
-                                 ", ".join(sorted(parts)) or "no parts"))
+        raise CheckpointError("%s: the checkpoint is missing %s (it has %s); refusing it"
+                              % (where, ", ".join(missing), ", ".join(sorted(parts))
+                                 or "no parts"))
+    for n in need:
+        name = parts[n]
+        if not _inside(folder, name):
+            raise CheckpointError("%s: part %s names %r, not a file in the manifest's own "
+                                  "folder; refusing it" % (where, n, name))
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise CheckpointError("%s: the checkpoint is missing %s (no file %s); refusing it"
+                                  % (where, n, path))
+        want_size, want_sha = manifest["sizes"].get(n), manifest["sha256"].get(n)
+        if not isinstance(want_size, int) or not isinstance(want_sha, str):
+            raise CheckpointError("%s: no size or checksum for part %s; refusing it"
+                                  % (where, n))
+        size = os.path.getsize(path)
+        if size != want_size:
+            raise CheckpointError("%s: %s is %d bytes, the manifest expects %d (truncated or "
+                                  "replaced); refusing it" % (where, path, size, want_size))
+        if verify and _sha256(path)[0] != want_sha:
+            raise CheckpointError("%s: %s does not match its SHA-256 in the manifest (%s...; "
+                                  "corrupted, or swapped for another file); refusing it"
+                                  % (where, path, want_sha[:16]))
     return manifest
 
 
@@ -154,7 +488,14 @@ def _check_params(where, name, path, block, differing):
 
     ``where`` opens each message (flag and manifest), ``differing`` closes a mismatch one
     (the settings of the checkpoint's run that differ from this run's, or '')."""
-    saved = mx.nd.load(path)
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError:
+        raise CheckpointError("%s: %s is not an MXNet parameter file; refusing it"
+                              % (where, path)) from None
+    if not isinstance(saved, dict):
+        raise CheckpointError("%s: %s holds unnamed arrays, not a block's parameters; "
+                              "refusing it" % (where, path))
     ours = block._collect_params_with_prefix()     # the structural names save_parameters writes
     only = [(sorted(set(saved) - set(ours)), "in the checkpoint"),
             (sorted(set(ours) - set(saved)), "in this run")]
@@ -190,12 +531,15 @@ def _differing(manifest, settings):
     return "; its run had " + ", ".join(diff) if diff else ""
 
 
-def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", settings=None):
+def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", settings=None,
+                    kind=None, kind_keys=None):
     """Load a checkpoint into ``blocks`` and ``trainers``; returns the manifest (loop state).
 
     Refuses (``CheckpointError``, the message opening with ``flag`` and the path) a checkpoint
-    that lacks a part the run needs, whose parameters do not fit the run's blocks (names,
-    shapes, constants such as anchors) or hold NaN/Inf, before anything is loaded.
+    that lacks a part the run needs, whose files are torn, corrupt or outside its folder, of
+    another kind of run, whose parameters do not fit the run's blocks (names, shapes,
+    constants such as anchors), or whose parameters or optimizer states hold NaN/Inf; the
+    parameters are checked before anything is loaded.
 
     Parameters
     ----------
@@ -210,9 +554,11 @@ def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", setti
     settings : dict of str -> value, optional
         This run's values of the settings that shape the network (``args`` names): a mismatch
         message lists those the checkpoint's run had otherwise.
+    kind, kind_keys : see :func:`read_checkpoint`.
     """
+    from .guards import first_non_finite, trainer_state_arrays
     manifest = read_checkpoint(manifest_path, list(blocks) + ["trainer:" + t for t in trainers],
-                               flag)
+                               flag, kind=kind, kind_keys=kind_keys)
     folder = os.path.dirname(os.path.abspath(manifest_path))
     parts = manifest["parts"]
     where = "%s %s" % (flag, manifest_path)
@@ -222,52 +568,268 @@ def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", setti
     for name, block in blocks.items():
         block.load_parameters(os.path.join(folder, parts[name]), ctx=ctx)
     for name, trainer in trainers.items():
-        trainer.load_states(os.path.join(folder, parts["trainer:" + name]))
+        path = os.path.join(folder, parts["trainer:" + name])
+        try:
+            trainer.load_states(path)
+        except (mx.base.MXNetError, pickle.UnpicklingError, EOFError, ValueError, TypeError,
+                AttributeError, KeyError, IndexError) as err:
+            raise CheckpointError("%s: %s is not the optimizer state of this run's trainer %s "
+                                  "(%s); refusing it" % (where, path, name,
+                                                         type(err).__name__)) from None
+        bad = first_non_finite(trainer_state_arrays({name: trainer}))
+        if bad is not None:
+            raise CheckpointError("%s: non-finite values in %s (%s); refusing it"
+                                  % (where, bad, path))
     return manifest
 
 
-def _files_of(manifest_path):
-    folder = os.path.dirname(os.path.abspath(manifest_path))
-    parts = _parts_of(manifest_path)
-    return [manifest_path] + [os.path.join(folder, p) for p in parts.values()]
+# ------------------------------------------------------------------ the run folder
+def run_manifests(prefix):
+    """All manifests ``<prefix>-*.json`` of a run (sorted names)."""
+    return sorted(p for p in glob.glob(glob.escape(prefix) + "-*.json")
+                  if not _EXPORT_RE.search(p))
+
+
+def _epoch_manifests(prefix):
+    return sorted(glob.glob(glob.escape(prefix) + "-epoch*.json"))
 
 
 def prune_checkpoints(prefix, keep_last):
-    """Delete all but the newest ``keep_last`` epoch checkpoints (``best``/``final`` are kept)."""
-    manifests = sorted(glob.glob("%s-epoch*.json" % prefix))
-    for m in manifests[:max(0, len(manifests) - keep_last)]:
-        for path in _files_of(m):
-            if os.path.exists(path):
-                os.remove(path)
+    """Delete all but the newest ``keep_last`` epoch checkpoints (their manifests first, then
+    the files no remaining manifest names), and an ``interrupted`` checkpoint older than the
+    newest epoch checkpoint; ``best`` and ``final`` are kept."""
+    manifests = _epoch_manifests(prefix)
+    doomed = manifests[:max(0, len(manifests) - keep_last)]
+    interrupted = "%s-interrupted.json" % prefix
+    if manifests and os.path.isfile(interrupted):
+        try:
+            with open(interrupted) as f, open(manifests[-1]) as g:
+                if _position(json.load(f)) < _position(json.load(g)):
+                    doomed.append(interrupted)
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+    for m in doomed:
+        _kill_point()
+        _remove(m)
+    clean_run_folder(prefix, temporaries=False)
 
 
 def latest_checkpoint(prefix):
     """The newest epoch checkpoint manifest of a run, or None (tags sort by stage, epoch)."""
-    manifests = sorted(glob.glob("%s-epoch*.json" % prefix))
+    manifests = _epoch_manifests(prefix)
     return manifests[-1] if manifests else None
 
 
-_EXPORTED = ("-symbol.json", "-0000.params")
+def clean_run_folder(prefix, temporaries=True):
+    """Remove what killed saves left in a run's folder: temporary files (``*.tmp-<pid>``),
+    part and export files no manifest names, convenience names of missing manifests; and
+    re-link the convenience names of each manifest to its parts. Call with the run's lock
+    held (:func:`claim_run_folder`). Returns the removed paths."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    run = os.path.basename(prefix)
+    if not os.path.isdir(folder):
+        return []
+    referenced, tags = set(), {}
+    for m in run_manifests(prefix):
+        parts, sha, sizes, export = _parts_of(m)
+        tag = os.path.basename(m)[len(run) + 1:-len(".json")]
+        tags[tag] = {"parts": parts, "export": export}
+        referenced.update(v for v in parts.values() if isinstance(v, str))
+        if isinstance(export, dict) and isinstance(export.get("files"), dict):
+            referenced.update(export["files"].values())
+    removed = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if not name.startswith(run) or not os.path.isfile(path):
+            continue
+        if ".tmp-" in name:
+            if temporaries:
+                removed.append(path)
+            continue
+        rest = name[len(run):]
+        if rest.startswith(".") and _PART_RE.search(name):            # a part file
+            if name not in referenced:
+                removed.append(path)
+        elif rest.startswith("-") and _EXPORT_RE.search(name):        # an export file
+            if name not in referenced:
+                removed.append(path)
+        elif rest.startswith("-") and _convenience_tag(run, name, tags) is False:
+            removed.append(path)                                       # of a deleted manifest
+    for path in removed:
+        _remove(path)
+    for tag, m in tags.items():
+        try:
+            _repair_links(prefix, tag, m)
+        except (OSError, KeyError, TypeError, AttributeError):
+            pass
+    return removed
 
 
-def deployable_exporter(write, prefix, what):
-    """The ``export(tag, same_as=None)`` callable of :class:`~gankd_gluon.engine.loop.Run`.
+def _convenience_tag(run, name, tags):
+    """The tag a convenience name belongs to; False for one of a tag with no manifest; None
+    for a file that is not a convenience name."""
+    m = re.match(re.escape(run) + r"-(.+?)\.[^.]+\.(params|states)$", name)
+    if m is None:
+        m = re.match(re.escape(run) + r"-(.+)-[^-]+(-symbol\.json|-0000\.params)$", name)
+    if m is None:
+        return None
+    return m.group(1) if m.group(1) in tags else False
 
-    ``write(p)`` exports the deployable model as ``p-symbol.json`` + ``p-0000.params``
-    (``HybridBlock.export``). ``export(tag)`` writes ``<prefix>-<tag>-<what>`` through a
-    temporary prefix and renames both files, so a crash never leaves half an export;
-    ``export(tag, same_as=t)`` hard-links the files of the export ``t`` of the same weights.
-    Returns the exported prefix.
-    """
-    def export(tag, same_as=None):
-        dst = "%s-%s-%s" % (prefix, tag, what)
-        if same_as is not None:
-            src = "%s-%s-%s" % (prefix, same_as, what)
-            if all(link_atomic(src + s, dst + s) for s in _EXPORTED):
-                return dst
-        tmp = "%s.tmp-%d" % (dst, os.getpid())
-        write(tmp)
+
+def _repair_links(prefix, tag, m):
+    folder = os.path.dirname(os.path.abspath(prefix))
+    for part, name in m["parts"].items():
+        src, dst = os.path.join(folder, name), _convenience(prefix, tag, part)
+        if os.path.isfile(src) and not (os.path.isfile(dst) and os.path.samefile(src, dst)):
+            link_atomic(src, dst)
+    export = m["export"]
+    if isinstance(export, dict):
         for s in _EXPORTED:
-            os.replace(tmp + s, dst + s)
-        return dst
-    return export
+            src = os.path.join(folder, export["files"][s])
+            dst = "%s-%s-%s%s" % (prefix, tag, export["what"], s)
+            if os.path.isfile(src) and not (os.path.isfile(dst) and os.path.samefile(src, dst)):
+                link_atomic(src, dst)
+
+
+def claim_run_folder(prefix, resuming, overwrite, flag_prefix="--save-prefix"):
+    """Take a run's folder for this process, before anything is written.
+
+    Refuses (``CheckpointError``) a folder that holds checkpoints of an earlier run unless
+    the run resumes (``--resume``) or ``overwrite`` (``--overwrite``: they are deleted), and a
+    folder another live run holds (its lock, ``<folder>/.lock``, is held with ``flock``, which
+    the kernel releases when that process dies however it dies). Then removes what killed
+    saves left behind (:func:`clean_run_folder`).
+
+    Returns
+    -------
+    file : the open lock file; the lock lasts as long as it stays open.
+    """
+    folder = os.path.dirname(os.path.abspath(prefix))
+    existing = run_manifests(prefix) if os.path.isdir(folder) else []
+    if existing and not resuming and not overwrite:
+        raise CheckpointError(
+            "%s %s: %s already holds %d checkpoint(s) of an earlier run (e.g. %s); continue it "
+            "with --resume auto, choose another --save-prefix, or pass --overwrite to replace "
+            "them" % (flag_prefix, os.path.basename(prefix), folder, len(existing),
+                      os.path.basename(existing[-1])))
+    os.makedirs(folder, exist_ok=True)
+    lock = open(os.path.join(folder, ".lock"), "a+")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        raise CheckpointError("%s %s: another run (pid %s) is writing to %s; wait for it to "
+                              "end or choose another --save-prefix"
+                              % (flag_prefix, os.path.basename(prefix), holder, folder)) \
+            from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write("%d\n" % os.getpid())
+    lock.flush()
+    if existing and overwrite and not resuming:
+        for m in existing:
+            _remove(m)
+    clean_run_folder(prefix)
+    return lock
+
+
+def _position(manifest):
+    """Where a checkpoint stands in its run: (stage, epochs done), an interrupted epoch
+    counting as half done; ties go to the later save."""
+    epoch = float(manifest.get("epoch", 0))
+    if not manifest.get("epoch_completed", True):
+        epoch -= 0.5
+    return (int(manifest.get("stage", 0)), epoch, float(manifest.get("saved_at", 0)))
+
+
+def select_resume(prefix, need=None, kind=None, kind_keys=None):
+    """``--resume auto``: the newest valid checkpoint of the run (epoch checkpoints and
+    ``interrupted``), verified as :func:`read_checkpoint` does.
+
+    Returns
+    -------
+    path : str or None
+        None where the run's folder holds no checkpoint manifest at all (a fresh start).
+    notes : list of str
+        One line each: the one taken, each skipped and why, or that none was found and where
+        the search looked.
+
+    Raises
+    ------
+    CheckpointError
+        Checkpoints exist but none is valid (the reasons, one per manifest, in one line).
+    """
+    folder = os.path.dirname(os.path.abspath(prefix))
+    pattern = "%s-{epoch-*,interrupted}.json" % prefix
+    candidates = _epoch_manifests(prefix) + [p for p in ["%s-interrupted.json" % prefix]
+                                             if os.path.isfile(p)]
+    if not candidates:
+        if run_manifests(prefix):
+            raise CheckpointError("--resume auto: %s holds no epoch or interrupted checkpoint "
+                                  "to continue from (only %s); start afresh with --overwrite "
+                                  "or another --save-prefix"
+                                  % (folder, ", ".join(os.path.basename(p)
+                                                       for p in run_manifests(prefix))))
+        return None, ["--resume auto: no checkpoint found (looked for %s in %s); starting "
+                      "from scratch" % (os.path.basename(pattern), os.path.abspath(folder))]
+    ranked = []
+    for p in candidates:
+        try:
+            with open(p) as f:
+                ranked.append((_position(json.load(f)), p))
+        except (OSError, ValueError, TypeError, AttributeError):
+            ranked.append(((-1, 0.0, 0.0), p))
+    ranked.sort(reverse=True)
+    notes, skipped = [], []
+    for _, p in ranked:
+        try:
+            manifest = read_checkpoint(p, need, "--resume auto:", kind=kind,
+                                       kind_keys=kind_keys)
+        except CheckpointError as err:
+            reason = str(err).split(": ", 2)[-1]
+            skipped.append("skipped %s (%s)" % (os.path.basename(p), reason))
+            continue
+        if not isinstance(manifest.get("stage"), int) or not isinstance(
+                manifest.get("epoch"), int):
+            skipped.append("skipped %s (no stage and epoch recorded)" % os.path.basename(p))
+            continue
+        notes.append("--resume auto: took %s" % p)
+        notes.extend("--resume auto: %s" % s for s in skipped)
+        return p, notes
+    raise CheckpointError("--resume auto: no valid checkpoint in %s: %s"
+                          % (folder, "; ".join(skipped)))
+
+
+def compare_settings(saved_args, args, allowed=(), keys=RUN_SETTINGS):
+    """The run-defining settings in which this run differs from a checkpoint's run.
+
+    Parameters
+    ----------
+    saved_args : dict
+        The checkpoint's ``args``.
+    args : dict
+        This run's arguments (``vars(namespace)``).
+    allowed : iterable of str
+        Settings the user said may differ (``--allow-changed``; flag or dest spelling).
+    keys : iterable of str
+        The settings compared (those present in both).
+
+    Returns
+    -------
+    refused, accepted : list of str
+        ``--flag OLD -> NEW`` for each difference, split by whether it was allowed.
+    """
+    allow = {a.strip().lstrip("-").replace("-", "_").lower() for a in allowed if a.strip()}
+    refused, accepted = [], []
+    for k in keys:
+        if k not in args or not isinstance(saved_args, dict) or k not in saved_args:
+            continue
+        old, new = _norm(saved_args[k]), _norm(args[k])
+        if old != new:
+            text = "--%s %s -> %s" % (k.replace("_", "-"), json.dumps(old), json.dumps(new))
+            (accepted if k.lower() in allow else refused).append(text)
+    return refused, accepted

@@ -14,22 +14,28 @@ EXIT_INTERRUPTED = 3   # stopped by SIGTERM/SIGINT after saving `interrupted`; r
 def run_main(main, args):
     """Run ``main(args)``; turn the errors a user can fix into one clear line and an exit code.
 
-    Returns 0 on success, 1 on a non-finite loss (the message names the loss, epoch and
-    batch), 2 on missing or unsafe data, missing weights, a refused checkpoint or a
+    Returns 0 on success, 1 on a non-finite loss, input, weight or optimizer state (the
+    message names it, the epoch and batch) or a checkpoint write that failed (the path and the
+    free space), 2 on missing or unsafe data, missing weights, a refused checkpoint or a
     distributed setup that cannot start (Horovod not installed, two engines asked for).
     """
     from ..data.checks import DatasetNotFoundError, UnsafeInputError
     from ..logs.format import format_stopping
     from ..models.ssd import WeightsNotFoundError
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, CheckpointWriteError
     from .distributed import DistributedSetupError
+    from .guards import FaultSwitchError
     try:
         main(args)
     except FloatingPointError as err:
         logging.getLogger("gankd").error(format_stopping(err))
         print("error: %s" % err, file=sys.stderr)
         return EXIT_FAULT
-    except (DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
+    except CheckpointWriteError as err:
+        logging.getLogger("gankd").error("error: %s" % err)
+        print("error: %s" % err, file=sys.stderr)
+        return EXIT_FAULT
+    except (FaultSwitchError, DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
             CheckpointError, DistributedSetupError) as err:
         print("error: %s" % err, file=sys.stderr)
         return EXIT_USAGE

@@ -29,7 +29,7 @@ from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNG
                           FasterRCNNKD, FasterRCNNStep, frcnn_method_name, parse_frcnn_method,
                           split_sharded)
 from .checkpoint import deployable_exporter
-from .loop import Run, Stage, seed_everything
+from .loop import Run, Stage, open_run, seed_everything
 from .methods import add_method_args
 from .args import add_critic_args, add_run_args
 from .ssd_runs import get_contexts
@@ -336,6 +336,10 @@ def run_frcnn_gankd(args):
     if not args.save_prefix:
         args.save_prefix = "faster_rcnn_%s_%s_%s_%s_%s" % (
             args.student, args.teacher, args.dataset, frcnn_method_name(parts), args.roi_mode)
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    start = open_run(args, prefix, _kind(args, classes, student=args.student,
+                                         teacher=args.teacher, method=frcnn_method_name(parts),
+                                         stage=args.stage))   # before anything is written
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
     stage1_epochs = args.GAN_epochs + 1
     stage2_epochs = args.epochs - stage1_epochs
@@ -425,12 +429,17 @@ def run_frcnn_gankd(args):
                             _columns(False), split=split_sharded, epoch_offset=args.GAN_epochs,
                             epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS)))
 
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=lambda: setattr(student, "_gankd_hybrid", None),
               export=_exporter(student, prefix, args, ctx, "student"), val_title="Validation",
-              log_style="frcnn")
+              log_style="frcnn", start=start)
     return run.fit(stages)
+
+
+def _kind(args, classes, **networks):
+    """The kind of run every manifest records (a checkpoint of another kind is refused)."""
+    return dict(networks, detector="faster_rcnn", classes=list(classes),
+                roi_mode=args.roi_mode, short=args.short)
 
 
 def run_frcnn_plain(args):
@@ -442,6 +451,8 @@ def run_frcnn_plain(args):
     classes = dataset_classes(args.dataset)
     if not args.save_prefix:
         args.save_prefix = "faster_rcnn_%s_%s_%s" % (args.network, args.dataset, args.roi_mode)
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    start = open_run(args, prefix, _kind(args, classes, network=args.network))
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
     per_device = _per_device_batch(args, ctx)
     net = _student(args, args.network, classes, ctx, per_device)
@@ -462,9 +473,8 @@ def run_frcnn_plain(args):
                                   _steps(args.lr_decay_epoch), -1),
                   [(c, c) for c in LOSS_COLUMNS + METRIC_COLUMNS], split=split_sharded,
                   epoch_offset=-1, epoch_columns=list(LOSS_COLUMNS))
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
               args.keep_last, before_epoch=lambda: setattr(net, "_gankd_hybrid", None),
               export=_exporter(net, prefix, args, ctx, "net"), val_title="Validation",
-              log_style="frcnn")
+              log_style="frcnn", start=start)
     return run.fit([stage])

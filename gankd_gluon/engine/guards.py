@@ -1,16 +1,29 @@
-"""Guards for long runs: non-finite losses, SIGTERM, and on-device running means.
+"""Guards for long runs: non-finite losses, inputs, weights and optimizer states, SIGTERM,
+on-device running means, and the fault-injection switch the tests use.
 
 The running means keep their sums on the device so the hot loop never waits on the host; the
 one host read per update is the finiteness check, which must see the losses before the update
-(STYLE.md habit 8, detectron2's ``FloatingPointError``).
+(detectron2's ``FloatingPointError``, Wu et al., Detectron2, 2019,
+https://github.com/facebookresearch/detectron2). Input batches are checked on the device and
+read at log intervals (:class:`InputWatch`); weights and optimizer states before every save
+(:func:`check_weights`).
+
+Fault injection (tests; documented in the README): ``GANKD_FAULT=PLACE:EPOCH:BATCH[:STAGE]``
+makes batch BATCH (from 0) of epoch EPOCH (the loop's epoch of that stage, from 1; stage 1
+unless STAGE is given) carry a fault at PLACE: ``input`` (a NaN pixel in the images), ``loss``
+(NaN regression targets, so a loss turns NaN) or ``gradient`` (a NaN gradient on the first
+trained parameter, the loss finite). ``GANKD_FAULT=kill-save:N`` kills the process at the N-th
+step of its checkpoint saves (:mod:`.checkpoint`).
 """
 import math
+import os
 import signal
 
 import mxnet as mx
 import numpy as np
 
-__all__ = ["check_finite", "RunningMean", "StopFlag"]
+__all__ = ["check_finite", "RunningMean", "StopFlag", "check_weights", "first_non_finite",
+           "trainer_state_arrays", "InputWatch", "FaultSwitch", "FaultSwitchError"]
 
 
 def check_finite(losses, epoch, batch):
@@ -95,3 +108,163 @@ class StopFlag:
 def is_finite_number(x):
     """True for a finite float (a NaN mAP is never 'best')."""
     return x is not None and not (isinstance(x, float) and (math.isnan(x) or math.isinf(x)))
+
+
+# ------------------------------------------------------------------ weights and states
+def first_non_finite(named):
+    """The name of the first array holding NaN or Inf, or None; one host read for all.
+
+    Parameters
+    ----------
+    named : list of (str, NDArray)
+        Arrays of any shape, on any devices.
+    """
+    named = [(n, a) for n, a in named if a is not None and a.size > 0]
+    if not named:
+        return None
+    flags = [mx.nd.contrib.isfinite(a.astype("float32", copy=False)).min().reshape((1,))
+             .as_in_context(mx.cpu()) for _, a in named]
+    ok = mx.nd.concat(*flags, dim=0).asnumpy()
+    bad = np.flatnonzero(ok < 1)
+    return named[bad[0]][0] if len(bad) else None
+
+
+def _state_arrays(state):
+    if isinstance(state, mx.nd.NDArray):
+        return [state]
+    if isinstance(state, (list, tuple)):
+        return [a for s in state for a in _state_arrays(s)]
+    return []
+
+
+def trainer_state_arrays(trainers):
+    """``(name, array)`` of every optimizer state array of ``trainers`` (dict name -> Trainer),
+    named ``<trainer>:<parameter>[i]``, on every device's updater. States kept on a distributed
+    kvstore's servers are not visible here and are not listed."""
+    out = []
+    for tname, trainer in trainers.items():
+        params = getattr(trainer, "_params", [])
+        for updater in getattr(trainer, "_updaters", None) or []:
+            for index, state in sorted(getattr(updater, "states", {}).items()):
+                pname = params[index].name if index < len(params) else str(index)
+                for i, a in enumerate(_state_arrays(state)):
+                    out.append(("optimizer state %s:%s[%d]" % (tname, pname, i), a))
+    return out
+
+
+def check_weights(blocks, trainers, when):
+    """Raise ``FloatingPointError`` naming the first parameter (any device's copy) or optimizer
+    state holding NaN or Inf; call before every save and before validating for ``best``.
+
+    Parameters
+    ----------
+    blocks : dict of str -> Block
+    trainers : dict of str -> gluon.Trainer
+    when : str
+        Where the loop is, for the message (``before saving best at stage 1, epoch 3``).
+    """
+    named = []
+    for bname, block in blocks.items():
+        for pname, param in block._collect_params_with_prefix().items():
+            if param._data is None:
+                continue
+            named.extend(("parameter %s:%s" % (bname, pname), d) for d in param.list_data())
+    named.extend(trainer_state_arrays(trainers))
+    bad = first_non_finite(named)
+    if bad is not None:
+        raise FloatingPointError("non-finite values in %s %s; nothing saved, the previous "
+                                 "checkpoints are intact" % (bad, when))
+
+
+class InputWatch:
+    """The first batch of an epoch whose input images hold NaN or Inf, tracked on the device
+    (no host read per batch) and read by :meth:`check` at log intervals and before saves."""
+
+    def __init__(self):
+        self._first = None       # NDArray (1,) on the CPU: 0, or 1 + the first bad batch
+
+    def reset(self):
+        self._first = None
+
+    def update(self, data, batch):
+        """``data``: the batch's images, one array or one per device."""
+        arrays = data if isinstance(data, (list, tuple)) else [data]
+        ok = [mx.nd.contrib.isfinite(a).min().reshape((1,)).as_in_context(mx.cpu())
+              for a in arrays]
+        bad = (1 - mx.nd.concat(*ok, dim=0).min()).reshape((1,)) * (batch + 1)
+        self._first = bad if self._first is None else mx.nd.where(self._first > 0,
+                                                                  self._first, bad)
+
+    def check(self, epoch):
+        """Raise ``FloatingPointError`` if a batch since the reset had non-finite input."""
+        if self._first is None:
+            return
+        first = int(self._first.asscalar())
+        if first:
+            raise FloatingPointError("non-finite input image at epoch %d, batch %d (NaN or Inf "
+                                     "pixels in the data); nothing saved after it"
+                                     % (epoch, first - 1))
+
+
+class FaultSwitchError(ValueError):
+    """``GANKD_FAULT`` does not parse (exit 2)."""
+
+
+class FaultSwitch:
+    """The ``GANKD_FAULT`` switch (module docstring): faults injected into one batch."""
+    PLACES = ("input", "loss", "gradient")
+
+    def __init__(self, spec):
+        self.place = None
+        if not spec or spec.startswith("kill-save:"):
+            if spec and not spec[len("kill-save:"):].isdigit():
+                raise FaultSwitchError("GANKD_FAULT=%s: expected kill-save:N" % spec)
+            return
+        fields = spec.split(":")
+        if (len(fields) not in (3, 4) or fields[0] not in self.PLACES
+                or not all(f.isdigit() for f in fields[1:])):
+            raise FaultSwitchError("GANKD_FAULT=%s: expected PLACE:EPOCH:BATCH[:STAGE] with "
+                                   "PLACE one of %s, or kill-save:N"
+                                   % (spec, ", ".join(self.PLACES)))
+        self.place = fields[0]
+        self.epoch, self.batch = int(fields[1]), int(fields[2])
+        self.stage = int(fields[3]) if len(fields) == 4 else 1
+
+    @classmethod
+    def from_env(cls):
+        return cls(os.environ.get("GANKD_FAULT", ""))
+
+    def hits(self, stage, epoch, batch):
+        return self.place is not None and (stage, epoch, batch) == (self.stage, self.epoch,
+                                                                    self.batch)
+
+    def poison(self, batch):
+        """The batch with the fault of an ``input`` or ``loss`` place (a copy)."""
+        batch = list(batch)
+        index = 0 if self.place == "input" else len(batch) - 1
+        target = batch[index]
+        if isinstance(target, (list, tuple)):
+            batch[index] = [_nan_first(target[0])] + list(target[1:])
+        else:
+            batch[index] = _nan_first(target)
+        return batch
+
+    def wrap_step(self, trainer):
+        """Arm ``trainer`` (``gradient`` place): its next ``step`` first sets the gradient of
+        its first trained parameter to NaN. Returns a function that disarms it."""
+        original = trainer.step
+
+        def step(*args, **kwargs):
+            param = next(p for p in trainer._params if p.grad_req != "null")
+            for g in param.list_grad():
+                g[:] = float("nan")
+            return original(*args, **kwargs)
+        trainer.step = step
+        return lambda: trainer.__dict__.pop("step", None)
+
+
+def _nan_first(array):
+    out = array.copy()
+    flat = out.reshape((-1,))
+    flat[0] = float("nan")
+    return out

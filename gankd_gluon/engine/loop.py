@@ -5,9 +5,11 @@ A run is a list of :class:`Stage` s (GAN-KD: the adversarial stage 1, then plain
 SSD training: one stage). The loop knows nothing of GANs: a stage brings its step function, its
 trainers, its learning-rate schedule and the log columns it computes.
 """
+import json
 import math
 import os
 import random
+import sys
 import time
 
 import mxnet as mx
@@ -17,11 +19,13 @@ from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_bes
                            format_frcnn_epoch, format_interrupted, format_interrupted_saved,
                            format_lr_change, format_namespace, format_resumed, format_ssd_batch,
                            format_ssd_epoch, format_start, format_validation)
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .guards import RunningMean, StopFlag
+from .checkpoint import (CheckpointError, claim_run_folder, compare_settings, load_checkpoint,
+                         prune_checkpoints, read_checkpoint, save_checkpoint, select_resume)
+from .guards import FaultSwitch, InputWatch, RunningMean, StopFlag, check_weights
 from .steps import split_batch
 
-__all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything"]
+__all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything", "open_run",
+           "RunStart"]
 
 
 def _num_samples(data):
@@ -88,6 +92,80 @@ class StepSchedule:
                 self.logger.info(format_lr_change(epoch, lr, self.what))
         self._last = lrs
         return lrs
+
+
+class RunStart:
+    """What :func:`open_run` decided: the checkpoint to resume from (None: from scratch), the
+    lines to log about it, and the run folder's lock (held while this object lives)."""
+
+    def __init__(self, path=None, notes=(), lock=None, kind=None):
+        self.path = path
+        self.notes = list(notes)
+        self.lock = lock
+        self.kind = kind
+
+
+def open_run(args, prefix, kind, is_root=True):
+    """Claim the run folder and decide where the run starts, before anything is written.
+
+    ``--resume auto`` takes the newest valid checkpoint (epoch or ``interrupted``) and notes
+    which it skipped and why, or that there was none and where it looked; a named
+    ``--resume`` manifest must be valid. The settings that define the run
+    (:data:`~.checkpoint.RUN_SETTINGS`) must equal the checkpoint's, except those named in
+    ``--allow-changed`` (noted for the log). Without ``--resume``, a folder holding an
+    earlier run's checkpoints is refused unless ``--overwrite``; a folder another live run
+    holds is refused. Distributed workers other than rank 0 (``is_root`` False) read only.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Uses ``resume``, ``overwrite``, ``allow_changed``.
+    prefix : str
+        ``<save-dir>/<run>/<run>``.
+    kind : dict
+        The kind of run (detector, networks, classes, data shape, method, stage).
+
+    Returns
+    -------
+    RunStart
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the flag and the file, before anything is written.
+    """
+    FaultSwitch.from_env()           # a GANKD_FAULT that does not parse stops here
+    resume = getattr(args, "resume", "")
+    lock = None
+    if is_root:
+        lock = claim_run_folder(prefix, bool(resume), getattr(args, "overwrite", False))
+    notes, path = [], resume or None
+    foreign = [k for k in ("detector", "classes") if k in kind]
+    if resume == "auto":
+        path, notes = select_resume(prefix, None, kind, foreign)
+    elif resume:
+        read_checkpoint(resume, None, "--resume", kind, foreign)
+    if path:
+        with open(path) as f:
+            saved = json.load(f)
+        refused, accepted = compare_settings(saved.get("args"), vars(args),
+                                             _allowed(getattr(args, "allow_changed", "")))
+        if refused:
+            raise CheckpointError("--resume %s: this run's settings differ from the "
+                                  "checkpoint's: %s; resume with the same flags, or name them "
+                                  "in --allow-changed (e.g. --allow-changed %s) if that is "
+                                  "intended" % (path, ", ".join(refused), ",".join(
+                                      r.split()[0][2:] for r in refused)))
+        notes.extend("--resume: changed on purpose (--allow-changed): %s" % a
+                     for a in accepted)
+    for line in notes:
+        if is_root:
+            print(line, file=sys.stderr)
+    return RunStart(path, notes, lock, kind)
+
+
+def _allowed(value):
+    return [v for v in (value or "").split(",") if v.strip()]
 
 
 class Stage:
@@ -168,14 +246,17 @@ class Run:
         ``reduce(name, value)`` -> the value summed over distributed workers, applied to the
         logged losses at log intervals only (each worker holds its share of the global loss).
     export : callable or None
-        ``export(tag, same_as=None)`` after the ``best`` and ``final`` checkpoints: writes the
-        deployable model (symbol + params) beside them; ``same_as`` names an earlier export of
-        the same weights, whose files it may link (``checkpoint.deployable_exporter``).
+        ``export(prefix)`` (``checkpoint.deployable_exporter``): the deployable model (symbol +
+        params) the ``best`` and ``final`` checkpoints name, written before their manifests.
+    start : RunStart or None
+        From :func:`open_run`: the checkpoint to resume from, the lines to log about it, the
+        run folder's lock, the kind of run recorded in every manifest. None: ``args.resume``
+        is loaded as given (no run-folder checks).
     """
 
     def __init__(self, args, logger, train_loader, ctx, blocks, validate, prefix, keep_last=3,
                  before_epoch=None, export=None, val_title="StudentNet Validation",
-                 log_style="ssd", is_root=True, watchdog=None, reduce=None):
+                 log_style="ssd", is_root=True, watchdog=None, reduce=None, start=None):
         self.args = args
         self.logger = logger
         self.loader = train_loader
@@ -193,9 +274,12 @@ class Run:
         self.is_root = is_root
         self.watchdog = watchdog
         self.reduce = reduce
+        self.start = start if start is not None else RunStart(args.resume or None)
+        self.faults = FaultSwitch.from_env()
+        self.inputs = InputWatch()
         self.best_map = float("nan")
-        # the checkpoint manifest / export tag written since the last training step, if any:
-        # a save with nothing trained since links that one's files (checkpoint.py)
+        # the checkpoint manifest (and the one with an export) written since the last
+        # training step, if any: a save with nothing trained since names its files again
         self._unchanged = None
         self._unchanged_export = None
 
@@ -207,29 +291,30 @@ class Run:
                 out["s%d_%s" % (st.number, name)] = tr
         return out
 
-    def _save(self, stages, tag, stage, epoch, completed):
+    def _save(self, stages, tag, stage, epoch, completed, export=False):
         if not self.is_root:
             return None
         if self.watchdog is not None:
             self.watchdog.pause()
+        trainers = self._all_trainers(stages)
+        check_weights(self.blocks, trainers, "before saving %s at stage %d, epoch %d"
+                      % (tag, stage, epoch))
         state = {"stage": stage, "epoch": epoch, "epoch_completed": completed,
                  "best_map": None if math.isnan(self.best_map) else self.best_map,
                  "args": vars(self.args)}
-        path = save_checkpoint(self.prefix, tag, self.blocks, self._all_trainers(stages), state,
-                               same_as=self._unchanged)
+        same_as = self._unchanged_export if export and self._unchanged_export else \
+            self._unchanged
+        path = save_checkpoint(self.prefix, tag, self.blocks, trainers, state, same_as=same_as,
+                               export=self.export if export else None, kind=self.start.kind)
         self._unchanged = path
+        if export:
+            self._unchanged_export = path
         return path
 
-    def _export(self, tag):
-        self.export(tag, same_as=self._unchanged_export)
-        self._unchanged_export = tag
-
     def _resume(self, stages):
-        path = self.args.resume
-        if path == "auto":
-            path = latest_checkpoint(self.prefix)
-            if path is None:
-                return 1, 1
+        path = self.start.path
+        if path is None:
+            return stages[0].number, 1
         # a refusal names the settings that shape the networks and differ from the checkpoint's
         # run (e.g. a run started before a default changed)
         settings = {k: v for k, v in vars(self.args).items() if k in _NETWORK_SETTINGS}
@@ -260,11 +345,9 @@ class Run:
         """Train all stages; returns the best mAP (nan if never validated)."""
         args = self.args
         self.logger.info(format_namespace(args))
-        start_stage, start_epoch = (1, 1)
-        if args.resume:
-            start_stage, start_epoch = self._resume(stages)
-        else:
-            start_stage = stages[0].number
+        for line in self.start.notes:
+            self.logger.info(line)
+        start_stage, start_epoch = self._resume(stages)
         stop = StopFlag()
         try:
             for st in stages:
@@ -275,9 +358,8 @@ class Run:
                 for epoch in range(first, st.epochs + 1):
                     if not self._epoch(stages, st, epoch, stop):
                         return self.best_map
-            self._save(stages, "final", stages[-1].number, stages[-1].epochs, True)
-            if self.export is not None and self.is_root:
-                self._export("final")
+            self._save(stages, "final", stages[-1].number, stages[-1].epochs, True,
+                       export=self.export is not None)
         finally:
             stop.restore()
             if self.watchdog is not None:
@@ -300,8 +382,24 @@ class Run:
                    unit="batch", leave=False, disable=not getattr(args, "progress", True))
         tic = btic = time.time()
         seen = seen_since_log = 0
+        self.inputs.reset()
         for i, batch in enumerate(self.loader):
-            losses = st.step(*st.split(batch, self.ctx), epoch=epoch, batch=i)
+            disarm = None
+            if self.faults.hits(st.number, epoch, i):
+                if self.faults.place == "gradient":
+                    disarm = self.faults.wrap_step(next(iter(st.trainers.values())))
+                else:
+                    batch = self.faults.poison(batch)
+            device_batch = st.split(batch, self.ctx)
+            self.inputs.update(device_batch[0], i)      # on the device; read at log intervals
+            try:
+                losses = st.step(*device_batch, epoch=epoch, batch=i)
+            except FloatingPointError:
+                self.inputs.check(shown)                # a bad input explains the bad loss
+                raise
+            finally:
+                if disarm is not None:
+                    disarm()
             if self.watchdog is not None:
                 self.watchdog.beat()
             for m, (_, key) in zip(metrics, st.columns):
@@ -312,17 +410,24 @@ class Run:
             seen_since_log += n
             bar.update(1)
             if args.log_interval and (i + 1) % args.log_interval == 0:
+                self.inputs.check(shown)
                 speed = seen_since_log / max(time.time() - btic, 1e-9)
                 fmt = format_ssd_batch if self.log_style == "ssd" else format_frcnn_batch
                 self.logger.info(fmt(shown, i, speed, self._values(metrics)))
                 btic, seen_since_log = time.time(), 0
             if stop:
                 bar.close()
+                self.inputs.check(shown)
                 self.logger.info(format_interrupted(stop.requested, shown, i))
                 path = self._save(stages, "interrupted", st.number, epoch, False)
                 self.logger.info(format_interrupted_saved(path))
                 return False
         bar.close()
+        self.inputs.check(shown)
+        if self.is_root:
+            # a model with NaN/Inf weights is neither validated for best nor saved
+            check_weights(self.blocks, self._all_trainers(stages),
+                          "after stage %d, epoch %d" % (st.number, epoch))
         speed = seen / max(time.time() - tic, 1e-9)
         epoch_metrics = self._values(metrics)
         if st.epoch_columns is not None:
@@ -342,11 +447,10 @@ class Run:
             if np.isfinite(mean_ap) and not (mean_ap <= self.best_map):
                 previous = 0 if math.isnan(self.best_map) else self.best_map   # GluonCV: [0]
                 self.best_map = mean_ap
-                path = self._save(stages, "best", st.number, epoch, True)
+                path = self._save(stages, "best", st.number, epoch, True,
+                                  export=self.export is not None)
                 if self.log_style == "frcnn":
                     self.logger.info(format_frcnn_best(shown, mean_ap, previous, path))
-                if self.export is not None:
-                    self._export("best")
             if self.log_style == "ssd":
                 self.logger.info(format_best_map(self.best_map))
         if epoch % args.save_interval == 0 or last:

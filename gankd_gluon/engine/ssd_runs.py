@@ -26,7 +26,7 @@ from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, r
 from .diagnostics import diagnostic_columns
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
                           sync_trainers)
-from .loop import Run, Stage, StepSchedule, seed_everything
+from .loop import Run, Stage, StepSchedule, open_run, seed_everything
 from .methods import KDObjective, add_method_args, method_name, parse_method
 from .steps import GANStep, Normalizer, SSDStep
 
@@ -310,10 +310,16 @@ def _check_init_from(args):
                               % (args.init_from, run_dir, args.save_prefix, args.stage))
 
 
-def _init_student(args, student, ctx, env):
+def _kind(args, classes, **networks):
+    """The kind of run every manifest records (a checkpoint of another kind is refused)."""
+    return dict(networks, detector="ssd", classes=list(classes), data_shape=args.data_shape)
+
+
+def _init_student(args, student, ctx, env, kind):
     """Load the student's weights (only) from ``--init-from``; says where they came from."""
     state = load_checkpoint(args.init_from, {"student": student}, {}, ctx, flag="--init-from",
-                            settings={k: getattr(args, k) for k in _NETWORK_SETTINGS})
+                            settings={k: getattr(args, k) for k in _NETWORK_SETTINGS},
+                            kind=kind, kind_keys=["detector", "classes"])
     if env.is_root:
         # the log itself records it as init_from=... in its Namespace line
         print("Student weights from %s (run %s, stage %s, epoch %s); optimizers and epochs "
@@ -343,9 +349,13 @@ def run_gankd(args):
                                                     args.dataset, method_name(parts))
     if args.init_from:
         _check_init_from(args)
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    kind = _kind(args, classes, student=args.student, teacher=args.teacher,
+                 method=method_name(parts), stage=args.stage)
+    start = open_run(args, prefix, kind, env.is_root)      # before anything is written
     teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
     if args.init_from:
-        _init_student(args, student, ctx, env)
+        _init_student(args, student, ctx, env, kind)
     logger = _logger(args, env)      # after the --init-from checks: a refused run writes nothing
     train, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
     norm = Normalizer(env)
@@ -419,13 +429,12 @@ def run_gankd(args):
         # which Horovod's broadcast refuses.
         dnet.set_teacher_stats(teacher_statistics(teacher.features, train, args.data_shape,
                                                   ctx[0]))
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize,
               export=deployable_exporter(
                   lambda p: export_detector(student, p, args.data_shape, ctx[0]), prefix,
                   "student"),
-              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
+              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env), start=start)
     return run.fit(stages)
 
 
@@ -440,6 +449,8 @@ def run_plain(args):
     dataset_kind = "coco" if args.dataset == "coco" else "voc"
     if not args.save_prefix:
         args.save_prefix = "ssd_%d_%s_%s" % (args.data_shape, args.network, args.dataset)
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    start = open_run(args, prefix, _kind(args, classes, network=args.network), env.is_root)
     logger = _logger(args, env)
     layout = teacher_layout(args.network, args.data_shape, dataset_kind)
     net = build_ssd(args.network, layout, classes, pretrained_base=args.pretrained_base)
@@ -465,10 +476,9 @@ def run_plain(args):
     def rehybridize():
         if args.hybridize:
             net.hybridize()
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize, val_title="Validation",
               export=deployable_exporter(
                   lambda p: export_detector(net, p, args.data_shape, ctx[0]), prefix, "net"),
-              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
+              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env), start=start)
     return run.fit([stage])
