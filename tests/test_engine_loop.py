@@ -43,3 +43,152 @@ def test_no_decay_epochs_no_lines(logger, caplog):
     sched = StepSchedule({"G": 0.0005, "D": 0.0005}, 0.1, [], logger, "GAN")
     assert [sched(e) for e in (1, 2)] == [{"G": 0.0005, "D": 0.0005}] * 2
     assert caplog.messages == []
+
+
+# ------------------------------------------------------------------ a run's life, end to end
+# train_ssd.py on 16 generated images (2 batches an epoch): what stops a run, and how it
+# resumes. Each non-finite case would have been saved (epoch checkpoint, best, final, export)
+# before the checks existed: the fault sits in the epoch's last batch.
+import glob  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import train_ssd  # noqa: E402
+from gankd_gluon.data.synthetic import make_synthetic_voc  # noqa: E402
+from gankd_gluon.engine.cli import run_main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    make_synthetic_voc(str(root / "data"), seed=0, num_train=16, num_test=8,
+                       image_size=(96, 96))
+    return root
+
+
+def _args(root, name, *extra):
+    return train_ssd.parse_args([
+        "--dataset", "synthetic", "--dataset-root", str(root / "data"), "--gpus", "",
+        "--data-shape", "128", "--batch-size", "8", "--num-workers", "0", "--augment", "flip",
+        "--pretrained-base", "none", "--log-interval", "1", "--no-progress",
+        "--network", "mobilenet0.25", "--epochs", "1", "--save-interval", "1",
+        "--save-dir", str(root / "ck"), "--log-dir", str(root / "logs"),
+        "--save-prefix", name] + list(extra))
+
+
+def _non_finite_on_disk(folder):
+    """Files of ``folder`` holding a NaN/Inf array (every .params of the run)."""
+    bad = []
+    for path in glob.glob(os.path.join(folder, "*.params")):
+        if any(not np.isfinite(a.asnumpy()).all() for a in mx.nd.load(path).values()):
+            bad.append(os.path.basename(path))
+    return bad
+
+
+@pytest.fixture(scope="module")
+def base(data):
+    """A finished 2-epoch run."""
+    assert run_main(train_ssd.main, _args(data, "base", "--epochs", "2")) == 0
+    return data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault, message", [
+    ("input:1:1", "non-finite input image at epoch 1, batch 1"),
+    ("loss:1:1", "non-finite loss at epoch 1, batch 1, before the update: SmoothL1=nan"),
+    ("gradient:1:1", "non-finite values in parameter net:"),
+])
+def test_a_non_finite_input_loss_or_gradient_saves_nothing(data, monkeypatch, capsys, fault,
+                                                          message):
+    monkeypatch.setenv("GANKD_FAULT", fault)
+    name = "nan_" + fault.split(":")[0]
+    assert run_main(train_ssd.main, _args(data, name)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    folder = str(data / "ck" / name)
+    assert not glob.glob(os.path.join(folder, "*.json"))       # no checkpoint, no export
+    assert _non_finite_on_disk(folder) == []
+
+
+@pytest.mark.slow
+def test_a_diverging_learning_rate_saves_no_non_finite_weight(data, capsys):
+    """``--optimizer sgd --lr 1e12``: the run stops (exit 1) on the first non-finite loss or
+    weight; no file on disk holds a NaN/Inf."""
+    args = _args(data, "lr1e12", "--optimizer", "sgd", "--lr", "1e12", "--epochs", "2")
+    assert run_main(train_ssd.main, args) == 1
+    err = capsys.readouterr().err
+    assert "non-finite" in err
+    assert _non_finite_on_disk(str(data / "ck" / "lr1e12")) == []
+
+
+@pytest.mark.slow
+def test_a_second_run_under_a_used_name_stops_and_writes_nothing(base, capsys):
+    folder = base / "ck" / "base"
+    before = {f: os.stat(folder / f).st_mtime_ns for f in os.listdir(folder)}
+    log = (base / "logs" / "base_train.log").read_text()
+    assert run_main(train_ssd.main, _args(base, "base")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --save-prefix base: %s already holds 4 checkpoint(s) of an earlier "
+                   "run (e.g. base-final.json); continue it with --resume auto, choose another "
+                   "--save-prefix, or pass --overwrite to replace them" % folder]
+    assert {f: os.stat(folder / f).st_mtime_ns for f in os.listdir(folder)} == before
+    assert (base / "logs" / "base_train.log").read_text() == log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, named", [
+    (["--network", "mobilenet0.5"], '--network "mobilenet0.25" -> "mobilenet0.5"'),
+    (["--lr", "0.5", "--batch-size", "4"], "--lr 0.001 -> 0.5, --batch-size 8 -> 4"),
+])
+def test_resume_with_other_settings_is_refused_naming_each(base, capsys, flags, named):
+    folder = base / "ck" / "base"
+    before = sorted(os.listdir(folder))
+    args = _args(base, "base", "--epochs", "2", "--resume", "auto", *flags)
+    assert run_main(train_ssd.main, args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --resume %s: this run's settings differ from the "
+                              "checkpoint's: " % (folder / "base-epoch-s2-e0002.json"))
+    assert named in err[-1] and "--allow-changed" in err[-1]
+    assert sorted(os.listdir(folder)) == before
+
+
+@pytest.mark.slow
+def test_resume_auto_after_interrupted_and_an_allowed_change(data, capsys):
+    """SIGTERM in epoch 2 saves ``interrupted``; ``--resume auto`` takes it (newer than epoch
+    1's checkpoint), says so, and with ``--allow-changed lr`` continues at another rate, which
+    the log records."""
+    folder = data / "ck" / "term"
+    stopped = []
+
+    def terminate_in_epoch_2():
+        while not os.path.isfile(folder / "term-epoch-s2-e0001.json"):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        stopped.append(True)
+    threading.Thread(target=terminate_in_epoch_2, daemon=True).start()
+    # the exit code after `interrupted` is the signal handling's (0 before it is documented)
+    assert run_main(train_ssd.main, _args(data, "term", "--epochs", "3")) in (0, 3)
+    assert stopped and os.path.isfile(folder / "term-interrupted.json")
+    assert not os.path.isfile(folder / "term-final.json")
+    capsys.readouterr()
+    args = _args(data, "term", "--epochs", "3", "--resume", "auto", "--lr", "0.002",
+                 "--allow-changed", "lr")
+    assert run_main(train_ssd.main, args) == 0
+    err = capsys.readouterr().err
+    assert "--resume auto: took %s" % (folder / "term-interrupted.json") in err
+    log = (data / "logs" / "term_train.log").read_text()
+    assert "--resume: changed on purpose (--allow-changed): --lr 0.001 -> 0.002" in log
+    assert "Resumed from %s (stage 2, epoch 1 done)" % (folder / "term-interrupted.json") in log
+    # the interrupted checkpoint, older than the epoch checkpoints after it, is gone
+    assert not os.path.isfile(folder / "term-interrupted.json")
+    assert json.load(open(folder / "term-final.json"))["epoch"] == 3

@@ -587,7 +587,7 @@ def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", setti
 def run_manifests(prefix):
     """All manifests ``<prefix>-*.json`` of a run (sorted names)."""
     return sorted(p for p in glob.glob(glob.escape(prefix) + "-*.json")
-                  if not _EXPORT_RE.search(p))
+                  if not p.endswith("-symbol.json"))
 
 
 def _epoch_manifests(prefix):

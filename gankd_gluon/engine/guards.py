@@ -9,8 +9,8 @@ read at log intervals (:class:`InputWatch`); weights and optimizer states before
 (:func:`check_weights`).
 
 Fault injection (tests; documented in the README): ``GANKD_FAULT=PLACE:EPOCH:BATCH[:STAGE]``
-makes batch BATCH (from 0) of epoch EPOCH (the loop's epoch of that stage, from 1; stage 1
-unless STAGE is given) carry a fault at PLACE: ``input`` (a NaN pixel in the images), ``loss``
+makes batch BATCH (from 0) of epoch EPOCH (the loop's epoch within a stage, from 1; of every
+stage unless STAGE is given: GAN-KD's are 1 and 2, plain training's is 2) carry a fault at PLACE: ``input`` (a NaN pixel in the images), ``loss``
 (NaN regression targets, so a loss turns NaN) or ``gradient`` (a NaN gradient on the first
 trained parameter, the loss finite). ``GANKD_FAULT=kill-save:N`` kills the process at the N-th
 step of its checkpoint saves (:mod:`.checkpoint`).
@@ -228,15 +228,15 @@ class FaultSwitch:
                                    % (spec, ", ".join(self.PLACES)))
         self.place = fields[0]
         self.epoch, self.batch = int(fields[1]), int(fields[2])
-        self.stage = int(fields[3]) if len(fields) == 4 else 1
+        self.stage = int(fields[3]) if len(fields) == 4 else None
 
     @classmethod
     def from_env(cls):
         return cls(os.environ.get("GANKD_FAULT", ""))
 
     def hits(self, stage, epoch, batch):
-        return self.place is not None and (stage, epoch, batch) == (self.stage, self.epoch,
-                                                                    self.batch)
+        return (self.place is not None and (epoch, batch) == (self.epoch, self.batch)
+                and self.stage in (None, stage))
 
     def poison(self, batch):
         """The batch with the fault of an ``input`` or ``loss`` place (a copy)."""
