@@ -290,7 +290,7 @@ def stage1_argv(args, arm, seed, save_dir, log_dir, start=False):
             + list(args.stage1_flags) + ARMS[arm]
             + ["--gan-epochs", "0" if start else str(args.epochs), "--seed", str(seed),
                "--save-dir", save_dir, "--log-dir", log_dir,
-               "--save-prefix", run_name(args, arm, seed, start)])
+               "--save-prefix", run_name(args, arm, seed, start), "--overwrite"])
 
 
 def train(script, argv):

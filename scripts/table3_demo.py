@@ -110,7 +110,7 @@ def _rows(args):
 
 def _run(args, name, script, extra):
     cmd = [sys.executable, os.path.join(HERE, script)] + _common(args) + \
-        ["--save-prefix", name] + extra
+        ["--save-prefix", name, "--overwrite"] + extra
     start = time.time()
     console = os.path.join(args.out, "logs", name + ".stdout.txt")
     with open(console, "w") as out:

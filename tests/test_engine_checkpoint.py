@@ -592,8 +592,7 @@ def test_resume_auto_takes_the_newest_valid_checkpoint(tmp_path):
     prefix = str(tmp_path / "run")
     path, notes = select_resume(prefix)
     assert path is None and notes == ["--resume auto: no checkpoint found (looked for "
-                                      "run-{epoch-*,interrupted}.json in %s); starting from "
-                                      "scratch" % tmp_path]
+                                      "run-*.json in %s); starting from scratch" % tmp_path]
     e1 = _save_at(prefix, "epoch-s1-e0001", 1, 1, value=1.0)
     e2 = _save_at(prefix, "epoch-s1-e0002", 1, 2, value=2.0)
     assert select_resume(prefix)[0] == e2
@@ -621,13 +620,12 @@ def test_resume_auto_takes_the_newest_valid_checkpoint(tmp_path):
     assert e1 not in notes
 
 
-def test_resume_auto_refuses_a_folder_with_nothing_to_continue(tmp_path):
+def test_resume_auto_takes_best_when_it_is_the_newest(tmp_path):
+    """A run killed before its first epoch checkpoint (``--save-interval`` 10) has ``best``."""
     prefix = str(tmp_path / "run")
-    _save_at(prefix, "best", 1, 1)
-    with pytest.raises(CheckpointError, match=r"^--resume auto: \S+ holds no epoch or "
-                                              r"interrupted checkpoint to continue from \(only "
-                                              r"run-best\.json\)"):
-        select_resume(prefix)
+    _save_at(prefix, "epoch-s1-e0001", 1, 1, value=1.0)
+    best = _save_at(prefix, "best", 1, 3, value=3.0)
+    assert select_resume(prefix)[0] == best
 
 
 def test_compare_settings():

@@ -73,8 +73,8 @@ def add_run_args(parser, save_interval, start_epoch, prefix_example):
                         help="checkpoints go to <save-dir>/<save-prefix>/")
     parser.add_argument("--resume", type=str, default="",
                         help="checkpoint manifest (.json) to resume from exactly; 'auto' picks "
-                             "the newest valid epoch or interrupted checkpoint of this run "
-                             "(none: starts from scratch, saying where it looked)")
+                             "the newest valid checkpoint of this run, an interrupted one "
+                             "included (none: starts from scratch, saying where it looked)")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh under a --save-prefix whose folder holds an earlier "
                              "run's checkpoints, deleting them (without it the run stops)")

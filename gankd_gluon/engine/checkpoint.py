@@ -747,16 +747,17 @@ def _position(manifest):
 
 
 def select_resume(prefix, need=None, kind=None, kind_keys=None):
-    """``--resume auto``: the newest valid checkpoint of the run (epoch checkpoints and
-    ``interrupted``), verified as :func:`read_checkpoint` does.
+    """``--resume auto``: the newest valid checkpoint of the run (any of its manifests: epoch
+    checkpoints, ``interrupted``, ``best``, ``final``; newest by stage, epoch, an interrupted
+    epoch counting as half done, then by save time), verified as :func:`read_checkpoint` does.
 
     Returns
     -------
     path : str or None
         None where the run's folder holds no checkpoint manifest at all (a fresh start).
     notes : list of str
-        One line each: the one taken, each skipped and why, or that none was found and where
-        the search looked.
+        One line each: the one taken, each newer one skipped and why, or that none was found
+        and where the search looked.
 
     Raises
     ------
@@ -764,18 +765,10 @@ def select_resume(prefix, need=None, kind=None, kind_keys=None):
         Checkpoints exist but none is valid (the reasons, one per manifest, in one line).
     """
     folder = os.path.dirname(os.path.abspath(prefix))
-    pattern = "%s-{epoch-*,interrupted}.json" % prefix
-    candidates = _epoch_manifests(prefix) + [p for p in ["%s-interrupted.json" % prefix]
-                                             if os.path.isfile(p)]
+    candidates = run_manifests(prefix)
     if not candidates:
-        if run_manifests(prefix):
-            raise CheckpointError("--resume auto: %s holds no epoch or interrupted checkpoint "
-                                  "to continue from (only %s); start afresh with --overwrite "
-                                  "or another --save-prefix"
-                                  % (folder, ", ".join(os.path.basename(p)
-                                                       for p in run_manifests(prefix))))
-        return None, ["--resume auto: no checkpoint found (looked for %s in %s); starting "
-                      "from scratch" % (os.path.basename(pattern), os.path.abspath(folder))]
+        return None, ["--resume auto: no checkpoint found (looked for %s-*.json in %s); "
+                      "starting from scratch" % (os.path.basename(prefix), folder)]
     ranked = []
     for p in candidates:
         try:

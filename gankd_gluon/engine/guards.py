@@ -144,7 +144,11 @@ def trainer_state_arrays(trainers):
     out = []
     for tname, trainer in trainers.items():
         params = getattr(trainer, "_params", [])
-        for updater in getattr(trainer, "_updaters", None) or []:
+        updaters = list(getattr(trainer, "_updaters", None) or [])
+        kv = getattr(trainer, "_kvstore", None)
+        if getattr(trainer, "_update_on_kvstore", False) and getattr(kv, "_updater", None):
+            updaters = [kv._updater]          # a local kvstore updates (and keeps the states)
+        for updater in updaters:
             for index, state in sorted(getattr(updater, "states", {}).items()):
                 pname = params[index].name if index < len(params) else str(index)
                 for i, a in enumerate(_state_arrays(state)):

@@ -108,8 +108,8 @@ class RunStart:
 def open_run(args, prefix, kind, is_root=True):
     """Claim the run folder and decide where the run starts, before anything is written.
 
-    ``--resume auto`` takes the newest valid checkpoint (epoch or ``interrupted``) and notes
-    which it skipped and why, or that there was none and where it looked; a named
+    ``--resume auto`` takes the newest valid checkpoint (epoch, ``interrupted``, ``best``,
+    ``final``; :func:`~.checkpoint.select_resume`) and notes which it skipped and why, or that there was none and where it looked; a named
     ``--resume`` manifest must be valid. The settings that define the run
     (:data:`~.checkpoint.RUN_SETTINGS`) must equal the checkpoint's, except those named in
     ``--allow-changed`` (noted for the log). Without ``--resume``, a folder holding an

@@ -145,7 +145,7 @@ def train_teacher(cfg, say=print):
                 "argv": meta.get("argv", [])}
     else:
         argv = ["--network", a.teacher, "--optimizer", "adam", "--lr", str(a.lr),
-                "--epochs", str(a.teacher_epochs), "--save-prefix", cfg.teacher_prefix,
+                "--epochs", str(a.teacher_epochs), "--save-prefix", cfg.teacher_prefix, "--overwrite",
                 "--save-dir", cfg.teacher_dir, "--log-dir", cfg.teacher_dir] + cfg.common_argv()
         _fresh_log(cached_log)
         say("teacher: training %s for %d epochs (train_ssd.py %s)"
@@ -165,6 +165,7 @@ def baseline_argv(cfg):
     a = cfg.args
     return (["--network", a.student, "--optimizer", a.baseline_optimizer, "--lr",
              str(a.lr), "--epochs", str(a.student_epochs), "--save-prefix", cfg.baseline_prefix,
+             "--overwrite",
              "--save-dir", cfg.runs_dir, "--log-dir", cfg.out] + cfg.common_argv())
 
 
@@ -178,7 +179,7 @@ def gankd_argv(cfg):
              # the demo's committed results ran the critics' plain sum (the published form);
              # the study that reruns it decides its critics
              "--critic-balance-interval", "0",
-             "--save-prefix", cfg.gankd_prefix,
+             "--save-prefix", cfg.gankd_prefix, "--overwrite",
              "--save-dir", cfg.runs_dir, "--log-dir", cfg.out] + cfg.common_argv())
 
 
