@@ -76,14 +76,18 @@ def data(tmp_path_factory):
     return root
 
 
-def _args(root, name, *extra):
-    return train_ssd.parse_args([
+def _argv(root, name, *extra):
+    return [
         "--dataset", "synthetic", "--dataset-root", str(root / "data"), "--gpus", "",
         "--data-shape", "128", "--batch-size", "8", "--num-workers", "0", "--augment", "flip",
         "--pretrained-base", "none", "--log-interval", "1", "--no-progress",
         "--network", "mobilenet0.25", "--epochs", "1", "--save-interval", "1",
         "--save-dir", str(root / "ck"), "--log-dir", str(root / "logs"),
-        "--save-prefix", name] + list(extra))
+        "--save-prefix", name] + list(extra)
+
+
+def _args(root, name, *extra):
+    return train_ssd.parse_args(_argv(root, name, *extra))
 
 
 def _non_finite_on_disk(folder):
@@ -157,7 +161,7 @@ def test_resume_with_other_settings_is_refused_naming_each(base, capsys, flags, 
     assert run_main(train_ssd.main, args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: --resume %s: this run's settings differ from the "
-                              "checkpoint's: " % (folder / "base-epoch-s2-e0002.json"))
+                              "checkpoint's: " % (folder / "base-final.json"))
     assert named in err[-1] and "--allow-changed" in err[-1]
     assert sorted(os.listdir(folder)) == before
 
@@ -192,3 +196,33 @@ def test_resume_auto_after_interrupted_and_an_allowed_change(data, capsys):
     # the interrupted checkpoint, older than the epoch checkpoints after it, is gone
     assert not os.path.isfile(folder / "term-interrupted.json")
     assert json.load(open(folder / "term-final.json"))["epoch"] == 3
+
+
+@pytest.mark.slow
+def test_a_run_killed_inside_a_save_resumes_from_a_whole_checkpoint(data):
+    """``GANKD_FAULT=kill-save:20`` SIGKILLs train_ssd.py while it writes epoch 2's checkpoint
+    (step 20 of its saves: epoch 1's best with its export and epoch checkpoint take 17); every
+    manifest left is whole, and ``--resume auto`` finishes the run from epoch 1's."""
+    import subprocess
+    from gankd_gluon.engine.checkpoint import read_checkpoint
+    folder = data / "ck" / "killed"
+    argv = [sys.executable, os.path.join(ROOT, "scripts", "train_ssd.py")] + _argv(
+        data, "killed", "--epochs", "2")
+    env = dict(os.environ, PYTHONPATH=ROOT, GANKD_FAULT="kill-save:20")
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    manifests = sorted(glob.glob(str(folder / "killed-*.json")))
+    manifests = [m for m in manifests if not m.endswith("-symbol.json")]
+    assert [os.path.basename(m) for m in manifests] == ["killed-best.json",
+                                                        "killed-epoch-s2-e0001.json"]
+    for m in manifests:
+        read_checkpoint(m, None, "check")
+    assert glob.glob(str(folder / "*.tmp-*"))             # the killed write's temporary file
+    args = _args(data, "killed", "--epochs", "2", "--resume", "auto")
+    assert run_main(train_ssd.main, args) == 0
+    assert not glob.glob(str(folder / "*.tmp-*"))
+    final = json.load(open(folder / "killed-final.json"))
+    assert (final["stage"], final["epoch"]) == (2, 2)
+    log = (data / "logs" / "killed_train.log").read_text()
+    assert "Resumed from %s (stage 2, epoch 1 done)" % (folder / "killed-epoch-s2-e0001.json") \
+        in log

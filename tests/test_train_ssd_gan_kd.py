@@ -148,35 +148,41 @@ def test_resume_is_exact(full_run):
 def test_refuses_an_incomplete_checkpoint(full_run, tmp_path, capsys):
     import shutil
     src = full_run / "ckA" / "run"
-    for f in glob.glob(str(src / "run-epoch-s1-e0001*")):
-        shutil.copy(f, tmp_path)
-    os.remove(tmp_path / "run-epoch-s1-e0001.dnet.params")
+    manifest = json.load(open(src / "run-epoch-s1-e0001.json"))
+    shutil.copy(src / "run-epoch-s1-e0001.json", tmp_path)
+    for name in manifest["parts"].values():
+        shutil.copy(src / name, tmp_path)
+    os.remove(tmp_path / manifest["parts"]["dnet"])
     args = _gankd_args(full_run, "--save-dir", str(tmp_path / "ck"), "--log-dir",
                        str(tmp_path), "--resume", str(tmp_path / "run-epoch-s1-e0001.json"))
     assert run_main(train_ssd_gan_kd.main, args) == 2
-    assert "missing dnet" in capsys.readouterr().err
+    assert "the checkpoint is missing dnet (no file %s)" % (
+        tmp_path / manifest["parts"]["dnet"]) in capsys.readouterr().err
 
 
 
 def test_resume_with_other_critics_names_the_flag(full_run, tmp_path, capsys):
     """Resuming a run whose critics were built with other flags (e.g. a run started before the
-    default --critic-norm changed) is refused with the flag that differs."""
+    default --critic-norm changed) is refused with the flag that differs, before anything is
+    built."""
     args = _gankd_args(full_run, "--save-dir", str(tmp_path / "ck"), "--log-dir",
                        str(tmp_path), "--critic-norm", "batch", "--resume",
                        str(full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"))
     assert run_main(train_ssd_gan_kd.main, args) == 2
     err = capsys.readouterr().err
+    assert "this run's settings differ from the checkpoint's: --critic-norm \"lipschitz\" -> " \
+           "\"batch\"" in err
+    assert not os.path.exists(tmp_path / "ck")                      # nothing written
+    # named as intended, the mismatch is found in the critics' parameters
+    args = _gankd_args(full_run, "--save-dir", str(tmp_path / "ck"), "--log-dir",
+                       str(tmp_path), "--critic-norm", "batch", "--allow-changed", "critic-norm",
+                       "--resume", str(full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"))
+    assert run_main(train_ssd_gan_kd.main, args) == 2
+    err = capsys.readouterr().err
     assert "dnet parameters differ" in err and "--critic-norm lipschitz (this run: batch)" in err
 
 def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
-    from gankd_gluon.engine import steps
-    original = steps.GANStep.__call__
-
-    def poisoned(self, data, cls_t, box_t, epoch=0, batch=0):
-        if batch == 1:
-            box_t = [b * float("nan") for b in box_t]
-        return original(self, data, cls_t, box_t, epoch, batch)
-    monkeypatch.setattr(steps.GANStep, "__call__", poisoned)
+    monkeypatch.setenv("GANKD_FAULT", "loss:1:1")      # NaN box targets in batch 1 of epoch 1
     args = _gankd_args(workdir, "--save-dir", str(workdir / "ckN"), "--log-dir",
                        str(workdir / "logsN"), "--save-prefix", "nan")
     assert run_main(train_ssd_gan_kd.main, args) == 1
@@ -184,6 +190,7 @@ def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
     assert "epoch 1, batch 1" in err and "SmoothL1=nan" in err
     text = open(workdir / "logsN" / "nan_train.log").read()
     assert "non-finite loss" in text
+    assert not glob.glob(str(workdir / "ckN" / "nan" / "*.json"))   # nothing saved after it
 
 
 @pytest.mark.parametrize("method", ["none", "chen", "ko", "hint", "gan+hint", "l2+cls+hints"])

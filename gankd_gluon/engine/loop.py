@@ -136,9 +136,6 @@ def open_run(args, prefix, kind, is_root=True):
     """
     FaultSwitch.from_env()           # a GANKD_FAULT that does not parse stops here
     resume = getattr(args, "resume", "")
-    lock = None
-    if is_root:
-        lock = claim_run_folder(prefix, bool(resume), getattr(args, "overwrite", False))
     notes, path = [], resume or None
     foreign = [k for k in ("detector", "classes") if k in kind]
     if resume == "auto":
@@ -158,6 +155,9 @@ def open_run(args, prefix, kind, is_root=True):
                                       r.split()[0][2:] for r in refused)))
         notes.extend("--resume: changed on purpose (--allow-changed): %s" % a
                      for a in accepted)
+    lock = None
+    if is_root:          # the first write: after every check a user can act on
+        lock = claim_run_folder(prefix, bool(resume), getattr(args, "overwrite", False))
     for line in notes:
         if is_root:
             print(line, file=sys.stderr)
