@@ -433,7 +433,8 @@ def test_nan_in_an_optimizer_state_is_refused(tmp_path):
     other, other_trainer = _net_and_trainer(0.0)
     _step(other, other_trainer)
     with pytest.raises(CheckpointError, match=r"non-finite values in optimizer state "
-                                              r"opt:dense\d+_(weight|bias)\[0\] \(\S+\.states\); refusing it$"):
+                                              r"opt:dense\d+_(weight|bias)\[0\] "
+                                              r"\(\S+\.states\); refusing it$"):
         load_checkpoint(path, {"net": other}, {"opt": other_trainer}, mx.cpu())
 
 

@@ -10,10 +10,11 @@ read at log intervals (:class:`InputWatch`); weights and optimizer states before
 
 Fault injection (tests; documented in the README): ``GANKD_FAULT=PLACE:EPOCH:BATCH[:STAGE]``
 makes batch BATCH (from 0) of epoch EPOCH (the loop's epoch within a stage, from 1; of every
-stage unless STAGE is given: GAN-KD's are 1 and 2, plain training's is 2) carry a fault at PLACE: ``input`` (a NaN pixel in the images), ``loss``
-(NaN regression targets, so a loss turns NaN) or ``gradient`` (a NaN gradient on the first
-trained parameter, the loss finite). ``GANKD_FAULT=kill-save:N`` kills the process at the N-th
-step of its checkpoint saves (:mod:`.checkpoint`).
+stage unless STAGE is given: GAN-KD's are 1 and 2, plain training's is 2) carry a fault at
+PLACE: ``input`` (a NaN pixel in the images), ``loss`` (NaN regression targets, so a loss
+turns NaN) or ``gradient`` (a NaN gradient on the first trained parameter, the loss finite).
+``GANKD_FAULT=kill-save:N`` kills the process at the N-th step of its checkpoint saves
+(:mod:`.checkpoint`).
 """
 import math
 import os

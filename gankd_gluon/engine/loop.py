@@ -109,10 +109,10 @@ def open_run(args, prefix, kind, is_root=True):
     """Claim the run folder and decide where the run starts, before anything is written.
 
     ``--resume auto`` takes the newest valid checkpoint (epoch, ``interrupted``, ``best``,
-    ``final``; :func:`~.checkpoint.select_resume`) and notes which it skipped and why, or that there was none and where it looked; a named
-    ``--resume`` manifest must be valid. The settings that define the run
-    (:data:`~.checkpoint.RUN_SETTINGS`) must equal the checkpoint's, except those named in
-    ``--allow-changed`` (noted for the log). Without ``--resume``, a folder holding an
+    ``final``; :func:`~.checkpoint.select_resume`) and notes which it skipped and why, or that
+    there was none and where it looked; a named ``--resume`` manifest must be valid. The
+    settings that define the run (:data:`~.checkpoint.RUN_SETTINGS`) must equal the
+    checkpoint's, except those named in ``--allow-changed`` (noted for the log). Without ``--resume``, a folder holding an
     earlier run's checkpoints is refused unless ``--overwrite``; a folder another live run
     holds is refused. Distributed workers other than rank 0 (``is_root`` False) read only.
 
@@ -334,6 +334,15 @@ class Run:
             return stages[idx + 1].number, 1
         return stage, epoch + 1
 
+    def _inject(self, st, epoch, i, batch):
+        """The ``GANKD_FAULT`` switch (guards.py): the batch, poisoned where it says so, and a
+        function that disarms a gradient fault after the step (or None)."""
+        if not self.faults.hits(st.number, epoch, i):
+            return batch, None
+        if self.faults.place == "gradient":
+            return batch, self.faults.wrap_step(next(iter(st.trainers.values())))
+        return self.faults.poison(batch), None
+
     def _values(self, metrics):
         values = [m.get() for m in metrics]
         if self.reduce is not None:
@@ -384,12 +393,7 @@ class Run:
         seen = seen_since_log = 0
         self.inputs.reset()
         for i, batch in enumerate(self.loader):
-            disarm = None
-            if self.faults.hits(st.number, epoch, i):
-                if self.faults.place == "gradient":
-                    disarm = self.faults.wrap_step(next(iter(st.trainers.values())))
-                else:
-                    batch = self.faults.poison(batch)
+            batch, disarm = self._inject(st, epoch, i, batch)
             device_batch = st.split(batch, self.ctx)
             self.inputs.update(device_batch[0], i)      # on the device; read at log intervals
             try:
