@@ -40,7 +40,8 @@ from mxnet import gluon
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
            "CheckpointWriteError", "prune_checkpoints", "latest_checkpoint", "link_atomic",
-           "deployable_exporter", "clean_run_folder", "claim_run_folder", "select_resume",
+           "deployable_exporter", "clean_run_folder", "check_run_folder", "claim_run_folder",
+           "select_resume",
            "compare_settings", "RUN_SETTINGS", "run_manifests"]
 
 _EXPORTED = ("-symbol.json", "-0000.params")
@@ -691,6 +692,19 @@ def _repair_links(prefix, tag, m):
                 link_atomic(src, dst)
 
 
+def check_run_folder(prefix, overwrite, flag_prefix="--save-prefix"):
+    """Refuse (``CheckpointError``) to start afresh in a folder holding checkpoints of an
+    earlier run, unless ``overwrite``; reads only."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    existing = run_manifests(prefix) if os.path.isdir(folder) else []
+    if existing and not overwrite:
+        raise CheckpointError(
+            "%s %s: %s already holds %d checkpoint(s) of an earlier run (e.g. %s); continue it "
+            "with --resume auto, choose another --save-prefix, or pass --overwrite to replace "
+            "them" % (flag_prefix, os.path.basename(prefix), folder, len(existing),
+                      os.path.basename(existing[-1])))
+
+
 def claim_run_folder(prefix, resuming, overwrite, flag_prefix="--save-prefix"):
     """Take a run's folder for this process, before anything is written.
 
@@ -706,12 +720,8 @@ def claim_run_folder(prefix, resuming, overwrite, flag_prefix="--save-prefix"):
     """
     folder = os.path.dirname(os.path.abspath(prefix))
     existing = run_manifests(prefix) if os.path.isdir(folder) else []
-    if existing and not resuming and not overwrite:
-        raise CheckpointError(
-            "%s %s: %s already holds %d checkpoint(s) of an earlier run (e.g. %s); continue it "
-            "with --resume auto, choose another --save-prefix, or pass --overwrite to replace "
-            "them" % (flag_prefix, os.path.basename(prefix), folder, len(existing),
-                      os.path.basename(existing[-1])))
+    if not resuming:
+        check_run_folder(prefix, overwrite, flag_prefix)
     os.makedirs(folder, exist_ok=True)
     lock = open(os.path.join(folder, ".lock"), "a+")
     try:

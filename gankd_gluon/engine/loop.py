@@ -19,8 +19,9 @@ from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_bes
                            format_frcnn_epoch, format_interrupted, format_interrupted_saved,
                            format_lr_change, format_namespace, format_resumed, format_ssd_batch,
                            format_ssd_epoch, format_start, format_validation)
-from .checkpoint import (CheckpointError, claim_run_folder, compare_settings, load_checkpoint,
-                         prune_checkpoints, read_checkpoint, save_checkpoint, select_resume)
+from .checkpoint import (CheckpointError, check_run_folder, claim_run_folder, compare_settings,
+                         load_checkpoint, prune_checkpoints, read_checkpoint, save_checkpoint,
+                         select_resume)
 from .guards import FaultSwitch, InputWatch, RunningMean, StopFlag, check_weights
 from .steps import split_batch
 
@@ -96,17 +97,27 @@ class StepSchedule:
 
 class RunStart:
     """What :func:`open_run` decided: the checkpoint to resume from (None: from scratch), the
-    lines to log about it, and the run folder's lock (held while this object lives)."""
+    lines to log about it, the kind of run, and the run folder's lock (taken by
+    :meth:`claim`, held while this object lives)."""
 
-    def __init__(self, path=None, notes=(), lock=None, kind=None):
+    def __init__(self, path=None, notes=(), kind=None, prefix=None, overwrite=False):
         self.path = path
         self.notes = list(notes)
-        self.lock = lock
         self.kind = kind
+        self.prefix = prefix
+        self.overwrite = overwrite
+        self.lock = None
+
+    def claim(self):
+        """Lock the run folder (:func:`~.checkpoint.claim_run_folder`): the run's first write,
+        after every check a user can act on."""
+        if self.prefix is not None and self.lock is None:
+            self.lock = claim_run_folder(self.prefix, self.path is not None, self.overwrite)
+        return self
 
 
-def open_run(args, prefix, kind, is_root=True):
-    """Claim the run folder and decide where the run starts, before anything is written.
+def open_run(args, prefix, kind, is_root=True, claim=True):
+    """Decide where the run starts and claim its folder, before anything is written.
 
     ``--resume auto`` takes the newest valid checkpoint (epoch, ``interrupted``, ``best``,
     ``final``; :func:`~.checkpoint.select_resume`) and notes which it skipped and why, or that
@@ -124,6 +135,8 @@ def open_run(args, prefix, kind, is_root=True):
         ``<save-dir>/<run>/<run>``.
     kind : dict
         The kind of run (detector, networks, classes, data shape, method, stage).
+    claim : bool
+        Lock the folder now; False leaves it to ``RunStart.claim()`` (after later checks).
 
     Returns
     -------
@@ -136,6 +149,9 @@ def open_run(args, prefix, kind, is_root=True):
     """
     FaultSwitch.from_env()           # a GANKD_FAULT that does not parse stops here
     resume = getattr(args, "resume", "")
+    overwrite = getattr(args, "overwrite", False)
+    if is_root and not resume:       # an earlier run's folder: refused before any write
+        check_run_folder(prefix, overwrite)
     notes, path = [], resume or None
     foreign = [k for k in ("detector", "classes") if k in kind]
     if resume == "auto":
@@ -155,13 +171,11 @@ def open_run(args, prefix, kind, is_root=True):
                                       r.split()[0][2:] for r in refused)))
         notes.extend("--resume: changed on purpose (--allow-changed): %s" % a
                      for a in accepted)
-    lock = None
-    if is_root:          # the first write: after every check a user can act on
-        lock = claim_run_folder(prefix, bool(resume), getattr(args, "overwrite", False))
     for line in notes:
         if is_root:
             print(line, file=sys.stderr)
-    return RunStart(path, notes, lock, kind)
+    start = RunStart(path, notes, kind, prefix if is_root else None, overwrite)
+    return start.claim() if claim else start
 
 
 def _allowed(value):
@@ -275,6 +289,7 @@ class Run:
         self.watchdog = watchdog
         self.reduce = reduce
         self.start = start if start is not None else RunStart(args.resume or None)
+        self.start.claim()
         self.faults = FaultSwitch.from_env()
         self.inputs = InputWatch()
         self.best_map = float("nan")

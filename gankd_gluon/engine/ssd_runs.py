@@ -352,10 +352,11 @@ def run_gankd(args):
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     kind = _kind(args, classes, student=args.student, teacher=args.teacher,
                  method=method_name(parts), stage=args.stage)
-    start = open_run(args, prefix, kind, env.is_root)      # before anything is written
+    start = open_run(args, prefix, kind, env.is_root, claim=False)   # checks, no writes
     teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
     if args.init_from:
         _init_student(args, student, ctx, env, kind)
+    start.claim()                    # the run folder's lock: the first write
     logger = _logger(args, env)      # after the --init-from checks: a refused run writes nothing
     train, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
     norm = Normalizer(env)
