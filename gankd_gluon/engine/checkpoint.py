@@ -308,6 +308,7 @@ def save_checkpoint(prefix, tag, blocks, trainers, state, same_as=None, export=N
                 raise ValueError("read back differs")
     tmp = path + ".tmp-%d" % os.getpid()
     _write_verified(tmp, write, verify)
+    _fsync_dir(folder)                   # the parts' new names reach the disk before it
     _kill_point()
     os.replace(tmp, path)
     _fsync_dir(folder)
