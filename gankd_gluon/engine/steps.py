@@ -207,18 +207,16 @@ class GANStep:
             with autograd.record():
                 d_real = [self.dnet(*tm) for tm in t_maps]
                 d_fake = [self.dnet(*[m.detach() for m in sm]) for sm in s_maps]
+                renormalise = getattr(self.dnet, "renormalise", None)
+                if renormalise is not None:  # the default critics: this batch's score units
+                    reduce = self.norm.reduce_array if self.norm.is_dist else None
+                    d_real, d_fake = renormalise(d_real, d_fake, reduce=reduce)
                 # D-Net score = sum of its critics (B, M) -> (B,), batch mean via 1/N
                 loss_d = [(r.sum() - f.sum()) / n for r, f in zip(d_real, d_fake)]
             autograd.backward(loss_d)
             check_finite({"Loss_D": loss_d}, epoch, batch)
             self.trainer_d.step(1)
             clip_weights(self.dnet.collect_params(), *self.clamp)
-            observe = getattr(self.dnet, "observe_scores", None)
-            if observe is not None:          # the default critics' score scale (critics.py)
-                reduce = None
-                if self.norm.is_dist:
-                    reduce = lambda a: self.norm.reduce_array(a, "critic_scores")  # noqa: E731
-                observe(d_real, d_fake, reduce=reduce)
         # the scores were computed before the last update, as Loss_D_real / Loss_D_fake
         separation = [(f.sum(axis=0) - r.sum(axis=0)) / n for r, f in zip(d_real, d_fake)]
         return ([r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d,
