@@ -133,20 +133,25 @@ class GainConv2D(HybridBlock):
     Improved Quality, Stability, and Variation", ICLR 2018.
 
     Inputs: x (B, in_channels, H, W). Output: (B, channels, H', W') as ``nn.Conv2D`` with the
-    same kernel, strides and padding."""
+    same kernel, strides and padding (``use_bias=False``: no bias)."""
 
-    def __init__(self, channels, kernel, strides, padding, in_channels, clamp, **kwargs):
+    def __init__(self, channels, kernel, strides, padding, in_channels, clamp, use_bias=True,
+                 **kwargs):
         super(GainConv2D, self).__init__(**kwargs)
         self.kw = dict(kernel=(kernel, kernel), stride=(strides, strides),
-                       pad=(padding, padding), num_filter=channels)
+                       pad=(padding, padding), num_filter=channels, no_bias=not use_bias)
         fan_in = in_channels * kernel * kernel
         self.scale = 1.0 / (clamp * fan_in)
         with self.name_scope():
             self.weight = self.params.get("weight", shape=(channels, in_channels, kernel, kernel),
                                           init=mx.init.Uniform(clamp))
-            self.bias = self.params.get("bias", shape=(channels,), init=mx.init.Zero())
+            self.bias = None
+            if use_bias:
+                self.bias = self.params.get("bias", shape=(channels,), init=mx.init.Zero())
 
-    def hybrid_forward(self, F, x, weight, bias):
+    def hybrid_forward(self, F, x, weight, bias=None):
+        if bias is None:
+            return F.Convolution(x, weight * self.scale, **self.kw)
         return F.Convolution(x, weight * self.scale, bias, **self.kw)
 
 
@@ -163,7 +168,8 @@ class LipschitzCritic(HybridBlock):
        ICLR 2016) and the paper's Fig. 2, channels doubled each time (capped at
        ``max_channels``); on maps already at 1x1 they are 3x3 stride-1 convs (same depth for
        every map: comparable gains);
-    4. a 1x1 conv to one score per remaining location, averaged over the locations;
+    4. a 1x1 conv without bias to one score per remaining location, averaged over the
+       locations;
     5. centred and divided by the *score normalisation*: the raw scores' mean and standard
        deviation over the real and fake samples of the latest critic step, over all devices
        and workers (:meth:`observe`, called by :meth:`DNet.renormalise` before that step's
@@ -213,9 +219,11 @@ class LipschitzCritic(HybridBlock):
                     self.body.add(GainConv2D(ch, 3, 1, 1, cin, clamp))
                 self.body.add(nn.LeakyReLU(0.2))
                 cin = ch
-            self.out = GainConv2D(1, 1, 1, 0, cin, clamp)
-            # the spread of the raw scores (an EMA of their standard deviation over the real and
-            # fake samples of each critic step): not trained, not clipped, saved in checkpoints
+            # no bias on the score, as the WGAN reference's DCGAN critic (its convs have
+            # bias=False): a constant cancels in the WGAN loss and in both steps' gradients
+            self.out = GainConv2D(1, 1, 1, 0, cin, clamp, use_bias=False)
+            # the spread and mean of the raw scores over the real and fake samples of the last
+            # renormalisation (renormalise): not trained, not clipped, saved in checkpoints
             self.score_scale = self.params.get("score_scale", shape=(1,), init=mx.init.Zero(),
                                                grad_req="null", differentiable=False)
             self.score_mean = self.params.get("score_mean", shape=(1,), init=mx.init.Zero(),
