@@ -568,10 +568,11 @@ def _interrupt(procs, signum, grace, poll):
         if p.poll() is None:
             p.send_signal(signum)
     deadline = time.time() + grace
-    # rank 0 exits once saved; the other workers stop only when the job is taken down
+    # rank 0 exits with EXIT_INTERRUPTED once saved; the other workers stop only when the job
+    # is taken down (one whose watchdog fires meanwhile must not end rank 0's save)
     while time.time() < deadline and workers:
         codes = [p.poll() for p in workers]
-        if all(c is not None for c in codes) or any(c not in (None, 0) for c in codes):
+        if EXIT_INTERRUPTED in codes or all(c is not None for c in codes):
             break
         time.sleep(poll)
     codes = [p.poll() for p in workers]
