@@ -7,8 +7,8 @@
   (whose BatchNorm statistics differ) and distributed.
 * Killing a worker ends the whole job with a non-zero status within a bounded time; so does
   rank 0 failing to write a checkpoint.
-* SIGTERM to the launcher during GAN-KD: rank 0 saves ``interrupted``, exit 3, no process left;
-  SIGKILL to the launcher: no process left.
+* SIGTERM to the launcher during GAN-KD: rank 0 saves ``interrupted``, exit 3, no process left
+  (SIGKILL to the launcher and the grace period: test_engine_distributed.py, on stand-in roles).
 * The step watchdog ends a process whose steps stopped.
 """
 import os
@@ -18,10 +18,9 @@ import subprocess
 import time
 
 import numpy as np
-import psutil
 import pytest
-from dist_fixtures import (PY, ROOT, free_port, load_params, make_data, max_trained_diff,
-                           train_gankd_argv, write_teacher)
+from dist_fixtures import (PY, ROOT, descendants, free_port, kill_left, load_params, make_data,
+                           max_trained_diff, processes_with, train_gankd_argv, write_teacher)
 from dist_fixtures import train_ssd_argv as _train_argv
 
 pytestmark = pytest.mark.slow
@@ -162,11 +161,6 @@ def test_logged_best_map_is_eval_voc_of_the_saved_best_model(gankd_runs):
         assert _eval_voc_map(run.parent, run / "run" / "run-best-student") == logged, run
 
 
-def _job_processes(marker):
-    return [p for p in psutil.process_iter(["cmdline"])
-            if any(marker in a for a in (p.info["cmdline"] or []))]
-
-
 def _wait_for_training(log, proc, limit=300):
     deadline = time.time() + limit
     while time.time() < deadline and proc.poll() is None:
@@ -174,18 +168,6 @@ def _wait_for_training(log, proc, limit=300):
             return
         time.sleep(0.5)
     raise AssertionError("training never started (launcher status %s)" % proc.poll())
-
-
-def _roles(launcher_pid):
-    return psutil.Process(launcher_pid).children(recursive=True)
-
-
-def _left(roles):
-    """The roles still alive; killed, so that a failing test leaves nothing behind either."""
-    alive = [r for r in roles if r.is_running() and r.status() != psutil.STATUS_ZOMBIE]
-    for r in alive:
-        r.kill()
-    return alive
 
 
 def test_sigterm_to_the_launcher_saves_interrupted_and_leaves_no_process(data):
@@ -199,7 +181,7 @@ def test_sigterm_to_the_launcher_saves_interrupted_and_leaves_no_process(data):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_training(out / "run_train.log", proc)
-        roles = _roles(proc.pid)
+        roles = descendants(proc.pid)
         assert len(roles) >= 4          # scheduler, server, 2 workers
         tic = time.time()
         proc.send_signal(sig)
@@ -214,29 +196,8 @@ def test_sigterm_to_the_launcher_saves_interrupted_and_leaves_no_process(data):
     assert "Stopping on %s after [Epoch 1]" % sig.name in text
     assert "run-interrupted.json; continue with --resume" in text
     time.sleep(1)
-    assert not _left(roles)
-    assert not _job_processes(str(out))
-
-
-def test_sigkill_to_the_launcher_leaves_no_process(data):
-    out = data / "sigkill"
-    cmd = _train_argv(data, out.name, "--kvstore", "dist_sync", "--epochs", "50",
-                      "--watchdog-timeout", "120")
-    proc = subprocess.Popen(_launcher("--timeout", "600") + cmd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_training(out / "net_train.log", proc)
-        roles = _roles(proc.pid)
-        assert len(roles) >= 4
-        proc.kill()
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    deadline = time.time() + 20
-    while time.time() < deadline and any(r.is_running() for r in roles):
-        time.sleep(0.5)
-    assert not _left(roles)
+    assert not kill_left(roles)
+    assert not processes_with(str(out))
 
 
 def test_rank0_failing_a_checkpoint_write_stops_the_job_promptly(data):

@@ -1,5 +1,7 @@
-"""engine/distributed.py without a job: the key ranges of a run's trainers, and a worker that
-raises stops at once (a small kvstore job on loopback, no model)."""
+"""engine/distributed.py without a training job: the key ranges of a run's trainers; a worker
+that raises stops at once (a small kvstore job on loopback, no model); the launcher on stand-in
+workers (no MXNet in them): SIGTERM passed on, the grace period, SIGKILL to the launcher, and no
+process left, children of the roles included."""
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
+from dist_fixtures import alive, kill_left
 from gankd_gluon.engine.distributed import DistEnv, KeyRangeStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,3 +106,74 @@ def test_a_worker_that_raises_at_start_up_exits_at_once(tmp_path):
     assert time.time() - tic < 60
     assert "RuntimeError: worker 1 failed at start-up" in out.stderr
     assert "a worker exited with status 1" in out.stderr
+
+
+# ---------------------------------------------------------------- the launcher, without MXNet
+# A worker that writes its pid and its child's (a DataLoader worker, say), then waits; on
+# SIGTERM it exits with 3 (rank 0 after saving 'interrupted') or ignores the signal.
+_FAKE_WORKER = """
+import os, signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+with open(os.path.join(%r, "pids"), "a") as f:
+    f.write("%%d %%d\\n" %% (os.getpid(), child.pid))
+if %r == "save":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+else:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+time.sleep(600)
+"""
+
+_LAUNCH = """
+import sys
+sys.path.insert(0, %r)
+from gankd_gluon.engine.distributed import launch
+sys.exit(launch([sys.executable, %r], 2, roles=("worker",), grace=%r))
+"""
+
+
+def _launch_fake(tmp_path, behaviour, grace):
+    worker = tmp_path / "worker.py"
+    worker.write_text(_FAKE_WORKER % (str(tmp_path), behaviour))
+    proc = subprocess.Popen([sys.executable, "-c", _LAUNCH % (ROOT, str(worker), grace)],
+                            stderr=subprocess.PIPE, text=True)
+    pids_file = tmp_path / "pids"
+    deadline = time.time() + 60
+    while time.time() < deadline and (not pids_file.exists()
+                                      or len(pids_file.read_text().split()) < 4):
+        time.sleep(0.1)
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert len(pids) == 4
+    return proc, pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("behaviour, status", [("save", 3), ("ignore", 128 + 15)])
+def test_launcher_passes_sigterm_on_and_leaves_no_process(tmp_path, behaviour, status):
+    import signal as sig
+    proc, pids = _launch_fake(tmp_path, behaviour, grace=2.0)
+    tic = time.time()
+    proc.send_signal(sig.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # 3 when a worker saved; else the signal's status once the grace and the kill are over
+    assert proc.returncode == status, err
+    assert "launch: SIGTERM; passing it to 2 worker(s)" in err
+    assert time.time() - tic < 2.0 + 5.0 + 5.0
+    time.sleep(0.5)
+    assert not kill_left(pids)      # the workers and their children (each role's process group)
+
+
+@pytest.mark.slow
+def test_sigkill_to_the_launcher_kills_the_roles(tmp_path):
+    proc, pids = _launch_fake(tmp_path, "ignore", grace=2.0)
+    proc.kill()
+    proc.wait(10)
+    workers = pids[0::2]
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    left = kill_left(pids)
+    assert not [p for p in workers if p in left]      # PR_SET_PDEATHSIG

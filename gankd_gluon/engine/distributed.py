@@ -493,8 +493,8 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
     int
         0 if every process exited 0, else the first non-zero exit status; after SIGTERM or
         SIGINT, 3 (``EXIT_INTERRUPTED``) if a worker here exited with it (rank 0 saved
-        ``interrupted``), else ``128 + signal``. On the first failure the other processes get
-        SIGTERM, then SIGKILL after 5 s: a dead peer never leaves the rest hanging. On
+        ``interrupted``), 0 if every worker here finished the run, else ``128 + signal``.
+        On the first failure the other processes get SIGTERM, then SIGKILL after 5 s: a dead peer never leaves the rest hanging. On
         SIGTERM/SIGINT the signal goes to the workers first; servers and scheduler stay up
         until the workers are done (rank 0 needs them to finish its step) or ``grace`` has
         passed. Every role runs in a session of its own, killed as a whole at the end, so no
@@ -578,6 +578,8 @@ def _interrupt(procs, signum, grace, poll):
     codes = [p.poll() for p in workers]
     if EXIT_INTERRUPTED in codes:
         return EXIT_INTERRUPTED
+    if workers and all(c == 0 for c in codes):
+        return 0                        # the signal came after the last step: the run is done
     sys.stderr.write("launch: no worker here saved 'interrupted' within %.0f s\n" % grace)
     return 128 + signum
 
