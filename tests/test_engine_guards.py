@@ -124,3 +124,11 @@ def _train_ssd_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_ctrl_c_outside_the_loop_is_one_line(capsys):
+    def building(_):
+        raise KeyboardInterrupt
+    assert run_main(building, None) == 130
+    err = capsys.readouterr().err
+    assert err == "stopped by SIGINT outside the training loop; nothing saved\n"

@@ -32,8 +32,8 @@ import mxnet as mx
 from mxnet import gluon
 
 __all__ = ["DistEnv", "HorovodEnv", "make_env", "DistributedSetupError", "HOROVOD_INSTALL",
-           "allreduce_sum", "allreduce_array", "sync_trainers", "StepWatchdog", "launch", "dmlc_env",
-           "KeyRangeStore", "exit_now", "kvstore_job_running", "EXIT_WATCHDOG"]
+           "allreduce_sum", "allreduce_array", "sync_trainers", "StepWatchdog", "launch",
+           "dmlc_env", "KeyRangeStore", "exit_now", "kvstore_job_running", "EXIT_WATCHDOG"]
 
 # Key layout on the servers: trainer number t (0, 1, ...) owns keys [t * 2**20, (t+1) * 2**20),
 # the scalars of allreduce_sum/allreduce_array start at 2**30 (the C API's keys are int32)
@@ -494,12 +494,12 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
         0 if every process exited 0, else the first non-zero exit status; after SIGTERM or
         SIGINT, 3 (``EXIT_INTERRUPTED``) if a worker here exited with it (rank 0 saved
         ``interrupted``), 0 if every worker here finished the run, else ``128 + signal``.
-        On the first failure the other processes get SIGTERM, then SIGKILL after 5 s: a dead peer never leaves the rest hanging. On
-        SIGTERM/SIGINT the signal goes to the workers first; servers and scheduler stay up
-        until the workers are done (rank 0 needs them to finish its step) or ``grace`` has
-        passed. Every role runs in a session of its own, killed as a whole at the end, so no
-        process (nor a child of one) is left behind; with SIGKILL to the launcher the kernel
-        kills the roles (Linux), without a checkpoint.
+        On the first failure the other processes get SIGTERM, then SIGKILL after 5 s: a dead
+        peer never leaves the rest hanging. On SIGTERM/SIGINT the signal goes to the workers
+        first; servers and scheduler stay up until the workers are done (rank 0 needs them to
+        finish its step) or ``grace`` has passed. Every role runs in a session of its own,
+        killed as a whole at the end, so no process (nor a child of one) is left behind; with
+        SIGKILL to the launcher the kernel kills the roles (Linux), without a checkpoint.
     """
     procs = []
     requested = []
@@ -519,9 +519,10 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
         for _ in range(n):
             env = dict(os.environ, **dmlc_env(role, host, port, num_workers, num_servers,
                                               node_host or host))
+            # pylint: disable-next=subprocess-popen-preexec-fn
             procs.append((role, subprocess.Popen(
                 cmd, env=env, stdout=stdout, stderr=None if stdout is None else subprocess.STDOUT,
-                preexec_fn=lambda: _child_setup(me))))   # pylint: disable=subprocess-popen-preexec-fn
+                preexec_fn=lambda: _child_setup(me))))
     started = time.time()
     status = 0
     try:
