@@ -23,6 +23,12 @@ non-zero, terminates the others: MXNet itself leaves the survivors hanging for e
 launcher shipped in the mxnet wheel fails on Python 3.11 (DESIGN.md sec. 6). Each worker
 also runs a step watchdog (``--watchdog-timeout``), which bounds a hang when a peer on another
 machine dies, where no launcher sees it.
+
+SIGTERM or SIGINT (Ctrl-C) to the launcher goes to the workers: rank 0 finishes its step, saves
+the ``interrupted`` checkpoint and exits with 3; then, or after ``--grace`` seconds, every role
+is stopped and the launcher exits with 3 (resumable with ``--resume``), or 128 + the signal
+when no worker on this machine saved. No process of the job is left behind, also when the
+launcher itself is killed with SIGKILL (then without a checkpoint).
 """
 import argparse
 import os
@@ -54,6 +60,9 @@ def parse_args(argv=None):
                         help="roles started here, comma-separated")
     parser.add_argument("--timeout", type=float, default=None,
                         help="stop the whole job after this many seconds")
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="after SIGTERM/SIGINT, seconds the workers get to save "
+                             "'interrupted' before every role is stopped")
     parser.add_argument("command", nargs=argparse.REMAINDER,
                         help="the worker command, after --")
     args = parser.parse_args(argv)
@@ -69,7 +78,7 @@ def main(args):
                   host=args.host, node_host=args.node_host,
                   roles=tuple(r.strip() for r in args.roles.split(",") if r.strip()),
                   timeout=args.timeout, local_workers=args.local_workers,
-                  local_servers=args.local_servers)
+                  local_servers=args.local_servers, grace=args.grace)
 
 
 if __name__ == "__main__":
