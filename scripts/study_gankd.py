@@ -31,6 +31,8 @@ from gankd_gluon.engine.cli import EXIT_FAULT, EXIT_OK, EXIT_USAGE  # noqa: E402
 from gankd_gluon.experiments.study import ARMS, DEFAULT_ARMS  # noqa: E402
 
 PROG = "study_gankd.py"
+#: the study's --num-train (teacher's pool) and --num-test defaults, before the user's flags
+STUDY_POOL = (2000, 500)
 
 
 class UsageError(Exception):
@@ -58,7 +60,9 @@ def parse_args(argv=None):
         A bad or inconsistent argument (the message names the flag).
     """
     own = _Parser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False,
-                  epilog="Other flags: those of scripts/demo.py (scale, pair, schedule, cache).",
+                  epilog="Other flags: those of scripts/demo.py (scale, pair, schedule), with "
+                         "the study's defaults --num-train %d --num-test %d (the teacher's pool "
+                         "and the test set)." % STUDY_POOL,
                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     own.add_argument("--name", type=str, default="main",
                      help="the study's name: output in <--out>/<name>")
@@ -94,7 +98,9 @@ def parse_args(argv=None):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args = demo.parse_args(rest + ["--out", os.path.join(mine.out, mine.name),
+            args = demo.parse_args(["--num-train", str(STUDY_POOL[0]), "--num-test",
+                                    str(STUDY_POOL[1])] + rest
+                                   + ["--out", os.path.join(mine.out, mine.name),
                                            "--cache", mine.cache])
     except SystemExit as stop:
         if stop.code in (0, None):

@@ -245,7 +245,7 @@ def test_tiny_study_gate_report_and_resume(tmp_path):
     def first_ce(arm, seed):
         log = (folder / "logs" / ("ssd_64_mobilenet0.25_mobilenet0.5_study_tiny_%s_s%d_train.log"
                                   % (arm, seed))).read_text()
-        return float(re.search(r"\[Epoch 1\]\[Batch 0\].*?CrossEntropy=([0-9.]+)",
+        return float(re.search(r"\[Epoch 1\]\[Batch 0\].*?CrossEntropy=([0-9]+\.[0-9]+)",
                                log).group(1))
     assert first_ce("none", 1) == pytest.approx(first_ce("gan", 1), rel=1e-3)
     assert first_ce("none", 2) == pytest.approx(first_ce("gan", 2), rel=1e-3)
@@ -267,3 +267,31 @@ def test_tiny_study_gate_report_and_resume(tmp_path):
     res2 = json.loads((folder / "results.json").read_text())
     for arm, seed in (("none", "1"), ("none", "2"), ("gan", "1")):
         assert res2["arms"][arm][seed] == res["arms"][arm][seed]
+
+
+def test_arms_differ_only_in_the_distillation(tmp_path):
+    from gankd_gluon.experiments.demo import DemoConfig
+    train_ssd, gankd = load_script("train_ssd.py"), load_script("train_ssd_gan_kd.py")
+    args, options = load_script("study_gankd.py").parse_args(
+        ["--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    assert (args.num_train, args.num_test, options.student_images) == (2000, 500, 200)
+    cfg = DemoConfig(args, train_ssd.parse_args, gankd.parse_args)
+    plan = study.StudyPlan(cfg, options)
+    base = vars(gankd.parse_args(plan.student_argv("none", 1)))
+    own = {"none": {}, "hint": {"method": "hints-a"}, "gan": {"method": "gan"},
+           "gan-frozen": {"method": "gan", "lrD": 0.0}, "chen": {"method": "chen"},
+           "ko": {"method": "ko"}, "gan-batch": {"method": "gan", "critic_norm": "batch"}}
+    assert set(own) == set(study.ARMS)
+    for arm, changes in own.items():
+        args = vars(gankd.parse_args(plan.student_argv(arm, 1)))
+        differ = {k: v for k, v in args.items() if v != base[k] and k != "save_prefix"}
+        assert differ == changes, arm
+        assert args["dataset_root"].endswith("synthetic_easy_s0_n2000_500_first200")
+        assert args["head"] == "teacher" and args["seed"] == 1
+    other = vars(gankd.parse_args(plan.student_argv("gan", 2)))
+    assert {k for k, v in other.items() if v != vars(gankd.parse_args(
+        plan.student_argv("gan", 1)))[k]} == {"seed", "save_prefix"}
+    assert base["critic_norm"] == "lipschitz"             # the new critics, not the demo's
+    plain = vars(train_ssd.parse_args(plan.plain_argv()))
+    assert plain["dataset_root"] == base["dataset_root"] and plain["network"] == "mobilenet0.25"
+    assert plain["epochs"] == base["gan_epochs"] + base["epochs"]

@@ -307,7 +307,8 @@ class StudyPlan:
         # by it too, so a study never reuses the demo's teacher of the default set
         cfg.data_root = os.path.join(cfg.cache, "synthetic_%s_s%d_n%d_%d" % (
             study.difficulty, a.data_seed, a.num_train, a.num_test))
-        cfg.teacher_prefix += "_" + study.difficulty
+        if not cfg.teacher_prefix.endswith("_" + study.difficulty):
+            cfg.teacher_prefix += "_" + study.difficulty
         self.subset_root = cfg.data_root + "_first%d" % study.student_images
         self.logs_dir = os.path.join(cfg.out, "logs")
 
