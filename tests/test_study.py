@@ -107,7 +107,7 @@ def test_eta():
     assert math.isnan(study.eta_seconds([], 3))
 
 
-# -- evaluation noise --------------------------------------------------------------------------------
+# -- evaluation noise -----------------------------------------------------------------------------
 def test_bootstrap_map_resamples_images():
     # image 0: one object found exactly; image 1: one object, no detection. VOC07 11-point AP
     # of both images: recall 0.5 at precision 1 -> 6 of the 11 points -> 6/11
@@ -124,7 +124,7 @@ def test_bootstrap_map_resamples_images():
     assert len(set(np.round(maps, 6))) == 3
 
 
-# -- the students' subset ------------------------------------------------------------------------------
+# -- the students' subset -------------------------------------------------------------------------
 def test_subset_root_is_the_first_k_images(tmp_path):
     from gankd_gluon.data.datasets import get_dataset
     from gankd_gluon.data.synthetic import make_synthetic_voc

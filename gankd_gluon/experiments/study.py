@@ -5,12 +5,17 @@ Design (the questions a referee asks of a distillation result):
 
 - every arm is ``train_ssd_gan_kd.py`` with the same teacher, student, head (the teacher's),
   adapters, schedule (stage 1 then stage 2), data and evaluation; arms differ only in
-  ``--method`` (:data:`ARMS`): ``none`` the same-schedule control, ``hint`` Chen et al.'s
-  Hints-A as the positive control, ``gan`` the method, ``gan-frozen`` (``--lrD 0``: critics
+  ``--method`` (:data:`ARMS`): ``none`` the same-schedule control, ``hint`` Hints-A as the
+  positive control (Chen, Choi, Yu, Han, Chandraker, "Learning Efficient Object Detection Models
+  with Knowledge Distillation", NIPS 2017, https://papers.nips.cc/paper/6676-learning-
+  efficient-object-detection-models-with-knowledge-distillation), ``gan`` the
+  method (Hong, Yu, Fan, "GAN-Knowledge Distillation for one-stage Object Detection",
+  arXiv:1906.08467, 2019, https://arxiv.org/abs/1906.08467), ``gan-frozen`` (``--lrD 0``: critics
   frozen at their random initialisation, an adversarial term carrying no teacher information)
   as the negative control;
 - paired seeds: ``--seed s`` seeds the initialisation and, at every epoch start, the data order
-  and augmentation (``seed + 1000 * stage + epoch``, :func:`gankd_gluon.engine.loop.seed_everything`),
+  and augmentation (``seed + 1000 * stage + epoch``,
+  :func:`gankd_gluon.engine.loop.seed_everything`),
   so one seed gives every arm the same start and the same batches;
 - the teacher trains once on the whole pool of training images and is cached; the students
   train on its first ``K`` images (:func:`make_subset_root`), so the teacher knows more than
@@ -233,7 +238,7 @@ def eta_seconds(walls, remaining):
     return float(np.mean(walls)) * remaining if walls else float("nan")
 
 
-# -- data -------------------------------------------------------------------------------------------
+# -- data -----------------------------------------------------------------------------------------
 def ensure_study_dataset(root, seed, num_train, num_test, difficulty, say=print):
     """Generate the pool under ``root`` unless a complete one with the same settings is there."""
     from ..data.synthetic import make_synthetic_voc
@@ -385,14 +390,15 @@ def run_study(cfg, study, command, say=print):
     names, values = evaluate_exported(cfg.exported("teacher"), test, a.data_shape,
                                       a.batch_size, collect=collect)
     teacher_map = values[-1]
+    say("teacher: mAP %.4f; evaluation noise: %d bootstrap resamples of the %d test images"
+        % (teacher_map, study.eval_bootstrap, len(test)))
     boot = bootstrap_map(collect["detections"], collect["ground_truth"], names[:-1],
                          study.eval_bootstrap, study.bootstrap_seed)
     noise = {"std": float(boot.std(ddof=1)) if len(boot) > 1 else float("nan"),
              "ci_low": float(np.percentile(boot, 2.5)),
              "ci_high": float(np.percentile(boot, 97.5)),
              "samples": int(study.eval_bootstrap), "num_test_images": len(test)}
-    say("teacher: mAP %.4f; evaluation noise (bootstrap over %d test images): std %.4f"
-        % (teacher_map, len(test), noise["std"]))
+    say("teacher: evaluation noise: std %.4f mAP" % noise["std"])
 
     wall = _train_or_reuse(plan, plan.plain_prefix(), plan.plain_argv(), cfg.plain_parse_args,
                            run_plain, say, "plain student")
