@@ -208,8 +208,9 @@ def test_tiny_study_gate_report_and_resume(tmp_path):
     first = run("--no-gate")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "teacher: cached" in first.stdout and "plain student: reused" in first.stdout
-    assert re.search(r"run 2 of 4: arm gan, seed 1: training \(time left about [0-9.]+ min\)",
+    assert re.search(r"run 2 of 4: arm gan, seed 1 \(time left about [0-9.]+ min\)",
                      first.stdout)
+    assert "run 2 of 4: arm gan, seed 1: training, --student mobilenet0.25" in first.stdout
     folder = out / "tiny"
     for name in ("report.md", "results.json", "map_per_arm.png", "diagnostics.png"):
         assert (folder / name).stat().st_size > 0, name

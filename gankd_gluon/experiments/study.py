@@ -361,6 +361,7 @@ def _train_or_reuse(plan, prefix, argv, parse, run, say, label):
         return None
     if os.path.exists(log):
         os.remove(log)
+    say("%s: training, %s" % (label, " ".join(argv)))
     tic = time.time()
     run(run_args)
     return time.time() - tic
@@ -427,8 +428,7 @@ def run_study(cfg, study, command, say=print):
     for k, (seed, arm) in enumerate(runs):
         prefix = plan.prefix(arm, seed)
         label = "run %d of %d: arm %s, seed %d" % (k + 1, len(runs), arm, seed)
-        say("%s: training (time left about %s)" % (label, _minutes(
-            eta_seconds(walls, len(runs) - k))))
+        say("%s (time left about %s)" % (label, _minutes(eta_seconds(walls, len(runs) - k))))
         wall = _train_or_reuse(plan, prefix, plan.student_argv(arm, seed), cfg.gankd_parse_args,
                                run_gankd, say, label)
         if wall is not None:
