@@ -7,12 +7,16 @@ Example::
 
     python scripts/make_synthetic_voc.py --root ~/.mxnet/datasets/gankd_synthetic --seed 0 \
         --num-train 300 --num-test 100
+
+The easier variant of the controlled study (1-3 large objects, no distractors, none truncated)::
+
+    python scripts/make_synthetic_voc.py --root data/easy --difficulty easy
 """
 import argparse
 import time
 
 from gankd_gluon.data.datasets import DEFAULT_ROOTS
-from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from gankd_gluon.data.synthetic import DIFFICULTIES, SYNTHETIC_CLASSES, make_synthetic_voc
 
 
 def parse_args(argv=None):
@@ -31,6 +35,10 @@ def parse_args(argv=None):
                         metavar=('W', 'H'), help='image size (the smallest with --image-size-max)')
     parser.add_argument('--image-size-max', type=int, nargs=2, default=None, metavar=('W', 'H'),
                         help='if given, each image size is drawn from [--image-size, this]')
+    parser.add_argument('--difficulty', choices=DIFFICULTIES, default='default',
+                        help='default: clutter, 1-5 objects of 5-80%% of the side, some '
+                             'truncated; easy: no distractors, 1-3 objects of 20-80%%, none '
+                             'truncated')
     return parser.parse_args(argv)
 
 
@@ -39,7 +47,8 @@ def main(args):
     stats = make_synthetic_voc(args.root, seed=args.seed, num_train=args.num_train,
                                num_test=args.num_test, image_size=tuple(args.image_size),
                                image_size_max=tuple(args.image_size_max)
-                               if args.image_size_max else None)
+                               if args.image_size_max else None,
+                               difficulty=args.difficulty)
     for split in ('trainval', 'test'):
         print('%s: %d images, %d objects' % (split, stats['num_images'][split],
                                              stats['num_objects'][split]))
