@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from ..engine.args import check_devices, gpu_list, parse_checked
+from ..engine.cli import UsageError
 from .registry import (REPO_ROOT, SMOKE, TABLES, build_chain, effective_settings,
                        estimate_hours, get_row, read_eval_map, rows_of, run_names)
 
@@ -58,7 +60,7 @@ def parse_args(argv=None):
                              "e.g. mobilenet1.0_resnet50_v1")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the exact commands (and which are already done), run nothing")
-    parser.add_argument("--gpus", type=str, default=None,
+    parser.add_argument("--gpus", type=gpu_list, default=None,
                         help="GPU ids of every command; default '0,1' (the paper's two GPUs), "
                              "'' (CPU) at --scale smoke. The global batch stays the paper's and "
                              "is split over them")
@@ -81,7 +83,23 @@ def parse_args(argv=None):
                              "only if the '-' row was already evaluated)")
     parser.add_argument("--python", type=str, default=sys.executable,
                         help="interpreter that runs the steps")
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, _check_args)
+
+
+def _check_args(args):
+    """A row that exists and, unless only listing or printing, GPUs that exist (the chain's
+    training steps would each refuse them after the previous steps ran)."""
+    if args.list:
+        return
+    if args.table is None or args.row is None:
+        raise UsageError("give --list, or --table T --row R (see --list)")
+    try:
+        get_row(args.table, args.row)
+    except KeyError as err:
+        raise UsageError("--row %s: %s" % (args.row, err.args[0])) from None
+    if not args.dry_run:
+        gpus = args.gpus if args.gpus is not None else ("" if args.scale == "smoke" else "0,1")
+        check_devices(argparse.Namespace(gpus=gpus))
 
 
 # --------------------------------------------------------------------------------- listing
