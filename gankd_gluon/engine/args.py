@@ -13,7 +13,7 @@ from .cli import UsageError
 __all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg", "positive_int",
            "nonnegative_int", "positive_float", "nonnegative_float", "fraction", "epoch_list",
            "gpu_list", "multiple_of_32", "parse_checked", "check_devices", "check_run_args",
-           "check_critic_args", "dist_workers"]
+           "check_critic_args", "check_weights_file", "dist_workers"]
 
 
 def _number(value, kind):
@@ -181,14 +181,24 @@ def dist_workers(args):
 
 
 def check_run_args(args):
-    """The checks every training script shares: devices that exist, intervals of at least
-    one epoch, a global batch that gives every device of every worker at least one image.
+    """The checks every training script shares: a ``--resume`` manifest that exists, devices
+    that exist, a global batch that gives every device of every worker at least one image
+    (the intervals and counts are checked by their argparse types).
+
+    Returns
+    -------
+    int
+        The number of devices of this process.
 
     Raises
     ------
     UsageError
         Naming the flag (see :func:`check_devices`).
     """
+    resume = getattr(args, "resume", "")
+    if resume and resume != "auto" and not os.path.isfile(resume):
+        raise UsageError("--resume %s: no such checkpoint manifest (give a <run>-<tag>.json of "
+                         "<save-dir>/<run>/, or 'auto')" % resume)
     devices = check_devices(args, one_per_process=getattr(args, "horovod", False))
     workers = dist_workers(args)
     if args.batch_size % workers:
@@ -201,6 +211,13 @@ def check_run_args(args):
                          % (args.batch_size, args.batch_size // workers, devices,
                             devices * workers))
     return devices
+
+
+def check_weights_file(flag, path):
+    """A weights file named on the command line exists (None: the zoo's, checked when
+    downloaded)."""
+    if path is not None and not os.path.isfile(path):
+        raise UsageError("%s %s: no such file" % (flag, path))
 
 
 def check_critic_args(args):

@@ -33,8 +33,8 @@ from .checkpoint import deployable_exporter
 from .loop import Run, Stage, seed_everything
 from .methods import add_method_args
 from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
-                   epoch_list, fraction, nonnegative_float, nonnegative_int, positive_float,
-                   positive_int)
+                   check_weights_file, epoch_list, fraction, nonnegative_float, nonnegative_int,
+                   positive_float, positive_int)
 from .cli import UsageError
 from .ssd_runs import get_contexts
 
@@ -207,6 +207,7 @@ def check_frcnn_gankd_args(args):
     for flag, name in (("--student", args.student), ("--teacher", args.teacher)):
         if name not in BACKBONES:
             raise UsageError("%s %s: choose one of %s" % (flag, name, ", ".join(BACKBONES)))
+    check_weights_file("--teacher-params", args.Teacher_param_path)
     if args.stage in ("2", "both") and args.epochs - (args.GAN_epochs + 1) < 1:
         raise UsageError("--epochs %d leaves no plain epoch after --gan-epochs %d (epochs "
                          "count from 0 over both stages: stage 1 is 0..%d)"

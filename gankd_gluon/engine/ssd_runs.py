@@ -23,8 +23,8 @@ from ..models.ssd import (STUDENTS, TEACHERS, build_ssd, build_student, build_te
                           export_detector, feature_channels, initialize_new_params, split_ssd,
                           teacher_layout)
 from .args import (add_critic_args, add_run_args, check_critic_args, check_devices,
-                   check_run_args, epoch_list, fraction, multiple_of_32, nonnegative_float,
-                   nonnegative_int, positive_float, positive_int)
+                   check_run_args, check_weights_file, epoch_list, fraction, multiple_of_32,
+                   nonnegative_float, nonnegative_int, positive_float, positive_int)
 from .cli import UsageError
 from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, read_checkpoint
 from .diagnostics import diagnostic_columns
@@ -182,6 +182,7 @@ def check_gankd_args(args):
         raise UsageError("--teacher %s: choose one of %s" % (args.teacher,
                                                              ", ".join(SSD_NETWORKS)))
     _check_layout(args.teacher, "--teacher", args)
+    check_weights_file("--teacher-params", args.teacher_params)
     if args.stage == "1" and args.gan_epochs < 1:
         raise UsageError("--stage 1 --gan-epochs %d: nothing to train" % args.gan_epochs)
     if args.stage == "2" and args.epochs < 1:
