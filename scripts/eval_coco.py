@@ -50,9 +50,8 @@ from gankd_gluon.eval import (add_detector_args, format_ap_lines, load_detector,
                               write_metric_json)
 from gankd_gluon.eval.coco import (coco_evaluate, coco_image_ids, detections_to_coco,
                                    read_coco_results, write_coco_results)
-from gankd_gluon.engine.args import gpu_list, nonnegative_int, parse_checked
-from gankd_gluon.eval.inputs import (add_input_args, check_eval_args, input_mode,
-                                     predict_dataset, unit_score)
+from gankd_gluon.engine.args import gpu_list, nonnegative_int, parse_checked, unit_interval
+from gankd_gluon.eval.inputs import add_input_args, check_eval_args, input_mode, predict_dataset
 
 
 def parse_args(argv=None):
@@ -69,7 +68,7 @@ def parse_args(argv=None):
                         help="data loader processes")
     parser.add_argument("--gpus", type=gpu_list, default="",
                         help="comma-separated GPU ids, e.g. 0,1; empty: CPU")
-    parser.add_argument("--score-thresh", type=unit_score, default=0.05,
+    parser.add_argument("--score-thresh", type=unit_interval, default=0.05,
                         help="drop network detections below this score (GluonCV "
                              "COCODetectionMetric); a --detections file is scored as it is")
     parser.add_argument("--save-detections", type=str, default=None, metavar="JSON",

@@ -11,8 +11,8 @@ from ..models.critics import NORMS
 from .cli import UsageError
 
 __all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg", "positive_int",
-           "nonnegative_int", "positive_float", "nonnegative_float", "fraction", "epoch_list",
-           "gpu_list", "multiple_of_32", "parse_checked", "check_devices", "check_run_args",
+           "nonnegative_int", "positive_float", "nonnegative_float", "fraction", "unit_interval",
+           "epoch_list", "gpu_list", "multiple_of_32", "parse_checked", "check_devices", "check_run_args",
            "check_critic_args", "check_weights_file", "dist_workers"]
 
 
@@ -61,6 +61,14 @@ def fraction(value):
     number = _number(value, float)
     if not 0 <= number < 1:
         raise argparse.ArgumentTypeError("%s: must be in [0, 1)" % value)
+    return number
+
+
+def unit_interval(value):
+    """A number in [0, 1] (a balance of two terms, e.g. Chen et al.'s mu)."""
+    number = _number(value, float)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError("%s: must be in [0, 1]" % value)
     return number
 
 
@@ -181,7 +189,8 @@ def dist_workers(args):
 
 
 def check_run_args(args):
-    """The checks every training script shares: a ``--resume`` manifest that exists, devices
+    """The checks every training script shares: a run name without '/', log and checkpoint
+    folders that are not files, a ``--resume`` manifest that exists, devices
     that exist, a global batch that gives every device of every worker at least one image
     (the intervals and counts are checked by their argparse types).
 
@@ -195,6 +204,14 @@ def check_run_args(args):
     UsageError
         Naming the flag (see :func:`check_devices`).
     """
+    prefix = getattr(args, "save_prefix", "")
+    if "/" in prefix or os.sep in prefix or prefix in (".", ".."):
+        raise UsageError("--save-prefix %s: a run name, without '/' (the folders are --log-dir "
+                         "and --save-dir)" % prefix)
+    for flag, path in (("--log-dir", getattr(args, "log_dir", None)),
+                       ("--save-dir", getattr(args, "save_dir", None))):
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError("%s %s: a file, not a folder" % (flag, path))
     resume = getattr(args, "resume", "")
     if resume and resume != "auto" and not os.path.isfile(resume):
         raise UsageError("--resume %s: no such checkpoint manifest (give a <run>-<tag>.json of "

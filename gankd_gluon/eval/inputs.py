@@ -18,14 +18,13 @@ way (GluonCV's VOC metric, or COCOeval).
 import argparse
 import sys
 
-from ..engine.args import check_devices, nonnegative_int, positive_int
+from ..engine.args import check_devices, positive_int, unit_interval
 from ..engine.cli import UsageError
 from ..models.faster_rcnn import ZOO_SETTINGS
 from .detector import FASTER_RCNN, SSD, detector_kind, read_checkpoint_manifest
 
 __all__ = ["SSD_DATA_SHAPE", "FRCNN_SHORT", "FRCNN_MAX_SIZE", "SSD_NMS", "add_input_args",
-           "input_mode", "set_frcnn_nms", "predict_dataset", "check_eval_args", "unit_score",
-           "topk"]
+           "input_mode", "set_frcnn_nms", "predict_dataset", "check_eval_args", "topk"]
 
 #: SSD input side when --data-shape is not given: SSD512, the paper's
 SSD_DATA_SHAPE = 512
@@ -37,17 +36,6 @@ FRCNN_SHORT, FRCNN_MAX_SIZE = ZOO_SETTINGS["short"], ZOO_SETTINGS["max_size"]
 #: SSD NMS when --nms-* are not given: validate() in GluonCV's train_ssd.py,
 #: net.set_nms(nms_thresh=0.45, nms_topk=400), and SSD's post_nms=100
 SSD_NMS = {"nms_thresh": 0.45, "nms_topk": 400, "post_nms": 100}
-
-
-def unit_score(value):
-    """A threshold in [0, 1] (a detection score, an NMS IoU)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number" % value) from None
-    if not 0 <= number <= 1:
-        raise argparse.ArgumentTypeError("%s: must be in [0, 1]" % value)
-    return number
 
 
 def topk(value):
@@ -106,7 +94,7 @@ def add_input_args(parser):
     parser.add_argument("--batch-size", type=positive_int, default=8,
                         help="SSD: images per batch (a Faster R-CNN runs one image per device, "
                              "as GluonCV)")
-    parser.add_argument("--nms-thresh", type=unit_score, default=None,
+    parser.add_argument("--nms-thresh", type=unit_interval, default=None,
                         help="NMS IoU threshold set with set_nms: SSD default %.2f as "
                              "train_ssd.py; a Faster R-CNN keeps its own (presets: 0.3) unless "
                              "given" % SSD_NMS["nms_thresh"])
