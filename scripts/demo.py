@@ -73,7 +73,8 @@ def parse_args(argv=None):
                         "checkpoints; gitignored")
     p.add_argument("--seed", type=int, default=233,
                    help="training seed of all three runs (published log's seed)")
-    p.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of the generated dataset")
+    p.add_argument("--data-seed", type=nonnegative_int, default=0,
+                   help="seed of the generated dataset")
     p.add_argument("--num-train", type=positive_int, default=300, help="generated training images")
     p.add_argument("--num-test", type=positive_int, default=100, help="generated test images")
     p.add_argument("--teacher", type=str, default="mobilenet1.0", help="teacher backbone")
@@ -95,10 +96,12 @@ def parse_args(argv=None):
                    help="Adam lr of the teacher and of the baseline student")
     p.add_argument("--baseline-optimizer", choices=("adam", "sgd"), default="adam",
                    help="optimizer of the baseline student (train_ssd.py --optimizer)")
-    p.add_argument("--lr-g", type=positive_float, default=0.0005, help="GAN-KD stage-1 student Adam lr "
+    p.add_argument("--lr-g", type=positive_float, default=0.0005,
+                   help="GAN-KD stage-1 student Adam lr "
                    "(paper)")
     p.add_argument("--lr-d", type=positive_float, default=0.0005, help="critic Adam lr (paper)")
-    p.add_argument("--stage2-lr", type=positive_float, default=0.001, help="GAN-KD stage-2 SGD lr (paper)")
+    p.add_argument("--stage2-lr", type=positive_float, default=0.001,
+                   help="GAN-KD stage-2 SGD lr (paper)")
     p.add_argument("--head", choices=("teacher", "student"), default="teacher",
                    help="GAN-KD student head (paper: teacher)")
     p.add_argument("--critic-channels", type=positive_int, default=64,
@@ -108,8 +111,10 @@ def parse_args(argv=None):
                    help="critics' normalisation: batch, WGAN's reference critic (the "
                         "demo's recorded runs; train_ssd_gan_kd.py's default is lipschitz)")
     p.add_argument("--d-steps", type=positive_int, default=1, help="critic steps per student step")
-    p.add_argument("--val-interval", type=positive_int, default=4, help="epochs between validations")
-    p.add_argument("--log-interval", type=nonnegative_int, default=100, help="batches between log lines")
+    p.add_argument("--val-interval", type=positive_int, default=4,
+                   help="epochs between validations")
+    p.add_argument("--log-interval", type=nonnegative_int, default=100,
+                   help="batches between log lines")
     p.add_argument("--draw-images", type=_indices, default="0,1,2,3",
                    help="test image indices drawn in detections.png")
     p.add_argument("--draw-thresh", type=fraction, default=0.3, help="score threshold drawn")

@@ -9,6 +9,7 @@ Example::
         --num-train 300 --num-test 100
 """
 import argparse
+import os
 import time
 
 from gankd_gluon.data.datasets import DEFAULT_ROOTS
@@ -30,9 +31,12 @@ def parse_args(argv=None):
     parser.add_argument('--num-test', type=nonnegative_int, default=100, help='images in test')
     parser.add_argument('--image-size', type=positive_int, nargs=2, default=[256, 256],
                         metavar=('W', 'H'), help='image size (the smallest with --image-size-max)')
-    parser.add_argument('--image-size-max', type=positive_int, nargs=2, default=None, metavar=('W', 'H'),
+    parser.add_argument('--image-size-max', type=positive_int, nargs=2, default=None,
+                        metavar=('W', 'H'),
                         help='if given, each image size is drawn from [--image-size, this]')
     args = parser.parse_args(argv)
+    if os.path.exists(args.root) and not os.path.isdir(args.root):
+        parser.error('--root %s: a file, not a folder' % args.root)
     if args.num_train + args.num_test < 1:
         parser.error('--num-train 0 --num-test 0: no images to generate')
     if args.image_size_max and any(hi < lo for lo, hi in zip(args.image_size,

@@ -12,7 +12,8 @@ from .cli import UsageError
 
 __all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg", "positive_int",
            "nonnegative_int", "positive_float", "nonnegative_float", "fraction", "unit_interval",
-           "epoch_list", "gpu_list", "multiple_of_32", "parse_checked", "check_devices", "check_run_args",
+           "epoch_list", "gpu_list", "multiple_of_32", "parse_checked", "check_devices",
+           "check_run_args",
            "check_critic_args", "check_weights_file", "dist_workers"]
 
 

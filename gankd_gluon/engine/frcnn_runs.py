@@ -77,7 +77,8 @@ def add_frcnn_common_args(parser):
     parser.add_argument("--lr-decay-epoch", type=epoch_list, default="32,36",
                         help="epochs at whose start the SGD lr decays (published log)")
     parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (published)")
-    parser.add_argument("--wd", type=nonnegative_float, default=0.0005, help="SGD weight decay (published)")
+    parser.add_argument("--wd", type=nonnegative_float, default=0.0005,
+                        help="SGD weight decay (published)")
     parser.add_argument("--clip-gradient", type=positive_float, default=5.0,
                         help="SGD gradient clipping, as GluonCV's train_faster_rcnn.py")
     parser.add_argument("--disable-hybridization", action="store_true",

@@ -76,7 +76,8 @@ def add_common_args(parser):
                         help="epochs after which the SGD lr decays (80: epochs 1-80 at --lr, "
                              "81 on decayed); paper: none; the published log used '80,100'")
     parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (paper)")
-    parser.add_argument("--wd", type=nonnegative_float, default=0.0005, help="SGD weight decay (paper)")
+    parser.add_argument("--wd", type=nonnegative_float, default=0.0005,
+                        help="SGD weight decay (paper)")
     parser.add_argument("--kvstore", type=str, default="device",
                         choices=("device", "local", "dist_sync", "dist_device_sync"),
                         help="MXNet kvstore: device (one machine, GluonCV's default) or "
@@ -90,6 +91,10 @@ def add_common_args(parser):
                         help="distributed runs: exit when no step completes for this many "
                              "seconds (a dead peer otherwise hangs the job for ever)")
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
+    parser.add_argument("--save-initial", action="store_true",
+                        help="with no epoch to train (--epochs 0, and --gan-epochs 0 for "
+                             "GAN-KD): save and export the network as it starts (initialised, or "
+                             "loaded by --init-from) instead of refusing the run")
     # SSD's published log: save_interval=10, epochs counted from 1
     add_run_args(parser, save_interval=10, start_epoch=1,
                  prefix_example="ssd_512_mobilenet1.0_resnet50_v1_voc_gankd")
@@ -149,7 +154,8 @@ def _check_layout(network, flag, args):
 
 def check_plain_args(args):
     """Refuse ``train_ssd.py`` arguments that cannot train, before anything is built or
-    written: an unknown ``--network``, ``--epochs 0``, and :func:`~.args.check_run_args`.
+    written: an unknown ``--network``, ``--epochs 0`` without ``--save-initial``, and
+    :func:`~.args.check_run_args`.
 
     Raises
     ------
@@ -160,15 +166,17 @@ def check_plain_args(args):
         raise UsageError("--network %s: choose one of %s" % (args.network,
                                                              ", ".join(SSD_NETWORKS)))
     _check_layout(args.network, "--network", args)
-    if args.epochs < 1:
-        raise UsageError("--epochs %d: nothing to train" % args.epochs)
+    if args.epochs < 1 and not args.save_initial:
+        raise UsageError("--epochs %d: nothing to train (--save-initial saves the network "
+                         "as it starts)" % args.epochs)
     check_run_args(args)
 
 
 def check_gankd_args(args):
     """Refuse ``train_ssd_gan_kd.py`` arguments that cannot train, before anything is built or
     written: unknown ``--student``/``--teacher``, a ``--data-shape`` the teacher's layout
-    cannot take, a stage without epochs, an empty clipping interval, and
+    cannot take, a stage without epochs (unless ``--save-initial``), an empty clipping
+    interval, a missing ``--teacher-params`` file, and
     :func:`~.args.check_run_args`.
 
     Raises
@@ -183,13 +191,13 @@ def check_gankd_args(args):
                                                              ", ".join(SSD_NETWORKS)))
     _check_layout(args.teacher, "--teacher", args)
     check_weights_file("--teacher-params", args.teacher_params)
-    if args.stage == "1" and args.gan_epochs < 1:
-        raise UsageError("--stage 1 --gan-epochs %d: nothing to train" % args.gan_epochs)
-    if args.stage == "2" and args.epochs < 1:
-        raise UsageError("--stage 2 --epochs %d: nothing to train" % args.epochs)
-    if args.stage == "both" and args.epochs + args.gan_epochs < 1:
-        raise UsageError("--epochs 0 --gan-epochs 0: nothing to train (stage 2 and stage 1 "
-                         "epochs)")
+    epochs = {"1": args.gan_epochs, "2": args.epochs,
+              "both": args.gan_epochs + args.epochs}[args.stage]
+    if epochs < 1 and not args.save_initial:
+        given = {"1": "--stage 1 --gan-epochs 0", "2": "--stage 2 --epochs 0",
+                 "both": "--epochs 0 --gan-epochs 0"}[args.stage]
+        raise UsageError("%s: nothing to train (--save-initial saves the student as it starts)"
+                         % given)
     check_critic_args(args)
     check_run_args(args)
 
