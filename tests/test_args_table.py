@@ -72,6 +72,7 @@ TABLE = [
     (train_ssd_gan_kd, SSD_OK + ["--lr", "0"], "--lr: 0: must be a finite number above 0"),
     (train_ssd_gan_kd, SSD_OK + ["--lrG", "nan"], "--lrG/--lr-g: nan: must be a finite number"),
     (train_ssd_gan_kd, SSD_OK + ["--lrD", "inf"], "--lrD/--lr-d: inf: must be a finite number"),
+    (train_ssd_gan_kd, SSD_OK + ["--lrD", "-1"], "--lrD/--lr-d: -1: must be a finite number of"),
     (train_ssd_gan_kd, SSD_OK + ["--lr-decay", "-0.1"], "--lr-decay: -0.1: must be a finite"),
     (train_ssd_gan_kd, SSD_OK + ["--momentum", "1"], "--momentum: 1: must be in [0, 1)"),
     (train_ssd_gan_kd, SSD_OK + ["--wd", "-1"], "--wd: -1: must be a finite number of at least 0"),
@@ -192,6 +193,7 @@ CONTROLS = [
     (train_ssd_gan_kd, SSD_OK + ["--batch-size", "4", "--cpu-devices", "4", "--epochs", "0",
                                  "--gan-epochs", "1", "--keep-last", "0", "--log-interval",
                                  "0"]),
+    (train_ssd_gan_kd, SSD_OK + ["--lrD", "0"]),                  # frozen critics, a control
     (train_ssd_gan_kd, SSD_OK + ["--stage", "2", "--gan-epochs", "0", "--teacher",
                                  "vgg16_atrous", "--data-shape", "320", "--student",
                                  "mobilenet0.25"]),

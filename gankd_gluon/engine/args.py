@@ -314,9 +314,10 @@ def add_critic_args(parser, critic_norm, critic_norm_help, balance_interval=50):
     critic_norm_help : str
         Why that default, for the help text.
     """
-    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=positive_float, default=0.0005,
+    # 0 is allowed: frozen critics (or a frozen student) are a control of the mechanism check
+    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=nonnegative_float, default=0.0005,
                         help="critic Adam lr (paper, published logs)")
-    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=positive_float, default=0.0005,
+    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=nonnegative_float, default=0.0005,
                         help="student Adam lr in stage 1 (paper, published logs)")
     parser.add_argument("--beta1", type=fraction, default=0.5, help="Adam beta1 (published logs)")
     parser.add_argument("--clamp-lower", type=float, default=-0.03,

@@ -6,7 +6,6 @@ Defaults follow the paper (Sec. 4.1) and, where the paper is silent, the publish
 (``published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``); each flag's help says
 which.
 """
-import argparse
 import os
 import sys
 import warnings
@@ -61,7 +60,8 @@ def add_common_args(parser):
     parser.add_argument("--batch-size", type=positive_int, default=32,
                         help="global batch over all devices; 32 is GluonCV's SSD default (the paper "
                              "does not state it; the published log ran 64 on 4 GPUs)")
-    parser.add_argument("--num-workers", "-j", dest="num_workers", type=nonnegative_int, default=4,
+    parser.add_argument("--num-workers", "-j", dest="num_workers", type=nonnegative_int,
+                        default=4,
                         help="DataLoader workers (GluonCV's default; the published log used 16-32)")
     parser.add_argument("--augment", choices=("default", "flip"), default="default",
                         help="'default' is GluonCV's SSD augmentation (the paper's); 'flip' is "
