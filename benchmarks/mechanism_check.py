@@ -279,7 +279,9 @@ def stage1_argv(args, arm, seed, save_dir, log_dir, start=False):
              "--log-interval", str(max(1, num_batches)), "--val-interval", "1000000",
              "--save-interval", "1000000", "--keep-last", "1", "--no-progress"]
             + list(args.stage1_flags) + ARMS[arm]
-            + ["--gan-epochs", "0" if start else str(args.epochs), "--seed", str(seed),
+            + (["--gan-epochs", "0", "--save-initial"] if start
+               else ["--gan-epochs", str(args.epochs)])
+            + ["--seed", str(seed),
                "--save-dir", save_dir, "--log-dir", log_dir,
                "--save-prefix", run_name(args, arm, seed, start)])
 

@@ -32,7 +32,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.data.datasets import add_dataset_args  # noqa: E402
-from gankd_gluon.engine.args import add_critic_args  # noqa: E402
+from gankd_gluon.engine.args import add_critic_args, check_devices, gpu_list  # noqa: E402
+from gankd_gluon.engine.cli import UsageError  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM, SSD_CRITIC_NORM_HELP  # noqa: E402
 from gankd_gluon.experiments.critic_probe import FAKES  # noqa: E402
@@ -77,7 +78,7 @@ def parse_args(argv=None):
                              "split, then training images beyond the training pools)")
     parser.add_argument("--fakes", type=_fakes, default=list(FAKES),
                         help="comma list of: " + ",".join(FAKES))
-    parser.add_argument("--gpus", default="", help="GPU id ('' = CPU)")
+    parser.add_argument("--gpus", type=gpu_list, default="", help="GPU id ('' = CPU)")
     parser.add_argument("--cpu-devices", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=233)
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
@@ -112,6 +113,10 @@ def parse_args(argv=None):
         parser.error("--teacher %s: choose one of %s" % (args.teacher, ", ".join(teachers)))
     if args.student not in students:
         parser.error("--student %s: choose one of %s" % (args.student, ", ".join(students)))
+    try:
+        check_devices(args)
+    except UsageError as err:
+        parser.error(str(err))
     out_dir = os.path.dirname(os.path.abspath(args.out)) if args.out else ""
     if out_dir and not os.path.isdir(out_dir):
         parser.error("--out %s: no such folder %s" % (args.out, out_dir))
