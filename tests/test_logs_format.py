@@ -173,3 +173,35 @@ def test_trainer_event_lines_round_trip():
 def test_nan_and_inf_print_as_words():
     line = fmt.format_frcnn_batch(1, 1, float("inf"), [("x", float("nan")), ("y", -math.inf)])
     assert line.endswith("Speed: inf samples/sec, x=nan,y=-inf")
+
+
+class _FullDisk:
+    """A stream whose writes fail as on a full disk."""
+
+    def write(self, _text):
+        raise OSError(28, "No space left on device")
+
+    def flush(self):
+        pass
+
+
+def test_a_failed_log_write_raises_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "run_train.log"
+    logger = fmt.setup_logger(str(path), name="test_full_log", to_console=False)
+    logger.info("written")
+    handler = logger.handlers[0]
+    handler.stream = _FullDisk()
+    with pytest.raises(fmt.LogWriteError, match=r"cannot write the log %s: \[Errno 28\] No "
+                       "space left on device" % path):
+        logger.info("lost")
+    assert "Logging error" not in capsys.readouterr().err
+    assert path.read_text() == "written\n"
+    # the control: the standard handler prints a traceback and carries on
+    import logging
+    plain = logging.FileHandler(str(tmp_path / "plain.log"))
+    plain.stream = _FullDisk()
+    logger.removeHandler(handler)
+    logger.addHandler(plain)
+    logger.info("lost")
+    assert "--- Logging error ---" in capsys.readouterr().err
+    logger.removeHandler(plain)

@@ -1,5 +1,5 @@
-"""Guards for long runs: non-finite losses, inputs, weights and optimizer states, SIGTERM,
-on-device running means, and the fault-injection switch the tests use.
+"""Guards for long runs: non-finite losses, inputs, weights and optimizer states, SIGTERM and
+SIGINT, on-device running means, and the fault-injection switch the tests use.
 
 The running means keep their sums on the device so the hot loop never waits on the host; the
 one host read per update is the finiteness check, which must see the losses before the update
@@ -23,8 +23,9 @@ import signal
 import mxnet as mx
 import numpy as np
 
-__all__ = ["check_finite", "RunningMean", "StopFlag", "check_weights", "first_non_finite",
-           "trainer_state_arrays", "InputWatch", "FaultSwitch", "FaultSwitchError"]
+__all__ = ["check_finite", "RunningMean", "StopFlag", "RunInterrupted", "check_weights",
+           "first_non_finite", "trainer_state_arrays", "InputWatch", "FaultSwitch",
+           "FaultSwitchError"]
 
 
 def check_finite(losses, epoch, batch):
@@ -82,11 +83,31 @@ class RunningMean:
         return self.name, float(self._sum.asscalar()) / self._count
 
 
-class StopFlag:
-    """Turns SIGTERM (and SIGINT) into a flag the loop reads after each step, so a run killed
-    by a scheduler finishes its step, saves and exits instead of dying mid-write."""
+class RunInterrupted(Exception):
+    """Raised by the loop once the ``interrupted`` checkpoint of a stop request is saved; the
+    entry point turns it into the exit code ``EXIT_INTERRUPTED`` (resumable).
 
-    def __init__(self, signals=(signal.SIGTERM,)):
+    Parameters
+    ----------
+    signal_name : str
+        ``SIGTERM`` or ``SIGINT``.
+    path : str or None
+        The manifest saved (None on a worker that does not write checkpoints).
+    """
+
+    def __init__(self, signal_name, path):
+        super().__init__("stopped on %s; saved %s (continue with --resume %s)"
+                         % (signal_name, path, path))
+        self.signal_name = signal_name
+        self.path = path
+
+
+class StopFlag:
+    """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop reads after each step, so a run
+    stopped by a scheduler or by hand finishes its step, saves and exits instead of dying
+    mid-write."""
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
         self.requested = None
         self._old = {}
         for s in signals:

@@ -1,5 +1,5 @@
 """The stage/epoch loop shared by every SSD training script: logging in the published format,
-validation, checkpoints, exact resume, SIGTERM and NaN handling.
+validation, checkpoints, exact resume, SIGTERM/SIGINT and NaN handling.
 
 A run is a list of :class:`Stage` s (GAN-KD: the adversarial stage 1, then plain stage 2; plain
 SSD training: one stage). The loop knows nothing of GANs: a stage brings its step function, its
@@ -22,11 +22,11 @@ from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_bes
 from .checkpoint import (CheckpointError, check_run_folder, claim_run_folder, compare_settings,
                          load_checkpoint, prune_checkpoints, read_checkpoint, save_checkpoint,
                          select_resume)
-from .guards import FaultSwitch, InputWatch, RunningMean, StopFlag, check_weights
+from .guards import FaultSwitch, InputWatch, RunInterrupted, RunningMean, StopFlag, check_weights
 from .steps import split_batch
 
-__all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything", "open_run",
-           "RunStart"]
+__all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything", "average_device_copies",
+           "open_run", "RunStart"]
 
 
 def _num_samples(data):
@@ -40,6 +40,35 @@ def _num_samples(data):
 # the flags whose values shape the networks' parameters (named when a --resume is refused)
 _NETWORK_SETTINGS = ("student", "teacher", "network", "data_shape", "dataset", "head",
                      "critic_norm", "critic_channels", "roi_mode", "short", "max_size", "method")
+
+
+def average_device_copies(blocks):
+    """Set every device's copy of each untrained parameter (``grad_req='null'``: BatchNorm
+    moving mean and variance, frozen parts) to their mean over the devices.
+
+    Each device updates its own BatchNorm moving statistics from its slice of the batch, while
+    ``save_parameters`` and ``export`` write the mean of the copies (``Parameter._reduce``,
+    MXNet 1.9.1). Validating after this scores the weights that are written to disk. It does
+    not change what later saves write: the moving-average update
+    ``r <- m * r + (1 - m) * batch_stat`` is linear, so the mean over devices evolves the
+    same whether or not the copies were averaged before. Trained weights are not touched: the
+    same update on every device keeps their copies equal.
+
+    Parameters
+    ----------
+    blocks : dict of str -> Block
+    """
+    for block in blocks.values():
+        for param in block.collect_params().values():
+            if param.grad_req != "null" or param._data is None:   # pylint: disable=protected-access
+                continue
+            copies = param.list_data()
+            if len(copies) < 2:
+                continue
+            mean = mx.nd.add_n(*[c.as_in_context(copies[0].context) for c in copies]) \
+                / len(copies)
+            for c in copies:
+                mean.copyto(c)
 
 
 def seed_everything(seed):
@@ -123,9 +152,10 @@ def open_run(args, prefix, kind, is_root=True, claim=True):
     ``final``; :func:`~.checkpoint.select_resume`) and notes which it skipped and why, or that
     there was none and where it looked; a named ``--resume`` manifest must be valid. The
     settings that define the run (:data:`~.checkpoint.RUN_SETTINGS`) must equal the
-    checkpoint's, except those named in ``--allow-changed`` (noted for the log). Without ``--resume``, a folder holding an
-    earlier run's checkpoints is refused unless ``--overwrite``; a folder another live run
-    holds is refused. Distributed workers other than rank 0 (``is_root`` False) read only.
+    checkpoint's, except those named in ``--allow-changed`` (noted for the log). Without
+    ``--resume``, a folder holding an earlier run's checkpoints is refused unless
+    ``--overwrite``; a folder another live run holds is refused. Distributed workers other
+    than rank 0 (``is_root`` False) read only.
 
     Parameters
     ----------
@@ -253,7 +283,9 @@ class Run:
         Line format of the published SSD or Faster R-CNN log (DESIGN.md sec. 5).
     is_root : bool
         False on distributed workers other than rank 0: they train in lockstep but neither
-        validate nor write checkpoints.
+        validate nor write checkpoints, and do not stop on SIGTERM/SIGINT: rank 0 saves
+        ``interrupted`` and exits, and the launcher then ends them (a worker stopping on its
+        own, one step apart from rank 0, would leave rank 0 waiting for its gradients).
     watchdog : StepWatchdog or None
         Told after every step (and before long pauses) that the run is alive.
     reduce : callable or None
@@ -366,7 +398,14 @@ class Run:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stages):
-        """Train all stages; returns the best mAP (nan if never validated)."""
+        """Train all stages; returns the best mAP (nan if never validated).
+
+        Raises
+        ------
+        RunInterrupted
+            After SIGTERM or SIGINT, once the ``interrupted`` checkpoint is saved (checked
+            after each step).
+        """
         args = self.args
         self.logger.info(format_namespace(args))
         for line in self.start.notes:
@@ -380,8 +419,7 @@ class Run:
                 first = start_epoch if st.number == start_stage else 1
                 self.logger.info(format_start(first + st.epoch_offset))
                 for epoch in range(first, st.epochs + 1):
-                    if not self._epoch(stages, st, epoch, stop):
-                        return self.best_map
+                    self._epoch(stages, st, epoch, stop)
             self._save(stages, "final", stages[-1].number, stages[-1].epochs, True,
                        export=self.export is not None)
         finally:
@@ -391,7 +429,8 @@ class Run:
         return self.best_map
 
     def _epoch(self, stages, st, epoch, stop):
-        """One epoch; returns False when a stop was requested (checkpoint already written)."""
+        """One epoch; raises :class:`RunInterrupted` when a stop was requested (checkpoint
+        already written)."""
         args = self.args
         shown = epoch + st.epoch_offset      # the epoch number the log lines print
         seed_everything(args.seed + 1000 * st.number + epoch)
@@ -434,13 +473,13 @@ class Run:
                 fmt = format_ssd_batch if self.log_style == "ssd" else format_frcnn_batch
                 self.logger.info(fmt(shown, i, speed, self._values(metrics)))
                 btic, seen_since_log = time.time(), 0
-            if stop:
+            if stop and self.is_root:
                 bar.close()
                 self.inputs.check(shown)
                 self.logger.info(format_interrupted(stop.requested, shown, i))
                 path = self._save(stages, "interrupted", st.number, epoch, False)
                 self.logger.info(format_interrupted_saved(path))
-                return False
+                raise RunInterrupted(stop.requested, path)
         bar.close()
         self.inputs.check(shown)
         if self.is_root:
@@ -460,6 +499,8 @@ class Run:
                                                             or last):
             if self.watchdog is not None:
                 self.watchdog.pause()
+            # score the BatchNorm statistics that a save writes, not each device's own
+            average_device_copies(self.blocks)
             names, aps, mean_ap = self.validate()
             self.logger.info(format_validation(shown, names, aps, mean_ap, title=self.val_title))
             # a NaN mAP is never "best"
@@ -476,4 +517,3 @@ class Run:
             self._save(stages, "epoch-s%d-e%04d" % (st.number, epoch), st.number, epoch, True)
             if self.is_root:
                 prune_checkpoints(self.prefix, self.keep_last)
-        return True
