@@ -92,10 +92,10 @@ def main(args):
     if args.detections and args.save_detections:
         raise SystemExit("error: --save-detections needs a network (--network, --symbol or "
                          "--checkpoint)")
-    mode, sizes = input_mode(args)
+    classes = dataset_classes(args.dataset)
+    mode, sizes = input_mode(args, classes)
     start = time.time()
     ctx = get_context(args.gpus)
-    classes = dataset_classes(args.dataset)
     with contextlib.redirect_stdout(sys.stderr):  # pycocotools' "loading annotations..."
         dataset = get_dataset(args.dataset, args.dataset_root, "test")
     coco_gt = dataset.coco

@@ -89,10 +89,10 @@ def main(args):
     if args.detections and args.save_detections:
         raise SystemExit("error: --save-detections needs a network (--network, --symbol or "
                          "--checkpoint)")
-    mode, sizes = input_mode(args)
+    classes = dataset_classes(args.dataset)
+    mode, sizes = input_mode(args, classes)
     start = time.time()
     ctx = get_context(args.gpus)
-    classes = dataset_classes(args.dataset)
     dataset = get_dataset(args.dataset, args.dataset_root, "test")
     net = load_detector(args, ctx, classes)
     if net is None:

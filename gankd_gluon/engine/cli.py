@@ -15,11 +15,13 @@ def run_main(main, args):
     """Run ``main(args)``; turn the errors a user can fix into one clear line and an exit code.
 
     Returns 0 on success, 1 on a non-finite loss (the message names the loss, epoch and
-    batch), 2 on missing or unsafe data, missing weights, a refused checkpoint or a
+    batch), 2 on missing or unsafe data, missing weights, a refused checkpoint, settings that
+    disagree with an export's metadata, or a
     distributed setup that cannot start (Horovod not installed, two engines asked for).
     """
     from ..data.checks import DatasetNotFoundError, UnsafeInputError
     from ..logs.format import format_stopping
+    from ..models.export_meta import ExportMetaError
     from ..models.ssd import WeightsNotFoundError
     from .checkpoint import CheckpointError
     from .distributed import DistributedSetupError
@@ -30,7 +32,7 @@ def run_main(main, args):
         print("error: %s" % err, file=sys.stderr)
         return EXIT_FAULT
     except (DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
-            CheckpointError, DistributedSetupError) as err:
+            CheckpointError, DistributedSetupError, ExportMetaError) as err:
         print("error: %s" % err, file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

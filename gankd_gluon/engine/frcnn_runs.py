@@ -23,6 +23,7 @@ from ..logs.format import format_lr_change, setup_logger
 from ..models.critics import DNet
 from ..models.faster_rcnn import (STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter, build_faster_rcnn,
                                   build_teacher, feature_channels, initialize_params, map_size)
+from ..models.export_meta import build_meta, with_meta
 from ..models.ssd import export_detector
 from .diagnostics import diagnostic_columns
 from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
@@ -282,7 +283,9 @@ def _exporter(net, prefix, args, ctx, what):
             warnings.simplefilter("ignore", UserWarning)
             export_detector(net, path_prefix, args.short, ctx[0])
         net._gankd_hybrid = None                  # pylint: disable=protected-access
-    return deployable_exporter(write, prefix, what)
+    meta = build_meta("faster_rcnn", net.classes, {"short": args.short,
+                                                   "max_size": args.max_size}, args)
+    return with_meta(deployable_exporter(write, prefix, what), meta, prefix)
 
 
 def _sgd(net, args):

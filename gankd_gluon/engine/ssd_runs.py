@@ -19,7 +19,8 @@ from ..data.loaders import get_ssd_train_loader
 from ..eval.voc import evaluate_detector, get_eval_loader
 from ..logs.format import setup_logger
 from ..models.critics import DNet
-from ..models.ssd import (build_ssd, build_student, build_teacher, export_detector,
+from ..models.export_meta import build_meta, with_meta
+from ..models.ssd import (build_ssd, build_student, build_teacher, deployable, export_detector,
                           feature_channels, initialize_new_params, split_ssd, teacher_layout)
 from .args import add_critic_args, add_run_args
 from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, read_checkpoint
@@ -322,6 +323,15 @@ def _init_student(args, student, ctx, env):
               file=sys.stderr)
 
 
+def _ssd_exporter(net, prefix, args, ctx, what):
+    """Exports ``<prefix>-<tag>-<what>``: a student with its adapters folded into its head
+    (``models.ssd.fold_adapters``, the size of a plain student), and its ``-meta.json``."""
+    meta = build_meta("ssd", net.classes, {"data_shape": args.data_shape}, args)
+    return with_meta(deployable_exporter(
+        lambda p: export_detector(deployable(net, ctx[0]), p, args.data_shape, ctx[0]),
+        prefix, what), meta, prefix)
+
+
 def run_gankd(args):
     """Distillation training (GAN-KD by default), stage 1 and/or stage 2; returns the best mAP.
 
@@ -422,9 +432,7 @@ def run_gankd(args):
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize,
-              export=deployable_exporter(
-                  lambda p: export_detector(student, p, args.data_shape, ctx[0]), prefix,
-                  "student"),
+              export=_ssd_exporter(student, prefix, args, ctx, "student"),
               is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
     return run.fit(stages)
 
@@ -468,7 +476,6 @@ def run_plain(args):
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize, val_title="Validation",
-              export=deployable_exporter(
-                  lambda p: export_detector(net, p, args.data_shape, ctx[0]), prefix, "net"),
+              export=_ssd_exporter(net, prefix, args, ctx, "net"),
               is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env))
     return run.fit([stage])
