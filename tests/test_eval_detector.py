@@ -118,7 +118,11 @@ def test_checkpoint_source_errors(tmp_path):
         load_detector(_args(["--checkpoint", str(tmp_path / "bad.json")], checkpoint=True),
                       [mx.cpu()])
     ssd = _manifest(tmp_path, "s.json", {"data_shape": 512}, {"student": "s.student.params"})
-    with pytest.raises(CheckpointError, match="not a Faster R-CNN checkpoint.*--symbol"):
+    with pytest.raises(CheckpointError, match="s.json: its network weights .* are missing"):
+        load_detector(_args(["--checkpoint", ssd], checkpoint=True), [mx.cpu()])
+    (tmp_path / "s.student.params").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="s.json: its run's arguments lack student, "
+                                              "teacher, dataset"):
         load_detector(_args(["--checkpoint", ssd], checkpoint=True), [mx.cpu()])
     frcnn = _manifest(tmp_path, "f.json", {"roi_mode": "align", "network": "resnet50_v1b",
                                            "dataset": "synthetic"}, {"net": "f.net.params"})

@@ -420,7 +420,17 @@ def load_ssd_checkpoint(path, ctx, classes=None):
     manifest = read_checkpoint_manifest(path)
     if _manifest_kind(manifest) != SSD:
         raise CheckpointError("--checkpoint %s is not an SSD checkpoint" % path)
-    run = manifest["args"]
+    run, parts = manifest["args"], manifest["parts"]
+    part = "net" if "net" in parts else "student"
+    params = os.path.join(os.path.dirname(os.path.abspath(path)), parts.get(part, ""))
+    if part not in parts or not os.path.isfile(params):
+        raise CheckpointError("--checkpoint %s: its network weights (part 'net' or 'student') "
+                              "are missing" % path)
+    need = ("student", "teacher") if part == "student" else ("network",)
+    lacking = [k for k in need + ("dataset",) if k not in run]
+    if lacking:
+        raise CheckpointError("--checkpoint %s: its run's arguments lack %s (not a checkpoint "
+                              "of train_ssd.py or train_ssd_gan_kd.py)" % (path, ", ".join(lacking)))
     run_classes = run.get("classes") or dataset_classes(run["dataset"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)    # FeatureExpander's "Cannot decide type"
