@@ -87,7 +87,7 @@ def test_eval_voc_of_the_export_uses_its_own_input_size(trained, tmp_path):
     assert result["data_shape"] == dist.DATA_SHAPE
     with open(trained["manifest"]) as f:
         best_map = json.load(f)["best_map"]
-    assert result["mAP"] == pytest.approx(best_map, abs=1e-6)
+    assert result["ap"]["mAP"] == pytest.approx(best_map, abs=1e-6)
     explicit = _run(common + ["--data-shape", str(dist.DATA_SHAPE), "--save-detections",
                               str(tmp_path / "explicit")])
     assert explicit.returncode == 0
@@ -113,10 +113,11 @@ def _eval_boxes(source_flags, data_root):
     from gankd_gluon.data.datasets import dataset_classes, get_dataset
     from gankd_gluon.eval.detector import load_detector
     from gankd_gluon.eval.inputs import input_mode, predict_dataset
-    args = argparse.Namespace(network=None, params=None, symbol=None, checkpoint=None,
-                              detections=None, data_shape=None, short=None, max_size=None,
-                              batch_size=8, num_workers=0, no_progress=True, nms_thresh=None,
-                              nms_topk=None, post_nms=None, override_meta=False, **source_flags)
+    flags = dict(network=None, params=None, symbol=None, checkpoint=None, detections=None,
+                 data_shape=None, short=None, max_size=None, batch_size=8, num_workers=0,
+                 no_progress=True, nms_thresh=None, nms_topk=None, post_nms=None,
+                 override_meta=False)
+    args = argparse.Namespace(**dict(flags, **source_flags))
     classes = dataset_classes("synthetic")
     mode, sizes = input_mode(args, classes)
     dataset = get_dataset("synthetic", data_root, "test")
