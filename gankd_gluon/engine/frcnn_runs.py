@@ -251,10 +251,21 @@ def _datasets(args):
 
 
 def _validator(net, val, args, ctx):
-    from ..eval.frcnn import evaluate_frcnn
+    """``validate()`` -> (class names, APs, mAP[, metric]): VOC07 for VOC kinds, COCO
+    AP@[.5:.95] (pycocotools) for COCO kinds."""
+    from ..data.datasets import dataset_metric_kind
+    from ..eval.coco import COCO_METRIC, coco_validation
+    from ..eval.frcnn import evaluate_frcnn, predict_frcnn_dataset
     classes = list(val.classes)
+    coco = dataset_metric_kind(args.dataset) == "coco"
 
     def validate():
+        if coco:
+            detections, _ = predict_frcnn_dataset(net, val, ctx, args.short, args.max_size,
+                                                  num_workers=0, progress=args.progress)
+            net._gankd_hybrid = None              # pylint: disable=protected-access
+            names, values = coco_validation(detections, val, classes)
+            return names[:-1], values[:-1], values[-1], COCO_METRIC
         names, values = evaluate_frcnn(net, val, ctx, classes, args.short, args.max_size,
                                        num_workers=0, progress=args.progress)
         net._gankd_hybrid = None                  # pylint: disable=protected-access

@@ -14,9 +14,10 @@ import warnings
 import mxnet as mx
 from mxnet import autograd
 
-from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
+from ..data.datasets import add_dataset_args, dataset_classes, dataset_metric_kind, get_dataset
+from ..eval.coco import COCO_METRIC, coco_validation
 from ..data.loaders import get_ssd_train_loader
-from ..eval.voc import evaluate_detector, get_eval_loader
+from ..eval.voc import evaluate_detector, get_eval_loader, predict_detections
 from ..logs.format import setup_logger
 from ..models.critics import DNet
 from ..models.export_meta import build_meta, with_meta
@@ -235,10 +236,19 @@ def _watchdog(args, env):
 
 
 def _validator(net, val, args, ctx):
+    """``validate()`` -> (class names, APs, mAP, metric): VOC07 mAP@0.5 for VOC kinds, COCO
+    AP@[.5:.95] through pycocotools for COCO kinds (the paper's Table 2), so that ``best``
+    follows the dataset's own metric."""
     loader = get_eval_loader(val, args.data_shape, args.batch_size, args.num_workers)
     classes = list(val.classes)
+    coco = dataset_metric_kind(args.dataset) == "coco"
 
     def validate():
+        if coco:
+            detections, _ = predict_detections(net, loader, ctx, num_images=len(val),
+                                               progress=args.progress)
+            names, values = coco_validation(detections, val, classes)
+            return names[:-1], values[:-1], values[-1], COCO_METRIC
         names, values = evaluate_detector(net, loader, ctx, classes, progress=args.progress)
         return names[:-1], values[:-1], values[-1]
     return validate

@@ -54,6 +54,8 @@ _SSD_EPOCH = re.compile(r"^\[Epoch (\d+)\], Speed: (%s) samples/sec,(.*)$" % _NU
 _FRCNN_EPOCH = re.compile(r"^\[Epoch (\d+)\] Training cost: (%s),(.*)$" % _NUM)
 _VAL_HEAD = re.compile(r"^\[Epoch (\d+)\] ([^\[\]=]*Validation):$")
 _AP = re.compile(r"^([^=\[\]]+)=(%s)$" % _NUM)
+# our mAP line for a metric other than VOC07's: mAP=0.21 (COCO AP@[.5:.95])
+_MAP_METRIC = re.compile(r"^mAP=(%s) \((.+)\)$" % _NUM)
 _BEST_MAP = re.compile(r"^best_map is (%s)$" % _NUM)
 _NEW_BEST = re.compile(r"^\[Epoch (\d+)\] mAP (%s) higher than current best \[(%s)\] "
                        r"saving to (.+)$" % (_NUM, _NUM))
@@ -120,6 +122,8 @@ class ValidationRecord:
     segment: int = 0
     stage: int = 0
     global_epoch: int = 0
+    #: the metric the mAP line names (``'COCO AP@[.5:.95]'``); None: VOC07 mAP@0.5
+    metric: Optional[str] = None
 
 
 @dataclass
@@ -472,6 +476,13 @@ class _Parser:
     def feed(self, line_no, raw):
         line = raw.strip()
         if self.pending_val is not None:
+            match = _MAP_METRIC.match(line)
+            if match:
+                val = self.pending_val[0]
+                val.mean_ap, val.metric = float(match.group(1)), match.group(2)
+                self.run(line_no).validations.append(val)
+                self.pending_val = None
+                return
             match = _AP.match(line)
             if match:
                 val = self.pending_val[0]

@@ -202,6 +202,9 @@ def _describe_run(parsed, run, label):
         lines = ["**%s**: `%s`, run %d of %d (Namespace at line %d), %s" % (
             label, os.path.basename(parsed.path), run.index, len(parsed.runs), run.line_no,
             KIND_NAMES[run.kind])]
+    metrics = sorted({v.metric for v in run.validations if v.metric})
+    if metrics:
+        lines.append("(mAP is %s)" % ", ".join(metrics))
     if run.header is None:
         lines.append("(no Namespace line before the first record)")
     return " ".join(lines)
