@@ -80,8 +80,12 @@ def add_run_args(parser, save_interval, start_epoch, prefix_example):
     parser.add_argument("--pretrained-base", type=pretrained_base_arg, default="zoo",
                         help="ImageNet weights of the backbone: 'zoo' (GluonCV download, as the "
                              "paper), a local .params file of the ImageNet network, or 'none'")
+    # the default lives on the parser, not the flag: ArgumentDefaultsHelpFormatter would print
+    # the flag's "(default: True)", which reads as "no progress bar by default"
+    parser.set_defaults(progress=True)
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+                        default=argparse.SUPPRESS,
+                        help="no progress bars (they are shown by default)")
     return parser
 
 
