@@ -4,9 +4,11 @@
 One tiny GAN-KD run (1 + 1 epochs at 128 px, tests/dist_fixtures.py) serves the module.
 """
 import glob
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -25,9 +27,31 @@ def _env():
     return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
-def _run(argv):
-    return subprocess.run([dist.PY] + argv, capture_output=True, text=True, cwd=ROOT,
-                          env=_env(), timeout=900)
+def _script(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3] + "_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Result(object):
+    def __init__(self, returncode, stderr):
+        self.returncode, self.stderr = returncode, stderr
+
+
+def _run(argv, capsys):
+    """The script in this process, as its ``__main__`` runs it (``run_main``): exit status and
+    stderr (one process for all, instead of one MXNet start-up per command)."""
+    from gankd_gluon.engine.cli import run_main
+    module = _script(argv[0])
+    capsys.readouterr()
+    try:
+        code = run_main(module.main, module.parse_args(argv[1:]))
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+        if not isinstance(stop.code, int) and stop.code is not None:
+            print(stop.code, file=sys.stderr)
+    return Result(code, capsys.readouterr().err)
 
 
 def _errors(stderr):
@@ -73,14 +97,14 @@ def test_export_describes_itself_and_is_the_size_of_a_plain_student(trained):
     assert sum(v.size for v in student.values()) > count_params(plain) + 10000   # unfolded
 
 
-def test_eval_voc_of_the_export_uses_its_own_input_size(trained, tmp_path):
+def test_eval_voc_of_the_export_uses_its_own_input_size(trained, tmp_path, capsys):
     """No --data-shape: the export's 128 px, the run's own validation mAP and the detections
     of an explicit --data-shape 128; another size is refused in one line and writes nothing,
     and with --override-meta gives other detections."""
     common = [EVAL_VOC, "--dataset", "synthetic", "--dataset-root", trained["data"],
               "--symbol", trained["export"], "--no-progress"]
     default = _run(common + ["--save-detections", str(tmp_path / "default"),
-                             "--out", str(tmp_path / "default.json")])
+                             "--out", str(tmp_path / "default.json")], capsys)
     assert default.returncode == 0, default.stderr[-2000:]
     with open(tmp_path / "default.json") as f:
         result = json.load(f)
@@ -89,20 +113,21 @@ def test_eval_voc_of_the_export_uses_its_own_input_size(trained, tmp_path):
         best_map = json.load(f)["best_map"]
     assert result["ap"]["mAP"] == pytest.approx(best_map, abs=1e-6)
     explicit = _run(common + ["--data-shape", str(dist.DATA_SHAPE), "--save-detections",
-                              str(tmp_path / "explicit")])
+                              str(tmp_path / "explicit")], capsys)
     assert explicit.returncode == 0
 
     def files(d):
         return {os.path.basename(p): open(p).read() for p in sorted(glob.glob(d + "/*.txt"))}
     assert files(str(tmp_path / "default")) == files(str(tmp_path / "explicit"))
-    refused = _run(common + ["--data-shape", "256", "--out", str(tmp_path / "refused.json")])
+    refused = _run(common + ["--data-shape", "256", "--out", str(tmp_path / "refused.json")],
+                   capsys)
     assert refused.returncode == 2
     assert _errors(refused.stderr) == [
         "error: --data-shape 256 disagrees with --symbol %s, trained at --data-shape %d: leave "
         "the flag out, or pass --override-meta" % (trained["export"], dist.DATA_SHAPE)]
     assert not (tmp_path / "refused.json").exists()
     other = _run(common + ["--data-shape", "256", "--override-meta", "--save-detections",
-                           str(tmp_path / "other")])
+                           str(tmp_path / "other")], capsys)
     assert other.returncode == 0
     assert files(str(tmp_path / "other")) != files(str(tmp_path / "default"))
 
@@ -128,10 +153,10 @@ def _eval_boxes(source_flags, data_root):
 
 
 @pytest.mark.parametrize("model", ["export", "manifest"])
-def test_detect_on_a_folder_gives_the_boxes_eval_voc_scores(trained, tmp_path, model):
+def test_detect_on_a_folder_gives_the_boxes_eval_voc_scores(trained, tmp_path, model, capsys):
     out = tmp_path / "det"
     proc = _run([DETECT, trained[model], trained["images"], "--out", str(out),
-                 "--score-thresh", "0.0", "--no-progress"])
+                 "--score-thresh", "0.0", "--no-progress"], capsys)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(out / "detections.json") as f:
         found = json.load(f)
@@ -154,13 +179,13 @@ def test_detect_on_a_folder_gives_the_boxes_eval_voc_scores(trained, tmp_path, m
         assert d["classes"] == [classes[c] for c in labels]
 
 
-def test_detect_score_thresh_and_unreadable_inputs(trained, tmp_path):
+def test_detect_score_thresh_and_unreadable_inputs(trained, tmp_path, capsys):
     (tmp_path / "broken.jpg").write_text("not an image")
     first = sorted(glob.glob(trained["images"] + "/*.jpg"))[0]
     out = tmp_path / "det"
     proc = _run([DETECT, trained["export"], str(tmp_path / "broken.jpg"), first,
                  str(tmp_path / "missing.png"), str(tmp_path / "*.gif"), "--out", str(out),
-                 "--score-thresh", "0.2", "--no-progress"])
+                 "--score-thresh", "0.2", "--no-progress"], capsys)
     assert proc.returncode == 1
     assert sorted(_errors(proc.stderr)) == sorted([
         "error: %s: no such file or folder" % (tmp_path / "missing.png"),
@@ -173,11 +198,11 @@ def test_detect_score_thresh_and_unreadable_inputs(trained, tmp_path):
     assert all(s >= 0.2 for s in found[0]["scores"])
     # nothing readable: exit 2, no output folder
     none = _run([DETECT, trained["export"], str(tmp_path / "broken.jpg"), "--out",
-                 str(tmp_path / "none")])
+                 str(tmp_path / "none"), "--no-progress"], capsys)
     assert none.returncode == 2 and not (tmp_path / "none").exists()
     assert _errors(none.stderr)[-1] == "error: none of the 1 inputs could be read; nothing written"
     # classes other than the model's: one line, exit 2
     wrong = _run([DETECT, trained["export"], first, "--out", str(tmp_path / "w"),
-                  "--classes", "cat,dog"])
+                  "--classes", "cat,dog"], capsys)
     assert wrong.returncode == 2 and not (tmp_path / "w").exists()
     assert len(_errors(wrong.stderr)) == 1 and "predicts 5 classes" in wrong.stderr

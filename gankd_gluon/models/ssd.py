@@ -563,7 +563,7 @@ def fold_adapters(net, ctx=mx.cpu()):
     References
     ----------
     Chen, Choi, Yu, Han, Chandraker. Learning Efficient Object Detection Models with Knowledge
-    Distillation. NeurIPS 2017. https://papers.nips.cc/paper/6676 (Sec. 3.4, the adaptation
+    Distillation. NeurIPS 2017. https://papers.nips.cc/paper/6676-learning-efficient-object-detection-models-with-knowledge-distillation (Sec. 3.4, the adaptation
     layer).
     """
     features = net.features
