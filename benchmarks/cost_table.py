@@ -13,7 +13,7 @@ inference mode, random weights: cost does not depend on them):
 - CPU latency at batch 1: median of ``--iters`` calls of the imported ``SymbolBlock`` after
   ``--warmup`` untimed ones, each bracketed by ``mx.nd.waitall()``.
 
-    python benchmarks/cost_table.py                       # resnet50_v1 teacher, mobilenet1.0 student, VOC
+    python benchmarks/cost_table.py            # resnet50_v1 teacher, mobilenet1.0 student, VOC
     python benchmarks/cost_table.py --sizes 512 --iters 3 --json /tmp/cost.json
 """
 import argparse

@@ -13,14 +13,11 @@ import sys
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "model_source", "Detector", "draw_detections"]
+__all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "model_source", "Detector", "draw_detections",
+           "output_names", "say"]
 
 #: files a folder input contributes (case-insensitive)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-class InputError(ValueError):
-    """An input names no image (missing path, empty folder, glob matching nothing)."""
 
 
 def expand_inputs(inputs):

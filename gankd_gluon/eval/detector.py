@@ -9,8 +9,8 @@ Sources (``add_detector_args`` makes them mutually exclusive flags):
   (``PREFIX-symbol.json`` + ``PREFIX-0000.params``, input ``data``), e.g. the
   ``<run>-best-student`` / ``<run>-best-net`` exports the training scripts write.
 - ``--checkpoint MANIFEST`` (only where the script asks for it): a checkpoint of
-  ``scripts/train_faster_rcnn.py`` or ``train_faster_rcnn_gan_kd.py`` (:func:`load_frcnn_checkpoint`)
-  or of ``train_ssd.py`` or ``train_ssd_gan_kd.py`` (:func:`load_ssd_checkpoint`, a student
+  ``scripts/train_faster_rcnn.py`` or ``train_faster_rcnn_gan_kd.py``
+  (:func:`load_frcnn_checkpoint`) or of ``train_ssd.py`` or ``train_ssd_gan_kd.py`` (:func:`load_ssd_checkpoint`, a student
   with its adapters folded as it is exported), rebuilt with the run's own settings.
 - ``--detections DIR``: no network; devkit result files are scored instead.
 
@@ -430,7 +430,8 @@ def load_ssd_checkpoint(path, ctx, classes=None):
     lacking = [k for k in need + ("dataset",) if k not in run]
     if lacking:
         raise CheckpointError("--checkpoint %s: its run's arguments lack %s (not a checkpoint "
-                              "of train_ssd.py or train_ssd_gan_kd.py)" % (path, ", ".join(lacking)))
+                              "of train_ssd.py or train_ssd_gan_kd.py)"
+                              % (path, ", ".join(lacking)))
     run_classes = run.get("classes") or dataset_classes(run["dataset"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)    # FeatureExpander's "Cannot decide type"

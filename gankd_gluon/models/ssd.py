@@ -26,8 +26,8 @@ from mxnet.gluon import HybridBlock, nn
 
 __all__ = ["TEACHERS", "STUDENTS", "SSDLayout", "teacher_layout", "build_ssd", "build_teacher",
            "build_student", "split_ssd", "SSDHead", "StudentFeatures", "initialize_new_params",
-           "freeze", "WeightsNotFoundError", "copy_head", "zoo_name", "feature_channels", "export_detector",
-           "fold_adapters", "fold_border_offset", "deployable", "count_params", "map_channels",
+           "freeze", "WeightsNotFoundError", "copy_head", "zoo_name", "feature_channels",
+           "export_detector", "fold_adapters", "fold_border_offset", "deployable", "count_params", "map_channels",
            "build_run_network", "load_export_params"]
 
 
@@ -563,8 +563,8 @@ def fold_adapters(net, ctx=mx.cpu()):
     References
     ----------
     Chen, Choi, Yu, Han, Chandraker. Learning Efficient Object Detection Models with Knowledge
-    Distillation. NeurIPS 2017. https://papers.nips.cc/paper/6676-learning-efficient-object-detection-models-with-knowledge-distillation (Sec. 3.4, the adaptation
-    layer).
+    Distillation. NeurIPS 2017 (Sec. 3.4, the adaptation layer).
+    https://papers.nips.cc/paper/6676-learning-efficient-object-detection-models-with-knowledge-distillation
     """
     features = net.features
     if not isinstance(features, StudentFeatures) or features.backbone is None:
