@@ -19,6 +19,10 @@ Images reach the network as in ``eval_voc.py``, chosen from the network
   one image per device. ``--data-shape`` with a Faster R-CNN, or ``--short``/``--max-size``
   with an SSD, is an error.
 
+An export with a ``-meta.json`` or a ``--checkpoint`` is evaluated at its own input size by
+default; a disagreeing ``--data-shape`` or class list is refused with one line (exit 2) unless
+``--override-meta``.
+
 Examples::
 
     python scripts/eval_coco.py --network ssd_512_mobilenet1.0_coco --params ssd.params --gpus 0
