@@ -140,6 +140,10 @@ def input_mode(args, classes=None):
     if kind == FASTER_RCNN or (kind is None and frcnn_flags):
         return FASTER_RCNN, {"short": short if args.short is None else args.short,
                              "max_size": max_size if args.max_size is None else args.max_size}
+    if args.data_shape is None and getattr(args, "symbol", None):
+        print("warning: --symbol %s has no -meta.json saying its input size: evaluating at "
+              "--data-shape %d; pass the size it was trained at" % (args.symbol, SSD_DATA_SHAPE),
+              file=sys.stderr)
     return SSD, {"data_shape": args.data_shape or SSD_DATA_SHAPE}
 
 
