@@ -26,7 +26,6 @@ temporary file and loaded through ``--teacher-params`` exactly as a trained one 
         --teacher resnet50_v1 --iters 10 --gpus 0
 """
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -42,6 +41,7 @@ sys.path.insert(0, ROOT)
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
 
+from gankd_gluon.experiments.scripts import load_script  # noqa: E402
 from gankd_gluon.data.datasets import dataset_classes, get_dataset  # noqa: E402
 from gankd_gluon.data.loaders import get_ssd_train_loader  # noqa: E402
 from gankd_gluon.engine.loop import seed_everything  # noqa: E402
@@ -54,15 +54,6 @@ from gankd_gluon.models.ssd import (build_ssd, initialize_new_params, split_ssd,
                                     teacher_layout)
 
 PUBLISHED_STAGE_RATIO = 57.0 / 35.0    # SSD log: stage 2 ~57 samples/s, stage 1 ~35 (DESIGN 5)
-
-
-def _load_script(name):
-    """``parse_args`` of a training script, so the Namespace has exactly its defaults."""
-    path = os.path.join(ROOT, "scripts", name)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def parse_args(argv=None):
@@ -167,7 +158,7 @@ def main(args):
                "--critic-channels", str(args.critic_channels), "--critic-norm", args.critic_norm,
                "--critic-balance-interval", str(args.critic_balance_interval),
                "--d-steps", str(args.d_steps)]
-    kd = _load_script("train_ssd_gan_kd.py").parse_args(kd_argv)
+    kd = load_script("train_ssd_gan_kd.py").parse_args(kd_argv)
     ctx = get_contexts(kd)
     rss = {}
 
@@ -193,7 +184,7 @@ def main(args):
     stage2_step = SSDStep(student, trainer_s2, det_loss)
 
     # the plain student of train_ssd.py (the baseline row), Adam as in the demo
-    plain_args = _load_script("train_ssd.py").parse_args(
+    plain_args = load_script("train_ssd.py").parse_args(
         ["--network", args.student, "--data-shape", str(args.data_shape), "--optimizer", "adam",
          "--lr", "0.001", "--gpus", args.gpus])
     plain = build_ssd(args.student, teacher_layout(args.student, args.data_shape, "voc"), classes,

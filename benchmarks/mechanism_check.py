@@ -66,7 +66,6 @@ into its cache, the demo's data and student mobilenet0.25; 3 seeds x 3 arms x 6 
 Nothing here runs in CI except ``tests/test_mechanism_check.py``'s tiny end-to-end run.
 """
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -87,6 +86,7 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from mxnet import autograd  # noqa: E402
 
+from gankd_gluon.experiments.scripts import load_script  # noqa: E402
 from gankd_gluon.data.datasets import dataset_classes, get_dataset  # noqa: E402
 from gankd_gluon.engine.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
 from gankd_gluon.engine.diagnostics import (cosine_length_distance,  # noqa: E402
@@ -109,15 +109,6 @@ RESERVED = ("--method", "--lrD", "--lr-d", "--stage", "--gan-epochs", "--seed", 
             "--save-prefix", "--log-dir", "--resume", "--init-from", "--teacher-params",
             "--dataset", "--dataset-root", "--teacher", "--student", "--data-shape",
             "--batch-size", "--critic-channels")
-
-
-def _load_script(name):
-    """A training script as a module, for its ``parse_args`` (every default is the script's)."""
-    path = os.path.join(ROOT, "scripts", name)
-    spec = importlib.util.spec_from_file_location(name[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _existing(kind):
@@ -288,7 +279,9 @@ def stage1_argv(args, arm, seed, save_dir, log_dir, start=False):
              "--log-interval", str(max(1, num_batches)), "--val-interval", "1000000",
              "--save-interval", "1000000", "--keep-last", "1", "--no-progress"]
             + list(args.stage1_flags) + ARMS[arm]
-            + ["--gan-epochs", "0" if start else str(args.epochs), "--seed", str(seed),
+            + (["--gan-epochs", "0", "--save-initial"] if start
+               else ["--gan-epochs", str(args.epochs)])
+            + ["--seed", str(seed),
                "--save-dir", save_dir, "--log-dir", log_dir,
                "--save-prefix", run_name(args, arm, seed, start)])
 
@@ -539,7 +532,7 @@ def log_epochs(log_path):
 # -- main -----------------------------------------------------------------------------------------
 def main(args):
     tic = time.time()
-    script = _load_script("train_ssd_gan_kd.py")
+    script = load_script("train_ssd_gan_kd.py")
     out = os.path.abspath(args.out)
     log_dir = os.path.join(out, "logs")
     os.makedirs(log_dir, exist_ok=True)

@@ -25,7 +25,19 @@ import argparse
 import os
 import sys
 
+from gankd_gluon.engine.args import nonnegative_float
 from gankd_gluon.logs.report import compare_logs
+
+
+def _run_number(value):
+    """1-based run index, negative from the end; 0 names no run."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an integer" % value) from None
+    if number == 0:
+        raise argparse.ArgumentTypeError("0: runs count from 1 (or from -1 at the end)")
+    return number
 
 
 def parse_args(argv=None):
@@ -36,13 +48,13 @@ def parse_args(argv=None):
     parser.add_argument("ours", help="our training log")
     parser.add_argument("--out", default=None,
                         help="output directory (default: <ours without .log>_compare/)")
-    parser.add_argument("--run", type=int, default=None,
+    parser.add_argument("--run", type=_run_number, default=None,
                         help="run (Namespace block) of OURS to compare, 1-based, negative "
                              "from the end (default: the whole last run, its resumed blocks "
                              "joined by epoch)")
-    parser.add_argument("--published-run", type=int, default=-1,
+    parser.add_argument("--published-run", type=_run_number, default=-1,
                         help="run of PUBLISHED to compare (default: -1, the last)")
-    parser.add_argument("--max-map-drop", type=float, default=None,
+    parser.add_argument("--max-map-drop", type=nonnegative_float, default=None,
                         help="exit 1 when our best mAP is more than this below the published "
                              "best (e.g. 0.01)")
     parser.add_argument("--no-plots", action="store_true",

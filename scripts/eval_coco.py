@@ -43,18 +43,19 @@ Output: one ``classname=AP`` line per class, then ``mAP=``, ``AP50=``, ``AP75=``
 """
 import argparse
 import contextlib
+import io
 import sys
 import time
 
 import mxnet as mx
 
-from gankd_gluon.data.datasets import (add_dataset_args, dataset_classes, dataset_metric_kind,
-                                       get_dataset)
+from gankd_gluon.data.datasets import add_dataset_args, dataset_classes, get_dataset
 from gankd_gluon.eval import (add_detector_args, format_ap_lines, load_detector,
                               write_metric_json)
 from gankd_gluon.eval.coco import (coco_evaluate, coco_image_ids, detections_to_coco,
                                    read_coco_results, write_coco_results)
-from gankd_gluon.eval.inputs import add_input_args, input_mode, predict_dataset
+from gankd_gluon.engine.args import gpu_list, nonnegative_int, parse_checked, unit_interval
+from gankd_gluon.eval.inputs import add_input_args, check_eval_args, input_mode, predict_dataset
 
 
 def parse_args(argv=None):
@@ -67,10 +68,11 @@ def parse_args(argv=None):
                                       "[x, y, w, h], score}, ...]) to score instead of "
                                       "running a network")
     add_input_args(parser)
-    parser.add_argument("--num-workers", type=int, default=0, help="data loader processes")
-    parser.add_argument("--gpus", type=str, default="",
+    parser.add_argument("--num-workers", type=nonnegative_int, default=0,
+                        help="data loader processes")
+    parser.add_argument("--gpus", type=gpu_list, default="",
                         help="comma-separated GPU ids, e.g. 0,1; empty: CPU")
-    parser.add_argument("--score-thresh", type=float, default=0.05,
+    parser.add_argument("--score-thresh", type=unit_interval, default=0.05,
                         help="drop network detections below this score (GluonCV "
                              "COCODetectionMetric); a --detections file is scored as it is")
     parser.add_argument("--save-detections", type=str, default=None, metavar="JSON",
@@ -78,9 +80,10 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=str, default=None, metavar="JSON",
                         help="also write the APs to this JSON file")
     parser.add_argument("--verbose", action="store_true",
-                        help="show pycocotools' progress and summary table (on stderr)")
+                        help="show pycocotools' loading messages, progress and summary table "
+                             "(on stderr)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, lambda args: check_eval_args(args, "coco"))
 
 
 def get_context(gpus):
@@ -90,17 +93,14 @@ def get_context(gpus):
 
 
 def main(args):
-    if dataset_metric_kind(args.dataset) != "coco":
-        raise SystemExit("error: --dataset %s is scored with the VOC metric: use "
-                         "scripts/eval_voc.py" % args.dataset)
-    if args.detections and args.save_detections:
-        raise SystemExit("error: --save-detections needs a network (--network, --symbol or "
-                         "--checkpoint)")
+    check_eval_args(args, "coco")          # parse_args did; also for callers that skip it
     classes = dataset_classes(args.dataset)
     mode, sizes = input_mode(args, classes)
     start = time.time()
     ctx = get_context(args.gpus)
-    with contextlib.redirect_stdout(sys.stderr):  # pycocotools' "loading annotations..."
+    # pycocotools' "loading annotations..." (4 lines) only with --verbose: an error stays the
+    # one line on stderr
+    with contextlib.redirect_stdout(sys.stderr if args.verbose else io.StringIO()):
         dataset = get_dataset(args.dataset, args.dataset_root, "test")
     coco_gt = dataset.coco
     if len(dataset) < len(coco_gt.getImgIds()):

@@ -51,12 +51,12 @@ import time
 
 import mxnet as mx
 
-from gankd_gluon.data.datasets import (add_dataset_args, dataset_classes, dataset_metric_kind,
-                                       get_dataset)
+from gankd_gluon.data.datasets import add_dataset_args, dataset_classes, get_dataset
 from gankd_gluon.eval import (add_detector_args, dataset_ground_truth, format_ap_lines,
                               load_detector, score_detections, score_devkit_dir,
                               write_devkit_detections, write_metric_json)
-from gankd_gluon.eval.inputs import add_input_args, input_mode, predict_dataset
+from gankd_gluon.engine.args import gpu_list, nonnegative_int, parse_checked, unit_interval
+from gankd_gluon.eval.inputs import add_input_args, check_eval_args, input_mode, predict_dataset
 from gankd_gluon.eval.voc import METRICS
 
 
@@ -71,8 +71,9 @@ def parse_args(argv=None):
                                       "score xmin ymin xmax ymax', 1-based pixels) to "
                                       "score instead of running a network")
     add_input_args(parser)
-    parser.add_argument("--num-workers", type=int, default=0, help="data loader processes")
-    parser.add_argument("--gpus", type=str, default="",
+    parser.add_argument("--num-workers", type=nonnegative_int, default=0,
+                        help="data loader processes")
+    parser.add_argument("--gpus", type=gpu_list, default="",
                         help="comma-separated GPU ids, e.g. 0,1; empty: CPU")
     parser.add_argument("--metric", type=str, default="voc07", choices=sorted(METRICS),
                         help="voc07: VOC2007 11-point AP (the paper); area: VOC2010+ area AP")
@@ -81,7 +82,7 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=str, default=None, metavar="JSON",
                         help="also write the APs to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, lambda args: check_eval_args(args, "voc"))
 
 
 def get_context(gpus):
@@ -91,12 +92,7 @@ def get_context(gpus):
 
 
 def main(args):
-    if dataset_metric_kind(args.dataset) != "voc":
-        raise SystemExit("error: --dataset %s is scored with COCO AP: use scripts/eval_coco.py"
-                         % args.dataset)
-    if args.detections and args.save_detections:
-        raise SystemExit("error: --save-detections needs a network (--network, --symbol or "
-                         "--checkpoint)")
+    check_eval_args(args, "voc")          # parse_args did; also for callers that skip it
     classes = dataset_classes(args.dataset)
     mode, sizes = input_mode(args, classes)
     start = time.time()

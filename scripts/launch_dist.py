@@ -23,6 +23,12 @@ non-zero, terminates the others: MXNet itself leaves the survivors hanging for e
 launcher shipped in the mxnet wheel fails on Python 3.11 (DESIGN.md sec. 6). Each worker
 also runs a step watchdog (``--watchdog-timeout``), which bounds a hang when a peer on another
 machine dies, where no launcher sees it.
+
+SIGTERM or SIGINT (Ctrl-C) to the launcher goes to the workers: rank 0 finishes its step, saves
+the ``interrupted`` checkpoint and exits with 3; then, or after ``--grace`` seconds, every role
+is stopped and the launcher exits with 3 (resumable with ``--resume``), or 128 + the signal
+when no worker on this machine saved. No process of the job is left behind, also when the
+launcher itself is killed with SIGKILL (then without a checkpoint).
 """
 import argparse
 import os
@@ -30,30 +36,52 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gankd_gluon.engine.args import (nonnegative_int, positive_float,  # noqa: E402
+                                     positive_int)
 from gankd_gluon.engine.distributed import launch  # noqa: E402
+
+ROLES = ("scheduler", "server", "worker")
+
+
+def _port(value):
+    number = positive_int(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError("%s: a TCP port is at most 65535" % value)
+    return number
+
+
+def _roles(value):
+    roles = tuple(r.strip() for r in value.split(",") if r.strip())
+    if not roles or any(r not in ROLES for r in roles):
+        raise argparse.ArgumentTypeError("%r: comma-separated roles of %s" % (value,
+                                                                             ", ".join(ROLES)))
+    return value
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("-n", "--num-workers", type=int, required=True,
+    parser.add_argument("-n", "--num-workers", type=positive_int, required=True,
                         help="workers in the whole job")
-    parser.add_argument("-s", "--num-servers", type=int, default=1,
+    parser.add_argument("-s", "--num-servers", type=positive_int, default=1,
                         help="servers in the whole job")
-    parser.add_argument("--local-workers", type=int, default=None,
+    parser.add_argument("--local-workers", type=nonnegative_int, default=None,
                         help="workers started on this machine (default: all of them)")
-    parser.add_argument("--local-servers", type=int, default=None,
+    parser.add_argument("--local-servers", type=nonnegative_int, default=None,
                         help="servers started on this machine (default: all of them)")
     parser.add_argument("--host", default="127.0.0.1", help="the scheduler's address")
     parser.add_argument("--node-host", default=None,
                         help="this machine's address (default: --host); ps-lite otherwise binds "
                              "the first non-loopback interface")
-    parser.add_argument("--port", type=int, default=9091, help="the scheduler's port")
-    parser.add_argument("--roles", default="scheduler,server,worker",
+    parser.add_argument("--port", type=_port, default=9091, help="the scheduler's port")
+    parser.add_argument("--roles", type=_roles, default="scheduler,server,worker",
                         help="roles started here, comma-separated")
-    parser.add_argument("--timeout", type=float, default=None,
+    parser.add_argument("--timeout", type=positive_float, default=None,
                         help="stop the whole job after this many seconds")
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="after SIGTERM/SIGINT, seconds the workers get to save "
+                             "'interrupted' before every role is stopped")
     parser.add_argument("command", nargs=argparse.REMAINDER,
                         help="the worker command, after --")
     args = parser.parse_args(argv)
@@ -61,6 +89,10 @@ def parse_args(argv=None):
         args.command = args.command[1:]
     if not args.command:
         parser.error("give the worker command after --")
+    for flag, local, total in (("--local-workers", args.local_workers, args.num_workers),
+                               ("--local-servers", args.local_servers, args.num_servers)):
+        if local is not None and local > total:
+            parser.error("%s %d: more than the job's %d" % (flag, local, total))
     return args
 
 
@@ -69,7 +101,7 @@ def main(args):
                   host=args.host, node_host=args.node_host,
                   roles=tuple(r.strip() for r in args.roles.split(",") if r.strip()),
                   timeout=args.timeout, local_workers=args.local_workers,
-                  local_servers=args.local_servers)
+                  local_servers=args.local_servers, grace=args.grace)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,18 @@ Example::
 
     python scripts/make_synthetic_voc.py --root ~/.mxnet/datasets/gankd_synthetic --seed 0 \
         --num-train 300 --num-test 100
+
+The easier variant of the controlled study (1-3 large objects, no distractors, none truncated)::
+
+    python scripts/make_synthetic_voc.py --root data/easy --difficulty easy
 """
 import argparse
+import os
 import time
 
 from gankd_gluon.data.datasets import DEFAULT_ROOTS
-from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from gankd_gluon.data.synthetic import DIFFICULTIES, SYNTHETIC_CLASSES, make_synthetic_voc
+from gankd_gluon.engine.args import nonnegative_int, positive_int
 
 
 def parse_args(argv=None):
@@ -25,13 +31,27 @@ def parse_args(argv=None):
                         help='output folder (gets VOCdevkit/VOC2007 and coco/); the default is '
                              'where --dataset synthetic looks without --dataset-root')
     parser.add_argument('--seed', type=int, default=0, help='same seed, same bytes')
-    parser.add_argument('--num-train', type=int, default=300, help='images in trainval')
-    parser.add_argument('--num-test', type=int, default=100, help='images in test')
-    parser.add_argument('--image-size', type=int, nargs=2, default=[256, 256],
+    parser.add_argument('--num-train', type=nonnegative_int, default=300, help='images in trainval')
+    parser.add_argument('--num-test', type=nonnegative_int, default=100, help='images in test')
+    parser.add_argument('--image-size', type=positive_int, nargs=2, default=[256, 256],
                         metavar=('W', 'H'), help='image size (the smallest with --image-size-max)')
-    parser.add_argument('--image-size-max', type=int, nargs=2, default=None, metavar=('W', 'H'),
+    parser.add_argument('--image-size-max', type=positive_int, nargs=2, default=None,
+                        metavar=('W', 'H'),
                         help='if given, each image size is drawn from [--image-size, this]')
-    return parser.parse_args(argv)
+    parser.add_argument('--difficulty', choices=DIFFICULTIES, default='default',
+                        help='default: clutter, 1-5 objects of 5-80%% of the side, some '
+                             'truncated; easy: no distractors, 1-3 objects of 20-80%%, none '
+                             'truncated')
+    args = parser.parse_args(argv)
+    if os.path.exists(args.root) and not os.path.isdir(args.root):
+        parser.error('--root %s: a file, not a folder' % args.root)
+    if args.num_train + args.num_test < 1:
+        parser.error('--num-train 0 --num-test 0: no images to generate')
+    if args.image_size_max and any(hi < lo for lo, hi in zip(args.image_size,
+                                                            args.image_size_max)):
+        parser.error('--image-size-max %d %d: smaller than --image-size %d %d'
+                     % tuple(args.image_size_max + args.image_size))
+    return args
 
 
 def main(args):
@@ -39,7 +59,8 @@ def main(args):
     stats = make_synthetic_voc(args.root, seed=args.seed, num_train=args.num_train,
                                num_test=args.num_test, image_size=tuple(args.image_size),
                                image_size_max=tuple(args.image_size_max)
-                               if args.image_size_max else None)
+                               if args.image_size_max else None,
+                               difficulty=args.difficulty)
     for split in ('trainval', 'test'):
         print('%s: %d images, %d objects' % (split, stats['num_images'][split],
                                              stats['num_objects'][split]))

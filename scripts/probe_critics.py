@@ -12,6 +12,13 @@ share of the adversarial gradient reaching the student's backbone. At the demo's
         --teacher mobilenet1.0 --teacher-params TEACHER.params --student mobilenet0.25 \\
         --data-shape 128 --critic-channels 64 --out probe.json
 
+The Faster R-CNN critic (one, on the stride-16 map; images resized to ``--data-shape``
+square)::
+
+    python scripts/probe_critics.py --detector faster_rcnn --teacher resnet101_v1d \\
+        --teacher-params TEACHER.params --student resnet50_v1b --data-shape 128 \\
+        --dataset synthetic --dataset-root DATA --gpus '' --critic-channels 64
+
 At the paper's layout with random weights (no ``--teacher-params``: a randomly initialised
 teacher)::
 
@@ -25,7 +32,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.data.datasets import add_dataset_args  # noqa: E402
-from gankd_gluon.engine.args import add_critic_args  # noqa: E402
+from gankd_gluon.engine.args import add_critic_args, check_devices, gpu_list  # noqa: E402
+from gankd_gluon.engine.cli import UsageError  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM, SSD_CRITIC_NORM_HELP  # noqa: E402
 from gankd_gluon.experiments.critic_probe import FAKES  # noqa: E402
@@ -44,13 +52,22 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataset_args(parser)
-    parser.add_argument("--teacher", default="resnet50_v1", help="teacher SSD backbone")
+    parser.add_argument("--detector", choices=("ssd", "faster_rcnn"), default="ssd",
+                        help="whose critics: SSD's, one per map of the feature pyramid, or "
+                             "Faster R-CNN's, one on the stride-16 map")
+    parser.add_argument("--teacher", default=None,
+                        help="teacher backbone (default: resnet50_v1 for SSD, resnet101_v1d for "
+                             "Faster R-CNN, the paper's)")
     parser.add_argument("--teacher-params", default="random",
                         help="the trained teacher's .params; 'random': a randomly initialised "
                              "teacher (layout and gradient checks without weights)")
-    parser.add_argument("--student", default="mobilenet1.0", help="student backbone")
+    parser.add_argument("--student", default=None,
+                        help="student backbone (default: mobilenet1.0 for SSD, resnet50_v1b "
+                             "for Faster R-CNN)")
     parser.add_argument("--head", choices=("teacher", "student"), default="teacher")
-    parser.add_argument("--data-shape", type=int, default=512, help="input size")
+    parser.add_argument("--data-shape", type=int, default=None,
+                        help="input size (default: 512 for SSD, 600 for Faster R-CNN: the "
+                             "presets' short side)")
     parser.add_argument("--steps", type=int, default=100, help="critic steps per fake")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="images per critic step (real and fake each)")
@@ -61,7 +78,7 @@ def parse_args(argv=None):
                              "split, then training images beyond the training pools)")
     parser.add_argument("--fakes", type=_fakes, default=list(FAKES),
                         help="comma list of: " + ",".join(FAKES))
-    parser.add_argument("--gpus", default="", help="GPU id ('' = CPU)")
+    parser.add_argument("--gpus", type=gpu_list, default="", help="GPU id ('' = CPU)")
     parser.add_argument("--cpu-devices", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=233)
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
@@ -76,13 +93,30 @@ def parse_args(argv=None):
                      % args.batch_size)
     if args.teacher_params != "random" and not os.path.isfile(args.teacher_params):
         parser.error("--teacher-params %s: no such file" % args.teacher_params)
-    if args.data_shape < 32 or args.data_shape % 32:
-        parser.error("--data-shape %d: must be a positive multiple of 32" % args.data_shape)
-    teachers = sorted(set(TEACHERS + STUDENTS))        # any backbone can teach in a probe
+    frcnn = args.detector == "faster_rcnn"
+    if args.data_shape is None:
+        args.data_shape = 600 if frcnn else 512
+    if args.data_shape < 32 or (not frcnn and args.data_shape % 32):
+        parser.error("--data-shape %d: must be %s" % (
+            args.data_shape, "at least 32" if frcnn else "a positive multiple of 32"))
+    if frcnn:
+        from gankd_gluon.models.faster_rcnn import BACKBONES
+        teachers = students = sorted(BACKBONES)
+        args.teacher = args.teacher or "resnet101_v1d"
+        args.student = args.student or "resnet50_v1b"
+    else:
+        teachers = sorted(set(TEACHERS + STUDENTS))    # any backbone can teach in a probe
+        students = STUDENTS
+        args.teacher = args.teacher or "resnet50_v1"
+        args.student = args.student or "mobilenet1.0"
     if args.teacher not in teachers:
         parser.error("--teacher %s: choose one of %s" % (args.teacher, ", ".join(teachers)))
-    if args.student not in STUDENTS:
-        parser.error("--student %s: choose one of %s" % (args.student, ", ".join(STUDENTS)))
+    if args.student not in students:
+        parser.error("--student %s: choose one of %s" % (args.student, ", ".join(students)))
+    try:
+        check_devices(args)
+    except UsageError as err:
+        parser.error(str(err))
     out_dir = os.path.dirname(os.path.abspath(args.out)) if args.out else ""
     if out_dir and not os.path.isdir(out_dir):
         parser.error("--out %s: no such folder %s" % (args.out, out_dir))

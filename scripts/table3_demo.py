@@ -30,6 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from gankd_gluon.engine.args import (nonnegative_int, positive_float,  # noqa: E402
+                                     positive_int)
 from gankd_gluon.logs.parse import parse_log  # noqa: E402
 
 
@@ -41,31 +43,36 @@ def parse_args(argv=None):
     p.add_argument("--work", type=str, default="/tmp/gankd_table3",
                    help="dataset and checkpoints (large; deleted at the end)")
     p.add_argument("--keep-work", action="store_true", help="keep --work")
-    p.add_argument("--num-train", type=int, default=32, help="generated training images")
-    p.add_argument("--num-test", type=int, default=16, help="generated test images")
-    p.add_argument("--image-size", type=int, default=128, help="generated image side")
-    p.add_argument("--teacher-epochs", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=4,
+    p.add_argument("--num-train", type=positive_int, default=32, help="generated training images")
+    p.add_argument("--num-test", type=positive_int, default=16, help="generated test images")
+    p.add_argument("--image-size", type=positive_int, default=128, help="generated image side")
+    p.add_argument("--teacher-epochs", type=positive_int, default=5)
+    p.add_argument("--epochs", type=positive_int, default=4,
                    help="epochs of every student (baselines; GAN-KD/FGFI stage 1 + stage 2)")
-    p.add_argument("--gan-epochs", type=int, default=1,
+    p.add_argument("--gan-epochs", type=nonnegative_int, default=1,
                    help="last stage-1 epoch of GAN-KD and FGFI (0-based, published meaning: "
                         "epochs 0..N are stage 1)")
-    p.add_argument("--train-D-eopch", type=int, default=0,
+    p.add_argument("--train-D-eopch", type=nonnegative_int, default=0,
                    help="critic warm-up epochs of GAN-KD (published: 2). At this scale a "
                         "warm-up epoch lets the critic's margin grow, and switching the "
                         "adversarial term on afterwards blew the from-scratch student up "
                         "(Adam's second moment has not seen gradients that size)")
-    p.add_argument("--clamp", type=float, default=0.01,
+    p.add_argument("--clamp", type=positive_float, default=0.01,
                    help="critic weight clipping +-clamp (the published log used 0.03 in 25 "
                         "runs and 0.01 in 20; 0.03 with 128-channel critics diverged here)")
-    p.add_argument("--critic-channels", type=int, default=32,
+    p.add_argument("--critic-channels", type=positive_int, default=32,
                    help="first-conv channels of the critic (script default 128)")
-    p.add_argument("--lr", type=float, default=0.0005,
+    p.add_argument("--lr", type=positive_float, default=0.0005,
                    help="lr of every optimizer (from scratch, few steps: the published 1e-4 "
                         "SGD would not move)")
     p.add_argument("--seed", type=int, default=233)
-    p.add_argument("--num-workers", type=int, default=0)
-    return p.parse_args(argv)
+    p.add_argument("--num-workers", type=nonnegative_int, default=0)
+    args = p.parse_args(argv)
+    if args.epochs < args.gan_epochs + 2:
+        # train_faster_rcnn_gan_kd.py counts epochs from 0: stage 1 is 0..gan_epochs
+        p.error("--epochs %d leaves no plain epoch after --gan-epochs %d (stage 1 is epochs "
+                "0..%d)" % (args.epochs, args.gan_epochs, args.gan_epochs))
+    return args
 
 
 SIZES = ["--short", "128", "--max-size", "128", "--num-sample", "16", "--roi-size", "7",

@@ -13,8 +13,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gankd_gluon.engine.args import parse_checked  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
-from gankd_gluon.engine.frcnn_runs import add_frcnn_common_args, run_frcnn_plain  # noqa: E402
+from gankd_gluon.engine.frcnn_runs import (  # noqa: E402
+    add_frcnn_common_args, check_frcnn_plain_args, run_frcnn_plain)
 
 
 def parse_args(argv=None):
@@ -27,7 +29,7 @@ def parse_args(argv=None):
                         help="sgd as GluonCV's train_faster_rcnn.py; adam for short "
                              "from-scratch runs")
     add_frcnn_common_args(parser)
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, check_frcnn_plain_args)
 
 
 def main(args):

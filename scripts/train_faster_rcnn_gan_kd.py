@@ -22,16 +22,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from gankd_gluon.engine.args import parse_checked  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.engine.frcnn_runs import (add_frcnn_common_args, add_frcnn_gankd_args,  # noqa: E402
-                                           run_frcnn_gankd)
+                                           check_frcnn_gankd_args, run_frcnn_gankd)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_frcnn_gankd_args(add_frcnn_common_args(parser))
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, check_frcnn_gankd_args)
 
 
 def main(args):

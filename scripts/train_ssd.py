@@ -10,7 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.engine.ssd_runs import add_common_args, run_plain  # noqa: E402
+from gankd_gluon.engine.args import parse_checked  # noqa: E402
+from gankd_gluon.engine.ssd_runs import add_common_args, check_plain_args, run_plain  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 
 
@@ -23,7 +24,7 @@ def parse_args(argv=None):
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                         help="sgd as GluonCV's train_ssd.py; adam for short from-scratch runs")
     add_common_args(parser)
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, check_plain_args)
 
 
 def main(args):

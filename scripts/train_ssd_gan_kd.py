@@ -24,7 +24,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.engine.ssd_runs import add_common_args, add_gankd_args, run_gankd  # noqa: E402
+from gankd_gluon.engine.args import parse_checked  # noqa: E402
+from gankd_gluon.engine.ssd_runs import (  # noqa: E402
+    add_common_args, add_gankd_args, check_gankd_args, run_gankd)
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 
 
@@ -32,7 +34,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_gankd_args(add_common_args(parser))
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, check_gankd_args)
 
 
 def main(args):

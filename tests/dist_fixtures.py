@@ -73,3 +73,63 @@ def max_trained_diff(a, b):
     """Largest absolute difference between two parameter files' trained values (same keys)."""
     assert a.keys() == b.keys()
     return max(float(np.abs(a[k] - b[k]).max()) for k in a if not k.endswith(MOVING_STATS))
+
+
+# ---------------------------------------------------------------- processes, from /proc (Linux)
+def _stat(pid):
+    """(state, parent pid) of ``pid`` from /proc/PID/stat, or None if it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def alive(pid):
+    """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def descendants(pid):
+    """Pids of every process below ``pid`` (children, their children, ...)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _stat(int(name))
+            if stat is not None:
+                parents.setdefault(stat[1], []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def processes_with(marker):
+    """Pids of the live processes whose command line contains ``marker``."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if marker in cmdline and alive(int(name)):
+            pids.append(int(name))
+    return pids
+
+
+def kill_left(pids):
+    """The pids still alive, killed (so that a failing test leaves nothing behind either)."""
+    left = [p for p in pids if alive(p)]
+    for p in left:
+        try:
+            os.kill(p, 9)
+        except ProcessLookupError:
+            pass
+    return left

@@ -158,6 +158,38 @@ def test_probe_script_end_to_end(synthetic_root, tmp_path):
     assert "| 0 | " in res.stdout and ("%+.3g" % critics[0]["separation"]["random"]) in res.stdout
 
 
+@pytest.mark.slow
+def test_probe_script_faster_rcnn_end_to_end(synthetic_root, tmp_path):
+    """``--detector faster_rcnn``: one critic on the stride-16 map, the teacher read from a
+    file (the zoo layout), every fake measured, the whole gradient share on that critic."""
+    import warnings
+    from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES
+    from gankd_gluon.models.faster_rcnn import build_faster_rcnn, initialize_params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        teacher = build_faster_rcnn("resnet50_v1b", SYNTHETIC_CLASSES, short=64, max_size=64,
+                                    rpn_train_post_nms=64, rpn_test_post_nms=64, num_sample=32)
+        initialize_params(teacher, mx.cpu())
+        teacher(mx.nd.zeros((1, 3, 64, 64)))            # deferred shapes
+        teacher.save_parameters(str(tmp_path / "teacher.params"))
+    out = tmp_path / "probe.json"
+    cmd = [sys.executable, SCRIPT, "--detector", "faster_rcnn", "--dataset", "synthetic",
+           "--dataset-root", synthetic_root, "--teacher", "resnet50_v1b",
+           "--teacher-params", str(tmp_path / "teacher.params"), "--data-shape", "64",
+           "--critic-channels", "8", "--steps", "3", "--batch-size", "4", "--num-train", "4",
+           "--num-heldout", "4", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["settings"]["detector"] == "faster_rcnn"
+    assert result["settings"]["student"] == "resnet50_v1b"
+    (critic,) = result["critics"]
+    assert critic["shape"] == [1024, 4, 4]
+    assert set(critic["separation"]) == set(cp.FAKES)
+    assert all(np.isfinite(v) for v in critic["separation"].values())
+    assert critic["grad_share"] == pytest.approx(1.0) and critic["grad_norm"] > 0
+
+
 @pytest.mark.parametrize("argv, flag", [
     (["--fakes", "random,bogus"], "--fakes"),
     (["--steps", "0"], "--steps"),
@@ -171,6 +203,10 @@ def test_probe_script_end_to_end(synthetic_root, tmp_path):
     (["--teacher", "resnet9000"], "--teacher"),
     (["--student", "vgg16_atrous"], "--student"),
     (["--out", "/nonexistent_dir/probe.json"], "--out"),
+    (["--detector", "faster_rcnn", "--teacher", "mobilenet1.0"], "--teacher"),
+    (["--detector", "faster_rcnn", "--student", "mobilenet1.0"], "--student"),
+    (["--detector", "faster_rcnn", "--data-shape", "16"], "--data-shape"),
+    (["--detector", "yolo"], "--detector"),
 ])
 def test_probe_script_bad_arguments(argv, flag, tmp_path):
     res = subprocess.run([sys.executable, SCRIPT] + argv, capture_output=True, text=True,

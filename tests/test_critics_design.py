@@ -52,8 +52,8 @@ def test_standardisation_uses_the_teachers_statistics_on_both_sides():
 
 def test_score_scale_puts_each_critics_scores_in_units_of_their_spread():
     """After the first observation of a critic step's scores, the normalised scores of that batch
-    have mean 0 and standard deviation 1 per critic; later observations are averaged in
-    (momentum 0.5)."""
+    have mean 0 and standard deviation 1 per critic; with a momentum, later observations are
+    averaged in (here 0.5); the default (momentum 0) takes the batch's own."""
     d = _dnet()
     real, fake = _maps(6, 0), [m * 0.5 for m in _maps(6, 1)]
     d(*real)
@@ -69,11 +69,14 @@ def test_score_scale_puts_each_critics_scores_in_units_of_their_spread():
     mean0 = np.array([c.score_mean.data().asscalar() for c in d.critics])
     assert mean0 == pytest.approx(raw.mean(axis=0), rel=1e-3)
     # the second observation: s <- 0.5 s + 0.5 std(raw), raw = scaled * s + m (momentum 0.5)
-    d.observe_scores([r1 * 3 + 1], [f1 * 3 + 1])
+    d.observe_scores([r1 * 3 + 1], [f1 * 3 + 1], momentum=0.5)
     scale1 = np.array([c.score_scale.data().asscalar() for c in d.critics])
     mean1 = np.array([c.score_mean.data().asscalar() for c in d.critics])
     assert scale1 == pytest.approx(0.5 * scale0 + 0.5 * 3 * scale0, rel=1e-3)
     assert mean1 == pytest.approx(mean0 + 0.5 * scale0, rel=1e-3)
+    d.observe_scores([r1 * 3 + 1], [f1 * 3 + 1])                  # default: the batch's own
+    scale2 = np.array([c.score_scale.data().asscalar() for c in d.critics])
+    assert scale2 == pytest.approx(3 * scale1, rel=1e-3)      # scores in the units of scale1
 
 
 def test_score_scale_and_weights_are_not_clipped_or_trained():

@@ -195,3 +195,112 @@ def test_script(tmp_path, capsys):
     assert 'trainval: 4 images' in capsys.readouterr().out
     img = cv2.imread(str(tmp_path / 'VOCdevkit' / 'VOC2007' / 'JPEGImages' / '000001.jpg'))
     assert img.shape == (96, 128, 3)
+
+
+# --- difficulty ----------------------------------------------------------------------------------
+def _digest(root, jpeg):
+    """sha256 over (relative path + sha256) of the JPEGs (jpeg=True) or of the XML/JSON/txt."""
+    parts = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) or name.endswith('.jpg') != jpeg:
+                continue
+            with open(path, 'rb') as f:
+                parts.append(os.path.relpath(path, root) + hashlib.sha256(f.read()).hexdigest())
+    return hashlib.sha256(''.join(sorted(parts)).encode()).hexdigest(), len(parts)
+
+
+# Made by the generator before it had a difficulty parameter (seed 3, 6 + 3 images, 96 x 80);
+# the JPEG digest holds for this OpenCV/libjpeg build (OpenCV 4.10).
+DEFAULT_ANNOTATIONS = ('ec416b323ef3a8c14fc6838c6a32473905d46cdbfbcc7adf486206ebd7bd695d', 13)
+DEFAULT_JPEGS = ('d3ca07410e8a4cd4a8a31674ec8e38863d3827256b42eb17660f1dbdc797208b', 9)
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'difficulty': 'default'}])
+def test_default_difficulty_is_the_earlier_generator_byte_for_byte(tmp_path, kwargs):
+    make_synthetic_voc(str(tmp_path), seed=3, num_train=6, num_test=3, image_size=(96, 80),
+                       **kwargs)
+    assert _digest(str(tmp_path), jpeg=False) == DEFAULT_ANNOTATIONS
+    assert _digest(str(tmp_path), jpeg=True) == DEFAULT_JPEGS
+
+
+def _objects(root, n):
+    ds = PlainVOC(root=os.path.join(root, 'VOCdevkit'), splits=((2007, 'trainval'),))
+    assert len(ds) == n
+    out = []
+    for idx in range(n):
+        w, h = ds._im_shapes[idx]
+        anno = ds._items[idx]
+        import xml.etree.ElementTree as ET
+        tree = ET.parse(ds._anno_path.format(*anno))
+        objs = [(int(o.find('truncated').text), [int(o.find('bndbox').find(k).text) for k in
+                                                  ('xmin', 'ymin', 'xmax', 'ymax')])
+                for o in tree.findall('object')]
+        out.append((w, h, objs))
+    return out
+
+
+def test_easy_difficulty_has_few_large_untruncated_objects(tmp_path):
+    n, side = 60, 128
+    make_synthetic_voc(str(tmp_path / 'easy'), seed=0, num_train=n, num_test=0,
+                       image_size=(side, side), difficulty='easy')
+    make_synthetic_voc(str(tmp_path / 'default'), seed=0, num_train=n, num_test=0,
+                       image_size=(side, side))
+
+    def summary(root):
+        images = _objects(str(root), n)
+        counts = [len(objs) for _, _, objs in images]
+        truncated = sum(t for _, _, objs in images for t, _ in objs)
+        # longer side of each object's visible box, in units of the image side
+        sides = [max(b[2] - b[0] + 1, b[3] - b[1] + 1) / float(side)
+                 for _, _, objs in images for _, b in objs]
+        return counts, truncated, sides
+    counts, truncated, sides = summary(tmp_path / 'easy')
+    assert min(counts) == 1 and max(counts) == 3 and len(set(counts)) == 3
+    assert truncated == 0
+    # nominal sides 20-80%; a box is of the visible pixels, so occlusion may shrink it somewhat
+    assert np.median(sides) > 0.3 and min(sides) > 0.1 and max(sides) <= 1.0
+    # the control: the default set of the same seed has what the easy one must not
+    counts, truncated, sides = summary(tmp_path / 'default')
+    assert max(counts) > 3 and truncated > 0 and min(sides) < 0.1
+
+
+def test_easy_background_has_no_distractors():
+    for seed in range(5):
+        plain = synthetic._background(np.random.RandomState(seed), 64, 64, clutter=False)
+        busy = synthetic._background(np.random.RandomState(seed), 64, 64)
+        # the clutter is drawn over the same blobs: it only adds lines and ellipses
+        assert (busy != plain).any(axis=2).sum() > 0
+        # smooth: neighbouring pixels differ by a few levels at most
+        assert np.abs(np.diff(plain.astype(int), axis=1)).max() <= 8
+
+
+def test_unknown_difficulty(tmp_path):
+    with pytest.raises(ValueError, match='difficulty'):
+        make_synthetic_voc(str(tmp_path), num_train=1, num_test=0, difficulty='hard')
+    assert not os.listdir(str(tmp_path))
+
+
+def test_script_difficulty(tmp_path, capsys):
+    import subprocess
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'make_synthetic_voc.py'),
+                          '--root', str(tmp_path / 'bad'), '--difficulty', 'hard'],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and '--difficulty' in run.stderr
+    assert not (tmp_path / 'bad').exists()
+    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+    try:
+        import make_synthetic_voc as script
+    finally:
+        sys.path.pop(0)
+    args = script.parse_args(['--root', str(tmp_path / 'e'), '--num-train', '3', '--num-test',
+                              '1', '--image-size', '64', '64', '--difficulty', 'easy'])
+    script.main(args)
+    make_synthetic_voc(str(tmp_path / 'lib'), seed=0, num_train=3, num_test=1,
+                       image_size=(64, 64), difficulty='easy')
+    make_synthetic_voc(str(tmp_path / 'default'), seed=0, num_train=3, num_test=1,
+                       image_size=(64, 64))
+    made = _digest(str(tmp_path / 'e'), jpeg=False)
+    assert made == _digest(str(tmp_path / 'lib'), jpeg=False)
+    assert made != _digest(str(tmp_path / 'default'), jpeg=False)

@@ -34,5 +34,6 @@ def test_help_reads_correctly(name):
     assert first in text and first.endswith(".")
     assert "--no-progress no progress bars (they are shown by default)" in text
     assert "(default: True)" not in text.split("--no-progress", 2)[-1][:80]
-    assert module.parse_args([]).progress is True
-    assert module.parse_args(["--no-progress"]).progress is False
+    # --gpus "": the default 0,1 is refused on a machine without GPUs
+    assert module.parse_args(["--gpus", ""]).progress is True
+    assert module.parse_args(["--gpus", "", "--no-progress"]).progress is False

@@ -407,6 +407,51 @@ def test_critic_step_sets_the_score_scale_from_its_unweighted_raw_scores(teacher
     assert dnet.critic_weights.data().asnumpy() == pytest.approx(weights)
 
 
+def test_critic_step_scores_its_own_batch_in_that_batchs_units(teacher_file):
+    """The default critics' loss is formed after the step's own scores were observed: each
+    critic's scores of the step are ``w_i (raw - mean) / std`` over its real and fake samples,
+    so Loss_D_real + Loss_D_fake = 0 and every separation W_i is at most 2 w_i, also on a later
+    step whose raw scores moved far from the previous step's normalisation (the lag that gave
+    epoch 1 a Loss_G of -1400). Checked by hand from each critic's raw scores."""
+    teacher, _, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz")
+    weights = [2.0, 0.5, 1.0, 3.0, 0.25, 1.5]
+    dnet.set_critic_weights(weights)
+    x = _batch(anchors)[0]
+    t_maps = teacher.features(x)
+    with autograd.record():
+        s_maps = step.student_features(x)
+    step.critic_step([t_maps], [s_maps], 4.0, 0, 0)
+    for c in dnet.critics:          # the raw scores move away from the last normalisation
+        c.body[0].bias.set_data(mx.nd.ones_like(c.body[0].bias.data()) * 0.03)
+    expected_real, expected_sep = 0.0, []
+    for c, w, tm, sm in zip(dnet.critics, weights, t_maps, s_maps):
+        r, f = c.raw(tm).asnumpy().ravel(), c.raw(sm.detach()).asnumpy().ravel()
+        both = np.concatenate([r, f])
+        zr, zf = w * (r - both.mean()) / both.std(), w * (f - both.mean()) / both.std()
+        expected_real += zr.sum() / 4.0
+        expected_sep.append((zf.sum() - zr.sum()) / 4.0)
+    real, fake, loss_d, sep = step.critic_step([t_maps], [s_maps], 4.0, 0, 1)
+    assert real[0].asscalar() == pytest.approx(expected_real, abs=1e-3)
+    assert real[0].asscalar() + fake[0].asscalar() == pytest.approx(0.0, abs=1e-3)
+    np.testing.assert_allclose(sep[0].asnumpy(), expected_sep, rtol=1e-3, atol=1e-4)
+    assert (np.abs(sep[0].asnumpy()) <= 2 * np.array(weights) + 1e-4).all()
+
+
+def test_default_critics_keep_loss_g_in_units_of_the_score_spread(teacher_file):
+    """Loss_G, the student step's adversarial term, is read in the units the critic step just
+    set: over a few steps of fresh critics (whose raw scores are ~1e-8 while Adam moves every
+    parameter by ~lrD) its magnitude stays within what a critic that separates perfectly
+    gives, 2 per unit of critic weight; a bias on the score (moved by ~5e-4 per step) put it
+    at hundreds."""
+    _, _, dnet, step, anchors = _setup(teacher_file, [mx.cpu()], norm="lipschitz")
+    assert all(c.out.bias is None for c in dnet.critics)
+    x, cls_t, box_t = _batch(anchors)
+    for b in range(4):
+        out = step([x], [cls_t], [box_t], batch=b)
+        loss_g = out["Loss_G"][0].asscalar()
+        assert np.isfinite(loss_g) and abs(loss_g) <= 2 * len(dnet.critics), (b, loss_g)
+
+
 def test_balance_interval_0_is_the_plain_sum_even_after_a_balanced_checkpoint(teacher_file):
     """``--critic-balance-interval 0``: the critic weights are 1 from the first step on, also
     when the D-Net was loaded with the weights of a balanced run (a resume), and stay 1."""

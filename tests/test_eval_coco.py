@@ -11,6 +11,7 @@ from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
 from pycocotools.coco import COCO
 
 from gankd_gluon.data.datasets import get_dataset
+from gankd_gluon.engine.cli import InputFileError, UsageError
 from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from gankd_gluon.eval.coco import (COCO_SUMMARY_NAMES, coco_evaluate, coco_image_ids,
                                    read_coco_results)
@@ -80,11 +81,26 @@ def test_read_coco_results_checks_entries(tmp_path):
              "image_id 2 is not in"),
             ('[{"image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1], "score": 1}]',
              "category_id 9 is not in"),
+            ('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1], "score": 1}]',
+             r"entry 0: bbox \[0, 0, 1\] is not \[x, y, w, h\]"),
+            ('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 1}]',
+             r"entry 0: bbox .* w, h >= 0"),
+            ('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, "a"], "score": 1}]',
+             r"entry 0: bbox"),
+            ('[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1},\n'
+             ' {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": NaN}]',
+             r"entry 1: score nan is not a finite number"),
+            ('[\n{"image_id": 1,\n nope', r"dets.json:3: not json"),
+            (b'[\n\x89PNG\x00\xff', r"dets.json:2: not a COCO results json \(byte 3 is not"),
             ("nope", "not json")):
-        path.write_text(content)
-        with pytest.raises(ValueError, match=message):
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        with pytest.raises(UsageError, match=message) as err:
             read_coco_results(str(path), gt)
-    with pytest.raises(FileNotFoundError, match="missing.json does not exist"):
+        assert "\n" not in str(err.value)
+    with pytest.raises(InputFileError, match="missing.json does not exist"):
         read_coco_results(str(tmp_path / "missing.json"), gt)
 
 
@@ -148,9 +164,11 @@ def test_network_path_equals_gluoncv_metric_and_round_trips(generated, tmp_path,
     assert again == got
 
 
-def test_voc_dataset_is_refused(generated):
-    with pytest.raises(SystemExit, match="eval_voc.py"):
+def test_voc_dataset_is_refused(generated, capsys):
+    with pytest.raises(SystemExit) as err:
         _run(["--dataset", "synthetic", "--dataset-root", generated[0], "--detections", "x"])
+    assert err.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("use scripts/eval_voc.py")
 
 
 def test_training_validation_of_a_coco_kind_dataset_is_coco_ap(generated, tmp_path):

@@ -25,6 +25,7 @@ from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
 
 from gankd_gluon.data.datasets import get_dataset
 from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from gankd_gluon.engine.cli import UsageError
 from gankd_gluon.eval.coco import COCO_SUMMARY_NAMES, coco_evaluate, coco_image_ids
 from gankd_gluon.models.faster_rcnn import build_faster_rcnn, initialize_params
 
@@ -222,17 +223,17 @@ def test_wrong_resize_flag_is_one_error_line(tmp_path, argv, line):
     # no dataset, no weights: the flags are refused before anything is read
     code, stdout, stderr = _script("--dataset", "synthetic_coco", "--dataset-root",
                                    str(tmp_path / "none"), *argv)
-    assert code != 0 and stdout == ""
+    assert code == 2 and stdout == ""              # README, "Exit codes": bad arguments
     assert stderr.strip() == line, stderr
 
 
 @pytest.mark.parametrize("source, flags, message", [
     ("checkpoint", ["--data-shape", "96"],
-     r"^error: --data-shape is for SSD.*--checkpoint .*run-best.json is a Faster R-CNN.*"
+     r"^--data-shape is for SSD.*--checkpoint .*run-best.json is a Faster R-CNN.*"
      r"\(default 96/96, the run's\)$"),
     ("symbol", ["--data-shape", "96"], r"--data-shape is for SSD.*--symbol .* is a Faster R-CNN"),
     ("ssd", ["--short", "600", "--max-size", "1000"],
-     r"^error: --short/--max-size is for Faster R-CNN.* is an SSD"),
+     r"^--short/--max-size is for Faster R-CNN.* is an SSD"),
     ("unknown", ["--short", "600", "--data-shape", "512"], r"exclude each other"),
 ])
 def test_wrong_resize_flag_for_checkpoints_and_exports(tmp_path, source, flags, message):
@@ -242,6 +243,6 @@ def test_wrong_resize_flag_for_checkpoints_and_exports(tmp_path, source, flags, 
               "unknown": lambda: ["--network", "yolo3_darknet53_coco"]}[source]()
     args = eval_coco.parse_args(["--dataset", "synthetic_coco", "--dataset-root",
                                  str(tmp_path / "none")] + source + flags)
-    with pytest.raises(SystemExit, match=message) as err:
+    with pytest.raises(UsageError, match=message) as err:
         eval_coco.main(args)
     assert "\n" not in str(err.value)

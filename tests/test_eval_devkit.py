@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from gankd_gluon.engine.cli import InputFileError, UsageError
 from gankd_gluon.eval.devkit import (read_devkit_detections, score_devkit_dir,
                                      write_devkit_detections)
 from gankd_gluon.eval.results import DetectionSet, GroundTruth
@@ -77,17 +78,30 @@ def test_missing_class_file_counts_as_no_detections(tmp_path, caplog):
                                                        r"'000006' is not in the evaluated split"),
     ("000005 high 1 1 10 10\n", r"cat.txt:1: score and box must be numbers"),
     ("000005 nan 1 1 10 10\n", r"cat.txt:1: non-finite"),
+    (b"000005 0.3 1 1 10 10\n\x89PNG\x00\xff\n", r"cat.txt:2: not text \(byte 1 of the line"),
 ])
 def test_bad_files_name_file_and_line(tmp_path, content, message):
     d = tmp_path / "res"
     d.mkdir()
-    (d / "comp4_det_test_cat.txt").write_text(content)
-    with pytest.raises(ValueError, match=message):
+    path = d / "comp4_det_test_cat.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=message) as err:
         read_devkit_detections(str(d), CLASSES, IDS)
+    assert "\n" not in str(err.value)
+
+
+def test_a_file_given_for_the_directory_is_named(tmp_path):
+    binary = tmp_path / "dets.bin"
+    binary.write_bytes(b"\x00\xff\xfe")
+    with pytest.raises(UsageError, match=r"--detections .*dets.bin: not a directory"):
+        read_devkit_detections(str(binary), CLASSES, IDS)
 
 
 def test_no_files_or_no_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="comp4_det_test_cat.txt, comp4_det_test_dog.txt"):
         read_devkit_detections(str(tmp_path), CLASSES, IDS)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(InputFileError, match="does not exist"):      # also FileNotFoundError
         read_devkit_detections(str(tmp_path / "nope"), CLASSES, IDS)

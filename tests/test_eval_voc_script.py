@@ -184,10 +184,12 @@ def test_real_gluoncv_ssd_through_the_script(generated, tmp_path):
         _run(common + ["--symbol", prefix])
 
 
-def test_coco_dataset_is_refused(generated):
+def test_coco_dataset_is_refused(generated, capsys):
     root = generated[0]
-    with pytest.raises(SystemExit, match="eval_coco.py"):
+    with pytest.raises(SystemExit) as err:
         _run(["--dataset", "synthetic_coco", "--dataset-root", root, "--detections", "x"])
+    assert err.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("use scripts/eval_coco.py")
 
 
 def test_metric_area_is_gluoncv_voc_map_metric(generated, tmp_path):

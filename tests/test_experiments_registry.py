@@ -80,8 +80,9 @@ def _dry_run(table, row, *extra):
     return lines, commands
 
 
-def test_dry_run_table1_is_the_papers_recipe_on_two_gpus():
+def test_dry_run_table1_is_the_papers_recipe_on_two_gpus(monkeypatch):
     """Parsed by the training script itself: what would run is what the paper describes."""
+    monkeypatch.setattr("gankd_gluon.engine.args._num_gpus", lambda: 2)   # the paper's machine
     import train_ssd
     import train_ssd_gan_kd
     lines, commands = _dry_run(1, 3)
@@ -118,7 +119,8 @@ def test_dry_run_table1_is_the_papers_recipe_on_two_gpus():
     assert ev[ev.index("--data-shape") + 1] == "512" and ev[ev.index("--dataset") + 1] == "voc"
 
 
-def test_dry_run_other_gpus_keep_the_global_batch():
+def test_dry_run_other_gpus_keep_the_global_batch(monkeypatch):
+    monkeypatch.setattr("gankd_gluon.engine.args._num_gpus", lambda: 4)   # a 4-GPU machine
     import train_ssd_gan_kd
     lines, commands = _dry_run(1, 3, "--gpus", "0,1,2,3")
     kd = train_ssd_gan_kd.parse_args(commands[2][2:])

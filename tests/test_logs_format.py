@@ -198,3 +198,35 @@ def test_validation_names_a_metric_other_than_voc07_and_parses_back():
                                                         {"a": 0.25, "b": 0.5})
     assert (second.mean_ap, second.metric) == (0.5, None)
     assert log.unreadable_count == 0
+
+
+class _FullDisk:
+    """A stream whose writes fail as on a full disk."""
+
+    def write(self, _text):
+        raise OSError(28, "No space left on device")
+
+    def flush(self):
+        pass
+
+
+def test_a_failed_log_write_raises_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "run_train.log"
+    logger = fmt.setup_logger(str(path), name="test_full_log", to_console=False)
+    logger.info("written")
+    handler = logger.handlers[0]
+    handler.stream = _FullDisk()
+    with pytest.raises(fmt.LogWriteError, match=r"cannot write the log %s: \[Errno 28\] No "
+                       "space left on device" % path):
+        logger.info("lost")
+    assert "Logging error" not in capsys.readouterr().err
+    assert path.read_text() == "written\n"
+    # the control: the standard handler prints a traceback and carries on
+    import logging
+    plain = logging.FileHandler(str(tmp_path / "plain.log"))
+    plain.stream = _FullDisk()
+    logger.removeHandler(handler)
+    logger.addHandler(plain)
+    logger.info("lost")
+    assert "--- Logging error ---" in capsys.readouterr().err
+    logger.removeHandler(plain)

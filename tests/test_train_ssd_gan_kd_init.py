@@ -132,7 +132,7 @@ def test_the_student_starts_from_the_stage1_weights(root, stage1, stage, capsys)
     """With no epoch to train, the run's final checkpoint holds the weights it started from."""
     manifest = stage1 / "s1-final.json"
     out = _run(root, "from" + stage, "--stage", stage, "--gan-epochs", "0", "--epochs", "0",
-               "--init-from", str(manifest))
+               "--save-initial", "--init-from", str(manifest))
     want = _params(stage1 / "s1-final.student.params")
     got = _params(out / ("from%s-final.student.params" % stage))
     assert got.keys() == want.keys()
@@ -157,7 +157,7 @@ def _distance(a, b):
 @pytest.fixture(scope="module")
 def fresh(root):
     """The control: the same stage-2 run without --init-from."""
-    return _params(_run(root, "fresh", "--stage", "2", "--epochs", "0")
+    return _params(_run(root, "fresh", "--stage", "2", "--epochs", "0", "--save-initial")
                    / "fresh-final.student.params")
 
 
@@ -183,7 +183,7 @@ def test_stage2_trains_on_from_the_loaded_student(root, stage1, fresh):
 def _script(root, name, *extra):
     # no epochs: a run that is not refused fails the test at once instead of training
     argv = [sys.executable, os.path.join(ROOT, "scripts", "train_ssd_gan_kd.py")] + \
-        _common(root) + ["--gan-epochs", "0", "--epochs", "0", "--save-dir",
+        _common(root) + ["--gan-epochs", "0", "--epochs", "0", "--save-initial", "--save-dir",
                          str(root / name / "ck"), "--log-dir", str(root / name / "logs"),
                          "--save-prefix", name] + list(extra)
     env = dict(os.environ, PYTHONPATH=ROOT)

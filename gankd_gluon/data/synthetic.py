@@ -31,6 +31,21 @@ variant (flat background, 1-3 objects, no tiny or truncated objects) reached 0.3
 iterations: most of the difficulty is the clutter, small objects and occlusion that issue 3 asks
 for, so CPU demos need about a thousand iterations or more, not a few hundred.
 
+``difficulty='easy'`` (``make_synthetic_voc.py --difficulty easy``) draws that easier variant, a
+regime in which a small CPU student can learn and distillation can show: the smooth background
+without the lines and ellipses, one to three objects (uniform), sides 20% to 80% of the shorter
+image side (log-uniform, so no tiny objects) and every object inside the image (none truncated;
+occlusion stays, limited as above). The default stays ``'default'``, the set described above,
+byte for byte.
+
+LEARNING CURVE OF THE EASY VARIANT: TO BE MEASURED, with GLUONCV_FACTS.md section 10's recipe::
+
+    python scripts/make_synthetic_voc.py --root data/easy --difficulty easy --num-train 300 \
+        --num-test 100
+    python scripts/train_ssd.py --dataset synthetic --dataset-root data/easy --network \
+        mobilenet0.25 --data-shape 128 --batch-size 16 --optimizer adam --lr 0.001 \
+        --augment flip --pretrained-base none --gpus '' --epochs 60 --val-interval 5
+
 Boxes follow the devkit: the tight box of the *visible* pixels (VOC annotation guidelines:
 "the bounding box of the visible area of the object"), written as 1-based inclusive pixel
 coordinates. GluonCV's ``VOCDetection`` subtracts 1 (pascal_voc/detection.py:124-127), giving
@@ -51,7 +66,7 @@ import cv2
 import numpy as np
 
 __all__ = ['SYNTHETIC_CLASSES', 'make_synthetic_voc', 'synthetic_voc_root', 'synthetic_coco_root',
-           'JPEG_QUALITY']
+           'JPEG_QUALITY', 'DIFFICULTIES']
 
 #: Class names, lowercase as GluonCV's VOCDetection requires (detection.py ``_validate_class_names``).
 SYNTHETIC_CLASSES = ('circle', 'square', 'triangle', 'star', 'cross')
@@ -72,6 +87,8 @@ _STYLE = {
 _MIN_VISIBLE = 0.25      # placements leaving an object less visible than this are redrawn
 _DIFFICULT_BELOW = 0.5   # objects less visible than this are marked difficult
 _SPLIT_CODES = {'trainval': 1, 'test': 2}
+#: ``make_synthetic_voc(difficulty=...)`` values; 'default' is the set of the module docstring.
+DIFFICULTIES = ('default', 'easy')
 
 
 def synthetic_voc_root(root):
@@ -93,17 +110,19 @@ def _hsv_to_bgr(h, s, v):
     return [int(c) for c in cv2.cvtColor(px, cv2.COLOR_HSV2BGR)[0, 0]]
 
 
-def _background(rng, width, height):
+def _background(rng, width, height, clutter=True):
     """Cluttered background, (H, W, 3) uint8 BGR.
 
     Smooth colour blobs (low-resolution noise upsampled), desaturated towards grey so that the
-    saturated objects stand out, then thin lines and grey ellipses as distractors.
+    saturated objects stand out, then (``clutter``) thin lines and grey ellipses as distractors.
     """
     grid = rng.uniform(60, 200, size=(4, 4, 3)).astype(np.float32)
     grey = grid.mean(axis=2, keepdims=True)
     grid = grey + 0.25 * (grid - grey)  # keep saturation low
     img = cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
     img = np.clip(img, 0, 255).astype(np.uint8)
+    if not clutter:
+        return img
     for _ in range(rng.randint(1, 5)):
         kind = rng.randint(2)
         v = int(rng.randint(40, 220))
@@ -199,7 +218,7 @@ def _paste_region(x0, y0, h, w, width, height):
     return (slice(iy0, iy1), slice(ix0, ix1)), (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
 
 
-def _render(rng, width, height, noise):
+def _render(rng, width, height, noise, difficulty='default'):
     """Draw one image and its objects.
 
     Parameters
@@ -209,6 +228,8 @@ def _render(rng, width, height, noise):
     noise : np.ndarray, (>= 2H, >= 2W, 3) int16
         Sensor-noise field shared by the split; each image adds a random crop of it (drawing
         fresh Gaussian noise per image was 60% of the generation time).
+    difficulty : {'default', 'easy'}
+        'easy': no distractors, 1-3 objects of 20-80% of the shorter side, none truncated.
 
     Returns
     -------
@@ -217,14 +238,19 @@ def _render(rng, width, height, noise):
         ``name``, ``box`` (0-based inclusive x1, y1, x2, y2 of the visible pixels),
         ``area`` (visible pixels), ``truncated``, ``difficult``.
     """
-    img = _background(rng, width, height)
+    easy = difficulty == 'easy'
+    img = _background(rng, width, height, clutter=not easy)
     short = min(width, height)
-    num = int(rng.choice([1, 2, 3, 4, 5], p=[0.25, 0.3, 0.25, 0.12, 0.08]))
-    # log-uniform sides in [5%, 80%], with objects under 12% (under 16 px at a 128-px network
-    # input, near the smallest SSD anchor) kept to 15% so a small CPU demo can learn
-    small = rng.uniform(size=num) < 0.15
-    scales = np.exp(np.where(small, rng.uniform(np.log(0.05), np.log(0.12), size=num),
-                             rng.uniform(np.log(0.12), np.log(0.8), size=num)))
+    if easy:
+        num = int(rng.randint(1, 4))
+        scales = np.exp(rng.uniform(np.log(0.2), np.log(0.8), size=num))
+    else:
+        num = int(rng.choice([1, 2, 3, 4, 5], p=[0.25, 0.3, 0.25, 0.12, 0.08]))
+        # log-uniform sides in [5%, 80%], with objects under 12% (under 16 px at a 128-px
+        # network input, near the smallest SSD anchor) kept to 15% so a small CPU demo can learn
+        small = rng.uniform(size=num) < 0.15
+        scales = np.exp(np.where(small, rng.uniform(np.log(0.05), np.log(0.12), size=num),
+                                 rng.uniform(np.log(0.12), np.log(0.8), size=num)))
     # paint large objects first so that small ones are not buried under large ones
     scales = np.sort(scales)[::-1]
     inst = np.zeros((height, width), np.int16)  # 0 = background, k = k-th placed object
@@ -234,11 +260,15 @@ def _render(rng, width, height, noise):
         name = SYNTHETIC_CLASSES[rng.randint(len(SYNTHETIC_CLASSES))]
         size = max(6.0, scale * short)
         mask = _shape_mask(rng, name, size)
+        while easy and (mask.shape[0] > height or mask.shape[1] > width):
+            # a wide star or cross of 80% can overhang the image: shrink it to fit, untruncated
+            size *= 0.95 * min(height / float(mask.shape[0]), width / float(mask.shape[1]))
+            mask = _shape_mask(rng, name, size)
         h, w = mask.shape
         full_area = int(mask.sum())
         for _ in range(10):
             # 15% of the objects may cross the border (truncation); the rest lie inside
-            if rng.uniform() < 0.15:
+            if not easy and rng.uniform() < 0.15:
                 x0 = int(rng.randint(-w // 2, width - w // 2 + 1))
                 y0 = int(rng.randint(-h // 2, height - h // 2 + 1))
             else:
@@ -383,7 +413,7 @@ def _image_size(rng, image_size, image_size_max):
 
 
 def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(256, 256),
-                       image_size_max=None):
+                       image_size_max=None, difficulty='default'):
     """Write the generated dataset under ``root`` (see the module docstring for the layout).
 
     Parameters
@@ -400,6 +430,9 @@ def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(25
     image_size_max : (int, int) or None
         If given, each image's ``W`` and ``H`` are drawn uniformly from
         ``[image_size, image_size_max]`` (VOC images vary in size too).
+    difficulty : {'default', 'easy'}
+        'default': the set of the module docstring; 'easy': no distractors, 1-3 objects of
+        20-80% of the shorter image side, none truncated (module docstring).
 
     Returns
     -------
@@ -415,6 +448,9 @@ def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(25
                                        or image_size_max[1] < image_size[1]):
         raise ValueError('image_size_max %s is smaller than image_size %s'
                          % (image_size_max, image_size))
+    if difficulty not in DIFFICULTIES:
+        raise ValueError('difficulty must be one of %s, got %r' % (', '.join(DIFFICULTIES),
+                                                                   difficulty))
     root = os.path.expanduser(root)
     voc = os.path.join(synthetic_voc_root(root), 'VOC2007')
     jpeg_dir = os.path.join(voc, 'JPEGImages')
@@ -436,7 +472,7 @@ def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(25
             # one generator per image: images do not depend on how many came before
             rng = np.random.RandomState([seed, _SPLIT_CODES[split], i])
             width, height = _image_size(rng, image_size, image_size_max)
-            img, objects = _render(rng, width, height, noise)
+            img, objects = _render(rng, width, height, noise, difficulty)
             image_id = '%06d' % next_id
             next_id += 1
             ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

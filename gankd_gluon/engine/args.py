@@ -4,17 +4,30 @@ devices and seeds it uses (:func:`add_run_args`), and the WGAN critics' settings
 cited where the caller passes it; ``dest`` names are the published logs' Namespace fields.
 """
 import argparse
+import math
 import os
 
 from ..models.critics import NORMS
+from .cli import UsageError
 
 __all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg", "positive_int",
-           "nonnegative_int"]
+           "nonnegative_int", "positive_float", "nonnegative_float", "fraction", "unit_interval",
+           "epoch_list", "gpu_list", "multiple_of_32", "parse_checked", "check_devices",
+           "check_run_args",
+           "check_critic_args", "check_weights_file", "dist_workers"]
+
+
+def _number(value, kind):
+    try:
+        return kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not %s" % (value, "an integer" if kind is int
+                                                           else "a number")) from None
 
 
 def positive_int(value):
     """An integer flag that must be at least 1 (argparse names the flag in the error)."""
-    number = int(value)
+    number = _number(value, int)
     if number < 1:
         raise argparse.ArgumentTypeError("%s: must be at least 1" % value)
     return number
@@ -22,10 +35,220 @@ def positive_int(value):
 
 def nonnegative_int(value):
     """An integer flag that must be at least 0 (argparse names the flag in the error)."""
-    number = int(value)
+    number = _number(value, int)
     if number < 0:
         raise argparse.ArgumentTypeError("%s: must be at least 0" % value)
     return number
+
+
+def positive_float(value):
+    """A finite number above 0 (a learning rate, a decay factor, a timeout)."""
+    number = _number(value, float)
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError("%s: must be a finite number above 0" % value)
+    return number
+
+
+def nonnegative_float(value):
+    """A finite number of at least 0 (a weight decay, a loss weight)."""
+    number = _number(value, float)
+    if not 0 <= number < math.inf:
+        raise argparse.ArgumentTypeError("%s: must be a finite number of at least 0" % value)
+    return number
+
+
+def fraction(value):
+    """A number in [0, 1) (a momentum, Adam's beta1)."""
+    number = _number(value, float)
+    if not 0 <= number < 1:
+        raise argparse.ArgumentTypeError("%s: must be in [0, 1)" % value)
+    return number
+
+
+def unit_interval(value):
+    """A number in [0, 1] (a balance of two terms, e.g. Chen et al.'s mu)."""
+    number = _number(value, float)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError("%s: must be in [0, 1]" % value)
+    return number
+
+
+def multiple_of_32(value):
+    """An SSD input side: a positive multiple of 32 (the backbones' largest stride)."""
+    number = _number(value, int)
+    if number < 32 or number % 32:
+        raise argparse.ArgumentTypeError("%s: must be a positive multiple of 32" % value)
+    return number
+
+
+def epoch_list(value):
+    """A learning-rate schedule: comma-separated epochs of at least 0, kept as the string (the
+    published Namespace prints ``lr_decay_epoch='80,100'``); '' for none."""
+    try:
+        epochs = [int(e) for e in value.split(",") if e.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a comma-separated list of epochs (e.g. "
+                                         "'80,100', or '' for none)" % value) from None
+    if any(e < 0 for e in epochs):
+        raise argparse.ArgumentTypeError("%r: epochs are at least 0" % value)
+    return value
+
+
+def gpu_list(value):
+    """``--gpus``: comma-separated distinct GPU ids of at least 0, kept as the string; '' is
+    the CPU. Whether the GPUs exist is :func:`check_devices`'s question."""
+    ids = [g.strip() for g in value.split(",") if g.strip()]
+    if not all(g.isdigit() for g in ids):
+        raise argparse.ArgumentTypeError("%r is not a comma-separated list of GPU ids (e.g. "
+                                         "'0,1', or '' for the CPU)" % value)
+    if len(set(int(g) for g in ids)) != len(ids):
+        raise argparse.ArgumentTypeError("%r names a GPU twice" % value)
+    return value
+
+
+def parse_checked(parser, argv, *checks):
+    """``parser.parse_args(argv)``, then each ``check(args)``; a :class:`~.cli.UsageError` of a
+    check becomes ``parser.error`` (usage, one ``error:`` line on stderr, exit 2), before the
+    script builds or writes anything.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    argv : list of str or None
+        None reads ``sys.argv[1:]``.
+    *checks : callable
+        ``check(args)``, raising :class:`~.cli.UsageError` for a value it refuses.
+
+    Returns
+    -------
+    argparse.Namespace
+    """
+    args = parser.parse_args(argv)
+    try:
+        for check in checks:
+            check(args)
+    except UsageError as err:
+        parser.error(str(err))
+    return args
+
+
+def _num_gpus():
+    import mxnet as mx
+    try:
+        return mx.context.num_gpus()
+    except mx.base.MXNetError:      # a CUDA build without a driver
+        return 0
+
+
+def check_devices(args, one_per_process=False):
+    """The number of devices one process runs on, from ``--gpus`` and ``--cpu-devices``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``gpus`` (a :func:`gpu_list` string) and optionally ``cpu_devices``.
+    one_per_process : bool
+        Horovod: each process takes one device of the list.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    UsageError
+        ``--gpus`` names a GPU that MXNet does not see (``mx.context.num_gpus()``), e.g. the
+        default ``0,1`` on a machine without GPUs; ``--cpu-devices`` below 1.
+    """
+    gpus = [int(g) for g in args.gpus.split(",") if g.strip()]
+    if gpus:
+        available = _num_gpus()
+        if max(gpus) >= available:
+            raise UsageError("--gpus %s: this machine has %d GPU(s) visible to MXNet (GPUs need "
+                             "the mxnet-cu112 build and CUDA 11.2); --gpus '' runs on the CPU"
+                             % (args.gpus, available))
+        return 1 if one_per_process else len(gpus)
+    cpus = getattr(args, "cpu_devices", 1)
+    if cpus < 1:
+        raise UsageError("--cpu-devices %d: must be at least 1" % cpus)
+    return 1 if one_per_process else cpus
+
+
+def dist_workers(args):
+    """Workers of a distributed job as its launcher announces them (``DMLC_NUM_WORKER`` of
+    ``scripts/launch_dist.py``, ``HOROVOD_SIZE`` of ``horovodrun``), else 1."""
+    if getattr(args, "horovod", False):
+        name = "HOROVOD_SIZE"
+    elif getattr(args, "kvstore", "").startswith("dist"):
+        name = "DMLC_NUM_WORKER"
+    else:
+        return 1
+    try:
+        return max(1, int(os.environ.get(name, "1")))
+    except ValueError:
+        return 1
+
+
+def check_run_args(args):
+    """The checks every training script shares: a run name without '/', log and checkpoint
+    folders that are not files, a ``--resume`` manifest that exists, devices
+    that exist, a global batch that gives every device of every worker at least one image
+    (the intervals and counts are checked by their argparse types).
+
+    Returns
+    -------
+    int
+        The number of devices of this process.
+
+    Raises
+    ------
+    UsageError
+        Naming the flag (see :func:`check_devices`).
+    """
+    prefix = getattr(args, "save_prefix", "")
+    if "/" in prefix or os.sep in prefix or prefix in (".", ".."):
+        raise UsageError("--save-prefix %s: a run name, without '/' (the folders are --log-dir "
+                         "and --save-dir)" % prefix)
+    for flag, path in (("--log-dir", getattr(args, "log_dir", None)),
+                       ("--save-dir", getattr(args, "save_dir", None))):
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError("%s %s: a file, not a folder" % (flag, path))
+    resume = getattr(args, "resume", "")
+    if resume and resume != "auto" and not os.path.isfile(resume):
+        raise UsageError("--resume %s: no such checkpoint manifest (give a <run>-<tag>.json of "
+                         "<save-dir>/<run>/, or 'auto')" % resume)
+    devices = check_devices(args, one_per_process=getattr(args, "horovod", False))
+    workers = dist_workers(args)
+    if args.batch_size % workers:
+        raise UsageError("--batch-size %d does not split evenly over the job's %d workers"
+                         % (args.batch_size, workers))
+    if args.batch_size // workers < devices:
+        raise UsageError("--batch-size %d gives %d image(s) per worker for %d devices: give at "
+                         "least one image per device (--batch-size %d or more, or fewer "
+                         "devices with --gpus / --cpu-devices)"
+                         % (args.batch_size, args.batch_size // workers, devices,
+                            devices * workers))
+    return devices
+
+
+def check_weights_file(flag, path, export=False):
+    """A weights file named on the command line exists (None: the zoo's, checked when
+    downloaded); with ``export``, an export's prefix (``PREFIX-0000.params`` exists) too."""
+    if path is None or os.path.isfile(path):
+        return
+    if not export:
+        raise UsageError("%s %s: no such file" % (flag, path))
+    if not os.path.isfile(path + "-0000.params"):
+        raise UsageError("%s %s: no such file (nor %s-0000.params, an export's weights)"
+                         % (flag, path, path))
+
+
+def check_critic_args(args):
+    """``--clamp-lower`` below ``--clamp-upper`` (WGAN weight clipping to an empty interval
+    would set every critic weight to one value)."""
+    if not args.clamp_lower < args.clamp_upper:
+        raise UsageError("--clamp-lower %g must be below --clamp-upper %g"
+                         % (args.clamp_lower, args.clamp_upper))
 
 
 def pretrained_base_arg(value):
@@ -52,18 +275,18 @@ def add_run_args(parser, save_interval, start_epoch, prefix_example):
     prefix_example : str
         A default run name, for the help text.
     """
-    parser.add_argument("--gpus", type=str, default="0,1",
+    parser.add_argument("--gpus", type=gpu_list, default="0,1",
                         help="GPU ids; the paper used two GPUs. '' runs on the CPU")
-    parser.add_argument("--cpu-devices", type=int, default=1,
+    parser.add_argument("--cpu-devices", type=positive_int, default=1,
                         help="with --gpus '': split each batch over this many CPU contexts "
                              "(exercises the multi-device path without a GPU)")
-    parser.add_argument("--log-interval", type=int, default=100,
-                        help="batches between log lines (published logs)")
-    parser.add_argument("--val-interval", type=int, default=1,
+    parser.add_argument("--log-interval", type=nonnegative_int, default=100,
+                        help="batches between log lines (published logs); 0: epoch lines only")
+    parser.add_argument("--val-interval", type=positive_int, default=1,
                         help="epochs between validations (published logs)")
-    parser.add_argument("--save-interval", type=int, default=save_interval,
+    parser.add_argument("--save-interval", type=positive_int, default=save_interval,
                         help="epochs between epoch checkpoints (published log)")
-    parser.add_argument("--keep-last", type=int, default=3,
+    parser.add_argument("--keep-last", type=nonnegative_int, default=3,
                         help="epoch checkpoints kept; best and final are always kept")
     parser.add_argument("--save-prefix", type=str, default="",
                         help="run name; default says what ran, e.g. " + prefix_example)
@@ -100,11 +323,12 @@ def add_critic_args(parser, critic_norm, critic_norm_help, balance_interval=50):
     critic_norm_help : str
         Why that default, for the help text.
     """
-    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=float, default=0.0005,
+    # 0 is allowed: frozen critics (or a frozen student) are a control of the mechanism check
+    parser.add_argument("--lrD", "--lr-d", dest="lrD", type=nonnegative_float, default=0.0005,
                         help="critic Adam lr (paper, published logs)")
-    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=float, default=0.0005,
+    parser.add_argument("--lrG", "--lr-g", dest="lrG", type=nonnegative_float, default=0.0005,
                         help="student Adam lr in stage 1 (paper, published logs)")
-    parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (published logs)")
+    parser.add_argument("--beta1", type=fraction, default=0.5, help="Adam beta1 (published logs)")
     parser.add_argument("--clamp-lower", type=float, default=-0.03,
                         help="WGAN critic weight clipping (published SSD log)")
     parser.add_argument("--clamp-upper", type=float, default=0.03,

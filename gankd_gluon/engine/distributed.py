@@ -6,15 +6,21 @@ servers. What it does not do (DESIGN.md sec. 6, measured): stop when a peer dies
 worker or server leaves the others hanging for ever), or start on Python 3.11 (the wheel's
 ``tools/launch.py`` uses the removed ``Thread.isAlive``). So this module adds
 
-* :class:`DistEnv`: the kvstore, this worker's rank and the worker count;
+* :class:`DistEnv`: the kvstore, this worker's rank and the worker count; each of a run's
+  trainers numbers its keys in a range of its own (:class:`KeyRangeStore`);
 * :class:`HorovodEnv`: the same interface on Horovod (GluonCV's ``--horovod``): one process per
   device, gradients allreduced without servers; :func:`make_env` picks one from the flags;
 * :func:`allreduce_sum`: a scalar summed over workers (the SSD loss normaliser);
 * :class:`StepWatchdog`: a thread that ends the process with a clear message when no step
   completes for ``timeout`` seconds (``startup_timeout`` until the first one);
+* :func:`exit_now`: ends a worker at once with a given status (a normal interpreter exit waits in
+  the kvstore's exit barrier for peers that may never come);
 * :func:`launch`: starts scheduler, servers and workers with the DMLC_* variables and, on the
-  first non-zero exit, terminates the rest (``scripts/launch_dist.py``).
+  first non-zero exit or on SIGTERM/SIGINT, stops every role and leaves no process behind
+  (``scripts/launch_dist.py``).
 """
+import ctypes
+import logging
 import os
 import signal
 import subprocess
@@ -26,9 +32,24 @@ import mxnet as mx
 from mxnet import gluon
 
 __all__ = ["DistEnv", "HorovodEnv", "make_env", "DistributedSetupError", "HOROVOD_INSTALL",
-           "allreduce_sum", "allreduce_array", "sync_trainers", "StepWatchdog", "launch", "dmlc_env"]
+           "allreduce_sum", "allreduce_array", "sync_trainers", "StepWatchdog", "launch",
+           "dmlc_env", "KeyRangeStore", "exit_now", "kvstore_job_running", "EXIT_WATCHDOG"]
 
+# Key layout on the servers: trainer number t (0, 1, ...) owns keys [t * 2**20, (t+1) * 2**20),
+# the scalars of allreduce_sum/allreduce_array start at 2**30 (the C API's keys are int32)
+_KEYS_PER_TRAINER = 1 << 20
 _FIRST_SCALAR_KEY = 1 << 30
+
+# exit status of a watchdog stop: a runtime fault (cli.EXIT_FAULT), not "interrupted, resumable"
+EXIT_WATCHDOG = 1
+
+# set when this process joins a dist_* kvstore job (see exit_now)
+_KVSTORE_JOB = []
+
+
+def kvstore_job_running():
+    """True once this process has created a ``dist_*`` kvstore (:class:`DistEnv`)."""
+    return bool(_KVSTORE_JOB)
 
 # Horovod has no wheel on PyPI: pip builds it from the sdist against the installed mxnet, which
 # only an unisolated build sees (README, "Several machines").
@@ -75,11 +96,13 @@ class DistEnv:
                                             "distributed job; start it with "
                                             "scripts/launch_dist.py (see README)" % kvstore)
             self.kv = mx.kv.create(kvstore)
+            _KVSTORE_JOB.append(kvstore)
             self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
         else:
             self.kv = kvstore               # gluon.Trainer creates a local kvstore from the name
             self.rank, self.num_workers = 0, 1
         self._keys = {}
+        self._trainers = []     # trainer names in creation order: the index is its key range
 
     @property
     def is_root(self):
@@ -88,8 +111,34 @@ class DistEnv:
 
     def trainer(self, params, optimizer, optimizer_params, name):
         """A ``gluon.Trainer`` on this kvstore; the optimizer runs on every worker
-        (``update_on_kvstore=False``), the servers only sum gradients. ``name`` is unused."""
-        return gluon.Trainer(params, optimizer, optimizer_params, kvstore=self.kv,
+        (``update_on_kvstore=False``), the servers only sum gradients.
+
+        Parameters
+        ----------
+        params : ParameterDict or list of Parameter
+        optimizer : str
+        optimizer_params : dict
+        name : str
+            Unique within the run (e.g. ``s1_G``, ``s1_D``). On a distributed kvstore the
+            trainer gets the next range of keys (:class:`KeyRangeStore`): ``gluon.Trainer``
+            numbers its keys from 0 (``Trainer._param2idx``, MXNet 1.9.1), so two trainers on
+            one kvstore would push different arrays to the same server key (``pskv.size``
+            mismatch at the first broadcast). Every worker creates its trainers in the same
+            order, so the ranges agree between workers.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` was already used in this run.
+        """
+        if name in self._trainers:
+            raise ValueError("trainer name %r used twice in one run" % name)
+        self._trainers.append(name)
+        kv = self.kv
+        if self.is_dist:
+            kv = KeyRangeStore(self.kv, (len(self._trainers) - 1) * _KEYS_PER_TRAINER,
+                               _KEYS_PER_TRAINER)
+        return gluon.Trainer(params, optimizer, optimizer_params, kvstore=kv,
                              update_on_kvstore=False)
 
     def allreduce_sum(self, key, value):
@@ -126,6 +175,102 @@ class DistEnv:
             if tr._params_to_init:
                 tr._init_params()
         self.kv._barrier()   # pylint: disable=protected-access
+
+
+class KeyRangeStore(mx.kvstore.KVStoreBase):
+    """A view of a kvstore whose keys ``0..size-1`` are the store's keys ``first..first+size-1``.
+
+    Gives each ``gluon.Trainer`` of a run its own keys on one ``dist_sync`` kvstore (a second
+    dist kvstore in the same process would not help: the servers keep one table of keys for
+    all of a worker's kvstores). ``gluon.Trainer`` accepts any ``KVStoreBase`` (MXNet 1.9.1,
+    ``model._create_kvstore``); this one cannot run an optimizer, so the update stays on the
+    workers.
+
+    Parameters
+    ----------
+    kv : mxnet.kvstore.KVStore
+        The run's kvstore.
+    first, size : int
+        The range of the underlying keys this view may use.
+
+    Raises
+    ------
+    KeyError
+        On a key outside ``0..size-1`` (a trainer with more parameter arrays than ``size``).
+    """
+
+    def __init__(self, kv, first, size):
+        self._kv = kv
+        self._first = first
+        self._size = size
+
+    def _key(self, key):
+        if isinstance(key, (list, tuple)):
+            return [self._key(k) for k in key]
+        if not 0 <= key < self._size:
+            raise KeyError("kvstore key %r outside this trainer's range of %d keys"
+                           % (key, self._size))
+        return self._first + key
+
+    def broadcast(self, key, value, out, priority=0):
+        self._kv.broadcast(self._key(key), value, out, priority=priority)
+
+    def pushpull(self, key, value, out=None, priority=0):
+        self._kv.pushpull(self._key(key), value, out=out, priority=priority)
+
+    def init(self, key, value):
+        self._kv.init(self._key(key), value)
+
+    def push(self, key, value, priority=0):
+        self._kv.push(self._key(key), value, priority=priority)
+
+    def pull(self, key, out=None, priority=0, ignore_sparse=True):
+        self._kv.pull(self._key(key), out=out, priority=priority, ignore_sparse=ignore_sparse)
+
+    def row_sparse_pull(self, key, out=None, priority=0, row_ids=None):
+        self._kv.row_sparse_pull(self._key(key), out=out, priority=priority, row_ids=row_ids)
+
+    @staticmethod
+    def is_capable(capability):
+        """No optimizer on the servers (``update_on_kvstore=False``); nothing else either."""
+        return False
+
+    def set_optimizer(self, optimizer):
+        raise NotImplementedError("KeyRangeStore sums gradients only; the optimizer runs on "
+                                  "the workers")
+
+    @property
+    def type(self):
+        return self._kv.type
+
+    @property
+    def rank(self):
+        return self._kv.rank
+
+    @property
+    def num_workers(self):
+        return self._kv.num_workers
+
+
+def exit_now(status, message=None):
+    """End this process at once with ``status``, after writing ``message`` (one line, stderr)
+    and flushing the logs and the standard streams.
+
+    A distributed worker that stops, on an error or on a signal, cannot leave through the
+    interpreter's normal exit: MXNet's ``KVStoreDist`` destructor waits in a barrier for every
+    other worker (``ps::Finalize``), which a failed or interrupted job never reaches, so the
+    process would hang with its error already printed (seen at start-up on loopback). This
+    skips the destructors; the files this process wrote are closed by the flush.
+    """
+    if message:
+        sys.stderr.write(message.rstrip("\n") + "\n")
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 def import_horovod():
@@ -236,7 +381,7 @@ def sync_trainers(env, trainers, blocks=None):
 
 
 class StepWatchdog:
-    """Ends the process (``os._exit(3)``) when no step completes in time.
+    """Ends the process (``os._exit(EXIT_WATCHDOG)``, 1) when no step completes in time.
 
     A dead peer makes ``dist_sync`` block for ever inside a push/pull; no Python exception
     reaches the loop, so the only bounded exit is from another thread.
@@ -280,7 +425,7 @@ class StepWatchdog:
                                  "this distributed job has probably died; exiting\n"
                                  % (self.what, idle, self._limit))
                 sys.stderr.flush()
-                os._exit(3)
+                os._exit(EXIT_WATCHDOG)
 
 
 def dmlc_env(role, scheduler_host, scheduler_port, num_workers, num_servers, node_host=None):
@@ -300,10 +445,24 @@ def dmlc_env(role, scheduler_host, scheduler_port, num_workers, num_servers, nod
 # Scheduler and servers run inside `import mxnet` when DMLC_ROLE says so, and exit after the job.
 _SERVER_CMD = [sys.executable, "-c", "import mxnet"]
 
+_PR_SET_PDEATHSIG = 1      # <linux/prctl.h>
+
+
+def _child_setup(launcher_pid):
+    """In each role, before exec: a session of its own (a terminal's Ctrl-C reaches only the
+    launcher, which passes it on once; the role and its children, e.g. DataLoader workers,
+    share one process group the launcher can kill), and on Linux SIGKILL when the launcher
+    dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``), so no role outlives it."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != launcher_pid:       # the launcher died before the prctl
+            os._exit(1)
+
 
 def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
            roles=("scheduler", "server", "worker"), poll=0.2, timeout=None, stdout=None,
-           node_host=None, local_workers=None, local_servers=None):
+           node_host=None, local_workers=None, local_servers=None, grace=60.0):
     """Start the roles of a ps-lite job on this machine and supervise them.
 
     Parameters
@@ -324,32 +483,60 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
         scheduler's ``host`` and ``port``.
     timeout : float or None
         Terminate everything after this many seconds.
+    grace : float
+        Seconds, after a SIGTERM or SIGINT to the launcher, that the workers get to stop on
+        their own (rank 0 finishes its step and saves ``interrupted``) before every role is
+        terminated.
 
     Returns
     -------
-    int : 0 if every process exited 0, else the first non-zero exit status. On the first
-    failure the other processes get SIGTERM, then SIGKILL after 5 s: a dead peer never leaves
-    the rest hanging.
+    int
+        0 if every process exited 0, else the first non-zero exit status; after SIGTERM or
+        SIGINT, 3 (``EXIT_INTERRUPTED``) if a worker here exited with it (rank 0 saved
+        ``interrupted``), 0 if every worker here finished the run, else ``128 + signal``.
+        On the first failure the other processes get SIGTERM, then SIGKILL after 5 s: a dead
+        peer never leaves the rest hanging. On SIGTERM/SIGINT the signal goes to the workers
+        first; servers and scheduler stay up until the workers are done (rank 0 needs them to
+        finish its step) or ``grace`` has passed. Every role runs in a session of its own,
+        killed as a whole at the end, so no process (nor a child of one) is left behind; with
+        SIGKILL to the launcher the kernel kills the roles (Linux), without a checkpoint.
     """
     procs = []
+    requested = []
+
+    def on_signal(signum, _frame):
+        requested.append(signum)
+
+    old = {}
+    for s in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old[s] = signal.signal(s, on_signal)
+        except ValueError:          # not the main thread
+            pass
+    me = os.getpid()
 
     def start(role, cmd, n):
         for _ in range(n):
             env = dict(os.environ, **dmlc_env(role, host, port, num_workers, num_servers,
                                               node_host or host))
-            procs.append((role, subprocess.Popen(cmd, env=env, stdout=stdout,
-                                                 stderr=None if stdout is None else
-                                                 subprocess.STDOUT)))
-    if "scheduler" in roles:
-        start("scheduler", _SERVER_CMD, 1)
-    if "server" in roles:
-        start("server", _SERVER_CMD, num_servers if local_servers is None else local_servers)
-    if "worker" in roles:
-        start("worker", list(worker_cmd), num_workers if local_workers is None else local_workers)
+            # pylint: disable-next=subprocess-popen-preexec-fn
+            procs.append((role, subprocess.Popen(
+                cmd, env=env, stdout=stdout, stderr=None if stdout is None else subprocess.STDOUT,
+                preexec_fn=lambda: _child_setup(me))))
     started = time.time()
     status = 0
     try:
+        if "scheduler" in roles:
+            start("scheduler", _SERVER_CMD, 1)
+        if "server" in roles:
+            start("server", _SERVER_CMD, num_servers if local_servers is None else local_servers)
+        if "worker" in roles:
+            start("worker", list(worker_cmd),
+                  num_workers if local_workers is None else local_workers)
         while True:
+            if requested:
+                status = _interrupt(procs, requested[0], grace, poll)
+                break
             codes = [(r, p.poll()) for r, p in procs]
             failed = [(r, c) for r, c in codes if c not in (None, 0)]
             if failed:
@@ -366,10 +553,41 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
             time.sleep(poll)
     finally:
         _terminate([p for _, p in procs])
+        for s, h in old.items():
+            signal.signal(s, h)
     return status
 
 
+def _interrupt(procs, signum, grace, poll):
+    """Pass ``signum`` to the workers, give them ``grace`` seconds; the exit status."""
+    from .cli import EXIT_INTERRUPTED     # pylint: disable=import-outside-toplevel
+    name = signal.Signals(signum).name
+    workers = [p for r, p in procs if r == "worker"]
+    sys.stderr.write("launch: %s; passing it to %d worker(s) and waiting up to %.0f s for rank "
+                     "0 to save 'interrupted'\n" % (name, len(workers), grace))
+    for p in workers:
+        if p.poll() is None:
+            p.send_signal(signum)
+    deadline = time.time() + grace
+    # rank 0 exits with EXIT_INTERRUPTED once saved; the other workers stop only when the job
+    # is taken down (one whose watchdog fires meanwhile must not end rank 0's save)
+    while time.time() < deadline and workers:
+        codes = [p.poll() for p in workers]
+        if EXIT_INTERRUPTED in codes or all(c is not None for c in codes):
+            break
+        time.sleep(poll)
+    codes = [p.poll() for p in workers]
+    if EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED
+    if workers and all(c == 0 for c in codes):
+        return 0                        # the signal came after the last step: the run is done
+    sys.stderr.write("launch: no worker here saved 'interrupted' within %.0f s\n" % grace)
+    return 128 + signum
+
+
 def _terminate(procs, grace=5.0):
+    """SIGTERM every live process, SIGKILL what is left after ``grace`` s, then kill each
+    role's process group (its children, e.g. DataLoader workers)."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -380,3 +598,8 @@ def _terminate(procs, grace=5.0):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -21,9 +21,10 @@ from mxnet import gluon
 from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..logs.format import format_lr_change, setup_logger
 from ..models.critics import DNet
-from ..models.faster_rcnn import (STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter, build_faster_rcnn,
-                                  build_teacher, feature_channels, initialize_params, map_size)
 from ..models.export_meta import build_meta, with_meta
+from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter,
+                                  _check_settings, build_faster_rcnn, build_teacher,
+                                  feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
 from .diagnostics import diagnostic_columns
 from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
@@ -32,11 +33,15 @@ from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNG
 from .checkpoint import deployable_exporter
 from .loop import Run, Stage, seed_everything
 from .methods import add_method_args
-from .args import add_critic_args, add_run_args
+from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
+                   check_weights_file, epoch_list, fraction, nonnegative_float, nonnegative_int,
+                   positive_float, positive_int)
+from .cli import UsageError
 from .ssd_runs import get_contexts
 
 __all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
-           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings", "lr_at"]
+           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings", "lr_at",
+           "check_frcnn_plain_args", "check_frcnn_gankd_args"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -59,22 +64,23 @@ def add_frcnn_common_args(parser):
     parser.add_argument("--roi-mode", choices=("pool", "align"), default="align",
                         help="RoI pooling or RoIAlign (Table 3 has a row for each; GluonCV's "
                              "presets use align)")
-    parser.add_argument("--batch-size", type=int, default=4,
+    parser.add_argument("--batch-size", type=positive_int, default=4,
                         help="global batch (published log: 4, one image on each of 4 GPUs); "
                              "must split evenly over the devices")
-    parser.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=4,
+    parser.add_argument("--num-workers", "-j", dest="num_workers", type=nonnegative_int, default=4,
                         help="DataLoader workers (published log: 2-4)")
-    parser.add_argument("--epochs", type=int, default=38,
+    parser.add_argument("--epochs", type=positive_int, default=38,
                         help="all epochs, counted from 0 over both stages (published log)")
-    parser.add_argument("--lr", type=float, default=0.0001,
+    parser.add_argument("--lr", type=positive_float, default=0.0001,
                         help="SGD learning rate of plain training / stage 2 (published log)")
-    parser.add_argument("--lr-decay", type=float, default=0.1,
+    parser.add_argument("--lr-decay", type=positive_float, default=0.1,
                         help="step decay factor (published log)")
-    parser.add_argument("--lr-decay-epoch", type=str, default="32,36",
+    parser.add_argument("--lr-decay-epoch", type=epoch_list, default="32,36",
                         help="epochs at whose start the SGD lr decays (published log)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (published)")
-    parser.add_argument("--wd", type=float, default=0.0005, help="SGD weight decay (published)")
-    parser.add_argument("--clip-gradient", type=float, default=5.0,
+    parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (published)")
+    parser.add_argument("--wd", type=nonnegative_float, default=0.0005,
+                        help="SGD weight decay (published)")
+    parser.add_argument("--clip-gradient", type=positive_float, default=5.0,
                         help="SGD gradient clipping, as GluonCV's train_faster_rcnn.py")
     parser.add_argument("--disable-hybridization", action="store_true",
                         help="run imperatively (published Namespace field)")
@@ -84,17 +90,18 @@ def add_frcnn_common_args(parser):
     group = parser.add_argument_group(
         "sizes", "GluonCV's preset values by default (the published run's); lower them only "
                  "for CPU demos on small images: RoIs through layer4 dominate the cost")
-    group.add_argument("--short", type=int, default=ZOO_SETTINGS["short"],
+    group.add_argument("--short", type=positive_int, default=ZOO_SETTINGS["short"],
                        help="input short side (GluonCV resize_short_within)")
-    group.add_argument("--max-size", type=int, default=ZOO_SETTINGS["max_size"],
+    group.add_argument("--max-size", type=positive_int, default=ZOO_SETTINGS["max_size"],
                        help="input long-side cap")
-    group.add_argument("--num-sample", type=int, default=ZOO_SETTINGS["num_sample"],
+    group.add_argument("--num-sample", type=positive_int, default=ZOO_SETTINGS["num_sample"],
                        help="RoIs sampled per image for the RCNN head in training")
-    group.add_argument("--roi-size", type=int, default=ZOO_SETTINGS["roi_size"],
+    group.add_argument("--roi-size", type=positive_int, default=ZOO_SETTINGS["roi_size"],
                        help="RoI pooling output side")
     for key in ("rpn_train_pre_nms", "rpn_train_post_nms", "rpn_test_pre_nms",
                 "rpn_test_post_nms"):
-        group.add_argument("--" + key.replace("_", "-"), type=int, default=ZOO_SETTINGS[key],
+        group.add_argument("--" + key.replace("_", "-"), type=positive_int,
+                           default=ZOO_SETTINGS[key],
                            help="RPN proposals kept (%s)" % key.replace("_", " "))
     return parser
 
@@ -115,11 +122,12 @@ def add_frcnn_gankd_args(parser):
                              "faster_rcnn_resnet101_v1d_voc_best.params)")
     parser.add_argument("--stage", choices=("1", "2", "both"), default="both",
                         help="1 adversarial, 2 plain, both in one command")
-    parser.add_argument("--gan-epochs", "--GAN-epochs", dest="GAN_epochs", type=int,
+    parser.add_argument("--gan-epochs", "--GAN-epochs", dest="GAN_epochs", type=nonnegative_int,
                         default=26,
                         help="last adversarial epoch (published log: 26, so epochs 0..26 "
                              "are stage 1 and the log's Loss_G turns nan at epoch 27)")
-    parser.add_argument("--train-D-eopch", "--train-d-epochs", dest="train_D_eopch", type=int,
+    parser.add_argument("--train-D-eopch", "--train-d-epochs", dest="train_D_eopch",
+                        type=nonnegative_int,
                         default=2,
                         help="critic warm-up (published Namespace spelling 'eopch'): in the "
                              "first N stage-1 epochs the critic learns from every batch but "
@@ -128,10 +136,10 @@ def add_frcnn_gankd_args(parser):
                              "took ~640 s against ~830 s for later stage-1 epochs, as a student "
                              "step without the backward through the critic would")
     parser.add_argument("--lr-decay-GAN-epoch", "--lr-decay-gan-epoch",
-                        dest="lr_decay_GAN_epoch", type=str, default="5,20",
+                        dest="lr_decay_GAN_epoch", type=epoch_list, default="5,20",
                         help="epochs at whose start both stage-1 Adam lrs decay (published "
                              "log)")
-    parser.add_argument("--gan-lr-decay", type=float, default=None,
+    parser.add_argument("--gan-lr-decay", type=positive_float, default=None,
                         help="stage-1 decay factor; default --lr-decay. The published log's "
                              "only such lines, '[Epoch 5] Set GAN learning rate to 0.00025' "
                              "then '... 0.000125', show halvings, which its Namespace "
@@ -141,9 +149,9 @@ def add_frcnn_gankd_args(parser):
         "scale (models/critics.py); batch: WGAN's reference DCGAN critic, blind with Faster "
         "R-CNN's 1-2 images per device (batch statistics over so few values); none: no "
         "normalisation. One critic: --critic-balance-interval has nothing to balance"))
-    parser.add_argument("--fgfi-lambda", type=float, default=None,
+    parser.add_argument("--fgfi-lambda", type=nonnegative_float, default=None,
                         help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
-    parser.add_argument("--fgfi-psi", type=float, default=None,
+    parser.add_argument("--fgfi-psi", type=positive_float, default=None,
                         help="Wang et al. 2019 Sec. 3.1: mask threshold factor (default 0.5)")
     add_method_args(parser)
     for action in parser._actions:                   # pylint: disable=protected-access
@@ -154,6 +162,61 @@ def add_frcnn_gankd_args(parser):
                            "none, or '+'-joined components: gan, cls, cls-w, l2, l2-b, hints, "
                            "hints-a, fgfi")
     return parser
+
+
+def _check_sizes(args):
+    try:
+        _check_settings(frcnn_settings(args))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _check_frcnn_devices(args):
+    devices = check_run_args(args)
+    if args.batch_size % devices:
+        raise UsageError("--batch-size %d does not split evenly over %d devices (Faster R-CNN "
+                         "builds its RoI sampler for a fixed per-device batch)"
+                         % (args.batch_size, devices))
+
+
+def check_frcnn_plain_args(args):
+    """Refuse ``train_faster_rcnn.py`` arguments that cannot train, before anything is built
+    or written: an unknown ``--network``, RPN sizes the input cannot supply, a batch that does
+    not split evenly over the devices, GPUs the machine lacks (:func:`~.args.check_run_args`).
+
+    Raises
+    ------
+    UsageError
+        One line naming the flag (and, for a name, the valid ones).
+    """
+    if args.network not in BACKBONES:
+        raise UsageError("--network %s: choose one of %s" % (args.network, ", ".join(BACKBONES)))
+    _check_sizes(args)
+    _check_frcnn_devices(args)
+
+
+def check_frcnn_gankd_args(args):
+    """Refuse ``train_faster_rcnn_gan_kd.py`` arguments that cannot train, before anything is
+    built or written: unknown ``--student``/``--teacher``, a stage without epochs (epochs
+    count from 0 over both stages), an empty clipping interval, and the checks of
+    :func:`check_frcnn_plain_args`.
+
+    Raises
+    ------
+    UsageError
+        One line naming the flag (and, for a name, the valid ones).
+    """
+    for flag, name in (("--student", args.student), ("--teacher", args.teacher)):
+        if name not in BACKBONES:
+            raise UsageError("%s %s: choose one of %s" % (flag, name, ", ".join(BACKBONES)))
+    check_weights_file("--teacher-params", args.Teacher_param_path)
+    if args.stage in ("2", "both") and args.epochs - (args.GAN_epochs + 1) < 1:
+        raise UsageError("--epochs %d leaves no plain epoch after --gan-epochs %d (epochs "
+                         "count from 0 over both stages: stage 1 is 0..%d)"
+                         % (args.epochs, args.GAN_epochs, args.GAN_epochs))
+    check_critic_args(args)
+    _check_sizes(args)
+    _check_frcnn_devices(args)
 
 
 def _method_arg(text):
@@ -344,6 +407,7 @@ def run_frcnn_gankd(args):
     args.fgfi_psi = FGFI_PSI if args.fgfi_psi is None else args.fgfi_psi
     if args.gan_lr_decay is None:
         args.gan_lr_decay = args.lr_decay
+    check_frcnn_gankd_args(args)         # also for callers that skip parse_args: exit 2
     ctx = get_contexts(args)
     seed_everything(args.seed)
     classes = dataset_classes(args.dataset)
@@ -353,11 +417,6 @@ def run_frcnn_gankd(args):
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
     stage1_epochs = args.GAN_epochs + 1
     stage2_epochs = args.epochs - stage1_epochs
-    if args.stage in ("1", "both") and stage1_epochs < 1:
-        raise ValueError("--gan-epochs %d: stage 1 needs at least epoch 0" % args.GAN_epochs)
-    if args.stage in ("2", "both") and stage2_epochs < 1:
-        raise ValueError("--epochs %d leaves no plain epoch after --gan-epochs %d (epochs "
-                         "count from 0 over both stages)" % (args.epochs, args.GAN_epochs))
     per_device = _per_device_batch(args, ctx)
     hybridize = not args.disable_hybridization
     student = _student(args, args.student, classes, ctx, per_device)
@@ -451,6 +510,7 @@ def run_frcnn_plain(args):
     """Plain Faster R-CNN training as GluonCV's train_faster_rcnn.py (the teacher and the
     no-distillation rows of Table 3), on the data, schedule and evaluation of GAN-KD's stage 2.
     """
+    check_frcnn_plain_args(args)         # also for callers that skip parse_args: exit 2
     ctx = get_contexts(args)
     seed_everything(args.seed)
     classes = dataset_classes(args.dataset)

@@ -478,11 +478,13 @@ class FasterRCNNGANStep(GANStep):
                     terms[name] = [d[name] for d in per_device]
                     total = [tot + v for tot, v in zip(total, terms[name])]
             if adversarial:
-                adv = [self.dnet(s).sum() / n for s in s_maps]
+                adv = [d.sum() / n for d in self.adversarial_scores(
+                    [[t] for t in t_feats], [[s] for s in s_maps])]
                 total = [tot + a for tot, a in zip(total, adv)]
         if self.dnet is not None:
             if not adversarial:        # warm-up: measured for the log, not optimised
-                adv = [self.dnet(s.detach()).sum() / n for s in s_maps]
+                adv = [d.sum() / n for d in self.adversarial_scores(
+                    [[t] for t in t_feats], [[s.detach()] for s in s_maps])]
             log["Loss_G"] = adv
         autograd.backward(total)
         log.update(_log_losses(parts, n))

@@ -1,4 +1,4 @@
-"""Guards for long runs: non-finite losses, SIGTERM, and on-device running means.
+"""Guards for long runs: non-finite losses, SIGTERM and SIGINT, and on-device running means.
 
 The running means keep their sums on the device so the hot loop never waits on the host; the
 one host read per update is the finiteness check, which must see the losses before the update
@@ -10,7 +10,7 @@ import signal
 import mxnet as mx
 import numpy as np
 
-__all__ = ["check_finite", "RunningMean", "StopFlag"]
+__all__ = ["check_finite", "RunningMean", "StopFlag", "RunInterrupted"]
 
 
 def check_finite(losses, epoch, batch):
@@ -68,11 +68,31 @@ class RunningMean:
         return self.name, float(self._sum.asscalar()) / self._count
 
 
-class StopFlag:
-    """Turns SIGTERM (and SIGINT) into a flag the loop reads after each step, so a run killed
-    by a scheduler finishes its step, saves and exits instead of dying mid-write."""
+class RunInterrupted(Exception):
+    """Raised by the loop once the ``interrupted`` checkpoint of a stop request is saved; the
+    entry point turns it into the exit code ``EXIT_INTERRUPTED`` (resumable).
 
-    def __init__(self, signals=(signal.SIGTERM,)):
+    Parameters
+    ----------
+    signal_name : str
+        ``SIGTERM`` or ``SIGINT``.
+    path : str or None
+        The manifest saved (None on a worker that does not write checkpoints).
+    """
+
+    def __init__(self, signal_name, path):
+        super().__init__("stopped on %s; saved %s (continue with --resume %s)"
+                         % (signal_name, path, path))
+        self.signal_name = signal_name
+        self.path = path
+
+
+class StopFlag:
+    """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop reads after each step, so a run
+    stopped by a scheduler or by hand finishes its step, saves and exits instead of dying
+    mid-write."""
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
         self.requested = None
         self._old = {}
         for s in signals:

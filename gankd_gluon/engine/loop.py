@@ -1,5 +1,5 @@
 """The stage/epoch loop shared by every SSD training script: logging in the published format,
-validation, checkpoints, exact resume, SIGTERM and NaN handling.
+validation, checkpoints, exact resume, SIGTERM/SIGINT and NaN handling.
 
 A run is a list of :class:`Stage` s (GAN-KD: the adversarial stage 1, then plain stage 2; plain
 SSD training: one stage). The loop knows nothing of GANs: a stage brings its step function, its
@@ -18,10 +18,10 @@ from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_bes
                            format_lr_change, format_namespace, format_resumed, format_ssd_batch,
                            format_ssd_epoch, format_start, format_validation)
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .guards import RunningMean, StopFlag
+from .guards import RunInterrupted, RunningMean, StopFlag
 from .steps import split_batch
 
-__all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything"]
+__all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything", "average_device_copies"]
 
 
 def _num_samples(data):
@@ -35,6 +35,35 @@ def _num_samples(data):
 # the flags whose values shape the networks' parameters (named when a --resume is refused)
 _NETWORK_SETTINGS = ("student", "teacher", "network", "data_shape", "dataset", "head",
                      "critic_norm", "critic_channels", "roi_mode", "short", "max_size", "method")
+
+
+def average_device_copies(blocks):
+    """Set every device's copy of each untrained parameter (``grad_req='null'``: BatchNorm
+    moving mean and variance, frozen parts) to their mean over the devices.
+
+    Each device updates its own BatchNorm moving statistics from its slice of the batch, while
+    ``save_parameters`` and ``export`` write the mean of the copies (``Parameter._reduce``,
+    MXNet 1.9.1). Validating after this scores the weights that are written to disk. It does
+    not change what later saves write: the moving-average update
+    ``r <- m * r + (1 - m) * batch_stat`` is linear, so the mean over devices evolves the
+    same whether or not the copies were averaged before. Trained weights are not touched: the
+    same update on every device keeps their copies equal.
+
+    Parameters
+    ----------
+    blocks : dict of str -> Block
+    """
+    for block in blocks.values():
+        for param in block.collect_params().values():
+            if param.grad_req != "null" or param._data is None:   # pylint: disable=protected-access
+                continue
+            copies = param.list_data()
+            if len(copies) < 2:
+                continue
+            mean = mx.nd.add_n(*[c.as_in_context(copies[0].context) for c in copies]) \
+                / len(copies)
+            for c in copies:
+                mean.copyto(c)
 
 
 def seed_everything(seed):
@@ -163,7 +192,9 @@ class Run:
         Line format of the published SSD or Faster R-CNN log (DESIGN.md sec. 5).
     is_root : bool
         False on distributed workers other than rank 0: they train in lockstep but neither
-        validate nor write checkpoints.
+        validate nor write checkpoints, and do not stop on SIGTERM/SIGINT: rank 0 saves
+        ``interrupted`` and exits, and the launcher then ends them (a worker stopping on its
+        own, one step apart from rank 0, would leave rank 0 waiting for its gradients).
     watchdog : StepWatchdog or None
         Told after every step (and before long pauses) that the run is alive.
     reduce : callable or None
@@ -259,7 +290,14 @@ class Run:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, stages):
-        """Train all stages; returns the best mAP (nan if never validated)."""
+        """Train all stages; returns the best mAP (nan if never validated).
+
+        Raises
+        ------
+        RunInterrupted
+            After SIGTERM or SIGINT, once the ``interrupted`` checkpoint is saved (checked
+            after each step).
+        """
         args = self.args
         self.logger.info(format_namespace(args))
         start_stage, start_epoch = (1, 1)
@@ -275,8 +313,7 @@ class Run:
                 first = start_epoch if st.number == start_stage else 1
                 self.logger.info(format_start(first + st.epoch_offset))
                 for epoch in range(first, st.epochs + 1):
-                    if not self._epoch(stages, st, epoch, stop):
-                        return self.best_map
+                    self._epoch(stages, st, epoch, stop)
             self._save(stages, "final", stages[-1].number, stages[-1].epochs, True)
             if self.export is not None and self.is_root:
                 self._export("final")
@@ -287,7 +324,8 @@ class Run:
         return self.best_map
 
     def _epoch(self, stages, st, epoch, stop):
-        """One epoch; returns False when a stop was requested (checkpoint already written)."""
+        """One epoch; raises :class:`RunInterrupted` when a stop was requested (checkpoint
+        already written)."""
         args = self.args
         shown = epoch + st.epoch_offset      # the epoch number the log lines print
         seed_everything(args.seed + 1000 * st.number + epoch)
@@ -318,12 +356,12 @@ class Run:
                 fmt = format_ssd_batch if self.log_style == "ssd" else format_frcnn_batch
                 self.logger.info(fmt(shown, i, speed, self._values(metrics)))
                 btic, seen_since_log = time.time(), 0
-            if stop:
+            if stop and self.is_root:
                 bar.close()
                 self.logger.info(format_interrupted(stop.requested, shown, i))
                 path = self._save(stages, "interrupted", st.number, epoch, False)
                 self.logger.info(format_interrupted_saved(path))
-                return False
+                raise RunInterrupted(stop.requested, path)
         bar.close()
         speed = seen / max(time.time() - tic, 1e-9)
         epoch_metrics = self._values(metrics)
@@ -338,6 +376,8 @@ class Run:
                                                             or last):
             if self.watchdog is not None:
                 self.watchdog.pause()
+            # score the BatchNorm statistics that a save writes, not each device's own
+            average_device_copies(self.blocks)
             # (names, aps, mAP) or, for a metric other than VOC07 mAP@0.5, (..., metric name)
             names, aps, mean_ap, *metric = self.validate()
             self.logger.info(format_validation(shown, names, aps, mean_ap, title=self.val_title,
@@ -357,4 +397,3 @@ class Run:
             self._save(stages, "epoch-s%d-e%04d" % (st.number, epoch), st.number, epoch, True)
             if self.is_root:
                 prune_checkpoints(self.prefix, self.keep_last)
-        return True

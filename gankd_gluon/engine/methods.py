@@ -77,26 +77,27 @@ def _method_arg(text):
 def add_method_args(parser):
     """``--method`` and the baselines' weights, with the papers' defaults."""
     from ..losses import kd
+    from .args import nonnegative_float, positive_float, unit_interval
     parser.add_argument("--method", type=_method_arg, default="gan",
                         help="gan (the paper), chen, ko, hint, none, or components joined by "
                              "'+': " + ", ".join(COMPONENTS))
-    parser.add_argument("--kd-lambda", type=float, default=kd.CHEN_LAMBDA,
+    parser.add_argument("--kd-lambda", type=nonnegative_float, default=kd.CHEN_LAMBDA,
                         help="Chen: weight of the regression loss (paper: 1)")
-    parser.add_argument("--kd-gamma", type=float, default=kd.CHEN_GAMMA,
+    parser.add_argument("--kd-gamma", type=nonnegative_float, default=kd.CHEN_GAMMA,
                         help="Chen: weight of the hint loss (paper: 0.5)")
-    parser.add_argument("--kd-mu", type=float, default=kd.CHEN_MU,
+    parser.add_argument("--kd-mu", type=unit_interval, default=kd.CHEN_MU,
                         help="Chen Eq. 2: hard/soft balance of the classification loss")
-    parser.add_argument("--kd-nu", type=float, default=kd.CHEN_NU,
+    parser.add_argument("--kd-nu", type=nonnegative_float, default=kd.CHEN_NU,
                         help="Chen Eq. 4: weight of the teacher-bounded loss (paper: 0.5)")
-    parser.add_argument("--kd-margin", type=float, default=kd.CHEN_MARGIN,
+    parser.add_argument("--kd-margin", type=nonnegative_float, default=kd.CHEN_MARGIN,
                         help="Chen Eq. 4: margin m of the teacher bound")
-    parser.add_argument("--kd-bg-weight", type=float, default=kd.CHEN_BG_WEIGHT,
+    parser.add_argument("--kd-bg-weight", type=nonnegative_float, default=kd.CHEN_BG_WEIGHT,
                         help="Chen Eq. 3: background class weight of CLS-W (paper: 1.5)")
-    parser.add_argument("--kd-temperature", type=float, default=kd.CHEN_TEMPERATURE,
+    parser.add_argument("--kd-temperature", type=positive_float, default=kd.CHEN_TEMPERATURE,
                         help="Chen: soft-label temperature (paper: 1 for detection)")
-    parser.add_argument("--ko-alpha", type=float, default=kd.KO_YOO_ALPHA,
+    parser.add_argument("--ko-alpha", type=unit_interval, default=kd.KO_YOO_ALPHA,
                         help="Ko & Yoo Eq. 1: weight of CE with ground truth (alpha + beta = 1)")
-    parser.add_argument("--ko-temperature", type=float, default=kd.KO_YOO_TEMPERATURE,
+    parser.add_argument("--ko-temperature", type=positive_float, default=kd.KO_YOO_TEMPERATURE,
                         help="Ko & Yoo Eq. 1: temperature of the KL term")
     parser.add_argument("--hint-mode", choices=("l2", "l1"), default="l2",
                         help="Chen Eq. 5/6: L2 (default) or L1 hint distance")

@@ -6,7 +6,6 @@ Defaults follow the paper (Sec. 4.1) and, where the paper is silent, the publish
 (``published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``); each flag's help says
 which.
 """
-import argparse
 import os
 import sys
 import warnings
@@ -21,9 +20,13 @@ from ..eval.voc import evaluate_detector, get_eval_loader, predict_detections
 from ..logs.format import setup_logger
 from ..models.critics import DNet
 from ..models.export_meta import build_meta, with_meta
-from ..models.ssd import (build_ssd, build_student, build_teacher, deployable, export_detector,
-                          feature_channels, initialize_new_params, split_ssd, teacher_layout)
-from .args import add_critic_args, add_run_args
+from ..models.ssd import (STUDENTS, TEACHERS, build_ssd, build_student, build_teacher,
+                          deployable, export_detector, feature_channels, initialize_new_params,
+                          split_ssd, teacher_layout)
+from .args import (add_critic_args, add_run_args, check_critic_args, check_devices,
+                   check_run_args, check_weights_file, epoch_list, fraction, multiple_of_32,
+                   nonnegative_float, nonnegative_int, positive_float, positive_int)
+from .cli import UsageError
 from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, read_checkpoint
 from .diagnostics import diagnostic_columns
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
@@ -33,22 +36,12 @@ from .methods import KDObjective, add_method_args, method_name, parse_method
 from .steps import GANStep, Normalizer, SSDStep
 
 __all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
-           "build_gankd_models", "make_dnet", "teacher_statistics"]
+           "build_gankd_models", "make_dnet", "teacher_statistics", "check_plain_args",
+           "check_gankd_args", "SSD_NETWORKS"]
 
 GAN_COLUMNS = ["Loss_D", "Loss_G", "Loss_D_real", "Loss_D_fake"]
 DET_COLUMNS = [("train_student_ori_net_CrossEntropy", "CrossEntropy"),
                ("train_student_ori_net_SmoothL1", "SmoothL1")]
-
-
-def epoch_list(value):
-    """``--lr-decay-epoch`` and ``--gan-lr-decay-epoch``: comma-separated epochs, kept as the
-    string (the published Namespace prints ``lr_decay_epoch='80,100'``)."""
-    try:
-        [int(e) for e in value.split(",") if e.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a comma-separated list of epochs (e.g. "
-                                         "'80,100', or '' for none)" % value) from None
-    return value
 
 
 SSD_CRITIC_NORM = "lipschitz"
@@ -64,27 +57,29 @@ def add_common_args(parser):
     """Flags shared by plain SSD and GAN-KD training. ``dest`` names are the published log's
     Namespace fields wherever that setting exists (DESIGN.md sec. 5)."""
     add_dataset_args(parser)
-    parser.add_argument("--data-shape", type=int, default=512,
+    parser.add_argument("--data-shape", type=multiple_of_32, default=512,
                         help="input size; 512 as SSD512 in the paper's tables")
-    parser.add_argument("--batch-size", type=int, default=32,
+    parser.add_argument("--batch-size", type=positive_int, default=32,
                         help="global batch over all devices; 32 is GluonCV's SSD default (the paper "
                              "does not state it; the published log ran 64 on 4 GPUs)")
-    parser.add_argument("--num-workers", "-j", dest="num_workers", type=int, default=4,
+    parser.add_argument("--num-workers", "-j", dest="num_workers", type=nonnegative_int,
+                        default=4,
                         help="DataLoader workers (GluonCV's default; the published log used 16-32)")
     parser.add_argument("--augment", choices=("default", "flip"), default="default",
                         help="'default' is GluonCV's SSD augmentation (the paper's); 'flip' is "
                              "resize + flip only, for small CPU runs")
-    parser.add_argument("--epochs", type=int, default=90,
+    parser.add_argument("--epochs", type=nonnegative_int, default=90,
                         help="plain-training epochs (GAN-KD: stage 2; paper: 90)")
-    parser.add_argument("--lr", type=float, default=0.001,
+    parser.add_argument("--lr", type=positive_float, default=0.001,
                         help="SGD learning rate of plain training (GluonCV SSD, published log)")
-    parser.add_argument("--lr-decay", type=float, default=0.1,
+    parser.add_argument("--lr-decay", type=positive_float, default=0.1,
                         help="step decay factor (published log); GAN-KD: of both stages")
     parser.add_argument("--lr-decay-epoch", type=epoch_list, default="",
                         help="epochs after which the SGD lr decays (80: epochs 1-80 at --lr, "
                              "81 on decayed); paper: none; the published log used '80,100'")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (paper)")
-    parser.add_argument("--wd", type=float, default=0.0005, help="SGD weight decay (paper)")
+    parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (paper)")
+    parser.add_argument("--wd", type=nonnegative_float, default=0.0005,
+                        help="SGD weight decay (paper)")
     parser.add_argument("--kvstore", type=str, default="device",
                         choices=("device", "local", "dist_sync", "dist_device_sync"),
                         help="MXNet kvstore: device (one machine, GluonCV's default) or "
@@ -94,10 +89,14 @@ def add_common_args(parser):
                         help="distribute with Horovod instead of the kvstore (GluonCV's flag): "
                              "one process per device, started by horovodrun; needs Horovod "
                              "built with MXNet (README)")
-    parser.add_argument("--watchdog-timeout", type=float, default=600.0,
+    parser.add_argument("--watchdog-timeout", type=positive_float, default=600.0,
                         help="distributed runs: exit when no step completes for this many "
                              "seconds (a dead peer otherwise hangs the job for ever)")
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
+    parser.add_argument("--save-initial", action="store_true",
+                        help="with no epoch to train (--epochs 0, and --gan-epochs 0 for "
+                             "GAN-KD): save and export the network as it starts (initialised, or "
+                             "loaded by --init-from) instead of refusing the run")
     # SSD's published log: save_interval=10, epochs counted from 1
     add_run_args(parser, save_interval=10, start_epoch=1,
                  prefix_example="ssd_512_mobilenet1.0_resnet50_v1_voc_gankd")
@@ -119,7 +118,7 @@ def add_gankd_args(parser):
                              "(paper Fig. 1); student: a head of the student's own")
     parser.add_argument("--stage", choices=("1", "2", "both"), default="both",
                         help="1 adversarial, 2 plain SSD training, both in one command")
-    parser.add_argument("--gan-epochs", type=int, default=180,
+    parser.add_argument("--gan-epochs", type=nonnegative_int, default=180,
                         help="stage-1 epochs (paper: 180; the published log ran 221)")
     # the published log's step: [Epoch 179][Batch 199] CrossEntropy=1.655 Loss_D=-0.016, then
     # [Epoch 180][Batch 99] 1.592 -0.049 (the first 100 batches of 180 already changed),
@@ -142,6 +141,67 @@ def add_gankd_args(parser):
     add_critic_args(parser, critic_norm=SSD_CRITIC_NORM, critic_norm_help=SSD_CRITIC_NORM_HELP)
     add_method_args(parser)
     return parser
+
+
+#: Backbones an SSD can be built on (``--network`` of train_ssd.py)
+SSD_NETWORKS = tuple(sorted(set(TEACHERS) | set(STUDENTS)))
+
+
+def _check_layout(network, flag, args):
+    try:
+        teacher_layout(network, args.data_shape, "coco" if args.dataset == "coco" else "voc")
+    except ValueError as err:
+        raise UsageError("%s %s: %s" % (flag, network, err)) from None
+
+
+def check_plain_args(args):
+    """Refuse ``train_ssd.py`` arguments that cannot train, before anything is built or
+    written: an unknown ``--network``, ``--epochs 0`` without ``--save-initial``, and
+    :func:`~.args.check_run_args`.
+
+    Raises
+    ------
+    UsageError
+        One line naming the flag (and, for a name, the valid ones).
+    """
+    if args.network not in SSD_NETWORKS:
+        raise UsageError("--network %s: choose one of %s" % (args.network,
+                                                             ", ".join(SSD_NETWORKS)))
+    _check_layout(args.network, "--network", args)
+    if args.epochs < 1 and not args.save_initial:
+        raise UsageError("--epochs %d: nothing to train (--save-initial saves the network "
+                         "as it starts)" % args.epochs)
+    check_run_args(args)
+
+
+def check_gankd_args(args):
+    """Refuse ``train_ssd_gan_kd.py`` arguments that cannot train, before anything is built or
+    written: unknown ``--student``/``--teacher``, a ``--data-shape`` the teacher's layout
+    cannot take, a stage without epochs (unless ``--save-initial``), an empty clipping
+    interval, a ``--teacher-params`` that is neither a file nor an export's prefix, and
+    :func:`~.args.check_run_args`.
+
+    Raises
+    ------
+    UsageError
+        One line naming the flag (and, for a name, the valid ones).
+    """
+    if args.student not in STUDENTS:
+        raise UsageError("--student %s: choose one of %s" % (args.student, ", ".join(STUDENTS)))
+    if args.teacher not in SSD_NETWORKS:       # the tables' teachers, or any SSD of train_ssd.py
+        raise UsageError("--teacher %s: choose one of %s" % (args.teacher,
+                                                             ", ".join(SSD_NETWORKS)))
+    _check_layout(args.teacher, "--teacher", args)
+    check_weights_file("--teacher-params", args.teacher_params, export=True)   # file or prefix
+    epochs = {"1": args.gan_epochs, "2": args.epochs,
+              "both": args.gan_epochs + args.epochs}[args.stage]
+    if epochs < 1 and not args.save_initial:
+        given = {"1": "--stage 1 --gan-epochs 0", "2": "--stage 2 --epochs 0",
+                 "both": "--epochs 0 --gan-epochs 0"}[args.stage]
+        raise UsageError("%s: nothing to train (--save-initial saves the student as it starts)"
+                         % given)
+    check_critic_args(args)
+    check_run_args(args)
 
 
 def get_contexts(args, env=None):
@@ -167,12 +227,7 @@ def get_contexts(args, env=None):
         gpus = [gpus[env.local_rank]]
     if not gpus:
         return [mx.cpu(i) for i in range(max(1, args.cpu_devices))]
-    available = mx.context.num_gpus()
-    missing = [g for g in gpus if int(g) >= available]
-    if missing:
-        raise RuntimeError("--gpus %s: this machine has %d GPU(s) visible to MXNet (needs the "
-                           "mxnet-cu112 build and CUDA 11.2); run on the CPU with --gpus ''"
-                           % (args.gpus, available))
+    check_devices(args)                  # a GPU the machine lacks: one line, exit 2
     return [mx.gpu(int(g)) for g in gpus]
 
 

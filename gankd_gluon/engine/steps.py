@@ -207,18 +207,16 @@ class GANStep:
             with autograd.record():
                 d_real = [self.dnet(*tm) for tm in t_maps]
                 d_fake = [self.dnet(*[m.detach() for m in sm]) for sm in s_maps]
+                renormalise = getattr(self.dnet, "renormalise", None)
+                if renormalise is not None:  # the default critics: this batch's score units
+                    reduce = self.norm.reduce_array if self.norm.is_dist else None
+                    d_real, d_fake = renormalise(d_real, d_fake, reduce=reduce)
                 # D-Net score = sum of its critics (B, M) -> (B,), batch mean via 1/N
                 loss_d = [(r.sum() - f.sum()) / n for r, f in zip(d_real, d_fake)]
             autograd.backward(loss_d)
             check_finite({"Loss_D": loss_d}, epoch, batch)
             self.trainer_d.step(1)
             clip_weights(self.dnet.collect_params(), *self.clamp)
-            observe = getattr(self.dnet, "observe_scores", None)
-            if observe is not None:          # the default critics' score scale (critics.py)
-                reduce = None
-                if self.norm.is_dist:
-                    reduce = lambda a: self.norm.reduce_array(a, "critic_scores")  # noqa: E731
-                observe(d_real, d_fake, reduce=reduce)
         # the scores were computed before the last update, as Loss_D_real / Loss_D_fake
         separation = [(f.sum(axis=0) - r.sum(axis=0)) / n for r, f in zip(d_real, d_fake)]
         return ([r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d,
@@ -260,6 +258,26 @@ class GANStep:
                                  epoch, batch)
         return out
 
+    def adversarial_scores(self, t_maps, s_maps):
+        """The D-Net's scores of the student's maps for the student step: per device (B, M),
+        on the autograd graph of ``s_maps`` (call inside ``autograd.record``).
+
+        The default critics score in the units of the critic as the critic step left it: the
+        teacher's maps are scored again (no graph) and both sides renormalised
+        (:meth:`~gankd_gluon.models.critics.DNet.renormalise`), one critic forward more per
+        iteration. Without it the student step read a critic that had just moved, in the units
+        measured before the move: at the start of training one Adam step multiplies the raw
+        scores' spread by hundreds (fresh clipped weights align), and epoch 1's Loss_G reached
+        -950 with an adversarial gradient as many times too large."""
+        d_fake = [self.dnet(*sm) for sm in s_maps]
+        renormalise = getattr(self.dnet, "renormalise", None)
+        if renormalise is None or getattr(self.dnet, "norm", None) != "lipschitz":
+            return d_fake
+        with autograd.pause():
+            d_real = [self.dnet(*tm) for tm in t_maps]
+        reduce = self.norm.reduce_array if self.norm.is_dist else None
+        return renormalise(d_real, d_fake, reduce=reduce)[1]
+
     def balance_critics(self, s_maps):
         """Weight the critics so that each gives the same share of the adversarial gradient
         reaching the student's backbone (:mod:`.balance`), measured on every device's maps (the
@@ -296,7 +314,7 @@ class GANStep:
                                               cls_targets, box_targets, cls_loss, box_loss,
                                               num_pos, n)
             if self.dnet is not None:
-                adv = [self.dnet(*sm).sum() / n for sm in s_maps]
+                adv = [d.sum() / n for d in self.adversarial_scores(t_maps, s_maps)]
                 total = [t + a for t, a in zip(total, adv)]
                 terms["Loss_G"] = adv
         autograd.backward(total)

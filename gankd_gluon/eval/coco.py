@@ -18,6 +18,8 @@ import sys
 
 import numpy as np
 
+from ..engine.cli import InputFileError, UsageError
+
 __all__ = ["COCO_SUMMARY_NAMES", "COCO_METRIC", "coco_image_ids", "detections_to_coco",
            "read_coco_results", "write_coco_results", "coco_evaluate", "coco_validation"]
 
@@ -96,6 +98,30 @@ def write_coco_results(path, results):
         json.dump(results, f)
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _check_result(path, k, res, images, cats):
+    """One entry of a COCO results json; a :class:`UsageError` names the file and entry."""
+    if not isinstance(res, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(res):
+        raise UsageError("%s: entry %d needs image_id, category_id, bbox, score" % (path, k))
+    if res["image_id"] not in images:
+        raise UsageError("%s: entry %d: image_id %r is not in the ground truth"
+                         % (path, k, res["image_id"]))
+    if res["category_id"] not in cats:
+        raise UsageError("%s: entry %d: category_id %r is not in the ground truth"
+                         % (path, k, res["category_id"]))
+    box = res["bbox"]
+    if not (isinstance(box, list) and len(box) == 4 and all(_number(v) for v in box)
+            and box[2] >= 0 and box[3] >= 0):
+        raise UsageError("%s: entry %d: bbox %r is not [x, y, w, h] of four finite numbers "
+                         "with w, h >= 0" % (path, k, box))
+    if not _number(res["score"]):
+        raise UsageError("%s: entry %d: score %r is not a finite number"
+                         % (path, k, res["score"]))
+
+
 def read_coco_results(path, coco_gt):
     """Read and check a COCO results json.
 
@@ -107,28 +133,37 @@ def read_coco_results(path, coco_gt):
     Returns
     -------
     list of dict
+
+    Raises
+    ------
+    InputFileError
+        ``path`` does not exist.
+    UsageError
+        The file is not UTF-8 text or not json (the message names the line and column), is not
+        a list, or an entry lacks a field, names an image or category outside the ground
+        truth, or has a bbox or score that is not finite numbers (the message names the entry).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError("detections file %s does not exist (a COCO results json: "
-                                "[{image_id, category_id, bbox: [x, y, w, h], score}, ...])"
-                                % path)
-    with open(path) as f:
-        try:
-            results = json.load(f)
-        except ValueError as err:
-            raise ValueError("%s: not json (%s)" % (path, err)) from None
+        raise InputFileError("detections file %s does not exist (a COCO results json: "
+                             "[{image_id, category_id, bbox: [x, y, w, h], score}, ...])" % path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise UsageError("%s:%d: not a COCO results json (byte %d is not UTF-8 text)"
+                         % (path, line, err.start + 1)) from None
+    try:
+        results = json.loads(text)
+    except ValueError as err:
+        where = ":%d" % err.lineno if isinstance(err, json.JSONDecodeError) else ""
+        raise UsageError("%s%s: not json (%s)" % (path, where, err)) from None
     if not isinstance(results, list):
-        raise ValueError("%s: a COCO results json is a list of detections" % path)
+        raise UsageError("%s: a COCO results json is a list of detections" % path)
     images, cats = set(coco_gt.getImgIds()), set(coco_gt.getCatIds())
     for k, res in enumerate(results):
-        if not isinstance(res, dict) or not {"image_id", "category_id", "bbox", "score"} <= set(res):
-            raise ValueError("%s: entry %d needs image_id, category_id, bbox, score" % (path, k))
-        if res["image_id"] not in images:
-            raise ValueError("%s: entry %d: image_id %r is not in the ground truth"
-                             % (path, k, res["image_id"]))
-        if res["category_id"] not in cats:
-            raise ValueError("%s: entry %d: category_id %r is not in the ground truth"
-                             % (path, k, res["category_id"]))
+        _check_result(path, k, res, images, cats)
     return results
 
 

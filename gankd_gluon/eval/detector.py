@@ -27,6 +27,8 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
+from ..engine.cli import UsageError
+
 __all__ = ["FASTER_RCNN", "SSD", "add_detector_args", "load_detector", "detector_kind",
            "build_zoo_detector", "import_symbol_detector", "read_checkpoint_manifest",
            "load_frcnn_checkpoint", "load_ssd_checkpoint", "zoo_params_path", "model_meta"]
@@ -112,7 +114,7 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
     """
     from gluoncv import model_zoo
     if name.lower() not in model_zoo.get_model_list():
-        raise ValueError("--network %s is not a GluonCV model-zoo name (e.g. "
+        raise UsageError("--network %s is not a GluonCV model-zoo name (e.g. "
                          "ssd_512_mobilenet1.0_voc, ssd_512_resnet50_v1_custom)" % name)
     kwargs = {"pretrained_base": False}
     if name.lower().endswith("_custom"):
@@ -121,7 +123,7 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
         kwargs["classes"] = list(classes)
     if params is None:
         if kwargs.get("classes") is not None:
-            raise ValueError("%s has no zoo weights: pass --params FILE" % name)
+            raise UsageError("%s has no zoo weights: pass --params FILE" % name)
         wanted = zoo_params_path(name)
         try:
             net = model_zoo.get_model(name, pretrained=True, ctx=ctx[0] if ctx else mx.cpu())
@@ -132,7 +134,7 @@ def build_zoo_detector(name, ctx, params=None, classes=None):
                 "download failed (%s: %s). Put that file there, or pass local weights with "
                 "--params FILE" % (name, wanted, type(err).__name__, err)) from err
         if classes is not None and list(net.classes) != list(classes):
-            raise ValueError("%s predicts %d classes %s, the dataset has %d %s: pass --params "
+            raise UsageError("%s predicts %d classes %s, the dataset has %d %s: pass --params "
                              "with weights trained on this dataset"
                              % (name, len(net.classes), list(net.classes), len(classes),
                                 list(classes)))
@@ -327,7 +329,7 @@ def load_frcnn_checkpoint(path, ctx, classes=None):
                               "are missing" % path)
     run_classes = dataset_classes(run["dataset"])
     if classes is not None and tuple(classes) != tuple(run_classes):
-        raise ValueError("--checkpoint %s was trained on --dataset %s (%d classes %s), the "
+        raise UsageError("--checkpoint %s was trained on --dataset %s (%d classes %s), the "
                          "evaluated dataset has %d %s" % (path, run["dataset"], len(run_classes),
                                                          list(run_classes), len(classes),
                                                          list(classes)))
@@ -463,15 +465,15 @@ def load_detector(args, ctx, classes=None):
         return None
     if getattr(args, "symbol", None):
         if args.params:
-            raise ValueError("--params goes with --network; --symbol reads PREFIX-0000.params")
+            raise UsageError("--params goes with --network; --symbol reads PREFIX-0000.params")
         return import_symbol_detector(args.symbol, ctx)
     if getattr(args, "checkpoint", None):
         if args.params:
-            raise ValueError("--params goes with --network; --checkpoint names its own weights")
+            raise UsageError("--params goes with --network; --checkpoint names its own weights")
         if _manifest_kind(read_checkpoint_manifest(args.checkpoint)) == SSD:
             return load_ssd_checkpoint(args.checkpoint, ctx, classes)
         return load_frcnn_checkpoint(args.checkpoint, ctx, classes)
     if getattr(args, "network", None):
         return build_zoo_detector(args.network, ctx, params=args.params, classes=classes)
-    raise ValueError("no detector: pass --network NAME [--params FILE], --symbol PREFIX, "
+    raise UsageError("no detector: pass --network NAME [--params FILE], --symbol PREFIX, "
                      "--checkpoint MANIFEST (where offered) or --detections DIR")

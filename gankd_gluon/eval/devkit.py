@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from ..engine.cli import InputFileError, UsageError
 from .results import DetectionSet
 from .voc import score_detections
 
@@ -65,31 +66,51 @@ def write_devkit_detections(out_dir, detections, class_names, prefix=DEFAULT_PRE
     return paths
 
 
-def _parse_file(path, cls, image_index_of):
-    """Rows of one result file as (image_index, label, score, box) arrays, in line order."""
-    index, scores, boxes = [], [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise ValueError("%s:%d: expected 'image_id score xmin ymin xmax ymax', got %r"
-                                 % (path, lineno, line.rstrip("\n")))
+def _lines(path):
+    """``(line number, text)`` of a result file; a line that is not UTF-8 text (a binary file)
+    is a :class:`UsageError` naming the file and line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             try:
-                values = [float(v) for v in fields[1:]]
-            except ValueError:
-                raise ValueError("%s:%d: score and box must be numbers, got %r"
-                                 % (path, lineno, line.rstrip("\n"))) from None
-            if not np.all(np.isfinite(values)):
-                raise ValueError("%s:%d: non-finite number in %r" % (path, lineno, line.rstrip()))
-            if fields[0] not in image_index_of:
-                # VOCevaldet.m stops with 'unrecognized image' as well
-                raise ValueError("%s:%d: image id %r is not in the evaluated split"
-                                 % (path, lineno, fields[0]))
-            index.append(image_index_of[fields[0]])
-            scores.append(values[0])
-            boxes.append([v - 1.0 for v in values[1:]])
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UsageError("%s:%d: not text (byte %d of the line is not UTF-8); a devkit "
+                                 "result file holds lines 'image_id score xmin ymin xmax ymax'"
+                                 % (path, lineno, err.start + 1)) from None
+
+
+def _parse_file(path, cls, image_index_of):
+    """Rows of one result file as (image_index, label, score, box) arrays, in line order.
+
+    Raises
+    ------
+    UsageError
+        A line that is not text, has not six fields, has a field that is not a finite number,
+        or names an image outside the evaluated split; the message names the file and line.
+    """
+    index, scores, boxes = [], [], []
+    for lineno, line in _lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        shown = line.rstrip("\r\n")
+        if len(fields) != 6:
+            raise UsageError("%s:%d: expected 'image_id score xmin ymin xmax ymax', got %r"
+                             % (path, lineno, shown))
+        try:
+            values = [float(v) for v in fields[1:]]
+        except ValueError:
+            raise UsageError("%s:%d: score and box must be numbers, got %r"
+                             % (path, lineno, shown)) from None
+        if not np.all(np.isfinite(values)):
+            raise UsageError("%s:%d: non-finite number in %r" % (path, lineno, shown))
+        if fields[0] not in image_index_of:
+            # VOCevaldet.m stops with 'unrecognized image' as well
+            raise UsageError("%s:%d: image id %r is not in the evaluated split"
+                             % (path, lineno, fields[0]))
+        index.append(image_index_of[fields[0]])
+        scores.append(values[0])
+        boxes.append([v - 1.0 for v in values[1:]])
     n = len(index)
     return (np.asarray(index, dtype=np.int64), np.full(n, cls, dtype=np.int64),
             np.asarray(scores, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(n, 4))
@@ -114,7 +135,10 @@ def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFI
         Boxes 0-based (the file's values minus 1); within a class, in line order.
     """
     if not os.path.isdir(det_dir):
-        raise FileNotFoundError("detections directory %s does not exist" % det_dir)
+        if os.path.exists(det_dir):
+            raise UsageError("--detections %s: not a directory (eval_voc.py reads a directory "
+                             "of devkit result files %s<class>.txt)" % (det_dir, prefix))
+        raise InputFileError("detections directory %s does not exist" % det_dir)
     image_index_of = {str(image_id): i for i, image_id in enumerate(image_ids)}
     parts, missing = [], []
     for cls, name in enumerate(class_names):
@@ -124,7 +148,7 @@ def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFI
             continue
         parts.append(_parse_file(path, cls, image_index_of))
     if not parts:
-        raise FileNotFoundError(
+        raise InputFileError(
             "no devkit result files in %s: expected %s (one per class, lines 'image_id score "
             "xmin ymin xmax ymax')" % (det_dir, ", ".join(devkit_filename(n, prefix)
                                                           for n in class_names)))

@@ -15,14 +15,17 @@ other kind is one ``error:`` line, before any file is read), :func:`predict_data
 network and returns its detections in original-image pixels, which each script scores its own
 way (GluonCV's VOC metric, or COCOeval).
 """
+import argparse
 import sys
 
+from ..engine.args import check_devices, positive_int, unit_interval
+from ..engine.cli import UsageError
 from ..models.faster_rcnn import ZOO_SETTINGS
 from ..models.export_meta import check_against
 from .detector import FASTER_RCNN, SSD, detector_kind, model_meta, read_checkpoint_manifest
 
 __all__ = ["SSD_DATA_SHAPE", "FRCNN_SHORT", "FRCNN_MAX_SIZE", "SSD_NMS", "add_input_args",
-           "input_mode", "set_frcnn_nms", "predict_dataset"]
+           "input_mode", "set_frcnn_nms", "predict_dataset", "check_eval_args", "topk"]
 
 #: SSD input side when --data-shape is not given: SSD512, the paper's
 SSD_DATA_SHAPE = 512
@@ -36,32 +39,71 @@ FRCNN_SHORT, FRCNN_MAX_SIZE = ZOO_SETTINGS["short"], ZOO_SETTINGS["max_size"]
 SSD_NMS = {"nms_thresh": 0.45, "nms_topk": 400, "post_nms": 100}
 
 
+def topk(value):
+    """A count of boxes: at least 1, or -1 for all (GluonCV's ``set_nms`` convention)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not an integer" % value) from None
+    if number < 1 and number != -1:
+        raise argparse.ArgumentTypeError("%s: must be at least 1, or -1 for all" % value)
+    return number
+
+
+def check_eval_args(args, metric):
+    """Refuse evaluation arguments that cannot work, before any file is read or written.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``eval_voc.py`` / ``eval_coco.py`` arguments.
+    metric : {'voc', 'coco'}
+        What the script scores.
+
+    Raises
+    ------
+    UsageError
+        A ``--dataset`` the other script scores, ``--save-detections`` without a network,
+        ``--gpus`` naming GPUs the machine lacks.
+    """
+    from ..data.datasets import dataset_metric_kind
+    if dataset_metric_kind(args.dataset) != metric:
+        raise UsageError("--dataset %s is scored with %s: use scripts/%s"
+                         % (args.dataset, "COCO AP" if metric == "voc" else "the VOC metric",
+                            "eval_coco.py" if metric == "voc" else "eval_voc.py"))
+    if args.detections and args.save_detections:
+        raise UsageError("--save-detections needs a network (--network, --symbol or "
+                         "--checkpoint)")
+    check_devices(args)
+
+
 def add_input_args(parser):
     """Add ``--data-shape``, ``--short``, ``--max-size``, ``--batch-size`` and ``--nms-*``.
 
     All default to None; :func:`input_mode` and :func:`predict_dataset` fill in the defaults of
     the network's kind.
     """
-    parser.add_argument("--data-shape", type=int, default=None,
+    parser.add_argument("--data-shape", type=positive_int, default=None,
                         help="SSD: square network input size (default %d, SSD512 as in the "
                              "paper); not for a Faster R-CNN" % SSD_DATA_SHAPE)
-    parser.add_argument("--short", type=int, default=None,
+    parser.add_argument("--short", type=positive_int, default=None,
                         help="Faster R-CNN: input short side (default: a --checkpoint's own, "
                              "else %d, GluonCV's); not for an SSD" % FRCNN_SHORT)
-    parser.add_argument("--max-size", type=int, default=None,
+    parser.add_argument("--max-size", type=positive_int, default=None,
                         help="Faster R-CNN: input long-side cap (default: a --checkpoint's own, "
                              "else %d, GluonCV's); not for an SSD" % FRCNN_MAX_SIZE)
-    parser.add_argument("--batch-size", type=int, default=8,
+    parser.add_argument("--batch-size", type=positive_int, default=8,
                         help="SSD: images per batch (a Faster R-CNN runs one image per device, "
                              "as GluonCV)")
-    parser.add_argument("--nms-thresh", type=float, default=None,
+    parser.add_argument("--nms-thresh", type=unit_interval, default=None,
                         help="NMS IoU threshold set with set_nms: SSD default %.2f as "
                              "train_ssd.py; a Faster R-CNN keeps its own (presets: 0.3) unless "
                              "given" % SSD_NMS["nms_thresh"])
-    parser.add_argument("--nms-topk", type=int, default=None,
-                        help="boxes entering NMS (SSD default %d)" % SSD_NMS["nms_topk"])
-    parser.add_argument("--post-nms", type=int, default=None,
-                        help="detections kept per image (SSD default %d)" % SSD_NMS["post_nms"])
+    parser.add_argument("--nms-topk", type=topk, default=None,
+                        help="boxes entering NMS (SSD default %d; -1 all)" % SSD_NMS["nms_topk"])
+    parser.add_argument("--post-nms", type=topk, default=None,
+                        help="detections kept per image (SSD default %d; -1 all)"
+                             % SSD_NMS["post_nms"])
     parser.add_argument("--override-meta", action="store_true",
                         help="run an SSD export or checkpoint at a --data-shape, or any on "
                              "classes, other than its own (its -meta.json or run arguments); "
@@ -100,7 +142,7 @@ def input_mode(args, classes=None):
 
     Raises
     ------
-    SystemExit
+    UsageError
         ``--data-shape`` for a Faster R-CNN, ``--short``/``--max-size`` for an SSD, or both
         kinds of flag for a network the flags cannot tell.
     ExportMetaError
@@ -117,15 +159,15 @@ def input_mode(args, classes=None):
         run = read_checkpoint_manifest(args.checkpoint)["args"]
     short, max_size = run.get("short", FRCNN_SHORT), run.get("max_size", FRCNN_MAX_SIZE)
     if kind == FASTER_RCNN and args.data_shape is not None:
-        raise SystemExit("error: --data-shape is for SSD's square resize; %s is a Faster R-CNN, "
+        raise UsageError("--data-shape is for SSD's square resize; %s is a Faster R-CNN, "
                          "resized by its short side: use --short/--max-size (default %d/%d, %s)"
                          % (_source(args), short, max_size, "the run's" if run else "GluonCV's"))
     if kind == SSD and frcnn_flags:
-        raise SystemExit("error: %s is for Faster R-CNN's short-side resize; %s is an SSD, "
+        raise UsageError("%s is for Faster R-CNN's short-side resize; %s is an SSD, "
                          "resized to a square: use --data-shape (default %d)"
                          % ("/".join(frcnn_flags), _source(args), SSD_DATA_SHAPE))
     if frcnn_flags and args.data_shape is not None:
-        raise SystemExit("error: --data-shape (square resize) and %s (short-side resize) "
+        raise UsageError("--data-shape (square resize) and %s (short-side resize) "
                          "exclude each other" % "/".join(frcnn_flags))
     meta = model_meta(args)
     if meta is not None:
@@ -154,7 +196,7 @@ def set_frcnn_nms(net, args):
     if not given:
         return
     if not hasattr(net, "set_nms"):
-        raise SystemExit("error: --%s: the NMS of an exported network is fixed in its symbol"
+        raise UsageError("--%s: the NMS of an exported network is fixed in its symbol"
                          % sorted(given)[0].replace("_", "-"))
     settings = {k: getattr(net, k) for k in SSD_NMS}
     settings.update(given)

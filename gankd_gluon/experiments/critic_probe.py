@@ -138,21 +138,25 @@ def _grad_shares(dnet, student_features, train_images, held_images, batch, ctx, 
     return (weights * g / max((weights * g).sum(), 1e-30), g / max(g.sum(), 1e-30), g)
 
 
-def collect_maps(args, say=print):
-    """Build the teacher, a random network of its architecture and a fresh student for ``args``
-    and compute every map the probe needs, once. Returns a dict (see :func:`probe_critics`)."""
-    from ..data.datasets import dataset_classes, get_dataset
-    from ..engine.loop import seed_everything
-    from ..engine.ssd_runs import build_gankd_models, get_contexts
-    from ..models.critics import channel_stats
-    from ..models.ssd import build_ssd, freeze, initialize_new_params, teacher_layout
-    from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
+class _AdaptedMap(mx.gluon.Block):
+    """A Faster R-CNN student's stride-16 map as stage 1 sees it: ``adapter(features(x))``, one
+    map (B, C_t, H/16, W/16) in a list, like an SSD feature block's output. ``adapters`` names
+    the adapter so that :func:`~gankd_gluon.models.ssd.backbone_params` leaves it out."""
 
-    tic = time.time()
-    seed_everything(args.seed)
-    ctx = get_contexts(args)[0]
-    classes = dataset_classes(args.dataset)
-    args.pretrained_base = False
+    def __init__(self, features, adapter, **kwargs):
+        super(_AdaptedMap, self).__init__(**kwargs)
+        self.features = features
+        self.adapters = adapter
+
+    def forward(self, x):  # pylint: disable=arguments-differ
+        return [self.adapters(self.features(x))]
+
+
+def _ssd_networks(args, classes, ctx, random_teacher_first):
+    """SSD: (teacher, random network of its architecture, fresh student) feature blocks, each
+    ``x -> list of maps``; the student's maps adapted to the teacher's channels."""
+    from ..engine.ssd_runs import build_gankd_models
+    from ..models.ssd import build_ssd, freeze, initialize_new_params, teacher_layout
     kind = "coco" if args.dataset == "coco" else "voc"
     layout = teacher_layout(args.teacher, args.data_shape, kind)
 
@@ -161,6 +165,75 @@ def collect_maps(args, say=print):
         initialize_new_params(net, ctx)
         net(mx.nd.zeros((1, 3, args.data_shape, args.data_shape), ctx=ctx))  # deferred shapes
         return freeze(net)
+    teacher = random_teacher() if random_teacher_first else None
+    teacher, student, _, _ = build_gankd_models(args, classes, [ctx], teacher=teacher)
+    rand = random_teacher()
+    return teacher.features, rand.features, student.features
+
+
+def _frcnn_networks(args, classes, ctx, random_teacher_first):
+    """Faster R-CNN: the same three for the stride-16 map (C4 of ResNet-v1b/v1d), the student's
+    map through its 1x1 adapter (:class:`~gankd_gluon.models.faster_rcnn.MapAdapter`), as
+    ``train_faster_rcnn_gan_kd.py`` builds them (GluonCV presets, frozen backbone BatchNorm)."""
+    import warnings
+    from ..models.faster_rcnn import (MapAdapter, ZOO_SETTINGS, build_faster_rcnn,
+                                      build_teacher, feature_channels, initialize_params)
+    from ..models.faster_rcnn import map_size
+    settings = dict(ZOO_SETTINGS, short=args.data_shape, max_size=args.data_shape)
+    # the RPN and RCNN never run here; only their sizes must fit a small input to build
+    anchors = map_size(args.data_shape) ** 2 * 15
+    for key in ("rpn_train_post_nms", "rpn_test_post_nms", "num_sample"):
+        settings[key] = min(settings[key], anchors)
+
+    def fresh(backbone, trainable):
+        net = build_faster_rcnn(backbone, classes, "align", 1, pretrained_base=False, **settings)
+        initialize_params(net, ctx)
+        net.collect_params().setattr("grad_req", "null")
+        if trainable:                       # GluonCV trains collect_train_params() only
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                net.collect_train_params().setattr("grad_req", "write")
+        return net
+    if random_teacher_first:
+        teacher = fresh(args.teacher, False)
+    else:
+        teacher = build_teacher(args.teacher, classes, args.teacher_params, ctx, **settings)
+    rand = fresh(args.teacher, False)
+    student = fresh(args.student, True)
+    adapter = MapAdapter(feature_channels(student), feature_channels(teacher))
+    adapter.initialize(ctx=ctx)
+
+    def single(features):
+        return lambda x: [features(x)]
+    return (single(teacher.features), single(rand.features),
+            _AdaptedMap(student.features, adapter))
+
+
+def collect_maps(args, say=print):
+    """Build the teacher, a random network of its architecture and a fresh student for ``args``
+    (``args.detector``: ``ssd``, every map of the SSD feature pyramid; ``faster_rcnn``, the
+    stride-16 map) and compute every map the probe needs, once. Images are resized to
+    ``--data-shape`` square and normalised with ImageNet's mean and standard deviation
+    (SSD's validation transform; for Faster R-CNN, whose transform keeps the aspect ratio,
+    the square makes batches). Returns a dict (see :func:`probe_critics`).
+
+    Raises
+    ------
+    DatasetTooSmallError
+        The dataset has fewer images than the pools need (before any network is built).
+    """
+    from ..data.datasets import dataset_classes, get_dataset
+    from ..engine.loop import seed_everything
+    from ..engine.ssd_runs import get_contexts
+    from ..models.critics import channel_stats
+    from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
+
+    tic = time.time()
+    seed_everything(args.seed)
+    ctx = get_contexts(args)[0]
+    classes = dataset_classes(args.dataset)
+    args.pretrained_base = False
+    detector = getattr(args, "detector", "ssd")
     # the data first: a missing or too small dataset stops the probe before any network is built
     # held-out images: the test split, then the training images the critics never see
     train_set = get_dataset(args.dataset, args.dataset_root, "train")
@@ -174,12 +247,12 @@ def collect_maps(args, say=print):
             "(2 x --num-train) and %d more held out (2 x --num-heldout, test images first)"
             % (args.dataset_root, len(train_set), len(test_set), n_train, n_held))
 
-    teacher = random_teacher() if args.teacher_params is None else None
-    teacher, student, _, layout = build_gankd_models(args, classes, [ctx], teacher=teacher)
-    rand = random_teacher()
+    build = _frcnn_networks if detector == "faster_rcnn" else _ssd_networks
+    t_features, r_features, s_features = build(args, classes, ctx, args.teacher_params is None)
     if args.hybridize:
-        for b in (teacher.features, rand.features, student.features):
-            b.hybridize()
+        for b in (t_features, r_features, s_features):
+            if isinstance(b, mx.gluon.HybridBlock):
+                b.hybridize()
 
     transform = SSDDefaultValTransform(args.data_shape, args.data_shape)
 
@@ -193,21 +266,21 @@ def collect_maps(args, say=print):
         args.num_train, args.num_train, args.num_heldout, args.num_heldout))
 
     b = args.batch_size
-    teacher_maps = {k: _maps_of(teacher.features, v, b, ctx) for k, v in pools.items()}
+    teacher_maps = {k: _maps_of(t_features, v, b, ctx) for k, v in pools.items()}
     stats = channel_stats(teacher_maps["A"])
 
     def fakes_of(pool):
         t = teacher_maps[pool]
         return {
-            "random": _maps_of(rand.features, pools[pool], b, ctx),
+            "random": _maps_of(r_features, pools[pool], b, ctx),
             "scaled": [m * 0.5 for m in t],
             "shifted": [m + 0.5 * s.reshape((1, -1, 1, 1)) for m, (_, s) in zip(t, stats)],
-            "student": _maps_of(student.features, pools[pool], b, ctx, train_mode=True),
+            "student": _maps_of(s_features, pools[pool], b, ctx, train_mode=True),
             "control": t,
         }
     fake_train, fake_held = fakes_of("B"), fakes_of("B'")
     return {"teacher_maps": teacher_maps, "fake_train": fake_train, "fake_held": fake_held,
-            "stats": stats, "student": student, "pools": pools, "ctx": ctx, "tic": tic}
+            "stats": stats, "student": s_features, "pools": pools, "ctx": ctx, "tic": tic}
 
 
 def probe_critics(args, say=print, maps=None, make_dnet=None):
@@ -246,7 +319,7 @@ def probe_critics(args, say=print, maps=None, make_dnet=None):
                                           time.time() - t0))
         if name == "student":
             shares, unweighted, norms = _grad_shares(
-                dnet, student.features, pools["B"], pools["B'"], b, ctx,
+                dnet, student, pools["B"], pools["B'"], b, ctx,
                 balance=getattr(args, "critic_balance_interval", 0) > 0)
     critics = []
     for i, shape in enumerate(shapes):

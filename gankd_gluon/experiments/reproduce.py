@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from ..engine.args import check_devices, gpu_list, parse_checked
+from ..engine.cli import EXIT_FAULT, EXIT_OK, EXIT_USAGE, UsageError
 from .registry import (REPO_ROOT, SMOKE, TABLES, build_chain, effective_settings,
                        estimate_hours, get_row, read_eval_map, rows_of, run_names)
 
@@ -58,7 +60,7 @@ def parse_args(argv=None):
                              "e.g. mobilenet1.0_resnet50_v1")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the exact commands (and which are already done), run nothing")
-    parser.add_argument("--gpus", type=str, default=None,
+    parser.add_argument("--gpus", type=gpu_list, default=None,
                         help="GPU ids of every command; default '0,1' (the paper's two GPUs), "
                              "'' (CPU) at --scale smoke. The global batch stays the paper's and "
                              "is split over them")
@@ -81,7 +83,23 @@ def parse_args(argv=None):
                              "only if the '-' row was already evaluated)")
     parser.add_argument("--python", type=str, default=sys.executable,
                         help="interpreter that runs the steps")
-    return parser.parse_args(argv)
+    return parse_checked(parser, argv, _check_args)
+
+
+def _check_args(args):
+    """A row that exists and, unless only listing or printing, GPUs that exist (the chain's
+    training steps would each refuse them after the previous steps ran)."""
+    if args.list:
+        return
+    if args.table is None or args.row is None:
+        raise UsageError("give --list, or --table T --row R (see --list)")
+    try:
+        get_row(args.table, args.row)
+    except KeyError as err:
+        raise UsageError("--row %s: %s" % (args.row, err.args[0])) from None
+    if not args.dry_run:
+        gpus = args.gpus if args.gpus is not None else ("" if args.scale == "smoke" else "0,1")
+        check_devices(argparse.Namespace(gpus=gpus))
 
 
 # --------------------------------------------------------------------------------- listing
@@ -266,15 +284,15 @@ def main(args, argv=None, out=print):
     argv = list(sys.argv[1:] if argv is None else argv)
     if args.list:
         list_rows(args.table, out)
-        return 0
+        return EXIT_OK
     if args.table is None or args.row is None:
         out("error: give --list, or --table T --row R (see --list)")
-        return 2
+        return EXIT_USAGE
     try:
         row = get_row(args.table, args.row)
     except KeyError as err:
         out("error: %s" % err.args[0])
-        return 2
+        return EXIT_USAGE
     work_dir = args.work_dir or ("work_dirs/smoke" if args.scale == "smoke" else ".")
     results = args.results or os.path.join(work_dir, "logs", "results.md")
     steps = build_chain(row, args.scale, args.gpus, work_dir, args.checkpoint, args.baseline)
@@ -300,7 +318,7 @@ def main(args, argv=None, out=print):
             done, why = step_status(step)
         except ChainError as err:
             out("[%d/%d] %s: error: %s" % (i, len(steps), step.kind, err))
-            return 2
+            return EXIT_USAGE
         if args.dry_run:
             out("[%d/%d] %s (%s)" % (i, len(steps), step.kind,
                                      "done, would skip: " + why if done else "to run"))
@@ -316,7 +334,7 @@ def main(args, argv=None, out=print):
             code = _run(step, args.python)
         except ChainError as err:
             out("error: %s" % err)
-            return 2
+            return EXIT_USAGE
         if code != 0:
             out("error: step %d/%d (%s) failed with exit status %d; fix the cause and run the "
                 "same command again: finished steps are skipped, an unfinished training resumes"
@@ -325,11 +343,11 @@ def main(args, argv=None, out=print):
         done, why = step_status(step)
         if not done:
             out("error: step %s exited 0 but its outputs are not complete: %s" % (step.kind, why))
-            return 1
+            return EXIT_FAULT
         out("[%d/%d] %s: done in %.0f s" % (i, len(steps), step.kind, time.time() - tic))
         ran_eval = ran_eval or step.kind == "eval"
     if args.dry_run:
-        return 0
+        return EXIT_OK
 
     final = [s for s in steps if s.kind == "eval"][-1]
     ours = read_eval_map(final.outputs["eval_json"])
@@ -351,4 +369,4 @@ def main(args, argv=None, out=print):
         out("all steps were already done and %s has this row's line; result: our mAP %s, "
             "paper %s, delta %s" % (results, _fmt(ours), row.paper_text(),
                                      _fmt(ours - row.paper_map, True)))
-    return 0
+    return EXIT_OK

@@ -33,12 +33,14 @@ Losses and speeds print with 3 decimals (``%.3f``, so NaN prints ``nan``); APs, 
 import argparse
 import logging
 import os
+import sys
 
 __all__ = [
     "format_namespace", "format_start", "format_ap", "format_ssd_batch", "format_ssd_epoch",
     "format_validation", "format_best_map", "format_frcnn_batch", "format_frcnn_epoch",
     "format_frcnn_best", "format_frcnn_saving", "format_lr_change", "format_resumed",
     "format_interrupted", "format_interrupted_saved", "format_stopping", "setup_logger",
+    "LogWriteError",
 ]
 
 
@@ -267,6 +269,24 @@ def format_stopping(error):
     return "stopping: %s" % (error,)
 
 
+class LogWriteError(OSError):
+    """The training log could not be written (a full disk, a file-size limit): the run stops
+    instead of training on without its record."""
+
+
+class _StrictFileHandler(logging.FileHandler):
+    """A ``FileHandler`` whose failed write stops the caller with :class:`LogWriteError`.
+
+    ``logging.Handler.handleError`` prints ``--- Logging error ---`` and a traceback to stderr
+    and carries on, so a run whose log disk is full trains to the end with no record and exits
+    0. Here the error reaches the ``logger.info`` call (one line at the entry point).
+    """
+
+    def handleError(self, record):
+        err = sys.exc_info()[1]
+        raise LogWriteError("cannot write the log %s: %s" % (self.baseFilename, err)) from err
+
+
 class _PlainFormatter(logging.Formatter):
     """Bare messages: the published logs have no timestamps or level names."""
 
@@ -293,6 +313,12 @@ def setup_logger(log_path, name="gankd", to_console=True):
         Level INFO, not propagating to the root logger (so a root handler set up elsewhere
         does not print every line twice). Calling again replaces the handlers this function
         added before, so a second run in the same process does not double its lines.
+
+    Raises
+    ------
+    LogWriteError
+        From any logging call whose line cannot be written to ``log_path`` (full disk,
+        file-size limit), naming the file; never printed and ignored as ``logging`` does.
     """
     parent = os.path.dirname(os.path.abspath(log_path))
     os.makedirs(parent, exist_ok=True)
@@ -303,7 +329,7 @@ def setup_logger(log_path, name="gankd", to_console=True):
         if getattr(handler, "_gankd_handler", False):
             logger.removeHandler(handler)
             handler.close()
-    handlers = [logging.FileHandler(log_path, mode="a", encoding="utf-8")]
+    handlers = [_StrictFileHandler(log_path, mode="a", encoding="utf-8")]
     if to_console:
         handlers.append(logging.StreamHandler())
     for handler in handlers:

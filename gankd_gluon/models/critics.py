@@ -28,6 +28,7 @@ are the WGAN weight-clipping critic with DCGAN's Adam. Three designs, ``--critic
     fan-ins and with the size of the feature values (thousands with the published clamp).
 """
 import mxnet as mx
+from mxnet import autograd
 from mxnet.gluon import HybridBlock, nn
 
 __all__ = ["Critic", "LipschitzCritic", "Standardize", "GainConv2D", "DNet", "NORMS",
@@ -132,20 +133,25 @@ class GainConv2D(HybridBlock):
     Improved Quality, Stability, and Variation", ICLR 2018.
 
     Inputs: x (B, in_channels, H, W). Output: (B, channels, H', W') as ``nn.Conv2D`` with the
-    same kernel, strides and padding."""
+    same kernel, strides and padding (``use_bias=False``: no bias)."""
 
-    def __init__(self, channels, kernel, strides, padding, in_channels, clamp, **kwargs):
+    def __init__(self, channels, kernel, strides, padding, in_channels, clamp, use_bias=True,
+                 **kwargs):
         super(GainConv2D, self).__init__(**kwargs)
         self.kw = dict(kernel=(kernel, kernel), stride=(strides, strides),
-                       pad=(padding, padding), num_filter=channels)
+                       pad=(padding, padding), num_filter=channels, no_bias=not use_bias)
         fan_in = in_channels * kernel * kernel
         self.scale = 1.0 / (clamp * fan_in)
         with self.name_scope():
             self.weight = self.params.get("weight", shape=(channels, in_channels, kernel, kernel),
                                           init=mx.init.Uniform(clamp))
-            self.bias = self.params.get("bias", shape=(channels,), init=mx.init.Zero())
+            self.bias = None
+            if use_bias:
+                self.bias = self.params.get("bias", shape=(channels,), init=mx.init.Zero())
 
-    def hybrid_forward(self, F, x, weight, bias):
+    def hybrid_forward(self, F, x, weight, bias=None):
+        if bias is None:
+            return F.Convolution(x, weight * self.scale, **self.kw)
         return F.Convolution(x, weight * self.scale, bias, **self.kw)
 
 
@@ -162,14 +168,19 @@ class LipschitzCritic(HybridBlock):
        ICLR 2016) and the paper's Fig. 2, channels doubled each time (capped at
        ``max_channels``); on maps already at 1x1 they are 3x3 stride-1 convs (same depth for
        every map: comparable gains);
-    4. a 1x1 conv to one score per remaining location, averaged over the locations;
-    5. centred and divided by the *score normalisation*, running averages (momentum 0.5: the
-       critic's raw scale grows fast while its weights align) of the raw scores' mean and
-       standard deviation over the real and fake samples of the critic steps
-       (:meth:`observe`): every critic's score is in units of its own spread, whatever its
-       depth and the map's size, so the critics' terms are comparable and the adversarial
-       losses stay bounded (a critic that separates perfectly gives a separation of about 2).
-       Mean and scale are constants to both steps (no gradient; not clipped).
+    4. a 1x1 conv without bias to one score per remaining location, averaged over the
+       locations;
+    5. centred and divided by the *score normalisation*: the raw scores' mean and standard
+       deviation over the real and fake samples of the latest critic step, over all devices
+       and workers (:meth:`observe`, called by :meth:`DNet.renormalise` before that step's
+       loss, so the step's own scores are already in the new units): every critic's score is
+       in units of its own spread, whatever its depth and the map's size, so the critics'
+       terms are comparable and the adversarial losses stay bounded (a critic that separates
+       perfectly gives a separation of 2 at most). Mean and scale are constants to both
+       steps (no gradient; not clipped). A running average (``momentum`` > 0) lags behind
+       the raw scores, which drift by hundreds of their own spreads per step at the start
+       of training (the biases move, the spread is still tiny): measured, epoch 1's Loss_G
+       reached -1400 with momentum 0.5, so the default is the current batch (momentum 0).
 
     Every conv is a :class:`GainConv2D`: WGAN's weight clipping to ``[-c, c]`` then bounds each
     layer's L-inf gain by 1, so a critic's output is bounded by the standardised input's
@@ -208,25 +219,26 @@ class LipschitzCritic(HybridBlock):
                     self.body.add(GainConv2D(ch, 3, 1, 1, cin, clamp))
                 self.body.add(nn.LeakyReLU(0.2))
                 cin = ch
-            self.out = GainConv2D(1, 1, 1, 0, cin, clamp)
-            # the spread of the raw scores (an EMA of their standard deviation over the real and
-            # fake samples of each critic step): not trained, not clipped, saved in checkpoints
+            # no bias on the score, as the WGAN reference's DCGAN critic (its convs have
+            # bias=False): a constant cancels in the WGAN loss and in both steps' gradients
+            self.out = GainConv2D(1, 1, 1, 0, cin, clamp, use_bias=False)
+            # the spread and mean of the raw scores over the real and fake samples of the last
+            # renormalisation (renormalise): not trained, not clipped, saved in checkpoints
             self.score_scale = self.params.get("score_scale", shape=(1,), init=mx.init.Zero(),
                                                grad_req="null", differentiable=False)
             self.score_mean = self.params.get("score_mean", shape=(1,), init=mx.init.Zero(),
                                               grad_req="null", differentiable=False)
 
-    def observe(self, total, squares, count, momentum):
-        """Update the score normalisation from sums over this critic's normalised scores of
-        one critic step (real and fake samples; NDArrays of shape (1,)): the raw scores' mean
-        and standard deviation, ``m <- momentum * m + (1 - momentum) * mean(raw)`` and the same
-        for the scale, set directly at the first observation. No host read."""
-        cur = self.score_scale.data(total.context)
-        cur_mean = self.score_mean.data(total.context)
+    def observe(self, mean_y, var_y, momentum=0.0):
+        """Update the score normalisation from the mean and variance (NDArrays of shape (1,))
+        of this critic's normalised scores over one critic step's real and fake samples: the
+        raw scores' mean and standard deviation follow, ``m <- momentum * m + (1 - momentum) *
+        mean(raw)`` and the same for the scale (momentum 0: the batch's own), set directly at
+        the first observation. No host read."""
+        cur = self.score_scale.data(mean_y.context)
+        cur_mean = self.score_mean.data(mean_y.context)
         used = mx.nd.where(cur > 0, cur, mx.nd.ones_like(cur))
-        mean_y = total / count
-        std = mx.nd.sqrt(mx.nd.relu(squares / count - mean_y ** 2)) * used
-        std = mx.nd.maximum(std, 1e-30)
+        std = mx.nd.maximum(mx.nd.sqrt(mx.nd.relu(var_y)) * used, 1e-30)
         mean = cur_mean + mean_y * used
         new = mx.nd.where(cur > 0, momentum * cur + (1 - momentum) * std, std)
         new_mean = mx.nd.where(cur > 0, momentum * cur_mean + (1 - momentum) * mean, mean)
@@ -288,30 +300,88 @@ class DNet(HybridBlock):
                 else:
                     self.critics.add(Critic(s, base_channels, norm=norm))
 
-    def observe_scores(self, d_real, d_fake, reduce=None, momentum=0.5):
-        """After each critic step (``GANStep.critic_step``): update every critic's score scale
-        (:meth:`LipschitzCritic.observe`) from the step's scores, per-device lists of (B, M),
-        over all devices and, with ``reduce`` (an NDArray sum over distributed workers), over
-        all workers, so that every replica keeps the same scale. No-op for the ``batch`` and
-        ``none`` critics."""
+    def observe_scores(self, d_real, d_fake, reduce=None, momentum=0.0):
+        """Update every critic's score normalisation (:meth:`LipschitzCritic.observe`) from
+        scores of this D-Net, per-device lists of (B, M), over all devices and, with ``reduce``
+        (``reduce(array, name)``, an NDArray sum over distributed workers under a key ``name``
+        that is the same on every worker), over all workers, so that every replica
+        keeps the same normalisation. No-op for the ``batch`` and ``none`` critics."""
         if self.norm != "lipschitz":
             return
         ctx = d_real[0].context
-        stats = None
-        # per device, then summed over the devices as over the workers: a process on two
-        # devices adds the same partial sums in the same order as two processes of one device
-        for real, fake in zip(d_real, d_fake):
-            dev = real.context
-            both = mx.nd.concat(real.detach(), fake.detach(), dim=0)
-            both = mx.nd.broadcast_div(both, self.critic_weights.data(dev).reshape((1, -1)))
-            part = mx.nd.stack(both.sum(axis=0), (both ** 2).sum(axis=0),
-                               mx.nd.ones((both.shape[1],), ctx=dev) * both.shape[0], axis=1)
-            part = part.as_in_context(ctx)
-            stats = part if stats is None else stats + part
-        if reduce is not None:
-            stats = reduce(stats)                     # (M, 3) summed over workers
+        # unweighted scores per device, in the current units (B_d, M)
+        both = [mx.nd.broadcast_div(mx.nd.concat(r.detach(), f.detach(), dim=0),
+                                    self.critic_weights.data(r.context).reshape((1, -1)))
+                for r, f in zip(d_real, d_fake)]
+
+        def total(parts, name):
+            # per device, then summed over the devices as over the workers: a process on two
+            # devices adds the same partial sums in the same order as two processes of one
+            out = None
+            for p in parts:
+                p = p.as_in_context(ctx)
+                out = p if out is None else out + p
+            return reduce(out, name) if reduce is not None else out
+
+        # two passes (mean, then centred squares): the scores can sit hundreds of spreads away
+        # from the current units' zero, where E[y^2] - E[y]^2 loses the variance in float32
+        sums = total([mx.nd.stack(b.sum(axis=0), mx.nd.ones((b.shape[1],), ctx=b.context) *
+                                  b.shape[0], axis=1) for b in both], "critic_scores")
+        mean = sums[:, 0] / sums[:, 1]                             # (M,)
+        squares = total([((b - mean.as_in_context(b.context).reshape((1, -1))) ** 2).sum(axis=0)
+                         for b in both], "critic_scores_var")
+        var = squares / sums[:, 1]
         for i, c in enumerate(self.critics):
-            c.observe(stats[i, 0:1], stats[i, 1:2], stats[i, 2:3], momentum)
+            c.observe(mean[i:i + 1], var[i:i + 1], momentum)
+
+    def renormalise(self, d_real, d_fake, reduce=None, momentum=0.0):
+        """Observe a critic step's scores (:meth:`observe_scores`) and return them in the new
+        units, before the step's loss is formed: with momentum 0 every critic's scores of the
+        step then have mean 0 and standard deviation ``w_i`` over its real and fake samples,
+        all devices and workers (the weight ``w_i`` of :meth:`set_critic_weights`).
+
+        The new score is an affine map of the old, ``y' = y * s / s' + w (m - m') / s'``
+        (scale ``s``, mean ``m`` before and after), with constants, so it stays on the
+        autograd graph of ``y``: for the critic's update only the gradient's size changes,
+        which Adam's per-parameter normalisation removes. Call it inside ``autograd.record``.
+
+        Parameters
+        ----------
+        d_real, d_fake : list of NDArray, each (B, M)
+            Per-device scores of the teacher's and the student's maps.
+        reduce : callable or None
+            ``reduce(array, name)``: the NDArray summed over distributed workers (``name`` a
+            key that is the same on every worker).
+
+        Returns
+        -------
+        (list of NDArray, list of NDArray): the scores in the new units (the inputs
+        themselves for the ``batch`` and ``none`` critics).
+        """
+        if self.norm != "lipschitz":
+            return d_real, d_fake
+
+        def state():
+            used = [c.score_scale.data(ctx) for c in self.critics]
+            return (mx.nd.concat(*[mx.nd.where(u > 0, u, mx.nd.ones_like(u)) for u in used],
+                                 dim=0),
+                    mx.nd.concat(*[c.score_mean.data(ctx) for c in self.critics], dim=0))
+
+        with autograd.pause():
+            ctx = d_real[0].context
+            s_old, m_old = state()
+            self.observe_scores(d_real, d_fake, reduce=reduce, momentum=momentum)
+            s_new, m_new = state()
+            w = self.critic_weights.data(ctx)
+            gain = (s_old / s_new).reshape((1, -1))
+            shift = (w * (m_old - m_new) / s_new).reshape((1, -1))
+            gains = [(gain.as_in_context(r.context), shift.as_in_context(r.context))
+                     for r in d_real]
+
+        def apply(ys):
+            return [mx.nd.broadcast_add(mx.nd.broadcast_mul(y, g), b)
+                    for y, (g, b) in zip(ys, gains)]
+        return apply(d_real), apply(d_fake)
 
     def set_teacher_stats(self, stats):
         """``stats``: per map (mean (C,), std (C,)) NDArrays of the teacher's maps."""
