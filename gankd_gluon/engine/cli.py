@@ -30,9 +30,10 @@ def run_main(main, args):
     Returns 0 on success, 1 on a non-finite loss (the message names the loss, epoch and
     batch) or a log that cannot be written, 2 on bad arguments or input (:class:`UsageError`:
     flags, malformed result files), missing or unsafe data, missing weights, a refused
-    checkpoint or a distributed setup that cannot start (Horovod not installed, two engines
-    asked for), 3 after SIGTERM/SIGINT once ``interrupted`` is saved, 130 on SIGINT (Ctrl-C)
-    outside the training loop, with one line and no traceback.
+    checkpoint, settings that disagree with an export's metadata, or a distributed setup that
+    cannot start (Horovod not installed, two engines asked for), 3 after SIGTERM/SIGINT once
+    ``interrupted`` is saved, 130 on SIGINT (Ctrl-C) outside the training loop, with one line
+    and no traceback.
 
     A worker of a ``dist_*`` kvstore job does not return: it ends at once with that code
     (:func:`~.distributed.exit_now`), or 1 after the traceback of any other error, since the
@@ -59,6 +60,7 @@ def run_main(main, args):
 def _run_main(main, args):
     from ..data.checks import DatasetNotFoundError, UnsafeInputError
     from ..logs.format import format_stopping
+    from ..models.export_meta import ExportMetaError
     from ..models.ssd import WeightsNotFoundError
     from .checkpoint import CheckpointError
     from .distributed import DistributedSetupError
@@ -82,7 +84,7 @@ def _run_main(main, args):
         print("error: %s" % err, file=sys.stderr)
         return EXIT_FAULT
     except (DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
-            CheckpointError, DistributedSetupError, UsageError) as err:
+            CheckpointError, DistributedSetupError, ExportMetaError, UsageError) as err:
         print("error: %s" % _one_line(err), file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
