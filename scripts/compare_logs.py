@@ -6,6 +6,11 @@ Usage::
     python scripts/compare_logs.py $P/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log \
         logs/ssd_512_mobilenet1.0_resnet50_v1_voc_gankd_train.log --out logs/compare/ssd
 
+A log of ours that was resumed (``--resume``: each resume writes a ``Namespace`` line and
+``Resumed from ...``) is read as one run: the blocks are joined by epoch, a later block replacing
+the epochs it repeats, and the resume points are marked on the plots; ``--run K`` picks block K
+instead (e.g. one of the published logs' many runs).
+
 writes ``report.md`` (settings diff, final and best mAP with deltas, per-class AP side by side,
 epochs to 95% of the best mAP, losses at matching epochs, the stages of each run) and
 ``losses.png``, ``map.png``, ``per_class_ap.png`` into ``--out``.
@@ -43,9 +48,10 @@ def parse_args(argv=None):
     parser.add_argument("ours", help="our training log")
     parser.add_argument("--out", default=None,
                         help="output directory (default: <ours without .log>_compare/)")
-    parser.add_argument("--run", type=_run_number, default=-1,
+    parser.add_argument("--run", type=_run_number, default=None,
                         help="run (Namespace block) of OURS to compare, 1-based, negative "
-                             "from the end (default: -1, the last)")
+                             "from the end (default: the whole last run, its resumed blocks "
+                             "joined by epoch)")
     parser.add_argument("--published-run", type=_run_number, default=-1,
                         help="run of PUBLISHED to compare (default: -1, the last)")
     parser.add_argument("--max-map-drop", type=nonnegative_float, default=None,

@@ -19,6 +19,10 @@ Images reach the network as in ``eval_voc.py``, chosen from the network
   one image per device. ``--data-shape`` with a Faster R-CNN, or ``--short``/``--max-size``
   with an SSD, is an error.
 
+An export with a ``-meta.json`` or a ``--checkpoint`` is evaluated at its own input size by
+default; a disagreeing ``--data-shape`` or class list is refused with one line (exit 2) unless
+``--override-meta``.
+
 Examples::
 
     python scripts/eval_coco.py --network ssd_512_mobilenet1.0_coco --params ssd.params --gpus 0
@@ -90,10 +94,10 @@ def get_context(gpus):
 
 def main(args):
     check_eval_args(args, "coco")          # parse_args did; also for callers that skip it
-    mode, sizes = input_mode(args)
+    classes = dataset_classes(args.dataset)
+    mode, sizes = input_mode(args, classes)
     start = time.time()
     ctx = get_context(args.gpus)
-    classes = dataset_classes(args.dataset)
     # pycocotools' "loading annotations..." (4 lines) only with --verbose: an error stays the
     # one line on stderr
     with contextlib.redirect_stdout(sys.stderr if args.verbose else io.StringIO()):

@@ -20,13 +20,21 @@ Two ways of feeding images to the network, chosen from the network
   (``gankd_gluon/eval/frcnn.py``). ``--short``/``--max-size`` also choose it for a network
   the flags cannot tell.
 
+A model that describes itself, an export with a ``-meta.json`` (as the training scripts write)
+or a ``--checkpoint`` of a training script, is evaluated at its own input size by default; a
+``--data-shape`` or a dataset whose classes disagree with it is refused with one line (exit 2)
+unless ``--override-meta``. An SSD checkpoint is evaluated as its run exports it (a distilled
+student with its adapters folded into its head).
+
 Examples::
 
     # a GluonCV model-zoo SSD with local weights, on VOC2007 test
     python scripts/eval_voc.py --network ssd_512_mobilenet1.0_voc --params ssd.params --gpus 0
     # an exported detector (HybridBlock.export) on the generated set, saving devkit files
     python scripts/eval_voc.py --dataset synthetic --dataset-root DIR --symbol out/student \\
-        --data-shape 256 --save-detections dets/ --out ap.json
+        --save-detections dets/ --out ap.json
+    # an SSD training checkpoint (the run's own input size and classes)
+    python scripts/eval_voc.py --checkpoint checkpoints/<run>/<run>-best.json
     # a Faster R-CNN: a zoo network, a training checkpoint, or its export
     python scripts/eval_voc.py --network faster_rcnn_resnet50_v1b_voc --params frcnn.params
     python scripts/eval_voc.py --checkpoint checkpoints/<run>/<run>-best.json
@@ -85,10 +93,10 @@ def get_context(gpus):
 
 def main(args):
     check_eval_args(args, "voc")          # parse_args did; also for callers that skip it
-    mode, sizes = input_mode(args)
+    classes = dataset_classes(args.dataset)
+    mode, sizes = input_mode(args, classes)
     start = time.time()
     ctx = get_context(args.gpus)
-    classes = dataset_classes(args.dataset)
     dataset = get_dataset(args.dataset, args.dataset_root, "test")
     net = load_detector(args, ctx, classes)
     if net is None:

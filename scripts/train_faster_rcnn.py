@@ -20,7 +20,7 @@ from gankd_gluon.engine.frcnn_runs import (  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--network", type=str, default="resnet50_v1b",
                         help="backbone of faster_rcnn_<network>_voc: resnet50_v1b (the "

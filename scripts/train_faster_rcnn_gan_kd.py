@@ -29,7 +29,7 @@ from gankd_gluon.engine.frcnn_runs import (add_frcnn_common_args, add_frcnn_gank
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_frcnn_gankd_args(add_frcnn_common_args(parser))
     return parse_checked(parser, argv, check_frcnn_gankd_args)

@@ -16,7 +16,7 @@ from gankd_gluon.engine.cli import run_main  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--network", type=str, default="mobilenet1.0",
                         help="backbone: mobilenet1.0, mobilenet0.75, mobilenetv2_1.0, "

@@ -1,4 +1,6 @@
-"""Shared fixtures. Published logs are read from ../shared/published_logs, never copied here.
+"""Shared fixtures. Published logs are read from $GANKD_PUBLISHED_LOGS, else
+../shared/published_logs, never copied here; tests that need them skip when they are absent
+(``scripts/fetch_published_logs.py`` downloads them).
 
 Disk: the end-to-end modules train full-size SSD and Faster R-CNN nets (checkpoints of 50-500 MB
 each). A test's own ``tmp_path`` is deleted when it passes (``pytest.ini``:
@@ -12,25 +14,29 @@ import shutil
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(ROOT), "shared")
-PUBLISHED_LOGS = os.path.join(SHARED, "published_logs")
-PUBLISHED_SSD_LOG = os.path.join(PUBLISHED_LOGS, "ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log")
-PUBLISHED_FRCNN_LOG = os.path.join(PUBLISHED_LOGS, "faster_rcnn_resnet50_resnet101_v1b_g_d_voc_train.log")
+
+
+def _published(name):
+    """A published log, or a skip (one reason: where the tests look and how to get them)."""
+    from gankd_gluon.logs.published import ENV_VAR, published_log, published_logs_dir
+    path = published_log(name)
+    if path is None:
+        pytest.skip("the authors' published logs are not in %s ($%s, else "
+                    "../shared/published_logs): get them with `python "
+                    "scripts/fetch_published_logs.py`" % (published_logs_dir(), ENV_VAR))
+    return path
 
 
 @pytest.fixture(scope="session")
 def published_ssd_log():
-    if not os.path.exists(PUBLISHED_SSD_LOG):
-        pytest.fail("published SSD log not found at %s (tests read ../shared/published_logs)"
-                    % PUBLISHED_SSD_LOG)
-    return PUBLISHED_SSD_LOG
+    from gankd_gluon.logs.published import SSD_LOG
+    return _published(SSD_LOG)
 
 
 @pytest.fixture(scope="session")
 def published_frcnn_log():
-    if not os.path.exists(PUBLISHED_FRCNN_LOG):
-        pytest.fail("published Faster R-CNN log not found at %s" % PUBLISHED_FRCNN_LOG)
-    return PUBLISHED_FRCNN_LOG
+    from gankd_gluon.logs.published import FRCNN_LOG
+    return _published(FRCNN_LOG)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -273,6 +273,23 @@ def test_gpus_that_exist_are_accepted(monkeypatch):
     assert run_args.check_devices(args, one_per_process=True) == 1
 
 
+def test_teacher_params_may_name_an_export_prefix(no_gpu, capsys):
+    """An SSD export is a teacher too: ``--teacher-params PREFIX`` passes the file check when
+    ``PREFIX-0000.params`` exists, and is refused, naming both, when it does not."""
+    argv = SSD_OK + ["--teacher-params", "teacher-final-net"]
+    with pytest.raises(SystemExit) as err:
+        train_ssd_gan_kd.parse_args(argv)
+    assert err.value.code == EXIT_USAGE
+    assert _error_line(capsys.readouterr().err)[-1].endswith(
+        "--teacher-params teacher-final-net: no such file (nor teacher-final-net-0000.params, "
+        "an export's weights)")
+    (no_gpu / "teacher-final-net-0000.params").write_bytes(b"")
+    assert train_ssd_gan_kd.parse_args(argv).teacher_params == "teacher-final-net"
+    # a Faster R-CNN teacher is a params file only
+    with pytest.raises(SystemExit):
+        train_faster_rcnn_gan_kd.parse_args(FRCNN_OK + ["--teacher-params", "teacher-final-net"])
+
+
 @pytest.mark.parametrize("workers, devices, batch, message", [
     ("2", 1, 3, "--batch-size 3 does not split evenly over the job's 2 workers"),
     ("4", 1, 4, None),

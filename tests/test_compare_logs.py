@@ -255,3 +255,30 @@ def test_cosine_length_and_critic_separation_are_drawn_and_reported(script, publ
     panels = dict(loss_panels(published, old, ("published", "ours")))
     assert panels["cosine_length_loss_metric"] == [("published", 0, "cosine_length_loss_metric")]
     assert not any(t.startswith("W_i") for t in panels)
+
+
+def test_resumed_run_is_compared_as_a_whole(script, tmp_path):
+    """A log with two resumes (tests/test_logs_parse.py): the report's best mAP is the whole
+    run's (0.5, before the first resume), epochs are not repeated, both plots are drawn with
+    the resume points; --run 3 still picks the last block alone (nothing validated there)."""
+    from test_logs_parse import resumed_ssd_log_lines
+    log = tmp_path / "resumed.log"
+    log.write_text("\n".join(resumed_ssd_log_lines()) + "\n")
+    out = tmp_path / "cmp"
+    # the "published" side: the same file's first block
+    assert run_main(script, [str(log), str(log), "--published-run", "1",
+                             "--out", str(out)]) == EXIT_OK
+    report = (out / "report.md").read_text()
+    assert "the whole run: blocks 1-3 of 3 (Namespace lines) joined at 2 resume(s) (after " \
+           "cumulative epoch 2, 5)" in report
+    assert "| best mAP (max over validations) | 0.50000 at epoch 2 (stage 1) | 0.50000 at " \
+           "epoch 2 (stage 1) |" in report
+    assert "| final mAP | 0.20000 at epoch 3 (stage 1) | 0.40000 at epoch 1 = cumulative 5 " \
+           "(stage 2) |" in report
+    assert "## Stages of ours (runs 1-3)" in report
+    for name in ("losses.png", "map.png", "per_class_ap.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    last = tmp_path / "last"
+    assert run_main(script, [str(log), str(log), "--published-run", "1", "--run", "3",
+                             "--out", str(last)]) == EXIT_OK
+    assert "no validation yet" in (last / "report.md").read_text()

@@ -169,3 +169,33 @@ def test_voc_dataset_is_refused(generated, capsys):
         _run(["--dataset", "synthetic", "--dataset-root", generated[0], "--detections", "x"])
     assert err.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith("use scripts/eval_voc.py")
+
+
+def test_training_validation_of_a_coco_kind_dataset_is_coco_ap(generated, tmp_path):
+    """The SSD runs' validator: COCO AP@[.5:.95] (equal to GluonCV's COCODetectionMetric on the
+    same predictions) for synthetic_coco, named in its result; VOC07 mAP@0.5 (much higher on
+    these jittered boxes) for the same images read as VOC."""
+    import argparse
+    from gankd_gluon.engine.ssd_runs import _validator
+    root, dataset, gt = generated
+    plan = fx.noisy_oracle_plan(np.random.RandomState(3), gt, len(SYNTHETIC_CLASSES))
+    metric = COCODetectionMetric(dataset, str(tmp_path / "gluoncv"), use_time=False,
+                                 cleanup=True, data_shape=(DATA_SHAPE, DATA_SHAPE))
+    oracle = fx.make_oracle(plan, gt.sizes, DATA_SHAPE)
+    for _ in range(len(dataset)):
+        ids, scores, boxes = oracle(mx.nd.zeros((1, 3, DATA_SHAPE, DATA_SHAPE)))
+        metric.update(boxes, ids, scores)
+    metric.get()
+    reference = metric._coco_eval.stats[0]
+
+    def validate(kind):
+        args = argparse.Namespace(dataset=kind, data_shape=DATA_SHAPE, batch_size=5,
+                                  num_workers=0, progress=False)
+        val = get_dataset(kind, root, "test")
+        return _validator(fx.make_oracle(plan, gt.sizes, DATA_SHAPE), val, args,
+                          [mx.cpu()])()
+    names, aps, mean_ap, metric_name = validate("synthetic_coco")
+    assert metric_name == "COCO AP@[.5:.95]" and names == list(SYNTHETIC_CLASSES)
+    assert mean_ap == pytest.approx(reference, abs=1e-6)
+    voc = validate("synthetic")
+    assert len(voc) == 3 and voc[2] > mean_ap + 0.1

@@ -118,7 +118,11 @@ def test_checkpoint_source_errors(tmp_path):
         load_detector(_args(["--checkpoint", str(tmp_path / "bad.json")], checkpoint=True),
                       [mx.cpu()])
     ssd = _manifest(tmp_path, "s.json", {"data_shape": 512}, {"student": "s.student.params"})
-    with pytest.raises(CheckpointError, match="not a Faster R-CNN checkpoint.*--symbol"):
+    with pytest.raises(CheckpointError, match="s.json: its network weights .* are missing"):
+        load_detector(_args(["--checkpoint", ssd], checkpoint=True), [mx.cpu()])
+    (tmp_path / "s.student.params").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="s.json: its run's arguments lack student, "
+                                              "teacher, dataset"):
         load_detector(_args(["--checkpoint", ssd], checkpoint=True), [mx.cpu()])
     frcnn = _manifest(tmp_path, "f.json", {"roi_mode": "align", "network": "resnet50_v1b",
                                            "dataset": "synthetic"}, {"net": "f.net.params"})
@@ -127,3 +131,35 @@ def test_checkpoint_source_errors(tmp_path):
     with pytest.raises(ValueError, match="--params goes with --network"):
         load_detector(_args(["--checkpoint", frcnn, "--params", "y"], checkpoint=True),
                       [mx.cpu()])
+
+
+def test_input_size_from_an_exports_metadata(tmp_path, capsys):
+    """An SSD export with a -meta.json runs at its own size, and its kind comes from it; one
+    without says which size it assumes; classes other than the model's are refused."""
+    from gankd_gluon.eval.inputs import add_input_args, input_mode
+    from gankd_gluon.models.export_meta import ExportMetaError, build_meta, write_meta
+
+    def mode(argv, classes=None):
+        parser = argparse.ArgumentParser()
+        add_detector_args(parser)
+        add_input_args(parser)
+        return input_mode(parser.parse_args(argv), classes)
+    prefix = str(tmp_path / "net")
+    with open(prefix + "-symbol.json", "w") as f:
+        json.dump({"nodes": [{"op": "null", "name": "data"},
+                             {"op": "null", "name": "ssd0_ssdanchorgenerator0_anchor_0"}]}, f)
+    assert mode(["--symbol", prefix]) == ("ssd", {"data_shape": 512})
+    assert "warning: --symbol %s has no -meta.json" % prefix in capsys.readouterr().err
+    write_meta(prefix, build_meta("ssd", ("a", "b"), {"data_shape": 96}, commit=""))
+    assert mode(["--symbol", prefix], ["a", "b"]) == ("ssd", {"data_shape": 96})
+    assert "warning" not in capsys.readouterr().err
+    with pytest.raises(ExportMetaError, match="predicts 2 classes"):
+        mode(["--symbol", prefix], ["a", "b", "c"])
+    assert mode(["--symbol", prefix, "--override-meta", "--data-shape", "64"], ["c"]) == (
+        "ssd", {"data_shape": 64})
+    # the metadata's kind wins over the symbol's operators
+    write_meta(prefix, build_meta("faster_rcnn", ("a", "b"), {"short": 96, "max_size": 128},
+                                  commit=""))
+    assert mode(["--symbol", prefix]) == ("faster_rcnn", {"short": 96, "max_size": 128})
+    assert mode(["--symbol", prefix, "--short", "64"]) == (
+        "faster_rcnn", {"short": 64, "max_size": 128})

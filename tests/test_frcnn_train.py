@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import train_faster_rcnn  # noqa: E402
 import train_faster_rcnn_gan_kd  # noqa: E402
-from gankd_gluon.data.synthetic import make_synthetic_voc  # noqa: E402
+from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.logs.parse import parse_log  # noqa: E402
 
@@ -126,6 +126,10 @@ def test_checkpoints_and_exported_student(full_run):
                                     str(ck / "run-final-student-0000.params"))
     ids, scores, boxes = net(mx.nd.zeros((1, 3, 96, 128)))    # any size: short-side inputs
     assert boxes.shape[0] == 1 and boxes.shape[2] == 4
+    # the export describes itself: kind, classes and the run's sizes
+    meta = json.load(open(ck / "run-final-student-meta.json"))
+    assert (meta["kind"], meta["input"], meta["classes"], meta["checkpoint"]) == (
+        "faster_rcnn", {"short": 96, "max_size": 96}, list(SYNTHETIC_CLASSES), "run-final.json")
 
 
 

@@ -175,6 +175,31 @@ def test_nan_and_inf_print_as_words():
     assert line.endswith("Speed: inf samples/sec, x=nan,y=-inf")
 
 
+def test_aps_above_one_by_rounding_print_as_one():
+    from gankd_gluon.eval.voc import format_ap_lines
+    eleven = 0.0
+    for _ in range(11):                    # VOC07's 11-point AP of a perfect class, as GluonCV
+        eleven += 1.0 / 11.0               # sums it (voc_detection.py, _average_precision)
+    assert eleven == 1.0000000000000002
+    assert fmt.format_ap(eleven) == "1.0"
+    assert fmt.format_ap(0.5) == "0.5" and fmt.format_ap(1.5) == "1.5"   # only rounding
+    assert format_ap_lines(["a", "mAP"], [eleven, 0.25]) == "a=1.0\nmAP=0.25"
+    block = fmt.format_validation(3, ["a"], [eleven], eleven)
+    assert block == "[Epoch 3] StudentNet Validation: \na=1.0\nmAP=1.0"
+
+
+def test_validation_names_a_metric_other_than_voc07_and_parses_back():
+    block = fmt.format_validation(2, ["a", "b"], [0.25, 0.5], 0.375, metric="COCO AP@[.5:.95]")
+    assert block.splitlines()[-1] == "mAP=0.375 (COCO AP@[.5:.95])"
+    log = parse_lines([fmt.format_namespace({"lr": 0.1})] + block.splitlines()
+                      + fmt.format_validation(3, ["a", "b"], [0.5, 0.5], 0.5).splitlines())
+    first, second = log.runs[0].validations
+    assert (first.mean_ap, first.metric, first.aps) == (0.375, "COCO AP@[.5:.95]",
+                                                        {"a": 0.25, "b": 0.5})
+    assert (second.mean_ap, second.metric) == (0.5, None)
+    assert log.unreadable_count == 0
+
+
 class _FullDisk:
     """A stream whose writes fail as on a full disk."""
 

@@ -323,3 +323,72 @@ def test_frcnn_stage1_lines_with_monitors(published_frcnn_log):
     assert parsed.unreadable_count == 0 and parsed.kind == "frcnn"
     assert list(parsed.runs[0].batches[0].metrics) == [n for n, _ in metrics]
     assert parse_log(published_frcnn_log).unreadable_count == 0
+
+
+def resumed_ssd_log_lines():
+    """A GAN-KD run (stage 1: 4 epochs, stage 2) interrupted after stage-1 epoch 3 and
+    resumed from its epoch-2 checkpoint (epoch 3 is trained again, with another mAP), run
+    into stage 2, then resumed once more with nothing left to do."""
+    nan = float("nan")
+
+    def adversarial(e):
+        return [("Loss_D", -1.0 / e), ("Loss_G", 0.5), ("Loss_D_real", 0.2),
+                ("Loss_D_fake", 0.7), ("train_student_ori_net_CrossEntropy", 3.0 / e),
+                ("train_student_ori_net_SmoothL1", 1.0)]
+
+    def plain(e):
+        return [("Loss_D", nan), ("Loss_G", nan), ("Loss_D_real", nan), ("Loss_D_fake", nan),
+                ("train_student_ori_net_CrossEntropy", 1.0 / e),
+                ("train_student_ori_net_SmoothL1", 0.5)]
+    settings = {"gan_epochs": 4, "epochs": 3, "stage": "both", "save_prefix": "run"}
+    lines = []
+    best = [0.0]
+
+    def epoch(e, metrics, mean_ap):
+        lines.append(fmt.format_ssd_batch(e, 9, 10.0, metrics))
+        lines.append(fmt.format_ssd_epoch(e, 10.0, metrics))
+        lines.append(fmt.format_validation(e, ["a", "b"], [mean_ap, mean_ap], mean_ap))
+        best[0] = max(best[0], mean_ap)
+        lines.append(fmt.format_best_map(best[0]))
+    lines += [fmt.format_namespace(settings), fmt.format_start(1)]
+    for e, mean_ap in ((1, 0.1), (2, 0.5), (3, 0.2)):
+        epoch(e, adversarial(e), mean_ap)
+    best[0] = 0.5                     # the epoch-2 checkpoint's best
+    lines += [fmt.format_namespace(dict(settings, resume="run-epoch-s1-e0002.json")),
+              fmt.format_resumed("run-epoch-s1-e0002.json", 1, 2), fmt.format_start(3)]
+    for e, mean_ap in ((3, 0.3), (4, 0.35)):
+        epoch(e, adversarial(e), mean_ap)
+    lines.append(fmt.format_start(1))
+    epoch(1, plain(1), 0.4)
+    lines += [fmt.format_namespace(dict(settings, resume="run-epoch-s2-e0001.json")),
+              fmt.format_resumed("run-epoch-s2-e0001.json", 2, 1), fmt.format_start(2)]
+    return [piece for line in lines for piece in line.split("\n")]
+
+
+def test_whole_run_joins_resumed_blocks_by_epoch():
+    log = parse_lines(resumed_ssd_log_lines())
+    assert len(log.runs) == 3 and not log.runs[-1].validations
+    whole = log.whole_run()
+    assert whole.blocks == [1, 2, 3]
+    # epoch 3 of the first block is replaced by the second block's: no epoch twice
+    assert [(v.global_epoch, v.epoch, v.mean_ap) for v in whole.validations] == [
+        (1, 1, 0.1), (2, 2, 0.5), (3, 3, 0.3), (4, 4, 0.35), (5, 1, 0.4)]
+    assert [e.global_epoch for e in whole.epochs] == [1, 2, 3, 4, 5]
+    assert whole.best_validation.mean_ap == 0.5 and whole.best_validation.epoch == 2
+    assert whole.logged_best_map == 0.5
+    assert [(s.stage, s.first_epoch, s.last_epoch) for s in whole.segments] == [
+        (1, 1, 4), (2, 1, 1)]
+    # resumed after cumulative epoch 2 (block 2) and after 5 (block 3, which did nothing)
+    assert whole.resume_points == [(2, 2), (5, 3)]
+    # the blocks themselves are left as parsed
+    assert [v.mean_ap for v in log.runs[0].validations] == [0.1, 0.5, 0.2]
+
+
+def test_a_fresh_start_is_a_new_run_and_published_blocks_stay_blocks():
+    lines = resumed_ssd_log_lines()
+    # a Namespace line without "Resumed from": a new run, the earlier blocks are not joined
+    fresh = lines + [fmt.format_namespace({"gan_epochs": 4, "epochs": 3}), fmt.format_start(1),
+                     fmt.format_ssd_batch(1, 9, 10.0, [("train_student_ori_net_CrossEntropy",
+                                                        2.0)])]
+    whole = parse_lines(fresh).whole_run()
+    assert whole.blocks == [4] and not whole.validations and not whole.resume_points

@@ -8,7 +8,8 @@ from mxnet import autograd, gluon
 
 from gankd_gluon.models.critics import DNet
 from gankd_gluon.models.ssd import (backbone_params, build_ssd, build_student, build_teacher,
-                                    export_detector, feature_channels, initialize_new_params,
+                                    count_params, deployable, export_detector, feature_channels,
+                                    fold_adapters, fold_border_offset, initialize_new_params,
                                     split_ssd, teacher_layout)
 
 VOC = VOCDetection.CLASSES
@@ -153,3 +154,96 @@ def test_exported_student_runs_without_project_code(tiny_pair, tmp_path):
     assert len(out) == 3 and out[2].shape == (2, 100, 4)
     for a, b in zip(ref, out):
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-5)
+
+
+def _student(tiny_pair, head="teacher", adapter_bias=None):
+    teacher, lay = tiny_pair
+    t_ch = feature_channels(teacher.features, 128, 6)
+    net = build_student("mobilenet0.25", teacher, t_ch, lay, ("a", "b", "c"), head=head,
+                        pretrained_base=False)
+    if adapter_bias is not None:
+        rng = np.random.RandomState(adapter_bias)
+        for a in net.features.adapters:
+            a.bias.set_data(mx.nd.array(rng.normal(size=a.bias.shape)))
+    return net
+
+
+def test_fold_is_exact_inside_each_map_and_differs_at_the_border_by_the_adapter_bias(tiny_pair):
+    """Adapters with (large) biases: inside a map the folded predictors give the unfolded
+    outputs; at the border they differ by exactly fold_border_offset, computed by hand from
+    the predictor weights and adapter bias (a fold that drops the bias term, or transposes the
+    adapter, fails inside; one that forgets the border fails at the border)."""
+    net = _student(tiny_pair, adapter_bias=0)
+    folded = fold_adapters(net)
+    x = mx.nd.random.uniform(shape=(2, 3, 128, 128))
+    with autograd.predict_mode():
+        maps, fmaps = net.features(x), folded.features(x)
+    assert [m.shape[1] for m in fmaps] == net.features.student_channels
+    for i in (0, 1):                                   # maps 0 and 1 have adapters (8x8, 4x4)
+        h, w = maps[i].shape[2:]
+        offsets = fold_border_offset(net, i, h, w)
+        for name, offset in zip(("class_predictors", "box_predictors"), offsets):
+            ref = getattr(net, name)[i](maps[i]).asnumpy()
+            out = getattr(folded, name)[i](fmaps[i]).asnumpy()
+            np.testing.assert_allclose(out[:, :, 1:-1, 1:-1], ref[:, :, 1:-1, 1:-1], atol=2e-5)
+            diff = out - ref
+            assert np.abs(diff).max() > 0.1                # the border does differ
+            np.testing.assert_allclose(diff, np.broadcast_to(offset.asnumpy(), diff.shape),
+                                       atol=2e-5)
+            assert np.abs(offset.asnumpy()[:, 1:-1, 1:-1]).max() < 1e-5
+    for i in (2, 3, 4, 5):                             # no adapter: predictors copied
+        np.testing.assert_array_equal(net.class_predictors[i].predictor.weight.data().asnumpy(),
+                                      folded.class_predictors[i].predictor.weight.data().asnumpy())
+
+
+@pytest.mark.parametrize("head", ["teacher", "student"])
+def test_folded_student_detects_as_the_unfolded_one(tiny_pair, head):
+    """Adapters trained from their zero-initialised bias: the folded student's decoded,
+    NMS'd detections equal the unfolded student's."""
+    net = _student(tiny_pair, head=head)
+    folded = fold_adapters(net)
+    x = mx.nd.random.uniform(shape=(2, 3, 128, 128))
+    with autograd.predict_mode():
+        ref, out = net(x), folded(x)
+    for a, b in zip(ref, out):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-4, atol=1e-4)
+    assert (ref[0].asnumpy() >= 0).sum() > 0                  # there are detections to compare
+
+
+@pytest.mark.parametrize("head", ["teacher", "student"])
+def test_folded_student_has_the_parameters_of_a_plain_student(tiny_pair, head):
+    """The exported distilled student is the size of a student trained without a teacher:
+    same parameter names (after the network prefix) and shapes; the unfolded one is larger."""
+    _, lay = tiny_pair
+    net = _student(tiny_pair, head=head)
+    folded = deployable(net)
+    plain = _materialise(build_ssd("mobilenet0.25", lay, ("a", "b", "c")), 128)
+
+    def shapes(n):
+        return {k[len(n.prefix):]: p.shape for k, p in n.collect_params().items()}
+    assert shapes(folded) == shapes(plain)
+    assert count_params(folded) == count_params(plain)
+    assert count_params(net) > count_params(plain) + 100000      # adapters + wide head
+    assert deployable(plain) is plain                             # not a student: unchanged
+
+
+def test_an_export_is_a_teacher_too(tiny_pair, tmp_path):
+    """--teacher-params takes an export (its -0000.params or its prefix) of this project:
+    the same arrays under export names; its -meta.json must agree with the run."""
+    from gankd_gluon.models.export_meta import build_meta, write_meta
+    teacher, lay = tiny_pair
+    prefix = str(tmp_path / "teacher-final-net")
+    export_detector(teacher, prefix, 128)
+    x = mx.nd.random.uniform(shape=(1, 3, 128, 128))
+    with autograd.train_mode():
+        ref = teacher(x)[0].asnumpy()
+    for given in (prefix + "-0000.params", prefix):
+        loaded = build_teacher("mobilenet1.0", ("a", "b", "c"), lay, params=given)
+        with autograd.train_mode():
+            np.testing.assert_array_equal(loaded(x)[0].asnumpy(), ref)
+    write_meta(prefix, build_meta("ssd", ("a", "b", "c"), {"data_shape": 256}, commit="x"))
+    with pytest.raises(FileNotFoundError, match=r"-meta.json describes an ssd export at 256 px"):
+        build_teacher("mobilenet1.0", ("a", "b", "c"), lay, params=prefix)
+    write_meta(prefix, build_meta("ssd", ("a", "b", "c"), {"data_shape": 128}, commit="x"))
+    with pytest.raises(ValueError, match="does not fit a mobilenet0.25 SSD"):
+        build_teacher("mobilenet0.25", ("a", "b", "c"), lay, params=prefix)

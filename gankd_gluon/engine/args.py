@@ -231,11 +231,16 @@ def check_run_args(args):
     return devices
 
 
-def check_weights_file(flag, path):
+def check_weights_file(flag, path, export=False):
     """A weights file named on the command line exists (None: the zoo's, checked when
-    downloaded)."""
-    if path is not None and not os.path.isfile(path):
+    downloaded); with ``export``, an export's prefix (``PREFIX-0000.params`` exists) too."""
+    if path is None or os.path.isfile(path):
+        return
+    if not export:
         raise UsageError("%s %s: no such file" % (flag, path))
+    if not os.path.isfile(path + "-0000.params"):
+        raise UsageError("%s %s: no such file (nor %s-0000.params, an export's weights)"
+                         % (flag, path, path))
 
 
 def check_critic_args(args):
@@ -307,8 +312,12 @@ def add_run_args(parser, save_interval, start_epoch, prefix_example):
     parser.add_argument("--pretrained-base", type=pretrained_base_arg, default="zoo",
                         help="ImageNet weights of the backbone: 'zoo' (GluonCV download, as the "
                              "paper), a local .params file of the ImageNet network, or 'none'")
+    # the default lives on the parser, not the flag: ArgumentDefaultsHelpFormatter would print
+    # the flag's "(default: True)", which reads as "no progress bar by default"
+    parser.set_defaults(progress=True)
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="no progress bar")
+                        default=argparse.SUPPRESS,
+                        help="no progress bars (they are shown by default)")
     return parser
 
 

@@ -2,7 +2,8 @@
 
 A run writes into ``<save-dir>/<run>/``. Each save writes its parts as **immutable files named
 by their content** (``<run>.<part>.<sha256[:16]>.params`` / ``.states``; the deployable export
-``<run>-<what>-<sha256[:16]>-symbol.json`` / ``-0000.params``), then the manifest
+``<run>-<what>-<sha256[:16]>-symbol.json`` / ``-0000.params`` / ``-meta.json``), then the
+manifest
 ``<run>-<tag>.json`` (``best``, ``final``, ``interrupted``, ``epoch-s<S>-e<EEEE>``) naming them
 with their sizes and SHA-256 sums, the kind of run and the loop state. A file is written to a
 temporary name, flushed to disk (``fsync``), read back (MXNet's ``nd.save`` can truncate
@@ -14,9 +15,10 @@ parts no manifest names) is removed at the run's next start (:func:`clean_run_fo
 Saves with no training step between them (``best``, the epoch's checkpoint, ``final``) name
 the same part files instead of writing them again. For tools that take a plain file
 (``--teacher-params``, ``eval_voc.py --symbol``), each tag's parts are also hard-linked as
-``<run>-<tag>.<part>.params`` and ``<run>-<tag>-<what>-symbol.json``: these convenience names
-are replaced after the manifest, may lag it after a kill, and are repaired at the next start;
-the manifest is the record.
+``<run>-<tag>.<part>.params`` and ``<run>-<tag>-<what>-symbol.json`` (its ``-meta.json`` is a
+copy naming the tag's manifest in ``checkpoint``): these convenience names are replaced after
+the manifest, may lag it after a kill, and are repaired at the next start; the manifest is the
+record.
 
 Loading (:func:`read_checkpoint`, :func:`load_checkpoint`) verifies each part's size and
 checksum and that it lies in the manifest's own folder, and refuses a checkpoint of another
@@ -45,8 +47,9 @@ __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointE
            "compare_settings", "RUN_SETTINGS", "run_manifests"]
 
 _EXPORTED = ("-symbol.json", "-0000.params")
+_META = "-meta.json"                     # models.export_meta.META_SUFFIX
 _PART_RE = re.compile(r"\.[0-9a-f]{16}\.(params|states)$")
-_EXPORT_RE = re.compile(r"-[0-9a-f]{16}(-symbol\.json|-0000\.params)$")
+_EXPORT_RE = re.compile(r"-[0-9a-f]{16}(-symbol\.json|-0000\.params|-meta\.json)$")
 
 # the settings that define a run: a resume with other values is refused unless the user names
 # them in --allow-changed (argparse ``dest`` names of the SSD and Faster R-CNN scripts)
@@ -320,7 +323,7 @@ def save_checkpoint(prefix, tag, blocks, trainers, state, same_as=None, export=N
 def _export_complete(folder, entry):
     try:
         return all(os.path.getsize(os.path.join(folder, entry["files"][s]))
-                   == entry["sizes"][s] for s in _EXPORTED)
+                   == entry["sizes"][s] for s in entry["files"])
     except (OSError, KeyError, TypeError):
         return False
 
@@ -332,42 +335,82 @@ def _link_convenience(prefix, tag, manifest):
         _kill_point()
     entry = manifest.get("export")
     if entry:
-        for s in _EXPORTED:
-            link_atomic(os.path.join(folder, entry["files"][s]),
-                        "%s-%s-%s%s" % (prefix, tag, entry["what"], s))
+        for s in entry["files"]:
+            _link_export_file(prefix, tag, entry, s)
             _kill_point()
 
 
-def deployable_exporter(write, prefix, what):
+def _link_export_file(prefix, tag, entry, suffix):
+    """``<prefix>-<tag>-<what><suffix>``: a hard link to the export's file; for its
+    ``-meta.json``, a copy whose ``checkpoint`` names the tag's manifest (the export's own
+    names none: several tags' manifests share it)."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    src = os.path.join(folder, entry["files"][suffix])
+    dst = "%s-%s-%s%s" % (prefix, tag, entry["what"], suffix)
+    if suffix != _META:
+        if os.path.isfile(src) and not (os.path.isfile(dst) and os.path.samefile(src, dst)):
+            link_atomic(src, dst)
+        return
+    with open(src) as f:
+        meta = json.load(f)
+    meta["checkpoint"] = "%s-%s.json" % (os.path.basename(prefix), tag)
+    text = json.dumps(meta, indent=1, sort_keys=True, default=str)
+    try:
+        with open(dst) as f:
+            if f.read() == text:
+                return
+    except OSError:
+        pass
+    tmp = "%s.tmp-%d" % (dst, os.getpid())
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, dst)
+
+
+def deployable_exporter(write, prefix, what, meta=None):
     """The ``export(prefix)`` callable :func:`save_checkpoint` takes.
 
     ``write(p)`` exports the deployable model as ``p-symbol.json`` + ``p-0000.params``
-    (``HybridBlock.export``). ``export(prefix)`` writes them under a temporary prefix, flushes
-    and reads them back, and renames them to ``<prefix>-<what>-<sha16>`` (content names, never
-    overwritten); the checkpoint's manifest records them, and ``<prefix>-<tag>-<what>`` links
-    to them. Returns the manifest's ``export`` entry: ``what``, ``prefix`` (file name prefix),
-    ``files``, ``sha256`` and ``sizes`` per suffix.
+    (``HybridBlock.export``); with ``meta`` (``models.export_meta.build_meta``'s dict), a third
+    file ``p-meta.json`` describes it (its ``checkpoint`` None: the manifests name the export).
+    ``export(prefix)`` writes them under a temporary prefix, flushes and reads them back, and
+    renames them to ``<prefix>-<what>-<sha16>`` (content names, never overwritten); the
+    checkpoint's manifest records them, and ``<prefix>-<tag>-<what>`` links to them (its
+    ``-meta.json`` a copy naming that manifest). Returns the manifest's ``export`` entry:
+    ``what``, ``prefix`` (file name prefix), ``files``, ``sha256`` and ``sizes`` per suffix.
     """
+    suffixes = _EXPORTED + ((_META,) if meta is not None else ())
+
+    def write_all(tmp):
+        write(tmp)
+        if meta is not None:
+            with open(tmp + _META, "w") as f:
+                json.dump(dict(meta, checkpoint=None), f, indent=1, sort_keys=True,
+                          default=str)
+
     def export(_prefix=prefix):
         folder = os.path.dirname(os.path.abspath(prefix))
         os.makedirs(folder, exist_ok=True)
         tmp = "%s-%s.tmp-%d" % (prefix, what, os.getpid())
         try:
-            write(tmp)
-            for s in _EXPORTED:
+            write_all(tmp)
+            for s in suffixes:
                 _fsync(tmp + s)
             _verify_export(tmp)
-            sums = {s: _sha256(tmp + s) for s in _EXPORTED}
+            if meta is not None:
+                with open(tmp + _META) as f:
+                    json.load(f)
+            sums = {s: _sha256(tmp + s) for s in suffixes}
         except _WRITE_ERRORS as err:
-            _write_failed([tmp + s for s in _EXPORTED], err)
+            _write_failed([tmp + s for s in suffixes], err)
         _kill_point()
-        key = hashlib.sha256("".join(sums[s][0] for s in _EXPORTED).encode()).hexdigest()[:16]
+        key = hashlib.sha256("".join(sums[s][0] for s in suffixes).encode()).hexdigest()[:16]
         name = "%s-%s-%s" % (os.path.basename(prefix), what, key)
-        for s in _EXPORTED:
+        for s in suffixes:
             _put_immutable(tmp + s, folder, name + s)
-        return {"what": what, "prefix": name, "files": {s: name + s for s in _EXPORTED},
-                "sha256": {s: sums[s][0] for s in _EXPORTED},
-                "sizes": {s: sums[s][1] for s in _EXPORTED}}
+        return {"what": what, "prefix": name, "files": {s: name + s for s in suffixes},
+                "sha256": {s: sums[s][0] for s in suffixes},
+                "sizes": {s: sums[s][1] for s in suffixes}}
     return export
 
 
@@ -672,7 +715,8 @@ def _convenience_tag(run, name, tags):
     for a file that is not a convenience name."""
     m = re.match(re.escape(run) + r"-(.+?)\.[^.]+\.(params|states)$", name)
     if m is None:
-        m = re.match(re.escape(run) + r"-(.+)-[^-]+(-symbol\.json|-0000\.params)$", name)
+        m = re.match(re.escape(run) + r"-(.+)-[^-]+(-symbol\.json|-0000\.params|-meta\.json)$",
+                     name)
     if m is None:
         return None
     return m.group(1) if m.group(1) in tags else False
@@ -686,11 +730,8 @@ def _repair_links(prefix, tag, m):
             link_atomic(src, dst)
     export = m["export"]
     if isinstance(export, dict):
-        for s in _EXPORTED:
-            src = os.path.join(folder, export["files"][s])
-            dst = "%s-%s-%s%s" % (prefix, tag, export["what"], s)
-            if os.path.isfile(src) and not (os.path.isfile(dst) and os.path.samefile(src, dst)):
-                link_atomic(src, dst)
+        for s in export["files"]:
+            _link_export_file(prefix, tag, export, s)
 
 
 def check_run_folder(prefix, overwrite, flag_prefix="--save-prefix"):

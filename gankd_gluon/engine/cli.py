@@ -31,8 +31,9 @@ def run_main(main, args):
     message names it, the epoch and batch), a checkpoint write that failed (the path and the
     free space) or a log that cannot be written, 2 on bad arguments or input
     (:class:`UsageError`: flags, malformed result files; a malformed ``GANKD_FAULT``), missing
-    or unsafe data, missing weights, a refused checkpoint or a distributed setup that cannot
-    start (Horovod not installed, two engines asked for), 3 after SIGTERM/SIGINT once
+    or unsafe data, missing weights, a refused checkpoint, settings that disagree with an
+    export's metadata, or a distributed setup that cannot start (Horovod not installed, two
+    engines asked for), 3 after SIGTERM/SIGINT once
     ``interrupted`` is saved, 130 on SIGINT (Ctrl-C) outside the training loop, with one line
     and no traceback.
 
@@ -61,6 +62,7 @@ def run_main(main, args):
 def _run_main(main, args):
     from ..data.checks import DatasetNotFoundError, UnsafeInputError
     from ..logs.format import format_stopping
+    from ..models.export_meta import ExportMetaError
     from ..models.ssd import WeightsNotFoundError
     from .checkpoint import CheckpointError, CheckpointWriteError
     from .distributed import DistributedSetupError
@@ -88,7 +90,7 @@ def _run_main(main, args):
         print("error: %s" % _one_line(err), file=sys.stderr)
         return EXIT_FAULT
     except (FaultSwitchError, DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
-            CheckpointError, DistributedSetupError, UsageError) as err:
+            CheckpointError, DistributedSetupError, ExportMetaError, UsageError) as err:
         print("error: %s" % _one_line(err), file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

@@ -21,6 +21,7 @@ from mxnet import gluon
 from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
 from ..logs.format import format_lr_change, setup_logger
 from ..models.critics import DNet
+from ..models.export_meta import build_meta
 from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter,
                                   _check_settings, build_faster_rcnn, build_teacher,
                                   feature_channels, initialize_params, map_size)
@@ -313,10 +314,21 @@ def _datasets(args):
 
 
 def _validator(net, val, args, ctx):
-    from ..eval.frcnn import evaluate_frcnn
+    """``validate()`` -> (class names, APs, mAP[, metric]): VOC07 for VOC kinds, COCO
+    AP@[.5:.95] (pycocotools) for COCO kinds."""
+    from ..data.datasets import dataset_metric_kind
+    from ..eval.coco import COCO_METRIC, coco_validation
+    from ..eval.frcnn import evaluate_frcnn, predict_frcnn_dataset
     classes = list(val.classes)
+    coco = dataset_metric_kind(args.dataset) == "coco"
 
     def validate():
+        if coco:
+            detections, _ = predict_frcnn_dataset(net, val, ctx, args.short, args.max_size,
+                                                  num_workers=0, progress=args.progress)
+            net._gankd_hybrid = None              # pylint: disable=protected-access
+            names, values = coco_validation(detections, val, classes)
+            return names[:-1], values[:-1], values[-1], COCO_METRIC
         names, values = evaluate_frcnn(net, val, ctx, classes, args.short, args.max_size,
                                        num_workers=0, progress=args.progress)
         net._gankd_hybrid = None                  # pylint: disable=protected-access
@@ -345,7 +357,9 @@ def _exporter(net, prefix, args, ctx, what):
             warnings.simplefilter("ignore", UserWarning)
             export_detector(net, path_prefix, args.short, ctx[0])
         net._gankd_hybrid = None                  # pylint: disable=protected-access
-    return deployable_exporter(write, prefix, what)
+    meta = build_meta("faster_rcnn", net.classes, {"short": args.short,
+                                                   "max_size": args.max_size}, args)
+    return deployable_exporter(write, prefix, what, meta=meta)
 
 
 def _sgd(net, args):

@@ -270,7 +270,9 @@ class Run:
     blocks : dict of str -> Block
         Everything a checkpoint holds (student, critics, ...).
     validate : callable or None
-        ``validate()`` -> (class names, APs, mAP) of the deployable model.
+        ``validate()`` -> (class names, APs, mAP) of the deployable model, or (..., metric)
+        naming a metric other than VOC07 mAP@0.5 (e.g. ``'COCO AP@[.5:.95]'``), which the
+        log's mAP line then names; ``best`` follows the mAP either way.
     prefix : str
         Checkpoint path prefix.
     keep_last : int
@@ -501,8 +503,10 @@ class Run:
                 self.watchdog.pause()
             # score the BatchNorm statistics that a save writes, not each device's own
             average_device_copies(self.blocks)
-            names, aps, mean_ap = self.validate()
-            self.logger.info(format_validation(shown, names, aps, mean_ap, title=self.val_title))
+            # (names, aps, mAP) or, for a metric other than VOC07 mAP@0.5, (..., metric name)
+            names, aps, mean_ap, *metric = self.validate()
+            self.logger.info(format_validation(shown, names, aps, mean_ap, title=self.val_title,
+                                               metric=metric[0] if metric else None))
             # a NaN mAP is never "best"
             if np.isfinite(mean_ap) and not (mean_ap <= self.best_map):
                 previous = 0 if math.isnan(self.best_map) else self.best_map   # GluonCV: [0]

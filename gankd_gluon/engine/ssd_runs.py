@@ -13,14 +13,16 @@ import warnings
 import mxnet as mx
 from mxnet import autograd
 
-from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
+from ..data.datasets import add_dataset_args, dataset_classes, dataset_metric_kind, get_dataset
+from ..eval.coco import COCO_METRIC, coco_validation
 from ..data.loaders import get_ssd_train_loader
-from ..eval.voc import evaluate_detector, get_eval_loader
+from ..eval.voc import evaluate_detector, get_eval_loader, predict_detections
 from ..logs.format import setup_logger
 from ..models.critics import DNet
+from ..models.export_meta import build_meta
 from ..models.ssd import (STUDENTS, TEACHERS, build_ssd, build_student, build_teacher,
-                          export_detector, feature_channels, initialize_new_params, split_ssd,
-                          teacher_layout)
+                          deployable, export_detector, feature_channels, initialize_new_params,
+                          split_ssd, teacher_layout)
 from .args import (add_critic_args, add_run_args, check_critic_args, check_devices,
                    check_run_args, check_weights_file, epoch_list, fraction, multiple_of_32,
                    nonnegative_float, nonnegative_int, positive_float, positive_int)
@@ -176,7 +178,7 @@ def check_gankd_args(args):
     """Refuse ``train_ssd_gan_kd.py`` arguments that cannot train, before anything is built or
     written: unknown ``--student``/``--teacher``, a ``--data-shape`` the teacher's layout
     cannot take, a stage without epochs (unless ``--save-initial``), an empty clipping
-    interval, a missing ``--teacher-params`` file, and
+    interval, a ``--teacher-params`` that is neither a file nor an export's prefix, and
     :func:`~.args.check_run_args`.
 
     Raises
@@ -190,7 +192,7 @@ def check_gankd_args(args):
         raise UsageError("--teacher %s: choose one of %s" % (args.teacher,
                                                              ", ".join(SSD_NETWORKS)))
     _check_layout(args.teacher, "--teacher", args)
-    check_weights_file("--teacher-params", args.teacher_params)
+    check_weights_file("--teacher-params", args.teacher_params, export=True)   # file or prefix
     epochs = {"1": args.gan_epochs, "2": args.epochs,
               "both": args.gan_epochs + args.epochs}[args.stage]
     if epochs < 1 and not args.save_initial:
@@ -289,10 +291,19 @@ def _watchdog(args, env):
 
 
 def _validator(net, val, args, ctx):
+    """``validate()`` -> (class names, APs, mAP, metric): VOC07 mAP@0.5 for VOC kinds, COCO
+    AP@[.5:.95] through pycocotools for COCO kinds (the paper's Table 2), so that ``best``
+    follows the dataset's own metric."""
     loader = get_eval_loader(val, args.data_shape, args.batch_size, args.num_workers)
     classes = list(val.classes)
+    coco = dataset_metric_kind(args.dataset) == "coco"
 
     def validate():
+        if coco:
+            detections, _ = predict_detections(net, loader, ctx, num_images=len(val),
+                                               progress=args.progress)
+            names, values = coco_validation(detections, val, classes)
+            return names[:-1], values[:-1], values[-1], COCO_METRIC
         names, values = evaluate_detector(net, loader, ctx, classes, progress=args.progress)
         return names[:-1], values[:-1], values[-1]
     return validate
@@ -381,6 +392,15 @@ def _init_student(args, student, ctx, env, kind):
               "start afresh" % (args.init_from, state.get("args", {}).get("save_prefix", "?"),
                                 state.get("stage", "?"), state.get("epoch", "?")),
               file=sys.stderr)
+
+
+def _ssd_exporter(net, prefix, args, ctx, what):
+    """Exports ``<prefix>-<tag>-<what>``: a student with its adapters folded into its head
+    (``models.ssd.fold_adapters``, the size of a plain student), and its ``-meta.json``."""
+    meta = build_meta("ssd", net.classes, {"data_shape": args.data_shape}, args)
+    return deployable_exporter(
+        lambda p: export_detector(deployable(net, ctx[0]), p, args.data_shape, ctx[0]),
+        prefix, what, meta=meta)
 
 
 def run_gankd(args):
@@ -487,9 +507,7 @@ def run_gankd(args):
                                                   ctx[0]))
     run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize,
-              export=deployable_exporter(
-                  lambda p: export_detector(student, p, args.data_shape, ctx[0]), prefix,
-                  "student"),
+              export=_ssd_exporter(student, prefix, args, ctx, "student"),
               is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env), start=start)
     return run.fit(stages)
 
@@ -534,7 +552,6 @@ def run_plain(args):
             net.hybridize()
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
               args.keep_last, before_epoch=rehybridize, val_title="Validation",
-              export=deployable_exporter(
-                  lambda p: export_detector(net, p, args.data_shape, ctx[0]), prefix, "net"),
+              export=_ssd_exporter(net, prefix, args, ctx, "net"),
               is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env), start=start)
     return run.fit([stage])

@@ -20,8 +20,11 @@ import numpy as np
 
 from ..engine.cli import InputFileError, UsageError
 
-__all__ = ["COCO_SUMMARY_NAMES", "coco_image_ids", "detections_to_coco", "read_coco_results",
-           "write_coco_results", "coco_evaluate"]
+__all__ = ["COCO_SUMMARY_NAMES", "COCO_METRIC", "coco_image_ids", "detections_to_coco",
+           "read_coco_results", "write_coco_results", "coco_evaluate", "coco_validation"]
+
+#: what the mAP of a COCO-kind validation is, as the training log's mAP line names it
+COCO_METRIC = "COCO AP@[.5:.95]"
 
 #: ``COCOeval.stats[0:6]``, named as detectron's logs: AP@[.5:.95], AP@.5, AP@.75, AP by area
 COCO_SUMMARY_NAMES = ("mAP", "AP50", "AP75", "APs", "APm", "APl")
@@ -224,3 +227,31 @@ def coco_evaluate(coco_gt, results, class_names, cat_ids=None, verbose=False):
         values.append(float(np.mean(p)) if p.size else float("nan"))
     values.extend(float(v) for v in coco_eval.stats[:6])
     return list(class_names) + list(COCO_SUMMARY_NAMES), values
+
+
+def coco_validation(detections, dataset, class_names, score_thresh=0.05):
+    """The validation numbers of a COCO-kind dataset: per-class AP@[.5:.95] and their mean as
+    pycocotools computes it (``COCOeval.stats[0]``, the paper's Table 2 metric).
+
+    Parameters
+    ----------
+    detections : DetectionSet
+        In original pixels, ``image_index`` the dataset index (``predict_detections`` over
+        ``get_eval_loader``, or ``predict_frcnn_dataset``).
+    dataset : GluonCV ``COCODetection`` (``coco``, ``contiguous_id_to_json``)
+    class_names : sequence of str, length C
+    score_thresh : float
+        As ``eval_coco.py`` (GluonCV's ``COCODetectionMetric``).
+
+    Returns
+    -------
+    names : list of str, length C + 1
+        ``class_names + ['mAP']``.
+    values : list of float, length C + 1
+    """
+    results = detections_to_coco(detections, coco_image_ids(dataset),
+                                 dataset.contiguous_id_to_json, score_thresh)
+    cat_ids = [dataset.contiguous_id_to_json[c] for c in range(len(class_names))]
+    names, values = coco_evaluate(dataset.coco, results, class_names, cat_ids=cat_ids)
+    n = len(class_names)
+    return list(names[:n]) + ["mAP"], list(values[:n]) + [values[n]]

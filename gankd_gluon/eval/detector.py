@@ -8,9 +8,10 @@ Sources (``add_detector_args`` makes them mutually exclusive flags):
 - ``--symbol PREFIX``: a network exported with ``HybridBlock.export``
   (``PREFIX-symbol.json`` + ``PREFIX-0000.params``, input ``data``), e.g. the
   ``<run>-best-student`` / ``<run>-best-net`` exports the training scripts write.
-- ``--checkpoint MANIFEST`` (only where the script asks for it): a Faster R-CNN checkpoint of
-  ``scripts/train_faster_rcnn.py`` or ``train_faster_rcnn_gan_kd.py``, rebuilt with the run's
-  own settings (:func:`load_frcnn_checkpoint`).
+- ``--checkpoint MANIFEST`` (only where the script asks for it): a checkpoint of
+  ``scripts/train_faster_rcnn.py`` or ``train_faster_rcnn_gan_kd.py``
+  (:func:`load_frcnn_checkpoint`) or of ``train_ssd.py`` or ``train_ssd_gan_kd.py`` (:func:`load_ssd_checkpoint`, a student
+  with its adapters folded as it is exported), rebuilt with the run's own settings.
 - ``--detections DIR``: no network; devkit result files are scored instead.
 
 A new source is one more flag in :func:`add_detector_args` and one more branch in
@@ -30,7 +31,7 @@ from ..engine.cli import UsageError
 
 __all__ = ["FASTER_RCNN", "SSD", "add_detector_args", "load_detector", "detector_kind",
            "build_zoo_detector", "import_symbol_detector", "read_checkpoint_manifest",
-           "load_frcnn_checkpoint", "zoo_params_path"]
+           "load_frcnn_checkpoint", "load_ssd_checkpoint", "zoo_params_path", "model_meta"]
 
 #: :func:`detector_kind` values
 FASTER_RCNN, SSD = "faster_rcnn", "ssd"
@@ -61,10 +62,11 @@ def add_detector_args(parser, detections_help=None, checkpoint=False):
                             "PREFIX-0000.params (HybridBlock.export)")
     if checkpoint:
         group.add_argument("--checkpoint", type=str, default=None, metavar="MANIFEST",
-                           help="a checkpoint of scripts/train_faster_rcnn.py or "
-                                "train_faster_rcnn_gan_kd.py: <save-dir>/<run>/<run>-<tag>.json "
-                                "(tag best, final, epoch-...); the network is rebuilt with the "
-                                "run's backbone, RoI mode and sizes")
+                           help="a checkpoint of a training script (train_ssd.py, "
+                                "train_ssd_gan_kd.py, train_faster_rcnn*.py): "
+                                "<save-dir>/<run>/<run>-<tag>.json (tag best, final, "
+                                "epoch-...); the network is rebuilt with the run's settings "
+                                "(a distilled SSD student with its adapters folded)")
     group.add_argument("--detections", type=str, default=None,
                        help=detections_help or "score saved detections instead of running a "
                                                "network")
@@ -241,6 +243,10 @@ def _manifest_kind(manifest):
 
 
 def _symbol_kind(prefix):
+    from ..models.export_meta import read_meta
+    meta = read_meta(prefix)
+    if meta is not None:
+        return meta["kind"]
     try:
         with open("%s-symbol.json" % prefix) as f:
             nodes = json.load(f).get("nodes", [])
@@ -341,6 +347,104 @@ def load_frcnn_checkpoint(path, ctx, classes=None):
     return freeze(net)
 
 
+def model_meta(args):
+    """What the command line's model says about itself: its kind, classes and input size.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        :func:`add_detector_args`'s flags.
+
+    Returns
+    -------
+    dict or None
+        :func:`~gankd_gluon.models.export_meta.build_meta`'s keys: the ``-meta.json`` of a
+        ``--symbol`` export, or built from a ``--checkpoint`` manifest's run arguments. None for
+        a zoo ``--network``, ``--detections`` and an export without metadata.
+
+    Raises
+    ------
+    ExportMetaError
+        An unreadable ``-meta.json``.
+    CheckpointError
+        An unreadable manifest.
+    """
+    from ..data.datasets import dataset_classes
+    from ..models.export_meta import build_meta, read_meta
+    if getattr(args, "detections", None):
+        return None
+    if getattr(args, "symbol", None):
+        return read_meta(args.symbol)
+    if getattr(args, "checkpoint", None):
+        manifest = read_checkpoint_manifest(args.checkpoint)
+        run, kind = manifest["args"], _manifest_kind(manifest)
+        if kind is None:
+            return None
+        classes = run.get("classes") or dataset_classes(run["dataset"])
+        size = {"data_shape": run["data_shape"]} if kind == SSD else \
+            {"short": run["short"], "max_size": run["max_size"]}
+        meta = build_meta(kind, classes, size, run, os.path.basename(args.checkpoint), commit="")
+        meta["commit"] = manifest.get("commit")      # the run's, not this checkout's
+        return meta
+    return None
+
+
+def load_ssd_checkpoint(path, ctx, classes=None):
+    """The deployable SSD of a ``train_ssd.py`` / ``train_ssd_gan_kd.py`` checkpoint.
+
+    The network is rebuilt from the run's arguments
+    (:func:`~gankd_gluon.models.ssd.build_run_network`), loaded from the part ``net`` (plain
+    training) or ``student`` (distillation), and a student's adapters are folded into its head
+    (:func:`~gankd_gluon.models.ssd.fold_adapters`), as the run's own export is.
+
+    Parameters
+    ----------
+    path : str
+        ``<save-dir>/<run>/<run>-<tag>.json``.
+    ctx : list of mx.Context
+    classes : sequence of str, optional
+        Unused: the run's own classes are the network's (the scripts compare them with the
+        data's through :func:`model_meta`).
+
+    Returns
+    -------
+    gluoncv.model_zoo.ssd.SSD
+        Hybridized, frozen, on ``ctx``.
+
+    Raises
+    ------
+    CheckpointError
+        Not an SSD checkpoint, or its weights do not fit the rebuilt network.
+    """
+    from ..data.datasets import dataset_classes
+    from ..engine.checkpoint import CheckpointError, load_checkpoint
+    from ..models.ssd import build_run_network, deployable, freeze
+    manifest = read_checkpoint_manifest(path)
+    if _manifest_kind(manifest) != SSD:
+        raise CheckpointError("--checkpoint %s is not an SSD checkpoint" % path)
+    run, parts = manifest["args"], manifest["parts"]
+    part = "net" if "net" in parts else "student"
+    params = os.path.join(os.path.dirname(os.path.abspath(path)), parts.get(part, ""))
+    if part not in parts or not os.path.isfile(params):
+        raise CheckpointError("--checkpoint %s: its network weights (part 'net' or 'student') "
+                              "are missing" % path)
+    need = ("student", "teacher") if part == "student" else ("network",)
+    lacking = [k for k in need + ("dataset",) if k not in run]
+    if lacking:
+        raise CheckpointError("--checkpoint %s: its run's arguments lack %s (not a checkpoint "
+                              "of train_ssd.py or train_ssd_gan_kd.py)"
+                              % (path, ", ".join(lacking)))
+    run_classes = run.get("classes") or dataset_classes(run["dataset"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)    # FeatureExpander's "Cannot decide type"
+        net, part = build_run_network(run, run_classes, mx.cpu())
+    load_checkpoint(path, {part: net}, {}, mx.cpu(), flag="--checkpoint")
+    net = deployable(net, mx.cpu())
+    net.collect_params().reset_ctx(ctx)
+    net.hybridize()
+    return freeze(net)
+
+
 def load_detector(args, ctx, classes=None):
     """The detector named by the command line, or None for ``--detections``.
 
@@ -366,6 +470,8 @@ def load_detector(args, ctx, classes=None):
     if getattr(args, "checkpoint", None):
         if args.params:
             raise UsageError("--params goes with --network; --checkpoint names its own weights")
+        if _manifest_kind(read_checkpoint_manifest(args.checkpoint)) == SSD:
+            return load_ssd_checkpoint(args.checkpoint, ctx, classes)
         return load_frcnn_checkpoint(args.checkpoint, ctx, classes)
     if getattr(args, "network", None):
         return build_zoo_detector(args.network, ctx, params=args.params, classes=classes)

@@ -21,7 +21,8 @@ import sys
 from ..engine.args import check_devices, positive_int, unit_interval
 from ..engine.cli import UsageError
 from ..models.faster_rcnn import ZOO_SETTINGS
-from .detector import FASTER_RCNN, SSD, detector_kind, read_checkpoint_manifest
+from ..models.export_meta import check_against
+from .detector import FASTER_RCNN, SSD, detector_kind, model_meta, read_checkpoint_manifest
 
 __all__ = ["SSD_DATA_SHAPE", "FRCNN_SHORT", "FRCNN_MAX_SIZE", "SSD_NMS", "add_input_args",
            "input_mode", "set_frcnn_nms", "predict_dataset", "check_eval_args", "topk"]
@@ -103,6 +104,11 @@ def add_input_args(parser):
     parser.add_argument("--post-nms", type=topk, default=None,
                         help="detections kept per image (SSD default %d; -1 all)"
                              % SSD_NMS["post_nms"])
+    parser.add_argument("--override-meta", action="store_true",
+                        help="run an SSD export or checkpoint at a --data-shape, or any on "
+                             "classes, other than its own (its -meta.json or run arguments); "
+                             "without it a disagreeing flag is refused. A Faster R-CNN's own "
+                             "--short/--max-size are defaults only")
 
 
 def _source(args):
@@ -113,14 +119,21 @@ def _source(args):
     return "the network"
 
 
-def input_mode(args):
+def input_mode(args, classes=None):
     """How images reach the network: SSD's square resize or Faster R-CNN's short-side resize.
+
+    An export with a ``-meta.json`` and a training checkpoint know their own input size and
+    classes (:func:`~gankd_gluon.eval.detector.model_meta`): they are the defaults, and
+    ``classes`` or an SSD's ``--data-shape`` that disagrees is refused unless
+    ``--override-meta`` (a Faster R-CNN's short-side resize fits any ``--short``).
 
     Parameters
     ----------
     args : argparse.Namespace
         The detector flags (:func:`~gankd_gluon.eval.detector.add_detector_args`) and
         :func:`add_input_args`'s.
+    classes : sequence of str, optional
+        The classes of the data the network will be run on.
 
     Returns
     -------
@@ -132,6 +145,8 @@ def input_mode(args):
     UsageError
         ``--data-shape`` for a Faster R-CNN, ``--short``/``--max-size`` for an SSD, or both
         kinds of flag for a network the flags cannot tell.
+    ExportMetaError
+        A size or ``classes`` other than the model's own, without ``--override-meta``.
     """
     if getattr(args, "detections", None):
         return None, {}
@@ -154,9 +169,23 @@ def input_mode(args):
     if frcnn_flags and args.data_shape is not None:
         raise UsageError("--data-shape (square resize) and %s (short-side resize) "
                          "exclude each other" % "/".join(frcnn_flags))
+    meta = model_meta(args)
+    if meta is not None:
+        override = getattr(args, "override_meta", False)
+        if meta["kind"] == FASTER_RCNN:
+            # a short-side resize fits any size: the model's are defaults, other sizes allowed
+            check_against(meta, _source(args), classes, override)
+            given = {"short": args.short, "max_size": args.max_size}
+            return FASTER_RCNN, check_against(meta, _source(args), None, True, **given)
+        return SSD, check_against(meta, _source(args), classes, override,
+                                  data_shape=args.data_shape)
     if kind == FASTER_RCNN or (kind is None and frcnn_flags):
         return FASTER_RCNN, {"short": short if args.short is None else args.short,
                              "max_size": max_size if args.max_size is None else args.max_size}
+    if args.data_shape is None and getattr(args, "symbol", None):
+        print("warning: --symbol %s has no -meta.json saying its input size: evaluating at "
+              "--data-shape %d; pass the size it was trained at" % (args.symbol, SSD_DATA_SHAPE),
+              file=sys.stderr)
     return SSD, {"data_shape": args.data_shape or SSD_DATA_SHAPE}
 
 

@@ -421,9 +421,11 @@ def format_ap_lines(names, values):
     -------
     str
         e.g. ``'aeroplane=0.8235239077265817\\n...\\nmAP=0.7827056887461108'`` (Python's
-        ``str(float)``, as GluonCV's ``train_ssd.py`` logs them).
+        ``str(float)``, as GluonCV's ``train_ssd.py`` logs them; a value above 1 by float
+        rounding only prints as 1.0).
     """
-    return "\n".join("{}={}".format(k, v) for k, v in zip(names, values))
+    from ..logs.format import format_ap
+    return "\n".join("{}={}".format(k, format_ap(v)) for k, v in zip(names, values))
 
 
 def write_metric_json(path, names, values, **extra):
@@ -438,7 +440,9 @@ def write_metric_json(path, names, values, **extra):
         Further top-level keys (e.g. ``metric='voc07'``, ``dataset='voc'``).
     """
     def clean(v):
-        return None if isinstance(v, float) and math.isnan(v) else v
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return 1.0 if 1.0 < v <= 1.0 + 1e-9 else v     # 1.0000000000000002: rounding only
     payload = dict(extra)
     payload["ap"] = {k: clean(float(v)) for k, v in zip(names, values)}
     directory = os.path.dirname(os.path.abspath(path))

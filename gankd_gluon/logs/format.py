@@ -36,7 +36,7 @@ import os
 import sys
 
 __all__ = [
-    "format_namespace", "format_start", "format_ssd_batch", "format_ssd_epoch",
+    "format_namespace", "format_start", "format_ap", "format_ssd_batch", "format_ssd_epoch",
     "format_validation", "format_best_map", "format_frcnn_batch", "format_frcnn_epoch",
     "format_frcnn_best", "format_frcnn_saving", "format_lr_change", "format_resumed",
     "format_interrupted", "format_interrupted_saved", "format_stopping", "setup_logger",
@@ -128,7 +128,15 @@ def format_ssd_epoch(epoch, speed, metrics):
         epoch, float(speed), _ssd_metrics(metrics, ""))
 
 
-def format_validation(epoch, class_names, aps, mean_ap, title="StudentNet Validation"):
+def format_ap(value):
+    """An AP as the logs print it: Python's ``str(float)``, except that a value above 1 by
+    rounding only (VOC07's mean of eleven 1.0s is 1.0000000000000002) prints as 1.0."""
+    value = float(value)
+    return str(1.0 if 1.0 < value <= 1.0 + 1e-9 else value)
+
+
+def format_validation(epoch, class_names, aps, mean_ap, title="StudentNet Validation",
+                      metric=None):
     """Format a validation block (several lines joined by newlines).
 
     Parameters
@@ -143,19 +151,22 @@ def format_validation(epoch, class_names, aps, mean_ap, title="StudentNet Valida
         Mean AP.
     title : str
         ``'StudentNet Validation'`` (the SSD GAN-KD log) or ``'Validation'`` (Faster R-CNN).
+    metric : str, optional
+        The metric, when not VOC07 mAP@0.5 (the published logs' only one): the mAP line then
+        reads ``mAP=x (<metric>)``, e.g. ``mAP=0.21 (COCO AP@[.5:.95])``.
 
     Returns
     -------
     str
         ``[Epoch E] <title>: `` (with the published trailing space), one ``name=AP`` line per
-        class, then ``mAP=x``; values at full precision.
+        class, then ``mAP=x``; values at full precision (:func:`format_ap`).
     """
     if len(class_names) != len(aps):
         raise ValueError("format_validation: %d class names but %d APs"
                          % (len(class_names), len(aps)))
     lines = ["[Epoch %d] %s: " % (epoch, title)]
-    lines.extend("%s=%s" % (name, float(ap)) for name, ap in zip(class_names, aps))
-    lines.append("mAP=%s" % float(mean_ap))
+    lines.extend("%s=%s" % (name, format_ap(ap)) for name, ap in zip(class_names, aps))
+    lines.append("mAP=%s%s" % (format_ap(mean_ap), " (%s)" % metric if metric else ""))
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional
 __all__ = [
     "ADVERSARIAL_METRICS", "BatchRecord", "EpochRecord", "ValidationRecord", "BestMapRecord",
     "NewBestRecord", "EventRecord", "Segment", "Divergence", "UnreadableLine", "Run",
-    "ParsedLog", "parse_log", "parse_lines", "parse_namespace",
+    "ParsedLog", "parse_log", "parse_lines", "parse_namespace", "stitch_runs",
 ]
 
 #: Columns computed only in the adversarial stage (the critic and generator terms).
@@ -54,6 +54,8 @@ _SSD_EPOCH = re.compile(r"^\[Epoch (\d+)\], Speed: (%s) samples/sec,(.*)$" % _NU
 _FRCNN_EPOCH = re.compile(r"^\[Epoch (\d+)\] Training cost: (%s),(.*)$" % _NUM)
 _VAL_HEAD = re.compile(r"^\[Epoch (\d+)\] ([^\[\]=]*Validation):$")
 _AP = re.compile(r"^([^=\[\]]+)=(%s)$" % _NUM)
+# our mAP line for a metric other than VOC07's: mAP=0.21 (COCO AP@[.5:.95])
+_MAP_METRIC = re.compile(r"^mAP=(%s) \((.+)\)$" % _NUM)
 _BEST_MAP = re.compile(r"^best_map is (%s)$" % _NUM)
 _NEW_BEST = re.compile(r"^\[Epoch (\d+)\] mAP (%s) higher than current best \[(%s)\] "
                        r"saving to (.+)$" % (_NUM, _NUM))
@@ -120,6 +122,8 @@ class ValidationRecord:
     segment: int = 0
     stage: int = 0
     global_epoch: int = 0
+    #: the metric the mAP line names (``'COCO AP@[.5:.95]'``); None: VOC07 mAP@0.5
+    metric: Optional[str] = None
 
 
 @dataclass
@@ -270,6 +274,10 @@ class Run:
     segments: List[Segment] = field(default_factory=list)
     divergences: List[Divergence] = field(default_factory=list)
     kind: str = "unknown"
+    #: a whole run (:func:`stitch_runs`): the blocks it joins (their ``index``) and, per resume,
+    #: ``(cumulative epoch reached before it, block index)``
+    blocks: List[int] = field(default_factory=list)
+    resume_points: List[tuple] = field(default_factory=list)
 
     @property
     def metric_names(self):
@@ -355,6 +363,11 @@ class ParsedLog:
             raise IndexError("%s has %d run(s); run %d does not exist (runs count from 1, "
                              "negative from the end)" % (self.path, n, k))
         return self.runs[k - 1] if k > 0 else self.runs[k]
+
+    def whole_run(self):
+        """The last run as one whole: the last block not opened by a resume, and the blocks
+        that resume it (:func:`stitch_runs`); None for a log without runs."""
+        return stitch_runs(self.runs) if self.runs else None
 
     def describe_unreadable(self):
         """One line saying how many lines were unreadable, with the first example."""
@@ -463,6 +476,13 @@ class _Parser:
     def feed(self, line_no, raw):
         line = raw.strip()
         if self.pending_val is not None:
+            match = _MAP_METRIC.match(line)
+            if match:
+                val = self.pending_val[0]
+                val.mean_ap, val.metric = float(match.group(1)), match.group(2)
+                self.run(line_no).validations.append(val)
+                self.pending_val = None
+                return
             match = _AP.match(line)
             if match:
                 val = self.pending_val[0]
@@ -805,3 +825,110 @@ def parse_log(path):
     """
     with open(path, encoding="utf-8", errors="replace") as handle:
         return parse_lines(handle, source=str(path))
+
+
+def _resumed_from(run):
+    """``(stage, epoch done)`` of a block's ``Resumed from`` line, or None."""
+    for event in run.events:
+        if event.kind == "resumed":
+            match = re.match(r"stage (\d+), epoch (\d+) done", event.detail)
+            return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def _first_stage(run, resumed):
+    """The stage number of a block's first segment.
+
+    A fresh block starts at the stage its settings say (``--stage 2``, or a run without
+    adversarial stage, starts at 2; our trainer numbers a plain run's only stage 2). A resumed
+    block continues stage S when its first epoch follows the checkpoint's (``E + 1``; Faster
+    R-CNN logs print epochs from 0), else it starts the next stage.
+    """
+    if resumed is None:
+        gan = any(k.lower() == "gan_epochs" for k in run.settings)
+        return 2 if (not gan or str(run.settings.get("stage")) == "2") else 1
+    stage, done = resumed
+    first = next((rec.epoch for rec in run.timeline() if not isinstance(rec, EventRecord)),
+                 None)
+    if first is None:
+        return stage
+    shift = 1 if run.kind == "frcnn" else 0
+    return stage if first + shift == done + 1 else stage + 1
+
+
+def stitch_runs(runs):
+    """Join a run that was resumed any number of times into one :class:`Run`.
+
+    Each ``Namespace`` line opens a block (:class:`Run`). The whole run is the last block not
+    opened by a resume (a ``Resumed from`` line) with every block after it. Records are keyed
+    by (stage, epoch); a block replaces the epochs of earlier blocks from its first key on
+    (a run interrupted after epoch 7 and resumed from its epoch-5 checkpoint keeps epochs 1-5
+    of the first block and 6- of the second). ``Start training`` lines of resumed blocks are
+    left out (a resume is not a stage boundary); the resume points are kept in
+    :attr:`Run.resume_points`.
+
+    Parameters
+    ----------
+    runs : list of Run
+        The blocks of one log, in file order (``ParsedLog.runs``).
+
+    Returns
+    -------
+    Run
+        ``index`` is that of the last block, ``blocks`` the indices joined; segments and
+        cumulative epochs computed afresh. The blocks are not changed.
+    """
+    import dataclasses
+    start = max(i for i, r in enumerate(runs) if i == 0 or _resumed_from(r) is None)
+    blocks = runs[start:]
+    kept, resumes = [], []
+    for n, block in enumerate(blocks):
+        resumed = _resumed_from(block) if n else None
+        base = _first_stage(block, resumed)
+        timeline = block.timeline()
+        trained = [rec.line_no for rec in timeline if not isinstance(rec, EventRecord)]
+        opening = trained[0] if trained else float("inf")
+        # the Start line a resume writes is not a stage boundary; later ones are
+        items = [rec for rec in timeline
+                 if not (n and isinstance(rec, EventRecord) and rec.kind == "start"
+                         and rec.line_no < opening)]
+        records = [((base + rec.segment, rec.epoch), rec) for rec in items]
+        if not records:
+            if n:
+                resumes.append((len(kept), block.index))      # a resume that did nothing
+            continue
+        first = min(key for key, rec in records if not isinstance(rec, EventRecord)) \
+            if any(not isinstance(rec, EventRecord) for _, rec in records) else records[0][0]
+        if n:
+            kept = [(key, rec) for key, rec in kept if key < first]
+            resumes.append((len(kept), block.index))
+        kept += records
+    last = blocks[-1]
+    whole = Run(index=last.index, line_no=blocks[0].line_no, header=last.header,
+                settings=dict(last.settings), start_epoch=blocks[0].start_epoch)
+    whole.blocks = [b.index for b in blocks]
+    copies = [dataclasses.replace(rec) for _, rec in kept]
+    for rec in copies:
+        if isinstance(rec, BatchRecord):
+            whole.batches.append(rec)
+        elif isinstance(rec, EpochRecord):
+            whole.epochs.append(rec)
+        elif isinstance(rec, ValidationRecord):
+            whole.validations.append(rec)
+        elif isinstance(rec, NewBestRecord):
+            whole.new_bests.append(rec)
+        else:
+            whole.events.append(rec)
+    kept_lines = {rec.line_no for rec in whole.validations}
+    for block in blocks:
+        whole.events += [dataclasses.replace(e) for e in block.events if e.epoch is None]
+        # a "best_map is" line belongs to the validation just before it
+        whole.best_maps += [dataclasses.replace(b) for b in block.best_maps
+                            if any(v.line_no < b.line_no and v.line_no in kept_lines
+                                   and v.epoch == b.epoch for v in block.validations)]
+    _segment_run(whole)
+    whole.kind = _run_kind(whole)
+    for position, index in resumes:
+        reached = copies[position - 1].global_epoch if position else 0
+        whole.resume_points.append((reached, index))
+    return whole

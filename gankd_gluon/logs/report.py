@@ -193,9 +193,19 @@ def _map_rows(run):
 
 
 def _describe_run(parsed, run, label):
-    lines = ["**%s**: `%s`, run %d of %d (Namespace at line %d), %s" % (
-        label, os.path.basename(parsed.path), run.index, len(parsed.runs), run.line_no,
-        KIND_NAMES[run.kind])]
+    if len(run.blocks) > 1:
+        lines = ["**%s**: `%s`, the whole run: blocks %d-%d of %d (Namespace lines) joined at "
+                 "%d resume(s) (after cumulative epoch %s), %s" % (
+                     label, os.path.basename(parsed.path), run.blocks[0], run.blocks[-1],
+                     len(parsed.runs), len(run.resume_points),
+                     ", ".join(str(e) for e, _ in run.resume_points), KIND_NAMES[run.kind])]
+    else:
+        lines = ["**%s**: `%s`, run %d of %d (Namespace at line %d), %s" % (
+            label, os.path.basename(parsed.path), run.index, len(parsed.runs), run.line_no,
+            KIND_NAMES[run.kind])]
+    metrics = sorted({v.metric for v in run.validations if v.metric})
+    if metrics:
+        lines.append("(mAP is %s)" % ", ".join(metrics))
     if run.header is None:
         lines.append("(no Namespace line before the first record)")
     return " ".join(lines)
@@ -428,11 +438,15 @@ def _x_positions(run):
     return xs
 
 
-def _mark_boundaries(ax, run, color, label=None):
+def _mark_boundaries(ax, run, color, label=None, resume_label=None):
     for seg in run.segments[1:]:
         ax.axvline(seg.first_global_epoch - 1, color=color, linestyle="--", linewidth=1,
                    alpha=0.8, label=label)
         label = None  # one legend entry per run
+    for epoch, _ in run.resume_points:
+        ax.axvline(epoch, color=color, linestyle=":", linewidth=1.5, alpha=0.9,
+                   label=resume_label)
+        resume_label = None
 
 
 def plot_losses(run_a, run_b, labels, path):
@@ -494,6 +508,9 @@ def plot_losses(run_a, run_b, labels, path):
     from matplotlib.lines import Line2D
     handles.append(Line2D([], [], color="gray", linestyle="--"))
     names.append("stage boundary / counter restart")
+    if run_a.resume_points or run_b.resume_points:
+        handles.append(Line2D([], [], color="gray", linestyle=":", linewidth=1.5))
+        names.append("resumed")
     fig.legend(handles, names, loc="upper center", ncol=3, fontsize=9, frameon=False)
     # Fixed margins, not tight_layout: measuring every tick label took seconds per figure.
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.6 / height, top=1 - 0.75 / height,
@@ -511,7 +528,8 @@ def plot_map(run_a, run_b, labels, path):
     any_val = False
     for run, label, color in ((run_a, labels[0], _COLORS[0]), (run_b, labels[1], _COLORS[1])):
         vals = [v for v in run.validations if _finite(v.mean_ap)]
-        _mark_boundaries(ax, run, color, label="%s: stage boundary" % label)
+        _mark_boundaries(ax, run, color, label="%s: stage boundary" % label,
+                         resume_label="%s: resumed" % label)
         if not vals:
             ax.plot([], [], color=color, label="%s: no validation yet" % label)
             continue
@@ -606,6 +624,8 @@ def _load(path, k, label, messages):
         messages.append("error: %s log %s has no training-log lines (%d lines, %d unreadable)"
                         % (label, path, parsed.n_lines, parsed.unreadable_count))
         return None, None
+    if k is None:
+        return parsed, parsed.whole_run()
     try:
         return parsed, parsed.run(k)
     except IndexError as err:
@@ -613,7 +633,7 @@ def _load(path, k, label, messages):
         return None, None
 
 
-def compare_logs(published, ours, out_dir, published_run=-1, run=-1, max_map_drop=None,
+def compare_logs(published, ours, out_dir, published_run=-1, run=None, max_map_drop=None,
                  labels=("published", "ours"), title=None, plots=True):
     """Compare run ``published_run`` of ``published`` with run ``run`` of ``ours``.
 
@@ -626,8 +646,10 @@ def compare_logs(published, ours, out_dir, published_run=-1, run=-1, max_map_dro
         Log paths.
     out_dir : str
         Output directory (created).
-    published_run, run : int
-        1-based run index in each file, negative from the end; default the last run.
+    published_run, run : int or None
+        1-based run (``Namespace`` block) index in each file, negative from the end; None:
+        the whole last run, resumed blocks joined (``ParsedLog.whole_run``). Defaults: the
+        published log's last block, our log's whole run.
     max_map_drop : float, optional
         Gate: exit :data:`EXIT_MAP_DROP` when ours' best mAP is more than this below the
         published run's best mAP, or when it cannot be checked (no validation in ours, or the
@@ -687,7 +709,9 @@ def _compare(result, published, ours, out_dir, published_run, run, max_map_drop,
     else:
         out += ["", "## mAP", "", _map_section(run_a, run_b, labels)]
     for run_x, label in ((run_a, labels[0]), (run_b, labels[1])):
-        out += ["", "## Stages of %s (run %d)" % (label, run_x.index), ""]
+        out += ["", "## Stages of %s (%s)" % (label, "run %d" % run_x.index
+                                               if len(run_x.blocks) < 2 else "runs %d-%d" % (
+                                                   run_x.blocks[0], run_x.blocks[-1])), ""]
         out.append(_stage_table(run_x) if run_x.segments else "(no training lines yet)")
         if not result.comparable:
             rows = _map_rows(run_x)

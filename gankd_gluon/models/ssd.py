@@ -11,8 +11,11 @@ built with :func:`gluoncv.model_zoo.ssd.get_ssd`, so they train, evaluate (``set
   number of maps at the same strides, GLUONCV_FACTS.md section 3). Where its channel counts differ
   from the teacher's, 1x1 adaptation convs (Chen et al. 2017, Sec. 3.4) bridge them, so the student
   maps can be fed both to the critics and to the teacher's head (:class:`StudentFeatures`).
-* The **deployable student** is the student backbone + adapters + head: a plain GluonCV ``SSD``
+* The **trained student** is the student backbone + adapters + head: a plain GluonCV ``SSD``
   whose ``features`` child is a :class:`StudentFeatures`.
+* The **deployable student** (:func:`fold_adapters`) is that network with each adapter folded
+  into the class and box predictors after it: a plain GluonCV SSD of the student backbone, with
+  the parameter count and cost of a student trained without a teacher.
 """
 import math
 import os
@@ -23,7 +26,9 @@ from mxnet.gluon import HybridBlock, nn
 
 __all__ = ["TEACHERS", "STUDENTS", "SSDLayout", "teacher_layout", "build_ssd", "build_teacher",
            "build_student", "split_ssd", "SSDHead", "StudentFeatures", "initialize_new_params",
-           "freeze", "WeightsNotFoundError", "copy_head", "zoo_name", "feature_channels", "export_detector"]
+           "freeze", "WeightsNotFoundError", "copy_head", "zoo_name", "feature_channels",
+           "export_detector", "fold_adapters", "fold_border_offset", "deployable", "count_params", "map_channels",
+           "build_run_network", "load_export_params"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -269,8 +274,10 @@ def build_teacher(teacher, classes, layout, dataset="voc", params=None, ctx=mx.c
     dataset : str
         ``voc`` or ``coco``: which model-zoo file to download when ``params`` is None.
     params : str or None
-        A local ``.params`` file (``--teacher-params``): a GluonCV model-zoo file or a teacher
-        trained with ``scripts/train_ssd.py``.
+        A local ``.params`` file (``--teacher-params``): a GluonCV model-zoo file, a checkpoint
+        part of ``scripts/train_ssd.py``, or an export of it (its ``-0000.params`` or its
+        prefix; the export's ``-meta.json``, where present, must agree with ``classes`` and
+        ``layout.data_shape``).
 
     Returns
     -------
@@ -289,15 +296,43 @@ def build_teacher(teacher, classes, layout, dataset="voc", params=None, ctx=mx.c
                 "the file in ~/.mxnet/models/ (GluonCV names it %s-<hash>.params), or pass "
                 "--teacher-params FILE (a zoo file or a teacher from scripts/train_ssd.py)."
                 % (name, type(err).__name__, err, name)) from err
-    if not os.path.isfile(params):
-        raise WeightsNotFoundError("--teacher-params %s: no such file" % params)
+    params = _teacher_params_file(params, teacher, classes, layout)
     try:
-        net.load_parameters(params, ctx=ctx)
+        if _is_export_params(params):
+            load_export_params(net, params, ctx)
+        else:
+            net.load_parameters(params, ctx=ctx)
     except (AssertionError, mx.MXNetError, ValueError) as err:
         raise ValueError("--teacher-params %s does not fit a %s SSD with %d classes at %d px: %s"
                          % (params, teacher, len(classes), layout.data_shape,
                             str(err).splitlines()[0])) from err
     return freeze(net)
+
+
+def _teacher_params_file(params, teacher, classes, layout):
+    """``--teacher-params`` as a file: an export prefix becomes its ``-0000.params``; an
+    export's metadata, where present, is checked against the teacher being built."""
+    from .export_meta import ExportMetaError, export_prefix, read_meta
+    path = params
+    if not os.path.isfile(path) and os.path.isfile(params + "-0000.params"):
+        path = params + "-0000.params"
+    if not os.path.isfile(path):
+        raise WeightsNotFoundError("--teacher-params %s: no such file (nor %s-0000.params)"
+                                   % (params, params))
+    try:
+        meta = read_meta(export_prefix(path)) if path.endswith("-0000.params") else None
+    except ExportMetaError as err:
+        raise WeightsNotFoundError("--teacher-params %s: %s" % (params, err)) from err
+    if meta is not None:
+        own = meta["input"].get("data_shape")
+        if meta["kind"] != "ssd" or own != layout.data_shape \
+                or list(meta["classes"]) != list(classes):
+            raise WeightsNotFoundError(
+                "--teacher-params %s: its -meta.json describes %s %s export at %s px with %d "
+                "classes; the run needs an SSD at --data-shape %d with %d classes"
+                % (params, "an" if meta["kind"] == "ssd" else "a", meta["kind"], own,
+                   len(meta["classes"]), layout.data_shape, len(classes)))
+    return path
 
 
 class SSDHead(HybridBlock):
@@ -365,6 +400,8 @@ class StudentFeatures(HybridBlock):
             raise ValueError("student has %d maps, teacher %d" % (len(student_channels),
                                                                   len(teacher_channels)))
         self._adapt = [cs != ct for cs, ct in zip(student_channels, teacher_channels)]
+        # what fold_adapters needs to build the plain student SSD (set by build_student)
+        self.backbone, self.layout = None, None
         self.student_channels = list(student_channels)
         self.teacher_channels = list(teacher_channels)
         with self.name_scope():
@@ -457,6 +494,7 @@ def build_student(student, teacher_net, teacher_channels, layout, classes, head=
                              wrap=lambda e: StudentFeatures(e, teacher_channels, layout.data_shape))
     net = SSD(None, layout.data_shape, make, None, layout.sizes, layout.ratios, layout.steps,
               classes=classes)
+    net.features.backbone, net.features.layout = student, layout
     initialize_new_params(net, ctx)
     # materialise deferred shapes (head in_channels) before copying the teacher's head
     with autograd.train_mode():
@@ -478,3 +516,259 @@ def export_detector(net, prefix, data_shape, ctx=mx.cpu()):
     net.export(prefix, epoch=0)
     net.hybridize()
     return prefix + "-symbol.json", prefix + "-0000.params"
+
+
+def _strip_net_prefix(name, prefix):
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+def fold_adapters(net, ctx=mx.cpu()):
+    """The deployable student: ``net`` with each 1x1 adapter folded into the predictors after it.
+
+    An adapter (1x1 conv ``W_a`` (C_t, C_s, 1, 1), bias ``b_a`` (C_t,), no activation) and the
+    3x3 class/box predictor after it (``W_p`` (O, C_t, 3, 3), ``b_p`` (O,)) are both linear, so
+    they compose into one 3x3 convolution on the student's own channels::
+
+        W[o, s, i, j] = sum_t W_p[o, t, i, j] W_a[t, s]
+        b[o]          = b_p[o] + sum_{t, i, j} W_p[o, t, i, j] b_a[t]
+
+    The result is a plain GluonCV SSD of the student backbone (:func:`build_ssd`), with the
+    layer shapes, parameter names and cost of a student trained without a teacher.
+
+    Inside the map the fold is exact. At the border it is not: the predictor pads the adapted
+    map with zeros, where the unfolded network sees 0 but the folded one sees the contribution
+    of ``b_a`` through the taps that fall outside the map. The folded predictor's output at a
+    border position therefore differs by ``-sum_{outside taps (i, j)} sum_t W_p[o, t, i, j]
+    b_a[t]``, zero when the adapters' biases are zero (:func:`fold_border_offset` computes it).
+
+    Parameters
+    ----------
+    net : gluoncv.model_zoo.ssd.SSD
+        A student of :func:`build_student` (``net.features`` a :class:`StudentFeatures`),
+        initialised.
+    ctx : mx.Context
+        Where the folded network's parameters live.
+
+    Returns
+    -------
+    gluoncv.model_zoo.ssd.SSD
+        A new network (``net`` is not changed), with ``net``'s classes, anchors and NMS
+        settings, initialised on ``ctx``.
+
+    Raises
+    ------
+    ValueError
+        ``net`` is not a student of :func:`build_student`.
+
+    References
+    ----------
+    Chen, Choi, Yu, Han, Chandraker. Learning Efficient Object Detection Models with Knowledge
+    Distillation. NeurIPS 2017 (Sec. 3.4, the adaptation layer).
+    https://papers.nips.cc/paper/6676-learning-efficient-object-detection-models-with-knowledge-distillation
+    """
+    features = net.features
+    if not isinstance(features, StudentFeatures) or features.backbone is None:
+        raise ValueError("fold_adapters needs a student of build_student (its features a "
+                         "StudentFeatures), got %s" % type(features).__name__)
+    layout = features.layout
+    plain = build_ssd(features.backbone, layout, net.classes, pretrained_base=False)
+    initialize_new_params(plain, ctx)
+    with autograd.train_mode():
+        plain(mx.nd.zeros((1, 3, layout.data_shape, layout.data_shape), ctx=ctx))
+    src = {_strip_net_prefix(k, net.prefix): p
+           for k, p in features.expander.collect_params().items()}
+    dst = plain.features.collect_params()
+    for name, p in dst.items():
+        key = _strip_net_prefix(name, plain.prefix)
+        if key not in src or src[key].shape != p.shape:
+            raise ValueError("fold_adapters: the plain %s SSD's %s has no counterpart in the "
+                             "student" % (features.backbone, key))
+        p.set_data(src[key].list_data()[0].copyto(ctx))
+    j = 0
+    for i, adapt in enumerate(features._adapt):
+        adapter = features.adapters[j] if adapt else None
+        j += int(adapt)
+        for name in ("class_predictors", "box_predictors"):
+            conv = getattr(net, name)[i].predictor
+            target = getattr(plain, name)[i].predictor
+            w_p = conv.weight.list_data()[0].as_in_context(ctx)
+            b_p = conv.bias.list_data()[0].as_in_context(ctx)
+            if adapter is not None:
+                w_a = adapter.weight.list_data()[0].as_in_context(ctx)[:, :, 0, 0]  # (C_t, C_s)
+                b_a = adapter.bias.list_data()[0].as_in_context(ctx)                # (C_t,)
+                o, ct, kh, kw = w_p.shape
+                # (O*kh*kw, C_t) x (C_t, C_s) -> (O, C_s, kh, kw)
+                flat = w_p.transpose((0, 2, 3, 1)).reshape((-1, ct))
+                w = mx.nd.dot(flat, w_a).reshape((o, kh, kw, -1)).transpose((0, 3, 1, 2))
+                b = b_p + mx.nd.dot(w_p.sum(axis=(2, 3)), b_a)
+            else:
+                w, b = w_p, b_p
+            target.weight.set_data(w)
+            target.bias.set_data(b)
+    plain.set_nms(nms_thresh=net.nms_thresh, nms_topk=net.nms_topk, post_nms=net.post_nms)
+    return plain
+
+
+def fold_border_offset(net, map_index, height, width):
+    """What :func:`fold_adapters` changes at the border of one map's predictor outputs.
+
+    Parameters
+    ----------
+    net : SSD
+        The unfolded student.
+    map_index : int
+        A map with an adapter.
+    height, width : int
+        The map's size.
+
+    Returns
+    -------
+    cls, box : NDArray, (O_cls, H, W) and (O_box, H, W)
+        folded output minus unfolded output at each position of the map (zero inside, where
+        all 3x3 taps fall in the map): ``sum_{taps outside} sum_t W_p[o, t, i, j] b_a[t]``.
+    """
+    features = net.features
+    if not features._adapt[map_index]:
+        raise ValueError("map %d has no adapter" % map_index)
+    adapter = features.adapters[sum(features._adapt[:map_index])]
+    b_a = adapter.bias.data()
+    out = []
+    for name in ("class_predictors", "box_predictors"):
+        conv = getattr(net, name)[map_index].predictor
+        w_p = conv.weight.data()
+        k = mx.nd.dot(w_p.transpose((0, 2, 3, 1)), b_a)            # (O, 3, 3)
+        # unfolded: the bias seen only through taps inside the map; folded: through all
+        inside = mx.nd.Convolution(mx.nd.ones((1, 1, height, width)), k.expand_dims(1),
+                                   kernel=k.shape[1:], pad=(1, 1), num_filter=k.shape[0],
+                                   no_bias=True)[0]
+        out.append(k.sum(axis=(1, 2)).reshape((-1, 1, 1)) - inside)
+    return tuple(out)
+
+
+def deployable(net, ctx=mx.cpu()):
+    """The network to export: a student's folded form (:func:`fold_adapters`), else ``net``."""
+    features = getattr(net, "features", None)
+    if isinstance(features, StudentFeatures) and features.backbone is not None:
+        return fold_adapters(net, ctx)
+    return net
+
+
+def count_params(net):
+    """Number of scalars in ``net``'s parameters, the anchors (constants) left out."""
+    return sum(int(p.list_data()[0].size) for k, p in net.collect_params().items()
+               if "anchorgenerator" not in k)
+
+
+def map_channels(features, data_shape):
+    """Channels of each map of a feature block, by symbol shape inference (no weights needed).
+
+    Parameters
+    ----------
+    features : HybridBlock
+        Returns a list of maps (B, C_i, H_i, W_i) for an input (B, 3, H, W).
+    data_shape : int
+
+    Returns
+    -------
+    list of int
+    """
+    outs = features(mx.sym.var("data"))
+    _, shapes, _ = mx.sym.Group(list(outs)).infer_shape(data=(1, 3, data_shape, data_shape))
+    return [s[1] for s in shapes]
+
+
+def build_run_network(run, classes, ctx=mx.cpu()):
+    """The network an SSD training run trains, from its arguments, with untrained weights.
+
+    Parameters
+    ----------
+    run : dict
+        The run's arguments (a checkpoint manifest's ``args``): ``student``, ``teacher`` and
+        ``data_shape`` for ``train_ssd_gan_kd.py``, ``network`` and ``data_shape`` for
+        ``train_ssd.py``; ``dataset`` picks the COCO anchors of a ResNet-50 teacher.
+    classes : sequence of str
+    ctx : mx.Context
+
+    Returns
+    -------
+    net : SSD
+        Initialised on ``ctx``, shapes materialised: ready for ``load_parameters`` of the
+        checkpoint's part.
+    part : {'student', 'net'}
+        The checkpoint part that holds its weights.
+
+    Raises
+    ------
+    ValueError
+        The arguments are not an SSD run's.
+    """
+    kind = "coco" if run.get("dataset") == "coco" else "voc"
+    if "student" in run and "teacher" in run:
+        layout = teacher_layout(run["teacher"], run["data_shape"], kind)
+        t_channels = map_channels(build_ssd(run["teacher"], layout, classes).features,
+                                  run["data_shape"])
+        # head='student': no teacher weights to copy, the checkpoint holds the trained head
+        net = build_student(run["student"], None, t_channels, layout, classes, head="student",
+                            pretrained_base=False, ctx=ctx)
+        return net, "student"
+    if "network" in run and "data_shape" in run:
+        layout = teacher_layout(run["network"], run["data_shape"], kind)
+        net = build_ssd(run["network"], layout, classes, pretrained_base=False)
+        initialize_new_params(net, ctx)
+        with autograd.train_mode():
+            net(mx.nd.zeros((1, 3, layout.data_shape, layout.data_shape), ctx=ctx))
+        return net, "net"
+    raise ValueError("not the arguments of an SSD training run (no student/teacher or network, "
+                     "data_shape)")
+
+
+def _is_export_params(path):
+    """A ``HybridBlock.export`` parameter file: keys ``arg:<name>`` / ``aux:<name>``."""
+    try:
+        keys = list(mx.nd.load(path))
+    except (mx.MXNetError, TypeError):
+        return False
+    return bool(keys) and all(k.startswith(("arg:", "aux:")) for k in keys)
+
+
+def load_export_params(net, path, ctx=mx.cpu()):
+    """Load the weights of an exported network (``<prefix>-0000.params``) into ``net``.
+
+    An export names its arrays after the exported block's parameters (``arg:ssd3_mobilenet0_
+    conv0_weight``), ``save_parameters`` after the block structure (``features.mobilenet0_
+    conv0_weight``). The export's names are matched to ``net``'s with each network's own prefix
+    (``ssd3_``) left out, so an SSD exported by this project (a teacher from ``train_ssd.py``,
+    a folded student) loads into :func:`build_ssd` of the same backbone, layout and classes.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        Initialised (or deferred); its parameter names start with ``net.prefix``.
+    path : str
+        An export's ``.params``.
+    ctx : mx.Context or list
+
+    Raises
+    ------
+    ValueError
+        Names or shapes differ (the message names the first of each, and how many).
+    """
+    loaded = {}
+    for key, value in mx.nd.load(path).items():
+        name = key.split(":", 1)[1]
+        # the exported block's prefix: 'ssd3_' of 'ssd3_mobilenet0_conv0_weight'
+        loaded[name.split("_", 1)[1] if "_" in name else name] = value
+    ours = {_strip_net_prefix(k, net.prefix): p for k, p in net.collect_params().items()}
+    missing = sorted(set(ours) - set(loaded))
+    extra = sorted(set(loaded) - set(ours))
+    if missing or extra:
+        raise ValueError("the export's parameters differ from the network's (%s)" % "; ".join(
+            "%s%s only %s" % (names[0], " and %d more" % (len(names) - 1) if len(names) > 1
+                              else "", side)
+            for names, side in ((extra, "in the export"), (missing, "in the network")) if names))
+    for key, p in ours.items():
+        if p.shape is not None and not all(a in (0, b) for a, b in zip(p.shape, loaded[key].shape)):
+            raise ValueError("%s has shape %s in the export, %s in the network"
+                             % (key, loaded[key].shape, p.shape))
+    for key, p in ours.items():
+        p._load_init(loaded[key], ctx)      # as load_parameters does, deferred shapes included

@@ -1,0 +1,41 @@
+"""The README's commands run as written (in a scratch folder that sees the repository's
+``scripts/``)."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def readme_block(heading):
+    """The first ```bash block after the paragraph that starts with ``heading``."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    start = text.index(heading)
+    match = re.search(r"```bash\n(.*?)```", text[start:], re.S)
+    return [line for line in match.group(1).splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_small_run_start_to_finish(tmp_path):
+    commands = readme_block("**A small run, start to finish**")
+    assert [c.split()[1] for c in commands] == [
+        "scripts/make_synthetic_voc.py", "scripts/train_ssd.py", "scripts/train_ssd_gan_kd.py",
+        "scripts/eval_voc.py", "scripts/detect.py", "scripts/compare_logs.py"]
+    os.symlink(os.path.join(ROOT, "scripts"), str(tmp_path / "scripts"))
+    env = dict(os.environ, PYTHONPATH=ROOT,
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    outputs = []
+    for command in commands:
+        proc = subprocess.run(command, shell=True, cwd=str(tmp_path), env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+        outputs.append(proc.stdout)
+    assert (tmp_path / "checkpoints" / "student" / "student-best-student-meta.json").exists()
+    assert "mAP=" in outputs[3]
+    assert (tmp_path / "detections" / "detections.json").exists()
+    assert len(list((tmp_path / "detections").glob("*.png"))) == 20
+    assert (tmp_path / "logs" / "compare" / "report.md").exists()
