@@ -278,6 +278,9 @@ def test_arms_differ_only_in_the_distillation(tmp_path):
     assert (args.num_train, args.num_test, options.student_images) == (2000, 500, 200)
     cfg = DemoConfig(args, train_ssd.parse_args, gankd.parse_args)
     plan = study.StudyPlan(cfg, options)
+    # --teacher-params must name a file (checked by parse_args); no teacher is trained here
+    os.makedirs(os.path.dirname(cfg.teacher_params))
+    open(cfg.teacher_params, "w").close()
     base = vars(gankd.parse_args(plan.student_argv("none", 1)))
     own = {"none": {}, "hint": {"method": "hints-a"}, "gan": {"method": "gan"},
            "gan-frozen": {"method": "gan", "lrD": 0.0}, "chen": {"method": "chen"},
