@@ -22,7 +22,7 @@ from mxnet import autograd, gluon
 
 from gankd_gluon.engine.checkpoint import (CheckpointError, CheckpointWriteError,
                                            claim_run_folder, clean_run_folder, compare_settings,
-                                           deployable_exporter, load_checkpoint,
+                                           deployable_exporter, is_manifest, load_checkpoint,
                                            prune_checkpoints, read_checkpoint, save_checkpoint,
                                            select_resume)
 
@@ -287,7 +287,7 @@ def _check_folder(prefix):
     folder = os.path.dirname(prefix)
     tags = []
     for manifest in sorted(glob.glob(prefix + "-*.json")):
-        if manifest.endswith("-symbol.json"):
+        if not is_manifest(manifest):
             continue
         m = read_checkpoint(manifest, None, "check")           # sizes and checksums
         v = m["version"]
@@ -323,7 +323,7 @@ def test_a_kill_at_any_step_of_any_save_leaves_every_manifest_whole(tmp_path):
         assert not glob.glob(os.path.join(folder, "*.tmp-*"))
         named = set()
         for manifest in glob.glob(prefix + "-*.json"):
-            if manifest.endswith("-symbol.json"):
+            if not is_manifest(manifest):
                 continue
             m = json.load(open(manifest))
             named.update(m["parts"].values())

@@ -629,10 +629,16 @@ def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", setti
 
 
 # ------------------------------------------------------------------ the run folder
+def is_manifest(path):
+    """Whether a ``.json`` file of a run's folder is a checkpoint manifest: not an export's
+    ``-symbol.json`` (its graph) or ``-meta.json`` (its description)."""
+    return path.endswith(".json") and not path.endswith(("-symbol.json", _META))
+
+
 def run_manifests(prefix):
-    """All manifests ``<prefix>-*.json`` of a run (sorted names)."""
-    return sorted(p for p in glob.glob(glob.escape(prefix) + "-*.json")
-                  if not p.endswith("-symbol.json"))
+    """All manifests ``<prefix>-*.json`` of a run (sorted names; exports' ``-symbol.json`` and
+    ``-meta.json`` files are not manifests)."""
+    return sorted(p for p in glob.glob(glob.escape(prefix) + "-*.json") if is_manifest(p))
 
 
 def _epoch_manifests(prefix):
