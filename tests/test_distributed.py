@@ -108,10 +108,10 @@ def _logged_best_map(log):
     return float(re.findall(r"best_map is (\S+)", log.read_text())[-1])
 
 
-def _eval_voc_map(data, symbol):
+def _eval_voc_map(data, *model):
     out = subprocess.run([PY, os.path.join(ROOT, "scripts", "eval_voc.py"), "--dataset",
-                          "synthetic", "--dataset-root", str(data / "data"), "--symbol",
-                          str(symbol), "--data-shape", "128", "--gpus", "", "--no-progress"],
+                          "synthetic", "--dataset-root", str(data / "data")] + list(model) +
+                         ["--data-shape", "128", "--gpus", "", "--no-progress"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return float(re.findall(r"^mAP=(\S+)$", out.stdout, re.M)[-1])
@@ -153,12 +153,22 @@ def test_gankd_two_workers_equal_one_process_on_two_devices(gankd_runs):
 
 def test_logged_best_map_is_eval_voc_of_the_saved_best_model(gankd_runs):
     # two devices: each updates its own BatchNorm statistics, the save writes their mean
-    # (without averaging them before validation: logged 0.0208, eval_voc.py 0.0192)
+    # (without averaging them before validation: logged 0.0208, eval_voc.py 0.0192). The
+    # checkpoint is the model validation scored; its export folds the adapters into the head,
+    # exact inside each map but not at its zero-padded border (test_models_ssd.py checks the
+    # fold). One epoch per stage leaves the student near chance (mAP about 0.001), where many
+    # detections tie in score and float-level differences between the training graph and the
+    # rebuilt one reorder them: measured within 1% of the logged value (0.000723 logged,
+    # 0.000729 evaluated); BatchNorm statistics of one device alone were 8% off
     dist, single, _ = gankd_runs
     for run in (single, dist):
         logged = _logged_best_map(run / "run_train.log")
         assert logged > 0, run                   # a comparison that can tell models apart
-        assert _eval_voc_map(run.parent, run / "run" / "run-best-student") == logged, run
+        manifest = run / "run" / "run-best.json"
+        checkpoint = _eval_voc_map(run.parent, "--checkpoint", str(manifest))
+        export = _eval_voc_map(run.parent, "--symbol", str(run / "run" / "run-best-student"))
+        assert checkpoint == pytest.approx(logged, rel=0.03), run
+        assert export == pytest.approx(checkpoint, rel=0.03), run
 
 
 def _wait_for_training(log, proc, limit=300):
@@ -193,7 +203,9 @@ def test_sigterm_to_the_launcher_saves_interrupted_and_leaves_no_process(data):
     assert time.time() - tic < 60
     assert (out / "run" / "run-interrupted.json").exists()
     text = (out / "run_train.log").read_text()
-    assert "Stopping on %s after [Epoch 1]" % sig.name in text
+    # the first batch line starts the clock; the signal lands in whichever batch is running
+    assert re.search(r"^Stopping on %s after \[Epoch \d+\]\[Batch \d+\]; saving$" % sig.name,
+                     text, re.M), text[-2000:]
     assert "run-interrupted.json; continue with --resume" in text
     time.sleep(1)
     assert not kill_left(roles)
