@@ -241,6 +241,21 @@ def test_tiny_study_gate_report_and_resume(tmp_path):
     assert study.recompute_statistics(str(folder / "results.json")) == study.study_statistics(
         res["arms"], 500, 3)
 
+    # the mechanism check: every arm (the control too, --monitor-teacher) logs the distance;
+    # results.json holds each run's last stage-1 value, the report's table recomputes from it
+    dist = res["distance"]
+    assert set(dist) == {"none", "gan"} and all(set(v) == {"1", "2"} for v in dist.values())
+    for arm in ("none", "gan"):
+        for seed in ("1", "2"):
+            log = folder / res["logs"][arm][seed]
+            last = re.findall(r"^\[Epoch \d+\], .*cosine_length_loss_metric=([0-9]+\.[0-9]+)",
+                              log.read_text(), re.M)
+            assert float(last[-1]) == pytest.approx(dist[arm][seed], abs=1e-3), (arm, seed)
+    section = report.split("### Mechanism check")[1]
+    dd = np.array([dist["gan"][s] - dist["none"][s] for s in ("1", "2")])
+    row = re.search(r"^\| gan - none \| 1,2 \| (\S+) \|", section, re.M)
+    assert row and float(row.group(1)) == pytest.approx(dd.mean(), abs=6e-5), section
+
     # paired seeds: the first batch's loss (before any update) is the same in every arm of a
     # seed (same initialisation, same images), and another seed's differs
     def first_ce(arm, seed):

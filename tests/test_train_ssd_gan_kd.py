@@ -213,3 +213,27 @@ def test_every_method_trains_and_logs_its_terms(workdir, method):
     assert np.isfinite(metrics["Loss_D"]) == method.startswith("gan")
     manifest = workdir / "ckM" / args.save_prefix / (args.save_prefix + "-final.json")
     assert os.path.isfile(manifest)
+
+
+@pytest.mark.parametrize("monitor", [False, True])
+def test_monitor_teacher_gives_the_control_a_student_teacher_distance(workdir, monitor):
+    """``--method none`` trains without the teacher; ``--monitor-teacher`` runs it for the
+    log's ``cosine_length_loss_metric`` alone: the column is finite with the flag and ``nan``
+    (not computed) without it, and the student's weights are the same either way (the monitor
+    is never optimised)."""
+    out = "ckT%d" % monitor
+    args = _gankd_args(workdir, "--save-dir", str(workdir / out), "--log-dir",
+                       str(workdir / out), "--method", "none", "--stage", "1",
+                       "--gan-epochs", "1", "--save-prefix", "mon",
+                       *(["--monitor-teacher"] if monitor else []))
+    assert run_main(train_ssd_gan_kd.main, args) == 0
+    metrics = parse_log(str(workdir / out / "mon_train.log")).run().epochs[-1].metrics
+    value = metrics["cosine_length_loss_metric"]
+    assert (value is not None and np.isfinite(value)) == monitor, value
+    if monitor:
+        assert value > 0                             # an untrained student is not the teacher
+        other = _params(str(workdir / "ckT0" / "mon" / "mon-final.student.params"))
+        mine = _params(str(workdir / out / "mon" / "mon-final.student.params"))
+        assert other.keys() == mine.keys()
+        for k in mine:
+            np.testing.assert_allclose(mine[k], other[k], rtol=1e-5, atol=1e-6, err_msg=k)

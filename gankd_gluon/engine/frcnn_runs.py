@@ -210,6 +210,10 @@ def check_frcnn_gankd_args(args):
         if name not in BACKBONES:
             raise UsageError("%s %s: choose one of %s" % (flag, name, ", ".join(BACKBONES)))
     check_weights_file("--teacher-params", args.Teacher_param_path)
+    if getattr(args, "monitor_teacher", False):
+        raise UsageError("--monitor-teacher: SSD only (train_ssd_gan_kd.py); a Faster R-CNN "
+                         "student's adapter is trained only by a distillation term, so its "
+                         "distance to the teacher means nothing under --method none")
     if args.stage in ("2", "both") and args.epochs - (args.GAN_epochs + 1) < 1:
         raise UsageError("--epochs %d leaves no plain epoch after --gan-epochs %d (epochs "
                          "count from 0 over both stages: stage 1 is 0..%d)"

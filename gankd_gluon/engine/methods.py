@@ -101,6 +101,11 @@ def add_method_args(parser):
                         help="Ko & Yoo Eq. 1: temperature of the KL term")
     parser.add_argument("--hint-mode", choices=("l2", "l1"), default="l2",
                         help="Chen Eq. 5/6: L2 (default) or L1 hint distance")
+    parser.add_argument("--monitor-teacher", action="store_true",
+                        help="run the teacher in stage 1 even when no term needs it (--method "
+                             "none), so that the log's student-teacher distance "
+                             "cosine_length_loss_metric is computed for the control too (one "
+                             "teacher forward per step; never optimised)")
     return parser
 
 

@@ -468,7 +468,7 @@ def run_gankd(args):
                                     {"learning_rate": args.lrD, "beta1": args.beta1}, "s1_D")
             trainers["D"] = trainer_d
             blocks["dnet"] = dnet
-        need_teacher = bool(parts)
+        need_teacher = bool(parts) or getattr(args, "monitor_teacher", False)
         step = GANStep(t_features if need_teacher else None, s_features, s_head, dnet, trainer_g,
                        trainer_d, det_loss, clamp=(args.clamp_lower, args.clamp_upper),
                        d_steps=args.d_steps, objective=objective,

@@ -42,7 +42,8 @@ import numpy as np
 
 __all__ = ["ARMS", "DEFAULT_ARMS", "COMPARISONS", "bootstrap_mean_ci", "paired_t_test",
            "arm_summary", "study_statistics", "recompute_statistics", "bootstrap_map",
-           "make_subset_root", "check_gate", "eta_seconds", "run_study", "write_report"]
+           "make_subset_root", "check_gate", "eta_seconds", "run_study", "write_report",
+           "final_distance", "distance_by_arm"]
 
 #: arm -> the flags that make it (appended to the shared argv).
 ARMS = {
@@ -335,6 +336,8 @@ class StudyPlan:
                  "--epochs", str(a.student_epochs - a.gan_epochs), "--lrG", str(a.lr_g),
                  "--lrD", str(a.lr_d), "--lr", str(a.stage2_lr), "--d-steps", str(a.d_steps),
                  "--critic-channels", str(a.critic_channels),
+                 # the student-teacher distance is logged for every arm, the control included
+                 "--monitor-teacher",
                  "--save-prefix", self.prefix(arm, seed), "--overwrite", "--save-dir",
                  cfg.runs_dir, "--log-dir", self.logs_dir] + cfg.common_argv()
                 + ["--dataset-root", self.subset_root, "--seed", str(seed)] + ARMS[arm])
@@ -444,6 +447,8 @@ def run_study(cfg, study, command, say=print):
             label, value, " reused" if wall is None else " in %.0f s" % wall,
             _minutes(eta_seconds(walls, len(runs) - k - 1))))
         _write_json(res, os.path.join(cfg.out, "results.json"))
+    res["distance"] = distance_by_arm(res, cfg.out)
+    _write_json(res, os.path.join(cfg.out, "results.json"))
     stats = study_statistics(res["arms"], study.bootstrap_samples, study.bootstrap_seed)
     figures = {"map": map_figure(res, os.path.join(cfg.out, "map_per_arm.png")),
                "diagnostics": diagnostics_figure(res, cfg.out,
@@ -513,14 +518,37 @@ def diagnostic_series(log_path):
     run = parse_log(log_path).run(-1)
     out = {}
     for rec in run.epochs:
-        if rec.stage != 1:
-            continue
+        # only stage-1 lines carry these columns; the parser's stage guess is not used, since
+        # it reads a line whose adversarial columns are nan (--method none) as stage 2
         for name, value in rec.metrics.items():
             if (name == COSINE_LENGTH or name.startswith("W_")) and value is not None \
                     and math.isfinite(value):
                 out.setdefault(name, ([], []))
                 out[name][0].append(rec.global_epoch)
                 out[name][1].append(value)
+    return out
+
+
+def final_distance(log_path):
+    """The student-teacher distance ``cosine_length_loss_metric`` of a run's last stage-1
+    epoch line (the mean over that epoch's batches), or None when the log has none (a run
+    without the teacher, ``--method none`` without ``--monitor-teacher``)."""
+    from ..engine.diagnostics import COSINE_LENGTH
+    series = diagnostic_series(log_path).get(COSINE_LENGTH)
+    return series[1][-1] if series and series[1] else None
+
+
+def distance_by_arm(res, out_dir):
+    """``{arm: {seed: final stage-1 distance}}`` from the runs' logs (:func:`final_distance`),
+    runs without the column left out: the mechanism check's numbers (a working distillation
+    brings the student's maps closer to the teacher's than the control does: lower is closer).
+    """
+    out = {}
+    for arm, logs in res["logs"].items():
+        for seed, rel in logs.items():
+            value = final_distance(os.path.join(out_dir, rel))
+            if value is not None:
+                out.setdefault(arm, {})[seed] = value
     return out
 
 
@@ -598,6 +626,20 @@ D_i(teacher)), read from the training logs with `gankd_gluon.logs.parse`.
 
 ![diagnostics](diagnostics.png)
 
+### Mechanism check: the student-teacher distance at the end of stage 1
+
+`cosine_length_loss_metric` of each run's last stage-1 epoch (every arm runs the teacher,
+`--monitor-teacher`; lower is closer to the teacher). If the critics carry the teacher's
+knowledge, `gan` ends closer than `none` and than `gan-frozen` (negative differences).
+
+| arm | seeds | mean | std |
+|---|---|---|---|
+$distance_arm_rows
+
+| difference | seeds | mean | 95% CI | t | p |
+|---|---|---|---|---|---|
+$distance_diff_rows
+
 ## Reproduce
 
 ```
@@ -638,15 +680,26 @@ def verdict(stats, min_effect):
     return " ".join(lines)
 
 
-def write_report(res, stats, figures, path):
-    """``report.md`` from ``results.json``'s dict and :func:`study_statistics`."""
-    arm_rows = "\n".join("| %s | `%s` | %d | %s | %s |" % (
-        arm, " ".join(ARMS[arm]), s["n"], _f(s["mean"]), _f(s["std"]))
-        for arm, s in stats["arms"].items())
-    diff_rows = "\n".join("| %s - %s | %s | %s | %s to %s | %s | %s |" % (
+def _diff_rows(stats):
+    return "\n".join("| %s - %s | %s | %s | %s to %s | %s | %s |" % (
         d["a"], d["b"], ",".join(d["seeds"]), _f(d["mean"]), _f(d["ci_low"]),
         _f(d["ci_high"]), _f(d["t"], "%.3f"), _f(d["p"], "%.3g"))
         for d in stats["differences"]) or "| (no pair of arms with 2 common seeds) | | | | | |"
+
+
+def write_report(res, stats, figures, path):
+    """``report.md`` from ``results.json``'s dict and :func:`study_statistics` (the distance
+    table from ``res['distance']``, with the same bootstrap settings)."""
+    arm_rows = "\n".join("| %s | `%s` | %d | %s | %s |" % (
+        arm, " ".join(ARMS[arm]), s["n"], _f(s["mean"]), _f(s["std"]))
+        for arm, s in stats["arms"].items())
+    diff_rows = _diff_rows(stats)
+    dist = study_statistics(res.get("distance", {}), res["bootstrap"]["samples"],
+                            res["bootstrap"]["seed"],
+                            comparisons=COMPARISONS + (("gan", "hint"),))
+    distance_arm_rows = "\n".join("| %s | %d | %s | %s |" % (
+        arm, s["n"], _f(s["mean"]), _f(s["std"])) for arm, s in dist["arms"].items()) \
+        or "| (no run logged the distance) | | | |"
     gate = res["gate"]
     text = REPORT.substitute(
         name=res["name"], min_effect=_f(res["min_effect"], "%.3f"),
@@ -658,6 +711,7 @@ def write_report(res, stats, figures, path):
         gate="The gate passed." if gate["passed"] else
         "**The gate did not pass; the study ran with --no-gate.** %s." % gate["message"],
         arm_rows=arm_rows, diff_rows=diff_rows, n_boot=res["bootstrap"]["samples"],
+        distance_arm_rows=distance_arm_rows, distance_diff_rows=_diff_rows(dist),
         verdict=verdict(stats, res["min_effect"]), command=res["command"],
         commit=res["git"]["commit"],
         dirty=(" (with local changes in: %s)" % ", ".join(res["git"]["dirty"])
