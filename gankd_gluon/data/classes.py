@@ -95,7 +95,9 @@ def parse_classes(value, flag="--classes"):
     if os.path.isfile(value):
         try:
             lines = read_text_lines(value)
-        except (OSError, UnicodeError) as err:
+        except UnicodeError as err:
+            raise ClassListError("%s %s" % (flag, err)) from None      # names file and line
+        except OSError as err:
             raise ClassListError("%s %s: %s" % (flag, value, err)) from None
         entries = [(ln, text.strip()) for ln, text in lines]
         entries = [(ln, t) for ln, t in entries if t and not t.startswith("#")]
