@@ -30,8 +30,21 @@ malformed XML / missing XML       skip the image
 missing or invalid ``<size>``     skip the image (boxes cannot be checked without it)
 object without ``<name>``,        drop the object
 ``<bndbox>`` or numeric coords
-box outside the image, zero       drop the object (GluonCV's bounds, which the paper's
-area, xmin > xmax                 numbers were computed with; GluonCV also drops it)
+box entirely outside the image,   drop the object (GluonCV's bounds, which the paper's
+zero area, xmin > xmax            numbers were computed with; GluonCV also drops it)
+box partly outside the image      keep: clipped for training, as written for evaluation (the
+(``xmin=0`` of a 0-based tool)    VOC devkit does not validate ground truth); noted
+``<size>`` not the image file's   skip the image (its header is read, no decoding; an EXIF
+size (another copy, EXIF turn)    quarter turn is named)
+``<id>.png`` / ``.jpeg``          found by id (:data:`IMAGE_EXTENSIONS`)
+split file not UTF-8/UTF-16       stop: :class:`DataError` naming file, line and byte
+repeated id in a split file       skip the repeat, naming file and line
+element the loader does not read  noted, counted per element path
+COCO: no area / iscrowd / id,     repaired once in the json the dataset and ``COCOeval``
+bbox numbers as strings           share (:func:`_normalise_coco`); noted
+COCO: no coco_url; no width       image found by ``file_name``; size read from the file
+no usable image                   stop: :class:`DataError` (with the class names found when
+                                  none matched: pass ``--classes``)
 unknown class name                drop the object (as GluonCV does, so a dataset can be
                                   trained on a subset of its classes); counted per name
 missing or empty ``<difficult>``  read as 0, as the VOC devkit does (counted as a note)
