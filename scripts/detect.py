@@ -27,6 +27,10 @@ import sys
 
 import mxnet as mx
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from gankd_gluon.data.classes import classes_arg  # noqa: E402
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -42,9 +46,10 @@ def parse_args(argv=None):
     parser.add_argument("--score-thresh", type=float, default=0.5,
                         help="keep detections with at least this score (GluonCV's plot_bbox "
                              "default)")
-    parser.add_argument("--classes", type=str, default=None,
-                        help="comma-separated class names, for an export without -meta.json "
-                             "(default: the model's own)")
+    parser.add_argument("--classes", type=classes_arg, default=None, metavar="A,B,C|FILE",
+                        help="class names in label order, comma-separated or a file with one "
+                             "name per line (as the training scripts' --classes), for an "
+                             "export without -meta.json (default: the model's own)")
     parser.add_argument("--data-shape", type=int, default=None,
                         help="SSD input size (default: the model's own)")
     parser.add_argument("--short", type=int, default=None,
@@ -67,7 +72,7 @@ def _usage(message):
 
 
 def _classes(args, meta):
-    given = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    given = list(args.classes) if args.classes else None
     if meta is None:
         if given is None:
             _usage("%s has no -meta.json naming its classes: pass --classes a,b,c (in class-id "

@@ -49,7 +49,7 @@ import time
 
 import mxnet as mx
 
-from gankd_gluon.data.datasets import add_dataset_args, dataset_classes, get_dataset
+from gankd_gluon.data.datasets import add_dataset_args, get_dataset
 from gankd_gluon.eval import (add_detector_args, format_ap_lines, load_detector,
                               write_metric_json)
 from gankd_gluon.eval.coco import (coco_evaluate, coco_image_ids, detections_to_coco,
@@ -94,14 +94,16 @@ def get_context(gpus):
 
 def main(args):
     check_eval_args(args, "coco")          # parse_args did; also for callers that skip it
-    classes = dataset_classes(args.dataset)
-    mode, sizes = input_mode(args, classes)
+    with contextlib.redirect_stderr(io.StringIO()):     # its warnings: once, below
+        input_mode(args)                  # the flags' checks, before the data is read
     start = time.time()
     ctx = get_context(args.gpus)
     # pycocotools' "loading annotations..." (4 lines) only with --verbose: an error stays the
     # one line on stderr
     with contextlib.redirect_stdout(sys.stderr if args.verbose else io.StringIO()):
-        dataset = get_dataset(args.dataset, args.dataset_root, "test")
+        dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes)
+    classes = tuple(dataset.classes)       # the json's categories, in category-id order
+    mode, sizes = input_mode(args, classes)   # the model's classes against the data's
     coco_gt = dataset.coco
     if len(dataset) < len(coco_gt.getImgIds()):
         print("warning: the dataset kept %d of the %d images of its json; detections on the "

@@ -41,17 +41,22 @@ Examples::
     python scripts/eval_voc.py --symbol checkpoints/<run>/<run>-best-student --short 600
     # score devkit result files (comp4_det_test_<class>.txt) without a network
     python scripts/eval_voc.py --dataset synthetic --dataset-root DIR --detections dets/
+    # your own classes (README "Your own dataset"): the devkit files are comp4_det_test_<name>.txt
+    python scripts/eval_voc.py --dataset voc --dataset-root mine --classes helmet,vest,glove \
+        --checkpoint checkpoints/<run>/<run>-best.json
 
 Output: one ``classname=AP`` line per class and ``mAP=x``, as the validation blocks of the
 published logs; ``--out`` writes the same numbers as JSON.
 """
 import argparse
+import contextlib
+import io
 import sys
 import time
 
 import mxnet as mx
 
-from gankd_gluon.data.datasets import add_dataset_args, dataset_classes, get_dataset
+from gankd_gluon.data.datasets import add_dataset_args, get_dataset
 from gankd_gluon.eval import (add_detector_args, dataset_ground_truth, format_ap_lines,
                               load_detector, score_detections, score_devkit_dir,
                               write_devkit_detections, write_metric_json)
@@ -93,15 +98,17 @@ def get_context(gpus):
 
 def main(args):
     check_eval_args(args, "voc")          # parse_args did; also for callers that skip it
-    classes = dataset_classes(args.dataset)
-    mode, sizes = input_mode(args, classes)
+    with contextlib.redirect_stderr(io.StringIO()):     # its warnings: once, below
+        input_mode(args)                  # the flags' checks, before the data is read
     start = time.time()
     ctx = get_context(args.gpus)
-    dataset = get_dataset(args.dataset, args.dataset_root, "test")
+    dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes)
+    classes = tuple(dataset.classes)
+    mode, sizes = input_mode(args, classes)   # the model's classes against the data's
     net = load_detector(args, ctx, classes)
     if net is None:
         names, values = score_devkit_dir(args.detections, dataset_ground_truth(dataset), classes,
-                                         args.metric)
+                                         args.metric, skipped_ids=dataset.report.skipped_ids)
     else:
         detections, ground_truth = predict_dataset(net, dataset, ctx, mode, sizes, args)
         names, values = score_detections(detections, ground_truth, classes, args.metric)

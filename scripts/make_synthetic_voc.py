@@ -17,6 +17,7 @@ import os
 import time
 
 from gankd_gluon.data.datasets import DEFAULT_ROOTS
+from gankd_gluon.data.classes import classes_arg  # noqa: E402
 from gankd_gluon.data.synthetic import DIFFICULTIES, SYNTHETIC_CLASSES, make_synthetic_voc
 from gankd_gluon.engine.args import nonnegative_int, positive_int
 
@@ -42,7 +43,15 @@ def parse_args(argv=None):
                         help='default: clutter, 1-5 objects of 5-80%% of the side, some '
                              'truncated; easy: no distractors, 1-3 objects of 20-80%%, none '
                              'truncated')
+    parser.add_argument('--class-names', type=classes_arg, default=None, metavar='A,B,C,D,E',
+                        help='names written for the 5 shapes (%s), in that order, e.g. '
+                             'helmet,vest,glove,boot,goggles: a dataset with its own class '
+                             'names (README "Your own dataset")' % ', '.join(SYNTHETIC_CLASSES))
     args = parser.parse_args(argv)
+    if args.class_names is not None and len(args.class_names) != len(SYNTHETIC_CLASSES):
+        parser.error('--class-names %s: give %d names, one per shape (%s)'
+                     % (','.join(args.class_names), len(SYNTHETIC_CLASSES),
+                        ', '.join(SYNTHETIC_CLASSES)))
     if os.path.exists(args.root) and not os.path.isdir(args.root):
         parser.error('--root %s: a file, not a folder' % args.root)
     if args.num_train + args.num_test < 1:
@@ -60,7 +69,7 @@ def main(args):
                                num_test=args.num_test, image_size=tuple(args.image_size),
                                image_size_max=tuple(args.image_size_max)
                                if args.image_size_max else None,
-                               difficulty=args.difficulty)
+                               difficulty=args.difficulty, class_names=args.class_names)
     for split in ('trainval', 'test'):
         print('%s: %d images, %d objects' % (split, stats['num_images'][split],
                                              stats['num_objects'][split]))

@@ -31,7 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.data.datasets import add_dataset_args  # noqa: E402
+from gankd_gluon.data.datasets import add_dataset_args, add_train_years_arg  # noqa: E402
 from gankd_gluon.engine.args import add_critic_args, check_devices, gpu_list  # noqa: E402
 from gankd_gluon.engine.cli import UsageError  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_dataset_args(parser)
+    add_train_years_arg(parser, None, "VOC layout: the VOC<year> folders whose trainval is "
+                        "read; default 2007,2012 for voc, 2007 for synthetic")
     parser.add_argument("--detector", choices=("ssd", "faster_rcnn"), default="ssd",
                         help="whose critics: SSD's, one per map of the feature pyramid, or "
                              "Faster R-CNN's, one on the stride-16 map")

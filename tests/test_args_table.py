@@ -133,6 +133,19 @@ TABLE = [
     (train_faster_rcnn, FRCNN_OK + ["--lr-decay-epoch", "garbage"], "--lr-decay-epoch: 'garbage'"),
     (train_faster_rcnn, FRCNN_OK + ["--num-sample", "0"], "--num-sample: 0: must be at least 1"),
     (train_faster_rcnn, ["--dataset", "synthetic"], "--gpus 0,1: this machine has 0 GPU(s)"),
+    # ---- own datasets: --classes (one parser everywhere) and --train-years
+    (train_ssd, SSD_OK + ["--classes", "helmet,,vest"], "--classes: helmet,,vest: name 2 is empty"),
+    (train_ssd_gan_kd, SSD_OK + ["--classes", "helmet,vest,Helmet"],
+     "--classes: helmet,vest,Helmet: name 3: 'Helmet' is repeated (first at 1)"),
+    (train_faster_rcnn, FRCNN_OK + ["--classes", ""], "argument --classes: no class names (give"),
+    (train_faster_rcnn_gan_kd, FRCNN_OK + ["--classes", "a,b,a"], "'a' is repeated"),
+    (eval_voc, EVAL_OK + ["--classes", SCRIPTS], "a folder; give names 'a,b,c' or a file"),
+    (eval_coco, COCO_OK + ["--classes", "x,,y"], "--classes: x,,y: name 2 is empty"),
+    (probe_critics, ["--classes", "a,a"], "'a' is repeated"),
+    (make_synthetic_voc, ["--class-names", "a,b"], "--class-names a,b: give 5 names"),
+    (train_ssd, SSD_OK + ["--train-years", "2007,2007"], "--train-years: '2007,2007' names a year"),
+    (train_ssd_gan_kd, SSD_OK + ["--train-years", "2007,x"], "--train-years: '2007,x' is not a"),
+    (train_faster_rcnn, FRCNN_OK + ["--train-years", ","], "--train-years: needs at least one"),
     # ---- evaluation
     (eval_voc, EVAL_OK + ["--batch-size", "0"], "--batch-size: 0: must be at least 1"),
     (eval_voc, EVAL_OK + ["--data-shape", "-512"], "--data-shape: -512: must be at least 1"),
@@ -415,3 +428,18 @@ def test_malformed_coco_json_names_file_and_line(tiny_voc, tmp_path):
                   tiny_voc, "--detections", str(path))
     assert res.returncode == EXIT_USAGE
     assert "dets.json:2: not a COCO results json" in _one_error_line(res)
+
+
+@pytest.mark.parametrize("module", [train_ssd, train_ssd_gan_kd, train_faster_rcnn,
+                                    train_faster_rcnn_gan_kd, eval_voc, eval_coco, probe_critics])
+def test_bad_class_file_names_file_and_line(module, tmp_path, no_gpu, capsys):
+    """A --classes FILE that is not UTF-8 text: one line naming the file and line, exit 2."""
+    path = tmp_path / "classes.txt"
+    path.write_bytes(b"helmet\nv\xe9st\n")
+    base = {eval_voc: EVAL_OK, eval_coco: COCO_OK, probe_critics: []}.get(module, SSD_OK)
+    with pytest.raises(SystemExit) as err:
+        module.parse_args(base + ["--classes", str(path)])
+    assert err.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ": error: argument --classes: %s line 2: byte 0xe9 at column 2 is not UTF-8" % path \
+        in line

@@ -332,9 +332,8 @@ def test_missing_or_empty_difficult_reads_as_zero(root, difficult):
 
 
 @pytest.mark.parametrize('box, words', [
-    ((50, 20, 120, 60), 'outside the image'),        # xmax beyond a 96-px image
-    ((0, 20, 40, 60), 'outside the image'),          # xmin 0 is outside 1-based pixels
     ((200, 200, 250, 250), 'outside the image'),
+    ((-40, 20, 0, 60), 'outside the image'),         # no pixel of the image inside
     ((30, 20, 30, 60), 'zero area'),
     ((40, 20, 30, 60), 'xmin > xmax'),
     ((10, 60, 40, 20), 'ymin > ymax'),
@@ -346,6 +345,25 @@ def test_invalid_box_drops_object(root, box, words):
     np.testing.assert_array_equal(ds[1][1][:, 4], [SYNTHETIC_CLASSES.index('star')])
     assert ds.report.counts['invalid_box'] == 1
     assert words in ds.summary() and '000002.xml' in ds.summary()
+
+
+@pytest.mark.parametrize('box, clipped, written', [
+    # xmin 0 of a 0-based tool: 1-based 0 is 0-based -1
+    ((0, 20, 40, 60), [0, 19, 39, 59], [-1, 19, 39, 59]),
+    # xmax past a 96-px image
+    ((50, 20, 120, 60), [49, 19, 96, 59], [49, 19, 119, 59]),
+])
+def test_box_partly_outside_is_kept(root, box, clipped, written):
+    """The VOC devkit does not validate ground truth: a box crossing the border is kept,
+    clipped to the image for training and as written for evaluation (noted, never dropped)."""
+    write_xml(root, '000002', objects=(('circle',) + box + ('0',),))
+    train = D.get_dataset('synthetic', root, 'train')
+    np.testing.assert_array_equal(train[1][1][0, :4], clipped)
+    assert train.report.counts['box_clipped'] == 1 and train.report.counts['invalid_box'] == 0
+    set_split(root, ['000002'], 'test')
+    test = D.get_dataset('synthetic', root, 'test')
+    np.testing.assert_array_equal(test[0][1][0, :4], written)
+    assert test.report.counts['box_outside'] == 1 and 'scored as written' in test.summary()
 
 
 def test_box_on_the_border_is_valid(root):
@@ -414,12 +432,16 @@ def test_coco_unsafe_url(root):
 
 
 def test_coco_category_mismatch(root):
+    """A json's categories are its classes; --classes that differ stop, naming both."""
     def fn(data):
         data['categories'][0]['name'] = 'ellipse'
     path = _edit_json(root, 'trainval', fn)
-    with pytest.raises(ValueError, match='ellipse') as err:
-        D.get_dataset('synthetic_coco', root)
-    assert path in str(err.value)
+    with pytest.raises(D.DataError, match='ellipse') as err:
+        D.get_dataset('synthetic_coco', root, classes=SYNTHETIC_CLASSES)
+    assert path in str(err.value) and 'circle' in str(err.value)
+    assert D.get_dataset('synthetic_coco', root).classes[0] == 'ellipse'
+    with pytest.raises(D.DataError, match='the test split names the classes circle'):
+        D.get_splits('synthetic_coco', root)
 
 
 def test_coco_bad_objects_and_empty_images(root):
@@ -434,6 +456,7 @@ def test_coco_bad_objects_and_empty_images(root):
         per_image[many][1]['area'] = 0
         data['annotations'] = [a for a in anns if a['image_id'] != 2]   # image 2: no objects
         data['images'][2].pop('coco_url')                 # image 3: no coco_url
+        data['images'][2].pop('file_name')                # nor file_name
     _edit_json(root, 'trainval', fn)
     ds = D.get_dataset('synthetic_coco', root)
     counts = ds.report.counts

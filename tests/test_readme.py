@@ -39,3 +39,29 @@ def test_small_run_start_to_finish(tmp_path):
     assert (tmp_path / "detections" / "detections.json").exists()
     assert len(list((tmp_path / "detections").glob("*.png"))) == 20
     assert (tmp_path / "logs" / "compare" / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_own_dataset_commands(tmp_path):
+    """README "Your own dataset": a VOC2007-only dataset with 5 own names, a teacher, a
+    distilled student and its evaluation, as written."""
+    commands = readme_block("The generator writes such a dataset")
+    assert [c.split()[1] for c in commands] == [
+        "scripts/make_synthetic_voc.py", "scripts/train_ssd.py", "scripts/train_ssd_gan_kd.py",
+        "scripts/eval_voc.py"]
+    os.symlink(os.path.join(ROOT, "scripts"), str(tmp_path / "scripts"))
+    env = dict(os.environ, PYTHONPATH=ROOT,
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    outputs = []
+    for command in commands:
+        proc = subprocess.run(command, shell=True, cwd=str(tmp_path), env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+        outputs.append(proc.stdout)
+    names = ["helmet", "vest", "glove", "boot", "goggles"]
+    assert [line.split("=")[0] for line in outputs[3].split()] == names + ["mAP"]
+    assert sorted(os.listdir(str(tmp_path / "dets"))) == sorted(
+        "comp4_det_test_%s.txt" % n for n in names)
+    with open(str(tmp_path / "logs" / "ppe_student_train.log")) as f:
+        log = f.read()
+    assert all("\n%s=" % n in log for n in names) and "\ndata: " in log

@@ -10,8 +10,8 @@ import logging
 import os
 import re
 
-__all__ = ['DatasetNotFoundError', 'UnsafeInputError', 'InputReport', 'check_image_file',
-           'check_relative_id']
+__all__ = ['DatasetNotFoundError', 'UnsafeInputError', 'DataError', 'InputReport',
+           'check_image_file', 'check_relative_id', 'image_header']
 
 LOG = logging.getLogger(__name__)
 
@@ -28,22 +28,38 @@ class UnsafeInputError(ValueError):
     """
 
 
+class DataError(ValueError):
+    """The data cannot give a run: no usable image, a split file that is not text, class names
+    that do not match the annotations, a json that is not COCO. The message is one line naming
+    the file (and line); scripts exit 2 with it before writing anything."""
+
+
 # Reasons an image is skipped, and reasons an object is dropped; the summary prints them in
 # this order with these words.
 IMAGE_REASONS = collections.OrderedDict([
     ('unreadable_image', 'unreadable, truncated or empty image file'),
     ('bad_annotation', 'annotation file unreadable or not well-formed XML/JSON entry'),
     ('missing_size', 'annotation without a valid <size>'),
+    ('frame_mismatch', 'annotated size differs from the image file\'s pixels'),
+    ('repeated_id', 'id repeated in the split file (read once)'),
     ('no_objects', 'no (valid) objects'),
     ('substituted', 'image failed to decode at load time and was replaced'),
 ])
 OBJECT_REASONS = collections.OrderedDict([
-    ('bad_object', 'object without <name>, <bndbox> or numeric coordinates'),
+    ('bad_object', 'object without a class name or a numeric box (VOC <name>, <bndbox>; '
+                   'COCO bbox)'),
     ('invalid_box', 'box outside the image, of zero area, or with xmin > xmax / ymin > ymax'),
     ('unknown_class', 'object of a class not in CLASSES'),
 ])
 NOTE_REASONS = collections.OrderedDict([
     ('difficult_defaulted', 'objects with missing or empty <difficult>, read as 0'),
+    ('box_clipped', 'boxes partly outside the image, clipped to it (training split)'),
+    ('box_outside', 'boxes partly outside the image, scored as written (as the VOC devkit)'),
+    ('area_computed', 'COCO annotations without a numeric area, area = bbox w x h'),
+    ('iscrowd_defaulted', 'COCO annotations without iscrowd, read as 0'),
+    ('exif_orientation', 'images with an EXIF rotation; boxes taken in the stored (decoded) '
+                         'frame'),
+    ('unused_field', 'annotation fields the loader does not read'),
 ])
 
 _MAX_WARNINGS_PER_REASON = 5
@@ -68,6 +84,8 @@ class InputReport(object):
         self.counts = collections.Counter()
         self.examples = collections.defaultdict(list)
         self.unknown_classes = collections.Counter()
+        self.unused_fields = collections.Counter()
+        self.skipped_ids = set()
 
     def add(self, reason, path, detail=''):
         """Record one skipped image / dropped object / note for ``reason`` at ``path``."""
@@ -82,6 +100,9 @@ class InputReport(object):
             else logging.DEBUG
         if reason in NOTE_REASONS:
             level = logging.DEBUG if self.counts[reason] > 1 else logging.INFO
+            if reason in ('box_outside', 'exif_orientation', 'unused_field') \
+                    and self.counts[reason] == 1:
+                level = logging.WARNING
         LOG.log(level, '%s: %s', self.name, message)
 
     @property
@@ -114,12 +135,17 @@ class InputReport(object):
                 if not n:
                     continue
                 what = 'image' if table is IMAGE_REASONS else 'object'
-                verb = {'substituted': 'replaced', 'difficult_defaulted': 'noted'}.get(
+                verb = 'noted' if table is NOTE_REASONS else {'substituted': 'replaced'}.get(
                     reason, 'skipped' if table is IMAGE_REASONS else 'dropped')
+                if reason == 'unused_field':
+                    what = 'field'
                 line = '  %s %d %s%s: %s' % (verb, n, what, '' if n == 1 else 's', words)
                 if reason == 'unknown_class' and self.unknown_classes:
                     line += ' [%s]' % ', '.join('%r x%d' % kv for kv in
                                                 sorted(self.unknown_classes.items()))
+                if reason == 'unused_field' and self.unused_fields:
+                    line += ' [%s]' % ', '.join('%s x%d' % kv for kv in
+                                                sorted(self.unused_fields.items()))
                 line += '; e.g. ' + ' | '.join(self.examples[reason])
                 lines.append(line)
         if not lines:
@@ -218,3 +244,32 @@ def check_relative_id(image_id, source):
                                'dataset folder' % (source, image_id))
     if '\x00' in image_id:
         raise UnsafeInputError('%s: image id %r contains a NUL byte' % (source, image_id))
+
+
+def image_header(path):
+    """Size and EXIF orientation of an image file, from its header (no decoding).
+
+    Parameters
+    ----------
+    path : str
+        A JPEG or PNG file (passed :func:`check_image_file`).
+
+    Returns
+    -------
+    (int, int, int) or None
+        ``(width, height, orientation)`` of the pixels as stored, which is what
+        ``mx.image.imread`` decodes (MXNet's decoder does not apply the EXIF orientation,
+        OpenCV's ``cv2.imread`` does); ``orientation`` is the EXIF tag 274 (1 = upright,
+        5-8 = a quarter turn), 1 when absent. None if Pillow cannot read the header.
+    """
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            try:
+                orientation = int(img.getexif().get(0x0112, 1) or 1)
+            except Exception:       # pylint: disable=broad-except  (a malformed EXIF block)
+                orientation = 1
+    except Exception:               # pylint: disable=broad-except
+        return None
+    return int(width), int(height), orientation

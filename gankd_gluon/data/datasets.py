@@ -30,8 +30,21 @@ malformed XML / missing XML       skip the image
 missing or invalid ``<size>``     skip the image (boxes cannot be checked without it)
 object without ``<name>``,        drop the object
 ``<bndbox>`` or numeric coords
-box outside the image, zero       drop the object (GluonCV's bounds, which the paper's
-area, xmin > xmax                 numbers were computed with; GluonCV also drops it)
+box entirely outside the image,   drop the object (GluonCV's bounds, which the paper's
+zero area, xmin > xmax            numbers were computed with; GluonCV also drops it)
+box partly outside the image      keep: clipped for training, as written for evaluation (the
+(``xmin=0`` of a 0-based tool)    VOC devkit does not validate ground truth); noted
+``<size>`` not the image file's   skip the image (its header is read, no decoding; an EXIF
+size (another copy, EXIF turn)    quarter turn is named)
+``<id>.png`` / ``.jpeg``          found by id (:data:`IMAGE_EXTENSIONS`)
+split file not UTF-8/UTF-16       stop: :class:`DataError` naming file, line and byte
+repeated id in a split file       skip the repeat, naming file and line
+element the loader does not read  noted, counted per element path
+COCO: no area / iscrowd / id,     repaired once in the json the dataset and ``COCOeval``
+bbox numbers as strings           share (:func:`_normalise_coco`); noted
+COCO: no coco_url; no width       image found by ``file_name``; size read from the file
+no usable image                   stop: :class:`DataError` (with the class names found when
+                                  none matched: pass ``--classes``)
 unknown class name                drop the object (as GluonCV does, so a dataset can be
                                   trained on a subset of its classes); counted per name
 missing or empty ``<difficult>``  read as 0, as the VOC devkit does (counted as a note)
@@ -44,6 +57,9 @@ image with no (valid) objects     train split: skip the image (SSD target genera
 Counts made inside DataLoader worker processes (the ``substituted`` case) stay in those
 processes; their warnings still reach the log.
 """
+import contextlib
+import io
+import json
 import os
 
 import mxnet as mx
@@ -55,14 +71,16 @@ from gluoncv.data.mscoco.utils import try_import_pycocotools
 from gluoncv.utils.bbox import bbox_clip_xyxy, bbox_xywh_to_xyxy
 from xml.etree.ElementTree import ParseError
 
-from .checks import (DatasetNotFoundError, InputReport, UnsafeInputError, check_image_file,
-                     check_relative_id)
+from .checks import (DataError, DatasetNotFoundError, InputReport, UnsafeInputError,
+                     check_image_file, check_relative_id, image_header)
+from .classes import classes_arg, read_text_lines
 from .synthetic import SYNTHETIC_CLASSES
 
 __all__ = ['DATASET_NAMES', 'DEFAULT_ROOTS', 'DatasetNotFoundError', 'UnsafeInputError',
+           'DataError', 'IMAGE_EXTENSIONS',
            'CheckedVOCDetection', 'SyntheticVOCDetection', 'CheckedCOCODetection',
            'SyntheticCOCODetection', 'get_dataset', 'dataset_classes', 'dataset_metric_kind',
-           'add_dataset_args', 'default_root']
+           'add_dataset_args', 'add_train_years_arg', 'get_splits', 'summary_lines', 'train_years_arg', 'default_root']
 
 DATASET_NAMES = ('voc', 'coco', 'synthetic', 'synthetic_coco')
 
@@ -92,6 +110,21 @@ _COCO_HINT = ('Prepare MS COCO with GluonCV\'s script (it is not in the gluoncv 
               + _SYNTHETIC_HINT)
 _GENERATED_HINT = ('Generate it with `python scripts/make_synthetic_voc.py --root DIR` and pass '
                    '`--dataset-root DIR` (default DIR: %s).' % DEFAULT_ROOTS['synthetic'])
+
+
+#: Extensions an image file may have, tried in this order for ``<JPEGImages>/<id><ext>``
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.JPG', '.JPEG', '.PNG')
+
+#: Elements of a VOC annotation that the loader knowingly does not use (the devkit's
+#: ``PASreadrecord.m`` fields and what LabelImg and CVAT write); any other is reported.
+_VOC_KNOWN = {
+    'annotation': {'folder', 'filename', 'path', 'source', 'owner', 'size', 'segmented',
+                   'object'},
+    'object': {'name', 'pose', 'truncated', 'difficult', 'occluded', 'bndbox', 'part',
+               'actions', 'point', 'attributes'},
+    'bndbox': {'xmin', 'ymin', 'xmax', 'ymax'},
+    'size': {'width', 'height', 'depth'},
+}
 
 
 def _not_found(what, path, hint):
@@ -204,9 +237,12 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
     PREPARE_HINT = _VOC_HINT
 
     def __init__(self, root=DEFAULT_ROOTS['voc'], splits=((2007, 'trainval'), (2012, 'trainval')),
-                 transform=None, index_map=None, skip_empty=True, decode_fallback=None):
+                 transform=None, index_map=None, skip_empty=True, decode_fallback=None,
+                 classes=None):
         name = '%s(%s)' % (type(self).__name__, ','.join(str(s[0]) + s[1] for s in splits))
         self.report = InputReport(name)
+        self._own_classes = tuple(classes) if classes is not None else None
+        self._image_paths = {}
         self._skip_empty = skip_empty
         self._decode_fallback = _fallback(decode_fallback, skip_empty)
         if not os.path.isdir(os.path.expanduser(root)):
@@ -228,44 +264,80 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
             for folder in ('JPEGImages', 'Annotations'):
                 if not os.path.isdir(os.path.join(root, folder)):
                     raise _not_found('folder', os.path.join(root, folder), self.PREPARE_HINT)
-            with open(split_file, 'r') as f:
-                for lineno, line in enumerate(f, start=1):
-                    image_id = line.strip()
-                    if not image_id:
-                        continue
-                    check_relative_id(image_id, '%s line %d' % (split_file, lineno))
-                    ids.append((root, image_id))
+            try:
+                lines = read_text_lines(split_file)
+            except UnicodeError as err:
+                raise DataError(str(err)) from None
+            seen = {}
+            for lineno, line in lines:
+                image_id = line.strip()
+                if not image_id:
+                    continue
+                check_relative_id(image_id, '%s line %d' % (split_file, lineno))
+                if (root, image_id) in seen:
+                    self.report.add('repeated_id', '%s line %d' % (split_file, lineno),
+                                    'id %r first at line %d' % (image_id,
+                                                               seen[(root, image_id)]))
+                    continue
+                seen[(root, image_id)] = lineno
+                ids.append((root, image_id))
         return ids
+
+    @property
+    def classes(self):
+        """Class names in label order: ``classes=`` if given, else ``CLASSES``."""
+        own = getattr(self, '_own_classes', None)
+        return own if own is not None else super(CheckedVOCDetection, self).classes
+
+    def _find_image(self, item):
+        """``JPEGImages/<id>.<ext>`` for the first of :data:`IMAGE_EXTENSIONS` that exists
+        (``<id>.jpg`` when none does, so the message names the expected file)."""
+        default = self._image_path.format(*item)
+        if os.path.isfile(default):
+            return default
+        stem = default[:-len('.jpg')]
+        for ext in IMAGE_EXTENSIONS:
+            if os.path.isfile(stem + ext):
+                return stem + ext
+        return default
 
     def _check_items(self):
         """Keep the items whose image file and annotation pass the checks; cache their labels."""
         items, labels, shapes = [], [], {}
+        paths = {}
         for item in self._items:
-            img_path = self._image_path.format(*item)
+            img_path = self._find_image(item)
             problem = check_image_file(img_path)
             if problem:
+                if problem == 'file not found':
+                    problem += _other_files_hint(img_path)
                 self.report.add('unreadable_image', img_path, problem)
+                self.report.skipped_ids.add(item[1])
                 continue
             anno_path = self._anno_path.format(*item)
-            parsed = self._parse_annotation(anno_path)
+            parsed = self._parse_annotation(anno_path, img_path)
             if parsed is None:
+                self.report.skipped_ids.add(item[1])
                 continue
             label, size = parsed
             if label.shape[0] == 0:
                 if self._skip_empty:
                     self.report.add('no_objects', anno_path)
+                    self.report.skipped_ids.add(item[1])
                     continue
                 label = -np.ones((1, 6))
             else:
                 self.report.kept_objects += label.shape[0]
             shapes[len(items)] = size
+            paths[len(items)] = img_path
             items.append(item)
             labels.append(label)
         self._items, self._label_cache, self._im_shapes = items, labels, shapes
+        self._image_paths = paths
         self.report.kept_images = len(items)
         self.report.log_summary()
         if not items:
-            raise ValueError('%s: no usable images.\n%s' % (self.report.name, self.summary()))
+            raise DataError(_no_usable(self.report, self.classes, self.PREPARE_HINT))
 
     def _load_label(self, idx):
         """Label of item ``idx`` (parsed and checked when the dataset was built).
@@ -278,7 +350,7 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
         return self._label_cache[idx]
 
     def _image_path_of(self, idx):
-        return self._image_path.format(*self._items[idx])
+        return self._image_paths[idx]
 
     def _label_of(self, idx):
         return self._label_cache[idx]
@@ -286,12 +358,16 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
     def _size_of(self, idx):
         return self._im_shapes[idx]
 
-    def _parse_annotation(self, anno_path):
+    def _parse_annotation(self, anno_path, img_path=None):
         """Parse one VOC XML file with defusedxml and check it.
 
         Parameters
         ----------
         anno_path : str
+        img_path : str or None
+            The image file: its stored size (what MXNet decodes) must be the annotated
+            ``<size>``, else the image is skipped (``frame_mismatch``): boxes drawn on another
+            frame (a resized copy, an EXIF-rotated view) would land on the wrong pixels.
 
         Returns
         -------
@@ -324,6 +400,11 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
         if width is None or height is None:
             report.add('missing_size', anno_path, 'need <size><width> and <height> > 0')
             return None
+        if img_path is not None and not _frame_matches(report, anno_path, img_path, width,
+                                                       height):
+            return None
+        _report_unused(report, root, 'annotation', anno_path)
+        train = self._skip_empty
         label = []
         for k, obj in enumerate(root.iter('object')):
             where = 'object %d' % k
@@ -349,6 +430,19 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
             # devkit boxes are 1-based; GluonCV subtracts 1 (pascal_voc/detection.py:124-127)
             xmin, ymin, xmax, ymax = [c - 1 for c in coords]
             problem = _box_problem(xmin, ymin, xmax, ymax, width, height)
+            if problem == _PARTLY_OUTSIDE:
+                # the devkit does not validate ground truth: a box of a 0-based tool
+                # (xmin=0) or one a pixel past the border is kept, as written for scoring,
+                # clipped for training (SSD/RPN targets are made inside the image)
+                shown = '%s (%s) [%g, %g, %g, %g] in a %gx%g image' % (
+                    where, cls_name, coords[0], coords[1], coords[2], coords[3], width, height)
+                if train:
+                    report.add('box_clipped', anno_path, shown)
+                    xmin, ymin = max(xmin, 0.0), max(ymin, 0.0)
+                    xmax, ymax = min(xmax, float(width)), min(ymax, float(height))
+                else:
+                    report.add('box_outside', anno_path, shown)
+                problem = None
             if problem:
                 report.add('invalid_box', anno_path, '%s (%s) [%g, %g, %g, %g] in a %gx%g image: %s'
                            % (where, cls_name, coords[0], coords[1], coords[2], coords[3], width,
@@ -389,19 +483,108 @@ def _difficult(obj):
     return int(value != 0)
 
 
+_PARTLY_OUTSIDE = 'partly outside the image'
+
+
 def _box_problem(xmin, ymin, xmax, ymax, width, height):
     """What is wrong with a 0-based box under GluonCV's bounds (detection.py ``_validate_label``).
 
     Returns None for a valid box: ``0 <= xmin < W``, ``0 <= ymin < H``, ``xmin < xmax <= W``,
-    ``ymin < ymax <= H``.
+    ``ymin < ymax <= H``; :data:`_PARTLY_OUTSIDE` for a box that crosses the border but covers
+    pixels of the image (kept by the caller); another string for a box that cannot be used.
     """
     if xmax < xmin or ymax < ymin:
         return 'xmin > xmax or ymin > ymax'
     if xmax == xmin or ymax == ymin:
         return 'zero area (xmin == xmax or ymin == ymax)'
     if not (0 <= xmin < width and 0 <= ymin < height and xmax <= width and ymax <= height):
-        return 'outside the image'
+        if xmax <= 0 or ymax <= 0 or xmin >= width - 1 or ymin >= height - 1:
+            return 'outside the image'
+        return _PARTLY_OUTSIDE
     return None
+
+
+def _frame_matches(report, anno_path, img_path, width, height):
+    """True if the image file's stored size is the annotated ``width`` x ``height``; else
+    the image is counted as ``frame_mismatch`` (with the EXIF rotation when that explains it)
+    and False. An EXIF rotation of a square image cannot be told from the sizes: noted."""
+    header = image_header(img_path)
+    if header is None:
+        return True                     # decoding will tell (check_image_file passed)
+    img_w, img_h, orientation = header
+    rotated = orientation in (5, 6, 7, 8)
+    if (img_w, img_h) != (int(round(width)), int(round(height))):
+        if rotated and (img_h, img_w) == (int(round(width)), int(round(height))):
+            why = ('annotated on the EXIF-rotated view (orientation %d); MXNet decodes the '
+                   'stored %dx%d pixels: rotate the file itself (e.g. exiftran -ai) or annotate '
+                   'the stored frame' % (orientation, img_w, img_h))
+        else:
+            why = ('<size> says %gx%g, %s is %dx%d: boxes were drawn on another copy of the '
+                   'image; fix <size> and scale the boxes, or use the annotated copy'
+                   % (width, height, os.path.basename(img_path), img_w, img_h))
+        report.add('frame_mismatch', anno_path, why)
+        return False
+    if orientation not in (0, 1):
+        report.add('exif_orientation', img_path, 'EXIF orientation %d; boxes read in the stored '
+                   '%dx%d frame, which MXNet decodes' % (orientation, img_w, img_h))
+    return True
+
+
+def _report_unused(report, element, known_key, anno_path):
+    """Count child elements of ``element`` that the loader does not read (recursively for the
+    ones it knows), as ``unused_field`` notes naming the element path."""
+    known = _VOC_KNOWN.get(known_key)
+    if known is None:
+        return
+    for child in element:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tag not in known:
+            path = '%s/%s' % (known_key, child.tag)
+            report.unused_fields[path] += 1
+            report.add('unused_field', anno_path, '<%s> is not read' % path)
+        elif child.tag in _VOC_KNOWN and child.tag != known_key:
+            _report_unused(report, child, child.tag, anno_path)
+
+
+def _other_files_hint(img_path):
+    """For a missing ``<id>.jpg``: what other files of that id sit in the folder."""
+    folder, base = os.path.split(img_path)
+    stem = os.path.splitext(base)[0]
+    try:
+        others = sorted(f for f in os.listdir(folder) if os.path.splitext(f)[0] == stem)
+    except OSError:
+        return ''
+    if others:
+        return ' (found %s, not a JPEG/PNG extension: %s)' % (', '.join(others[:3]),
+                                                              ', '.join(IMAGE_EXTENSIONS))
+    return ' (nor %s)' % ', '.join(stem + e for e in IMAGE_EXTENSIONS[1:3])
+
+
+def _no_usable(report, classes, hint):
+    """The one-line message of a dataset with no usable image."""
+    found = sorted(report.unknown_classes)
+    if found and not report.kept_objects:
+        names = [n for n in found if not n.startswith('category_id ')]
+        if names:
+            return ('%s: no object of the classes %s; the annotations name %s: pass '
+                    '--classes %s (or a file with one name per line, in the label order you '
+                    'want)' % (report.name, _short(classes), ', '.join(names),
+                               ','.join(names)))
+    reasons = ', '.join('%d %s' % (report.counts[r], r) for r in sorted(report.counts)
+                        if report.counts[r])
+    first = ''
+    for r in sorted(report.examples):
+        if report.examples[r]:
+            first = '; e.g. %s' % report.examples[r][0]
+            break
+    return ('%s: no usable images (%s)%s' % (report.name, reasons or 'the split is empty',
+                                             first))
+
+
+def _short(names, limit=6):
+    names = list(names)
+    return ', '.join(names[:limit]) + (', ...' if len(names) > limit else '')
 
 
 class SyntheticVOCDetection(CheckedVOCDetection):
@@ -450,10 +633,13 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
     PREPARE_HINT = _COCO_HINT
 
     def __init__(self, root=DEFAULT_ROOTS['coco'], splits=('instances_val2017',), transform=None,
-                 min_object_area=0, skip_empty=True, use_crowd=True, decode_fallback=None):
+                 min_object_area=0, skip_empty=True, use_crowd=True, decode_fallback=None,
+                 classes=None):
         if isinstance(splits, str):
             splits = [splits]
         self.report = InputReport('%s(%s)' % (type(self).__name__, ','.join(splits)))
+        self._own_classes = tuple(classes) if classes is not None else None
+        self._json_classes = None
         self._decode_fallback = _fallback(decode_fallback, skip_empty)
         self._im_sizes = []
         expanded = os.path.expanduser(root)
@@ -467,10 +653,39 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
             root=root, splits=splits, transform=transform, min_object_area=min_object_area,
             skip_empty=skip_empty, use_crowd=use_crowd)
         self._labels = [np.array(lb, dtype=np.float64).reshape((-1, 5)) for lb in self._labels]
+        self.index_map = dict(zip(self.classes, range(self.num_class)))
         self.report.kept_images = len(self._items)
         self.report.log_summary()
         if not self._items:
-            raise ValueError('%s: no usable images.\n%s' % (self.report.name, self.summary()))
+            raise DataError(_no_usable(self.report, self.classes, self.PREPARE_HINT))
+
+    @property
+    def classes(self):
+        """Class names in label order: the json's category names in category-id order (once
+        loaded), else ``classes=``, else ``CLASSES``."""
+        loaded = getattr(self, '_json_classes', None)
+        if loaded is not None:
+            return loaded
+        own = getattr(self, '_own_classes', None)
+        return own if own is not None else tuple(type(self).CLASSES)
+
+    def _parse_image_path(self, entry):
+        """``<root>/<dir>/<file>`` from ``coco_url`` as GluonCV; without a ``coco_url`` (as
+        CVAT, Label Studio and most converters write), ``file_name`` is looked up under
+        ``<root>/<split without 'instances_'>/``, ``<root>/images/`` and ``<root>/``."""
+        url = entry.get('coco_url')
+        if isinstance(url, str) and len([p for p in url.split('/')[-2:] if p]) == 2:
+            return super(CheckedCOCODetection, self)._parse_image_path(entry)
+        name = entry.get('file_name')
+        if not isinstance(name, str) or not name:
+            raise KeyError('file_name')
+        candidates = [os.path.join(self._root, split.replace('instances_', '', 1), name)
+                      for split in self._splits]
+        candidates += [os.path.join(self._root, 'images', name), os.path.join(self._root, name)]
+        for path in candidates:
+            if os.path.isfile(path):
+                return path
+        return candidates[0]
 
     def _image_path_of(self, idx):
         return self._items[idx]
@@ -489,21 +704,44 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
         for split in self._splits:
             anno = os.path.join(self._root, self.annotation_dir, split) + '.json'
             try:
-                _coco = COCO(anno)
-            except (ValueError, KeyError, TypeError) as err:
-                raise ValueError('%s: not a COCO instances json (%s)' % (anno, err)) from err
+                with open(anno, 'rb') as f:
+                    raw = f.read()
+                dataset = json.loads(raw.decode('utf-8-sig'))
+            except UnicodeDecodeError as err:
+                line = raw.count(b'\n', 0, err.start) + 1
+                raise DataError('%s line %d: not UTF-8 text (byte 0x%02x); save the json as '
+                                'UTF-8' % (anno, line, raw[err.start])) from None
+            except ValueError as err:
+                raise DataError('%s: not json (%s)' % (anno, err)) from None
+            _coco = COCO()
+            with contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    _coco.dataset = _normalise_coco(dataset, anno, self.report)
+                    _coco.createIndex()
+                except (ValueError, KeyError, TypeError, AttributeError) as err:
+                    raise DataError('%s: not a COCO instances json (%s: %s)'
+                                    % (anno, type(err).__name__, err)) from None
             self._coco.append(_coco)
-            classes = [c['name'] for c in _coco.loadCats(_coco.getCatIds())]
-            if classes != list(self.classes):
-                raise ValueError('%s: category names %s (in category-id order) differ from '
-                                 '%s.CLASSES %s' % (anno, classes, type(self).__name__,
-                                                    list(self.classes)))
-            json_id_to_contiguous = {v: k for k, v in enumerate(_coco.getCatIds())}
+            cat_ids = sorted(_coco.getCatIds())
+            classes = tuple(str(c['name']) for c in _coco.loadCats(cat_ids))
+            if not classes:
+                raise DataError('%s: no categories' % anno)
+            if self._own_classes is not None and \
+                    [c.lower() for c in classes] != [c.lower() for c in self._own_classes]:
+                raise DataError('%s: category names %s (in category-id order) differ from '
+                                '--classes %s; leave --classes out (a COCO json names its '
+                                'classes) or give them in category-id order'
+                                % (anno, ','.join(classes), ','.join(self._own_classes)))
+            if self._json_classes is not None and classes != self._json_classes:
+                raise DataError('%s: category names %s differ from the first split\'s %s'
+                                % (anno, ','.join(classes), ','.join(self._json_classes)))
+            self._json_classes = classes
+            json_id_to_contiguous = {v: k for k, v in enumerate(cat_ids)}
             if self.json_id_to_contiguous is None:
                 self.json_id_to_contiguous = json_id_to_contiguous
                 self.contiguous_id_to_json = {v: k for k, v in json_id_to_contiguous.items()}
             elif self.json_id_to_contiguous != json_id_to_contiguous:
-                raise ValueError('%s: category ids differ from the first split\'s' % anno)
+                raise DataError('%s: category ids differ from the first split\'s' % anno)
             self._current_anno = anno
             for entry in _coco.loadImgs(sorted(_coco.getImgIds())):
                 abs_path = self._checked_image_path(entry, anno)
@@ -512,11 +750,17 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
                 problem = check_image_file(abs_path)
                 if problem:
                     self.report.add('unreadable_image', abs_path, problem)
+                    self.report.skipped_ids.add(entry['id'])
+                    continue
+                if not _frame_matches(self.report, '%s image id %s' % (anno, entry['id']),
+                                      abs_path, entry['width'], entry['height']):
+                    self.report.skipped_ids.add(entry['id'])
                     continue
                 label = self._check_load_bbox(_coco, entry)
                 if not label:
                     self.report.add('no_objects', abs_path, 'image id %s in %s' % (entry['id'],
                                                                                  anno))
+                    self.report.skipped_ids.add(entry['id'])
                     continue
                 if label[0][4] >= 0:
                     self.report.kept_objects += len(label)
@@ -530,16 +774,36 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
         """``_parse_image_path`` after checking the entry; None (and counted) if unusable."""
         url = entry.get('coco_url')
         parts = url.split('/')[-2:] if isinstance(url, str) else []
-        if len(parts) != 2 or not all(parts) or not entry.get('width') \
-                or not entry.get('height'):
-            self.report.add('bad_annotation', anno, 'image id %s needs coco_url "<dir>/<file>", '
-                            'width and height' % entry.get('id'))
+        name = entry.get('file_name')
+        if len(parts) == 2 and all(parts):
+            check_relative_id('/'.join(parts), '%s image id %s coco_url' % (anno,
+                                                                            entry.get('id')))
+            if parts[1] == '.':
+                raise UnsafeInputError('%s image id %s: coco_url %r names a directory'
+                                       % (anno, entry.get('id'), url))
+        elif isinstance(name, str) and name:
+            check_relative_id(name, '%s image id %s file_name' % (anno, entry.get('id')))
+        else:
+            self.report.add('bad_annotation', anno, 'image id %s needs coco_url "<dir>/<file>" '
+                            'or file_name' % entry.get('id'))
+            self.report.skipped_ids.add(entry.get('id'))
             return None
-        check_relative_id('/'.join(parts), '%s image id %s coco_url' % (anno, entry.get('id')))
-        if parts[1] == '.':
-            raise UnsafeInputError('%s image id %s: coco_url %r names a directory'
-                                   % (anno, entry.get('id'), url))
-        return self._parse_image_path(entry)
+        path = self._parse_image_path(entry)
+        if not _number_like(entry.get('width')) or not _number_like(entry.get('height')):
+            header = image_header(path) if os.path.isfile(path) else None
+            if header is None:
+                self.report.add('bad_annotation', anno, 'image id %s needs width and height'
+                                % entry.get('id'))
+                self.report.skipped_ids.add(entry.get('id'))
+                return None
+            # a missing size is read from the image (not a frame check then: one source)
+            entry['width'], entry['height'] = header[0], header[1]
+            self.report.unused_fields['images[].width/height (missing, read from the file)'] \
+                += 1
+            self.report.add('unused_field', anno, 'image id %s has no width/height; read %dx%d '
+                            'from %s' % (entry.get('id'), header[0], header[1], path))
+        entry['width'], entry['height'] = float(entry['width']), float(entry['height'])
+        return path
 
     def _check_load_bbox(self, coco, entry):
         """GluonCV's box loading, counting what it drops and dropping unknown category ids."""
@@ -576,6 +840,94 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
             # dummy invalid labels if no valid objects are found (GluonCV's convention)
             valid_objs.append([-1, -1, -1, -1, -1])
         return valid_objs
+
+
+#: Annotation keys the loader reads, or knowingly leaves to pycocotools / other tools
+_COCO_ANN_KNOWN = {'id', 'image_id', 'category_id', 'bbox', 'area', 'iscrowd', 'ignore',
+                   'segmentation', 'keypoints', 'num_keypoints', 'attributes', 'difficult',
+                   'truncated', 'occluded'}
+
+
+def _number_like(value):
+    """True for an int or float (not bool) that is finite and above 0."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and np.isfinite(value) and value > 0
+
+
+def _as_number(value):
+    """``value`` as a float if it is a number or a numeric string, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if np.isfinite(number) else None
+    return None
+
+
+def _normalise_coco(dataset, anno, report):
+    """Bring a COCO instances json as other tools write it to what pycocotools and the loader
+    read, in place, noting every change in ``report``; the same object then serves training
+    (the labels) and evaluation (``COCOeval``), so both see the same ground truth.
+
+    - ``bbox`` numbers written as strings are read as numbers;
+    - a missing or non-numeric ``area`` becomes the box's ``w * h`` (``COCOeval`` needs it for
+      its area ranges and raises ``KeyError: 'area'`` without it; pycocotools' own
+      ``loadRes`` computes a result's area the same way);
+    - a missing ``iscrowd`` is 0 (``COCOeval.evaluateImg`` reads it for every object);
+    - an annotation without ``id`` gets the next free id (``createIndex`` keys on it);
+    - keys the loader does not read are counted (``unused_field``).
+
+    Raises
+    ------
+    ValueError
+        Not a dict with lists ``images``, ``annotations`` and ``categories`` of dicts with ids.
+    """
+    if not isinstance(dataset, dict):
+        raise ValueError('the top level is not an object')
+    for key in ('images', 'annotations', 'categories'):
+        if not isinstance(dataset.get(key), list) or \
+                not all(isinstance(e, dict) for e in dataset[key]):
+            raise ValueError('%r must be a list of objects' % key)
+    for key in ('images', 'categories'):
+        for k, entry in enumerate(dataset[key]):
+            if 'id' not in entry:
+                raise ValueError('%s[%d] has no id' % (key, k))
+    for k, cat in enumerate(dataset['categories']):
+        if not isinstance(cat.get('name'), str) or not cat['name'].strip():
+            raise ValueError('categories[%d] (id %s) has no name' % (k, cat.get('id')))
+    used = {a['id'] for a in dataset['annotations'] if 'id' in a}
+    next_id = max([i for i in used if isinstance(i, int)] + [0]) + 1
+    for k, ann in enumerate(dataset['annotations']):
+        where = '%s annotations[%d]' % (anno, k)
+        if 'id' not in ann:
+            ann['id'] = next_id
+            next_id += 1
+        box = ann.get('bbox')
+        if isinstance(box, (list, tuple)) and len(box) == 4:
+            numbers = [_as_number(v) for v in box]
+            if all(v is not None for v in numbers):
+                ann['bbox'] = numbers
+        if _as_number(ann.get('area')) is None:
+            box = ann.get('bbox')
+            if isinstance(box, list) and len(box) == 4 and all(
+                    isinstance(v, float) for v in box):
+                ann['area'] = max(box[2], 0.0) * max(box[3], 0.0)
+                report.add('area_computed', where, 'id %s: area = %g x %g'
+                           % (ann['id'], box[2], box[3]))
+        else:
+            ann['area'] = _as_number(ann['area'])
+        if 'iscrowd' not in ann:
+            ann['iscrowd'] = 0
+            report.add('iscrowd_defaulted', where, 'id %s' % ann['id'])
+        for key in sorted(set(ann) - _COCO_ANN_KNOWN):
+            report.unused_fields['annotations[].%s' % key] += 1
+            report.add('unused_field', where, '"%s" is not read' % key)
+    return dataset
 
 
 class SyntheticCOCODetection(CheckedCOCODetection):
@@ -627,7 +979,8 @@ def _coco_root(root):
     return os.path.join(root, 'coco')
 
 
-def get_dataset(name, root=None, split='train', skip_empty=None, train_years=None):
+def get_dataset(name, root=None, split='train', skip_empty=None, train_years=None,
+                classes=None):
     """A detection dataset by name.
 
     Parameters
@@ -647,7 +1000,14 @@ def get_dataset(name, root=None, split='train', skip_empty=None, train_years=Non
     train_years : sequence of int or None
         VOC kinds, ``train`` split only: the years whose ``trainval`` is read. Default: 2007
         and 2012 for ``voc`` (the SSD tables), 2007 for ``synthetic``. ``(2007,)`` is the
-        VOC2007-trainval-only training of the paper's Faster R-CNN Table 3.
+        VOC2007-trainval-only training of the paper's Faster R-CNN Table 3. A dataset with
+        VOC2007 only: ``(2007,)``.
+    classes : sequence of str or None
+        Own class names in label order (``--classes``). VOC kinds: objects of other names are
+        dropped and counted; default VOC's 20 names (``voc``) or the generated 5
+        (``synthetic``); if no object of the names is found, :class:`DataError` lists the
+        names the annotations use. COCO kinds: the json's categories in category-id order are
+        the classes whatever they are; ``classes``, if given, must be the same names.
 
     Returns
     -------
@@ -662,6 +1022,9 @@ def get_dataset(name, root=None, split='train', skip_empty=None, train_years=Non
         Root, split file or json missing; the message names the path and how to prepare it.
     UnsafeInputError
         An id leaves the dataset folder, or an XML file declares entities.
+    DataError
+        No usable image (with the class names found when none matched), a split file that is
+        not text, a json that is not COCO, categories that differ from ``classes``.
     """
     _check_name(name)
     if split not in ('train', 'test'):
@@ -671,24 +1034,70 @@ def get_dataset(name, root=None, split='train', skip_empty=None, train_years=Non
     root = os.path.expanduser(root) if root else default_root(name)
     if train_years is not None and name not in ('voc', 'synthetic'):
         raise ValueError('train_years applies to VOC datasets, not %r' % (name,))
+    classes = tuple(classes) if classes else None
     if name == 'voc':
         years = (2007, 2012) if train_years is None else train_years
         splits = tuple((int(y), 'trainval') for y in years) if train else ((2007, 'test'),)
-        return CheckedVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty)
+        return CheckedVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty,
+                                   classes=classes)
     if name == 'synthetic':
         years = (2007,) if train_years is None else train_years
         splits = tuple((int(y), 'trainval') for y in years) if train else ((2007, 'test'),)
-        return SyntheticVOCDetection(root=_voc_root(root, devkit_first=True), splits=splits, skip_empty=skip_empty)
+        return SyntheticVOCDetection(root=_voc_root(root, devkit_first=True), splits=splits,
+                                     skip_empty=skip_empty, classes=classes)
     if name == 'coco':
         splits = 'instances_train2017' if train else 'instances_val2017'
-        return CheckedCOCODetection(root=root, splits=splits, skip_empty=skip_empty)
+        return CheckedCOCODetection(root=root, splits=splits, skip_empty=skip_empty,
+                                    classes=classes)
     splits = 'instances_trainval' if train else 'instances_test'
-    return SyntheticCOCODetection(root=_coco_root(root), splits=splits, skip_empty=skip_empty)
+    return SyntheticCOCODetection(root=_coco_root(root), splits=splits, skip_empty=skip_empty,
+                                  classes=classes)
 
 
-def dataset_classes(name):
-    """Class names of a dataset, in label-index order, as a tuple of str."""
+def get_splits(name, root=None, classes=None, train_years=None):
+    """The ``train`` and ``test`` splits of a dataset, which must name the same classes.
+
+    Parameters
+    ----------
+    name, root, classes : as :func:`get_dataset`
+    train_years : sequence of int or None
+        As :func:`get_dataset`; ignored for COCO kinds.
+
+    Returns
+    -------
+    (train, test) : datasets as :func:`get_dataset`; ``train.classes`` is the run's class list.
+
+    Raises
+    ------
+    DataError
+        As :func:`get_dataset`, or the two splits' classes differ (COCO jsons).
+    """
+    years = train_years if name in ('voc', 'synthetic') else None
+    train = get_dataset(name, root, 'train', train_years=years, classes=classes)
+    test = get_dataset(name, root, 'test', classes=classes)
+    if tuple(test.classes) != tuple(train.classes):
+        raise DataError('%s: the test split names the classes %s, the train split %s'
+                        % (test.report.name, ','.join(test.classes), ','.join(train.classes)))
+    return train, test
+
+
+def summary_lines(*datasets):
+    """What each dataset skipped, as lines for a training log: per split, the
+    :meth:`InputReport.summary` head and one line per reason with its count."""
+    lines = []
+    for ds in datasets:
+        lines.extend('data: ' + line.strip() for line in ds.summary().splitlines())
+    return lines
+
+
+def dataset_classes(name, classes=None):
+    """Class names of a dataset, in label-index order, as a tuple of str: ``classes`` (the
+    ``--classes`` value) if given, else the kind's default (VOC's 20, COCO's 80, the generated
+    5). For a COCO json with its own categories, the loaded dataset's ``classes`` is the
+    answer (:func:`get_dataset`)."""
     _check_name(name)
+    if classes:
+        return tuple(classes)
     if name == 'voc':
         return tuple(VOCDetection.CLASSES)
     if name == 'coco':
@@ -725,4 +1134,33 @@ def add_dataset_args(parser, default='voc'):
                        help='dataset folder; default: ' + ', '.join(
                            '%s %s' % (k, v) for k, v in DEFAULT_ROOTS.items()
                            if k != 'synthetic_coco'))
+    group.add_argument('--classes', type=classes_arg, default=None, metavar='A,B,C|FILE',
+                       help='your own class names, in label order: comma-separated, or a file '
+                            'with one name per line (README "Your own dataset"). VOC layout: '
+                            'default VOC\'s 20 names (voc) or the generated 5 (synthetic); '
+                            'COCO layout: the json\'s categories in category-id order, so '
+                            'leave it out or give the same names')
     return group
+
+
+def add_train_years_arg(parser, default, help_text):
+    """``--train-years`` (VOC layout: the ``VOC<year>`` folders whose ``trainval`` is read
+    for training; ``2007`` for a dataset with VOC2007 only)."""
+    parser.add_argument('--train-years', type=train_years_arg, default=default,
+                        help=help_text)
+
+
+def train_years_arg(text):
+    """argparse ``type`` of ``--train-years``: comma-separated years, each once."""
+    import argparse
+    parts = [y.strip() for y in str(text).split(',') if y.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError('needs at least one year (e.g. 2007 or 2007,2012)')
+    try:
+        years = tuple(int(y) for y in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a comma-separated list of years (e.g. '
+                                         '2007,2012)' % text) from None
+    if len(set(years)) != len(years):
+        raise argparse.ArgumentTypeError('%r names a year twice' % text)
+    return years

@@ -348,7 +348,7 @@ def _voc_xml(image_id, width, height, objects, seed):
     return '\n'.join(lines) + '\n'
 
 
-def _coco_json(split, records, seed):
+def _coco_json(split, records, seed, names=SYNTHETIC_CLASSES):
     """COCO instances json for one split, as a deterministic string.
 
     ``coco_url`` ends in ``JPEGImages/<file>``: GluonCV's COCODetection opens
@@ -368,7 +368,7 @@ def _coco_json(split, records, seed):
             x1, y1, x2, y2 = obj['box']
             annotations.append({
                 'id': len(annotations) + 1, 'image_id': num_id,
-                'category_id': SYNTHETIC_CLASSES.index(obj['name']) + 1,
+                'category_id': names.index(obj['name']) + 1,
                 # widths in pixels of an inclusive box: COCODetection's x2 = x + w - 1 inverts it
                 'bbox': [x1, y1, x2 - x1 + 1, y2 - y1 + 1],
                 'area': obj['area'], 'iscrowd': 0,
@@ -380,7 +380,7 @@ def _coco_json(split, records, seed):
         'images': images,
         'annotations': annotations,
         'categories': [{'id': i + 1, 'name': c, 'supercategory': 'shape'}
-                       for i, c in enumerate(SYNTHETIC_CLASSES)],
+                       for i, c in enumerate(names)],
     }
     return json.dumps(data, sort_keys=True, indent=1) + '\n'
 
@@ -413,7 +413,7 @@ def _image_size(rng, image_size, image_size_max):
 
 
 def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(256, 256),
-                       image_size_max=None, difficulty='default'):
+                       image_size_max=None, difficulty='default', class_names=None):
     """Write the generated dataset under ``root`` (see the module docstring for the layout).
 
     Parameters
@@ -433,6 +433,10 @@ def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(25
     difficulty : {'default', 'easy'}
         'default': the set of the module docstring; 'easy': no distractors, 1-3 objects of
         20-80% of the shorter image side, none truncated (module docstring).
+    class_names : sequence of 5 str or None
+        Names written for the five shapes, in :data:`SYNTHETIC_CLASSES` order (e.g. a
+        dataset whose classes are ``helmet, vest, glove, boot, goggles``, to try own class
+        names); the pixels are the same. Default: the shapes' names.
 
     Returns
     -------
@@ -451,6 +455,12 @@ def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(25
     if difficulty not in DIFFICULTIES:
         raise ValueError('difficulty must be one of %s, got %r' % (', '.join(DIFFICULTIES),
                                                                    difficulty))
+    names = tuple(class_names) if class_names is not None else SYNTHETIC_CLASSES
+    if len(names) != len(SYNTHETIC_CLASSES) or len(set(names)) != len(names) \
+            or not all(isinstance(n, str) and n.strip() == n and n for n in names):
+        raise ValueError('class_names must be %d distinct non-empty names, got %r'
+                         % (len(SYNTHETIC_CLASSES), class_names))
+    rename = dict(zip(SYNTHETIC_CLASSES, names))
     root = os.path.expanduser(root)
     voc = os.path.join(synthetic_voc_root(root), 'VOC2007')
     jpeg_dir = os.path.join(voc, 'JPEGImages')
@@ -473,6 +483,8 @@ def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(25
             rng = np.random.RandomState([seed, _SPLIT_CODES[split], i])
             width, height = _image_size(rng, image_size, image_size_max)
             img, objects = _render(rng, width, height, noise, difficulty)
+            for obj in objects:
+                obj['name'] = rename[obj['name']]
             image_id = '%06d' % next_id
             next_id += 1
             ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
@@ -484,7 +496,7 @@ def make_synthetic_voc(root, seed=0, num_train=300, num_test=100, image_size=(25
             records.append((image_id, width, height, objects))
         _write(os.path.join(sets_dir, split + '.txt'), ''.join(r[0] + '\n' for r in records))
         _write(os.path.join(coco_root, 'annotations', 'instances_%s.json' % split),
-               _coco_json(split, records, seed))
+               _coco_json(split, records, seed, names))
         stats['num_images'][split] = len(records)
         stats['num_objects'][split] = sum(len(r[3]) for r in records)
     _link_coco_images(coco_root, jpeg_dir)

@@ -30,8 +30,9 @@ def run_main(main, args):
     Returns 0 on success, 1 on a non-finite loss, input, weight or optimizer state (the
     message names it, the epoch and batch), a checkpoint write that failed (the path and the
     free space) or a log that cannot be written, 2 on bad arguments or input
-    (:class:`UsageError`: flags, malformed result files; a malformed ``GANKD_FAULT``), missing
-    or unsafe data, missing weights, a refused checkpoint, settings that disagree with an
+    (:class:`UsageError`: flags, malformed result files; a malformed ``GANKD_FAULT``), missing,
+    unsafe or unusable data (no usable image, a split file that is not text, class names that do
+    not fit the annotations), missing weights, a refused checkpoint, settings that disagree with an
     export's metadata, or a distributed setup that cannot start (Horovod not installed, two
     engines asked for), 3 after SIGTERM/SIGINT once
     ``interrupted`` is saved, 130 on SIGINT (Ctrl-C) outside the training loop, with one line
@@ -60,7 +61,8 @@ def run_main(main, args):
 
 
 def _run_main(main, args):
-    from ..data.checks import DatasetNotFoundError, UnsafeInputError
+    from ..data.checks import DataError, DatasetNotFoundError, UnsafeInputError
+    from ..data.classes import ClassListError
     from ..logs.format import format_stopping
     from ..models.export_meta import ExportMetaError
     from ..models.ssd import WeightsNotFoundError
@@ -89,8 +91,8 @@ def _run_main(main, args):
         logging.getLogger("gankd").error("error: %s" % _one_line(err))
         print("error: %s" % _one_line(err), file=sys.stderr)
         return EXIT_FAULT
-    except (FaultSwitchError, DatasetNotFoundError, UnsafeInputError, WeightsNotFoundError,
-            CheckpointError, DistributedSetupError, ExportMetaError, UsageError) as err:
+    except (FaultSwitchError, DatasetNotFoundError, UnsafeInputError, DataError, ClassListError,
+            WeightsNotFoundError, CheckpointError, DistributedSetupError, ExportMetaError, UsageError) as err:
         print("error: %s" % _one_line(err), file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

@@ -18,7 +18,7 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from ..data.datasets import add_dataset_args, dataset_classes, get_dataset
+from ..data.datasets import add_dataset_args, add_train_years_arg, get_splits, summary_lines
 from ..logs.format import format_lr_change, setup_logger
 from ..models.critics import DNet
 from ..models.export_meta import build_meta
@@ -47,20 +47,12 @@ __all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
 # ------------------------------------------------------------------------------------------
 # arguments
 # ------------------------------------------------------------------------------------------
-def _years(text):
-    years = tuple(int(y) for y in text.split(",") if y.strip())
-    if not years:
-        raise argparse.ArgumentTypeError("--train-years needs at least one year")
-    return years
-
-
 def add_frcnn_common_args(parser):
     """Flags shared by plain Faster R-CNN training and GAN-KD."""
     add_dataset_args(parser)
-    parser.add_argument("--train-years", type=_years, default=(2007,),
-                        help="VOC kinds: trainval years read for training; 2007 as in the "
-                             "paper's Table 3 (VOC2007 trainval, VOC2007 test); '2007,2012' "
-                             "for VOC07+12")
+    add_train_years_arg(parser, (2007,), "VOC kinds: trainval years read for training; 2007 "
+                        "as in the paper's Table 3 (VOC2007 trainval, VOC2007 test); "
+                        "'2007,2012' for VOC07+12")
     parser.add_argument("--roi-mode", choices=("pool", "align"), default="align",
                         help="RoI pooling or RoIAlign (Table 3 has a row for each; GluonCV's "
                              "presets use align)")
@@ -311,10 +303,10 @@ def _per_device_batch(args, ctx):
 
 
 def _datasets(args):
-    years = args.train_years if args.dataset in ("voc", "synthetic") else None
-    train = get_dataset(args.dataset, args.dataset_root, "train", train_years=years)
-    val = get_dataset(args.dataset, args.dataset_root, "test")
-    return train, val
+    """Train and test splits, loaded before anything is written (a data error: one line,
+    exit 2, no log)."""
+    return get_splits(args.dataset, args.dataset_root, getattr(args, "classes", None),
+                      args.train_years)
 
 
 def _validator(net, val, args, ctx):
@@ -414,7 +406,8 @@ def run_frcnn_gankd(args):
     check_frcnn_gankd_args(args)         # also for callers that skip parse_args: exit 2
     ctx = get_contexts(args)
     seed_everything(args.seed)
-    classes = dataset_classes(args.dataset)
+    train, val = _datasets(args)
+    classes = tuple(train.classes)
     if not args.save_prefix:
         args.save_prefix = "faster_rcnn_%s_%s_%s_%s_%s" % (
             args.student, args.teacher, args.dataset, frcnn_method_name(parts), args.roi_mode)
@@ -422,13 +415,13 @@ def run_frcnn_gankd(args):
     start = open_run(args, prefix, _kind(args, classes, student=args.student,
                                          teacher=args.teacher, method=frcnn_method_name(parts),
                                          stage=args.stage))   # before anything is written
+    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
     stage1_epochs = args.GAN_epochs + 1
     stage2_epochs = args.epochs - stage1_epochs
     per_device = _per_device_batch(args, ctx)
     hybridize = not args.disable_hybridization
     student = _student(args, args.student, classes, ctx, per_device)
-    train, val = _datasets(args)
     loader = get_frcnn_train_loader(train, student, args.batch_size, len(ctx), args.short,
                                     args.max_size, args.num_workers)
 
@@ -526,15 +519,16 @@ def run_frcnn_plain(args):
     check_frcnn_plain_args(args)         # also for callers that skip parse_args: exit 2
     ctx = get_contexts(args)
     seed_everything(args.seed)
-    classes = dataset_classes(args.dataset)
+    train, val = _datasets(args)
+    classes = tuple(train.classes)
     if not args.save_prefix:
         args.save_prefix = "faster_rcnn_%s_%s_%s" % (args.network, args.dataset, args.roi_mode)
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     start = open_run(args, prefix, _kind(args, classes, network=args.network))
+    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
     per_device = _per_device_batch(args, ctx)
     net = _student(args, args.network, classes, ctx, per_device)
-    train, val = _datasets(args)
     loader = get_frcnn_train_loader(train, net, args.batch_size, len(ctx), args.short,
                                     args.max_size, args.num_workers)
     optimizer = getattr(args, "optimizer", "sgd")

@@ -13,7 +13,8 @@ import warnings
 import mxnet as mx
 from mxnet import autograd
 
-from ..data.datasets import add_dataset_args, dataset_classes, dataset_metric_kind, get_dataset
+from ..data.datasets import (add_dataset_args, add_train_years_arg, dataset_metric_kind,
+                             get_splits, summary_lines)
 from ..eval.coco import COCO_METRIC, coco_validation
 from ..data.loaders import get_ssd_train_loader
 from ..eval.voc import evaluate_detector, get_eval_loader, predict_detections
@@ -57,6 +58,9 @@ def add_common_args(parser):
     """Flags shared by plain SSD and GAN-KD training. ``dest`` names are the published log's
     Namespace fields wherever that setting exists (DESIGN.md sec. 5)."""
     add_dataset_args(parser)
+    add_train_years_arg(parser, None, "VOC layout: the VOC<year> folders whose trainval is "
+                        "read for training; default 2007,2012 for voc (the paper's VOC07+12), "
+                        "2007 for synthetic; 2007 for a dataset with VOC2007 only")
     parser.add_argument("--data-shape", type=multiple_of_32, default=512,
                         help="input size; 512 as SSD512 in the paper's tables")
     parser.add_argument("--batch-size", type=positive_int, default=32,
@@ -254,14 +258,18 @@ def teacher_statistics(teacher_features, dataset, data_shape, ctx, count=64, bat
     return channel_stats(maps)
 
 
-def _data(args, anchors, env):
-    train = get_dataset(args.dataset, args.dataset_root, "train")
-    val = get_dataset(args.dataset, args.dataset_root, "test")
+def load_data(args):
+    """The run's train and test splits (``--dataset``, ``--classes``, ``--train-years``),
+    loaded before anything is written: a data error stops the run with one line and no log."""
+    return get_splits(args.dataset, args.dataset_root, getattr(args, "classes", None),
+                      getattr(args, "train_years", None))
+
+
+def _data(args, anchors, env, train):
     # each distributed worker reads only its slice of every global batch
-    loader = get_ssd_train_loader(train, anchors, args.data_shape, args.batch_size,
-                                  num_workers=args.num_workers, augment=args.augment,
-                                  shard=(env.num_workers, env.rank))
-    return train, val, loader
+    return get_ssd_train_loader(train, anchors, args.data_shape, args.batch_size,
+                                num_workers=args.num_workers, augment=args.augment,
+                                shard=(env.num_workers, env.rank))
 
 
 def _logger(args, env):
@@ -418,7 +426,8 @@ def run_gankd(args):
     ctx = get_contexts(args, env)
     watchdog = _watchdog(args, env)
     seed_everything(args.seed)
-    classes = dataset_classes(args.dataset)
+    train, val = load_data(args)
+    classes = tuple(train.classes)
     if not args.save_prefix:
         args.save_prefix = "ssd_%d_%s_%s_%s_%s" % (args.data_shape, args.student, args.teacher,
                                                     args.dataset, method_name(parts))
@@ -428,12 +437,13 @@ def run_gankd(args):
     kind = _kind(args, classes, student=args.student, teacher=args.teacher,
                  method=method_name(parts), stage=args.stage)
     start = open_run(args, prefix, kind, env.is_root, claim=False)   # checks, no writes
+    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
     teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
     if args.init_from:
         _init_student(args, student, ctx, env, kind)
     start.claim()                    # the run folder's lock: the first write
     logger = _logger(args, env)      # after the --init-from checks: a refused run writes nothing
-    train, val, loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env)
+    loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env, train)
     norm = Normalizer(env)
     s_features, s_head = split_ssd(student)
     t_features, t_head = split_ssd(teacher)
@@ -519,19 +529,21 @@ def run_plain(args):
     ctx = get_contexts(args, env)
     watchdog = _watchdog(args, env)
     seed_everything(args.seed)
-    classes = dataset_classes(args.dataset)
+    train, val = load_data(args)
+    classes = tuple(train.classes)
     dataset_kind = "coco" if args.dataset == "coco" else "voc"
     if not args.save_prefix:
         args.save_prefix = "ssd_%d_%s_%s" % (args.data_shape, args.network, args.dataset)
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     start = open_run(args, prefix, _kind(args, classes, network=args.network), env.is_root)
+    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
     logger = _logger(args, env)
     layout = teacher_layout(args.network, args.data_shape, dataset_kind)
     net = build_ssd(args.network, layout, classes, pretrained_base=args.pretrained_base)
     initialize_new_params(net, ctx[0])
     anchors = _anchors(net, args.data_shape, ctx[0])
     net.collect_params().reset_ctx(ctx)
-    _, val, loader = _data(args, anchors, env)
+    loader = _data(args, anchors, env, train)
     if args.hybridize:
         net.hybridize()
     optimizer = getattr(args, "optimizer", "sgd")

@@ -290,6 +290,25 @@ def detector_kind(args):
     return None
 
 
+def run_classes_of(manifest):
+    """The classes a checkpoint's network predicts: the manifest's ``kind.classes`` (every
+    manifest since own class names), else the run's ``--classes``, else its dataset's
+    default names.
+
+    Returns
+    -------
+    tuple of str
+    """
+    from ..data.datasets import dataset_classes
+    kind = manifest.get("kind") if isinstance(manifest.get("kind"), dict) else {}
+    run = manifest.get("args") or {}
+    if kind.get("classes"):
+        return tuple(kind["classes"])
+    if run.get("classes"):
+        return tuple(run["classes"])
+    return dataset_classes(run["dataset"])
+
+
 def load_frcnn_checkpoint(path, ctx, classes=None):
     """The Faster R-CNN of a ``train_faster_rcnn.py`` / ``train_faster_rcnn_gan_kd.py`` checkpoint.
 
@@ -327,7 +346,7 @@ def load_frcnn_checkpoint(path, ctx, classes=None):
     if part not in parts or not os.path.isfile(params):
         raise CheckpointError("--checkpoint %s: its network weights (part 'net' or 'student') "
                               "are missing" % path)
-    run_classes = dataset_classes(run["dataset"])
+    run_classes = run_classes_of(manifest)
     if classes is not None and tuple(classes) != tuple(run_classes):
         raise UsageError("--checkpoint %s was trained on --dataset %s (%d classes %s), the "
                          "evaluated dataset has %d %s" % (path, run["dataset"], len(run_classes),
@@ -380,7 +399,7 @@ def model_meta(args):
         run, kind = manifest["args"], _manifest_kind(manifest)
         if kind is None:
             return None
-        classes = run.get("classes") or dataset_classes(run["dataset"])
+        classes = run_classes_of(manifest)
         size = {"data_shape": run["data_shape"]} if kind == SSD else \
             {"short": run["short"], "max_size": run["max_size"]}
         meta = build_meta(kind, classes, size, run, os.path.basename(args.checkpoint), commit="")
@@ -434,7 +453,7 @@ def load_ssd_checkpoint(path, ctx, classes=None):
         raise CheckpointError("--checkpoint %s: its run's arguments lack %s (not a checkpoint "
                               "of train_ssd.py or train_ssd_gan_kd.py)"
                               % (path, ", ".join(lacking)))
-    run_classes = run.get("classes") or dataset_classes(run["dataset"])
+    run_classes = run_classes_of(manifest)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)    # FeatureExpander's "Cannot decide type"
         net, part = build_run_network(run, run_classes, mx.cpu())

@@ -79,7 +79,7 @@ def _lines(path):
                                  % (path, lineno, err.start + 1)) from None
 
 
-def _parse_file(path, cls, image_index_of):
+def _parse_file(path, cls, image_index_of, skipped_ids=(), skipped=None):
     """Rows of one result file as (image_index, label, score, box) arrays, in line order.
 
     Raises
@@ -104,6 +104,12 @@ def _parse_file(path, cls, image_index_of):
                              % (path, lineno, shown)) from None
         if not np.all(np.isfinite(values)):
             raise UsageError("%s:%d: non-finite number in %r" % (path, lineno, shown))
+        if fields[0] not in image_index_of and fields[0] in skipped_ids:
+            # an image the loader skipped (its annotation or file is unusable): not scored,
+            # counted and reported by the caller
+            if skipped is not None:
+                skipped[fields[0]] = skipped.get(fields[0], 0) + 1
+            continue
         if fields[0] not in image_index_of:
             # VOCevaldet.m stops with 'unrecognized image' as well
             raise UsageError("%s:%d: image id %r is not in the evaluated split"
@@ -116,7 +122,8 @@ def _parse_file(path, cls, image_index_of):
             np.asarray(scores, dtype=np.float64), np.asarray(boxes, dtype=np.float64).reshape(n, 4))
 
 
-def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFIX):
+def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFIX,
+                           skipped_ids=()):
     """Read a directory of devkit result files.
 
     Parameters
@@ -128,6 +135,9 @@ def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFI
     image_ids : list of str
         The evaluated split; an id outside it is an error naming the file and line.
     prefix : str
+    skipped_ids : collection of str
+        Ids of the split that the loader skipped (``dataset.report.skipped_ids``): their lines
+        are not scored (there is no usable ground truth), counted and reported in one warning.
 
     Returns
     -------
@@ -140,13 +150,18 @@ def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFI
                              "of devkit result files %s<class>.txt)" % (det_dir, prefix))
         raise InputFileError("detections directory %s does not exist" % det_dir)
     image_index_of = {str(image_id): i for i, image_id in enumerate(image_ids)}
-    parts, missing = [], []
+    skipped_ids = {str(i) for i in skipped_ids}
+    parts, missing, skipped = [], [], {}
     for cls, name in enumerate(class_names):
         path = os.path.join(det_dir, devkit_filename(name, prefix))
         if not os.path.isfile(path):
             missing.append(os.path.basename(path))
             continue
-        parts.append(_parse_file(path, cls, image_index_of))
+        parts.append(_parse_file(path, cls, image_index_of, skipped_ids, skipped))
+    if skipped:
+        _LOG.warning("%s: %d result lines name %d images the loader skipped (see its summary), "
+                     "not scored: %s", det_dir, sum(skipped.values()), len(skipped),
+                     ", ".join(sorted(skipped)[:5]) + (", ..." if len(skipped) > 5 else ""))
     if not parts:
         raise InputFileError(
             "no devkit result files in %s: expected %s (one per class, lines 'image_id score "
@@ -164,7 +179,8 @@ def read_devkit_detections(det_dir, class_names, image_ids, prefix=DEFAULT_PREFI
     return DetectionSet.concatenate(image_ids, parts)
 
 
-def score_devkit_dir(det_dir, ground_truth, class_names, metric="voc07", prefix=DEFAULT_PREFIX):
+def score_devkit_dir(det_dir, ground_truth, class_names, metric="voc07", prefix=DEFAULT_PREFIX,
+                     skipped_ids=()):
     """Score a directory of devkit result files against ground truth.
 
     Parameters
@@ -175,6 +191,8 @@ def score_devkit_dir(det_dir, ground_truth, class_names, metric="voc07", prefix=
     class_names : sequence of str, length C
     metric : {'voc07', 'area'}
     prefix : str
+    skipped_ids : collection of str
+        As :func:`read_devkit_detections`.
 
     Returns
     -------
@@ -182,5 +200,6 @@ def score_devkit_dir(det_dir, ground_truth, class_names, metric="voc07", prefix=
     values : list of float, length C + 1
         As :func:`gankd_gluon.eval.voc.score_detections` (ties keep line order).
     """
-    detections = read_devkit_detections(det_dir, class_names, ground_truth.image_ids, prefix)
+    detections = read_devkit_detections(det_dir, class_names, ground_truth.image_ids, prefix,
+                                        skipped_ids)
     return score_detections(detections, ground_truth, class_names, metric)

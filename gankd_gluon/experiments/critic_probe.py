@@ -222,7 +222,7 @@ def collect_maps(args, say=print):
     DatasetTooSmallError
         The dataset has fewer images than the pools need (before any network is built).
     """
-    from ..data.datasets import dataset_classes, get_dataset
+    from ..data.datasets import get_splits
     from ..engine.loop import seed_everything
     from ..engine.ssd_runs import get_contexts
     from ..models.critics import channel_stats
@@ -231,13 +231,14 @@ def collect_maps(args, say=print):
     tic = time.time()
     seed_everything(args.seed)
     ctx = get_contexts(args)[0]
-    classes = dataset_classes(args.dataset)
     args.pretrained_base = False
     detector = getattr(args, "detector", "ssd")
     # the data first: a missing or too small dataset stops the probe before any network is built
     # held-out images: the test split, then the training images the critics never see
-    train_set = get_dataset(args.dataset, args.dataset_root, "train")
-    test_set = get_dataset(args.dataset, args.dataset_root, "test")
+    train_set, test_set = get_splits(args.dataset, args.dataset_root,
+                                     getattr(args, "classes", None),
+                                     getattr(args, "train_years", None))
+    classes = tuple(train_set.classes)
     n_train, n_held = 2 * args.num_train, 2 * args.num_heldout
     held_items = [(test_set, i) for i in range(len(test_set))] + [
         (train_set, i) for i in range(n_train, len(train_set))]

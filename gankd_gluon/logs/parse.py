@@ -66,6 +66,7 @@ _START = re.compile(r"^Start training from \[Epoch (\d+)\]$")
 _RESUMED = re.compile(r"^Resumed from (.+) \(stage (\d+), epoch (\d+) done\)$")
 _INTERRUPTED = re.compile(r"^Stopping on (.+) after \[Epoch (\d+)\]\[Batch (\d+)\]; saving$")
 _SAVED = re.compile(r"^Saved (.+); continue with --resume (.+)$")
+_DATA = re.compile(r"^data: (.+)$")
 _STOPPED = re.compile(r"^stopping: (.*)$")
 _NAMESPACE = re.compile(r"^Namespace\((.*)$")
 # One metric: optional comma/space separator, name=value, optional trailing '.' (SSD style).
@@ -162,7 +163,9 @@ class EventRecord:
       signal, detail: batch);
     - ``'saved'``: ``Saved PATH; continue with --resume PATH`` (value: path, no epoch);
     - ``'stopped'``: ``stopping: MESSAGE``, a run ended by an error such as a non-finite loss
-      (value: message, no epoch).
+      (value: message, no epoch);
+    - ``'data'``: ``data: ...``, what loading a split skipped or repaired (value: the text, no
+      epoch).
 
     Events without an epoch (``epoch is None``) are not part of :meth:`Run.timeline`.
     """
@@ -591,6 +594,11 @@ class _Parser:
         if match:
             self.run(line_no).events.append(EventRecord(line_no, None, "stopped",
                                                         match.group(1), line))
+            return
+        match = _DATA.match(line)
+        if match:
+            self.run(line_no).events.append(EventRecord(line_no, None, "data", match.group(1),
+                                                        line))
             return
         self.unreadable(line_no, line, _guess_reason(line))
 

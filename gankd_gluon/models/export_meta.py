@@ -210,3 +210,60 @@ def check_against(meta, source, classes=None, override=False, **sizes):
 def _short(names, limit=6):
     names = list(names)
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def trained_classes(params):
+    """The class names a weights file was trained on, where its files say so.
+
+    Parameters
+    ----------
+    params : str
+        A ``.params`` file: an export's ``-0000.params`` (its ``-meta.json`` names the
+        classes), or a checkpoint part (the manifest in the same folder that names this file,
+        or a hard link of it, records ``kind.classes``).
+
+    Returns
+    -------
+    list of str or None
+        None when nothing beside the file names its classes (e.g. a GluonCV zoo file).
+    """
+    import json
+    if params.endswith("-0000.params"):
+        try:
+            meta = read_meta(export_prefix(params))
+        except ExportMetaError:
+            meta = None
+        if meta is not None:
+            return list(meta["classes"])
+    folder = os.path.dirname(os.path.abspath(params))
+    try:
+        names = sorted(f for f in os.listdir(folder) if f.endswith(".json")
+                       and not f.endswith(("-meta.json", "-symbol.json")))
+    except OSError:
+        return None
+    for name in names[:500]:
+        try:
+            with open(os.path.join(folder, name)) as f:
+                manifest = json.load(f)
+            parts = manifest.get("parts") if isinstance(manifest, dict) else None
+            classes = (manifest.get("kind") or {}).get("classes")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(parts, dict) or not isinstance(classes, list):
+            continue
+        for part_file in parts.values():
+            candidate = os.path.join(folder, str(part_file))
+            try:
+                if os.path.samefile(candidate, params):
+                    return [str(c) for c in classes]
+            except OSError:
+                continue
+    return None
+
+
+def class_mismatch(flag, params, theirs, ours):
+    """One line naming both class lists, for a teacher trained on other classes."""
+    return ("%s %s: the teacher predicts %d classes (%s), the data has %d (%s): distil on the "
+            "teacher's classes (--classes %s) or train a teacher on these"
+            % (flag, params, len(theirs), ", ".join(theirs), len(ours), ", ".join(ours),
+               ",".join(theirs)))

@@ -264,6 +264,10 @@ def build_teacher(backbone, classes, params=None, ctx=mx.cpu(), **settings):
                 % (name, type(err).__name__, err, zoo_params_path(name))) from err
     if not os.path.isfile(params):
         raise WeightsNotFoundError("--teacher-params %s: no such file" % params)
+    from .export_meta import class_mismatch, trained_classes
+    theirs = trained_classes(params)
+    if theirs is not None and list(theirs) != list(classes):
+        raise WeightsNotFoundError(class_mismatch("--teacher-params", params, theirs, classes))
     try:
         load_trained_params(net, params, ctx)
     except (AssertionError, mx.MXNetError, ValueError) as err:

@@ -297,6 +297,10 @@ def build_teacher(teacher, classes, layout, dataset="voc", params=None, ctx=mx.c
                 "--teacher-params FILE (a zoo file or a teacher from scripts/train_ssd.py)."
                 % (name, type(err).__name__, err, name)) from err
     params = _teacher_params_file(params, teacher, classes, layout)
+    from .export_meta import class_mismatch, trained_classes
+    theirs = trained_classes(params)
+    if theirs is not None and list(theirs) != list(classes):
+        raise WeightsNotFoundError(class_mismatch("--teacher-params", params, theirs, classes))
     try:
         if _is_export_params(params):
             load_export_params(net, params, ctx)
@@ -325,8 +329,11 @@ def _teacher_params_file(params, teacher, classes, layout):
         raise WeightsNotFoundError("--teacher-params %s: %s" % (params, err)) from err
     if meta is not None:
         own = meta["input"].get("data_shape")
-        if meta["kind"] != "ssd" or own != layout.data_shape \
-                or list(meta["classes"]) != list(classes):
+        if meta["kind"] == "ssd" and list(meta["classes"]) != list(classes):
+            from .export_meta import class_mismatch
+            raise WeightsNotFoundError(class_mismatch("--teacher-params", params,
+                                                      meta["classes"], classes))
+        if meta["kind"] != "ssd" or own != layout.data_shape:
             raise WeightsNotFoundError(
                 "--teacher-params %s: its -meta.json describes %s %s export at %s px with %d "
                 "classes; the run needs an SSD at --data-shape %d with %d classes"
