@@ -290,7 +290,11 @@ def test_arms_differ_only_in_the_distillation(tmp_path):
     train_ssd, gankd = load_script("train_ssd.py"), load_script("train_ssd_gan_kd.py")
     args, options = load_script("study_gankd.py").parse_args(
         ["--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
-    assert (args.num_train, args.num_test, options.student_images) == (2000, 500, 200)
+    assert (args.num_train, args.num_test, options.student_images) == (1000, 500, 200)
+    # the committed study's schedule, pinned by the study whatever the demo's defaults are
+    assert (args.teacher, args.student, args.data_shape, args.teacher_epochs,
+            args.student_epochs, args.gan_epochs, args.critic_channels, args.val_interval) == (
+        "mobilenet1.0", "mobilenet0.25", 128, 24, 24, 16, 64, 8)
     cfg = DemoConfig(args, train_ssd.parse_args, gankd.parse_args)
     plan = study.StudyPlan(cfg, options)
     # --teacher-params must name a file (checked by parse_args); no teacher is trained here
@@ -305,7 +309,7 @@ def test_arms_differ_only_in_the_distillation(tmp_path):
         args = vars(gankd.parse_args(plan.student_argv(arm, 1)))
         differ = {k: v for k, v in args.items() if v != base[k] and k != "save_prefix"}
         assert differ == changes, arm
-        assert args["dataset_root"].endswith("synthetic_easy_s0_n2000_500_first200")
+        assert args["dataset_root"].endswith("synthetic_easy_s0_n1000_500_first200")
         assert args["head"] == "teacher" and args["seed"] == 1
     other = vars(gankd.parse_args(plan.student_argv("gan", 2)))
     assert {k for k, v in other.items() if v != vars(gankd.parse_args(

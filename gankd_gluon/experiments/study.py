@@ -35,6 +35,7 @@ is reused (:func:`gankd_gluon.experiments.ablation._finished`), not trained agai
 import json
 import math
 import os
+import shlex
 import string
 import time
 
@@ -366,7 +367,7 @@ def _train_or_reuse(plan, prefix, argv, parse, run, say, label):
         return None
     if os.path.exists(log):
         os.remove(log)
-    say("%s: training, %s" % (label, " ".join(argv)))
+    say("%s: training, %s" % (label, shlex.join(argv)))     # pasteable: --gpus 
     tic = time.time()
     run(run_args)
     return time.time() - tic
