@@ -96,6 +96,10 @@ def parse_args(argv=None):
                      help="bootstrap resamples of the paired differences over seeds")
     own.add_argument("--bootstrap-seed", type=int, default=0,
                      help="seed of both bootstraps (stated in the report)")
+    own.add_argument("--report-only", action="store_true",
+                     help="write report.md and the plots from <--out>/<name>/results.json as it "
+                          "stands (a study stopped part way: the report lists the runs it lacks) "
+                          "and train nothing")
     own.add_argument("--eval-bootstrap", type=int, default=100,
                      help="bootstrap resamples of the test images for the evaluation noise "
                           "(about 1.5 s each for 500 images of 100 detections on this CPU)")
@@ -144,9 +148,18 @@ def main(args, study, command):
     import train_ssd_gan_kd
     from gankd_gluon.experiments.demo import DemoConfig
     from gankd_gluon.experiments.study import run_study
+    from gankd_gluon.experiments.study import finish_report
+    say = lambda msg: print("[study] %s" % msg, flush=True)  # noqa: E731
     cfg = DemoConfig(args, train_ssd.parse_args, train_ssd_gan_kd.parse_args)
+    if study.report_only:
+        if not os.path.isfile(os.path.join(cfg.out, "results.json")):
+            print("%s: error: --report-only: %s has no results.json (no student run of study "
+                  "%r finished yet)" % (PROG, cfg.out, study.name), file=sys.stderr)
+            return EXIT_USAGE
+        finish_report(cfg.out, say)
+        return EXIT_OK
     os.makedirs(cfg.out, exist_ok=True)
-    run_study(cfg, study, command, say=lambda msg: print("[study] %s" % msg, flush=True))
+    run_study(cfg, study, command, say=say)
     return EXIT_OK
 
 

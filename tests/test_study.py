@@ -87,7 +87,7 @@ def test_verdict_ranks_only_when_the_positive_control_shows():
     flat = dict(ARMS3, hint={"1": 0.30, "2": 0.29, "3": 0.33})       # hint = none + 0.003
     text = study.verdict(study.study_statistics(flat, 2000, 5), 0.03)
     assert "not sensitive" in text and "gan - none" not in text
-    assert "No positive control" in study.verdict(
+    assert "fewer than 2 paired seeds" in study.verdict(
         study.study_statistics({"gan": ARMS3["gan"], "none": ARMS3["none"]}, 100, 0), 0.03)
 
 
@@ -318,3 +318,36 @@ def test_arms_differ_only_in_the_distillation(tmp_path):
     plain = vars(train_ssd.parse_args(plan.plain_argv()))
     assert plain["dataset_root"] == base["dataset_root"] and plain["network"] == "mobilenet0.25"
     assert plain["epochs"] == base["gan_epochs"] + base["epochs"]
+
+
+def test_report_only_of_a_study_stopped_part_way(tmp_path, capsys):
+    """``--report-only`` writes the report from results.json as it stands: the runs that
+    finished in the tables (statistics by hand), the planned runs that did not listed; with
+    no results.json, one line and exit 2, nothing written."""
+    script = load_script("study_gankd.py")
+    assert script.cli(["--report-only", "--out", str(tmp_path / "none")]) == 2
+    assert "has no results.json" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    folder = tmp_path / "out" / "main"
+    folder.mkdir(parents=True)
+    res = {"name": "main", "command": "python scripts/study_gankd.py --name main",
+           "git": {"commit": "abc1234", "dirty": []},
+           "arms": {"none": {"1": 0.10, "2": 0.20}, "gan": {"1": 0.15}},
+           "plan": {"arms": ["none", "gan"], "seeds": ["1", "2"]},
+           "teacher_map": 0.5, "student_plain_map": 0.1,
+           "eval_noise": {"std": 0.01, "ci_low": 0.48, "ci_high": 0.52, "samples": 10,
+                          "num_test_images": 50},
+           "bootstrap": {"samples": 200, "seed": 0}, "min_effect": 0.03,
+           "gate": {"passed": True, "message": ""}, "student_images": 20,
+           "difficulty": "easy", "num_train": 100, "num_test": 50, "logs": {}}
+    (folder / "results.json").write_text(json.dumps(res))
+    assert script.cli(["--report-only", "--out", str(tmp_path / "out")]) == 0
+    report = (folder / "report.md").read_text()
+    assert "**A partial study: 1 planned run(s) did not run** (gan seed 2)" in report
+    assert re.search(r"^\| none \| `--method none` \| 2 \| 0\.1500 \| 0\.0707 \|", report, re.M)
+    assert re.search(r"^\| gan \| `--method gan` \| 1 \| 0\.1500 \| nan \|", report, re.M)
+    assert "fewer than 2 paired seeds" in report
+    for name in ("map_per_arm.png", "diagnostics.png"):
+        assert (folder / name).stat().st_size > 0
+    assert study.missing_runs(json.loads((folder / "results.json").read_text())) == [
+        ("gan", "2")]

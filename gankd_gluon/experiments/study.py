@@ -44,7 +44,7 @@ import numpy as np
 __all__ = ["ARMS", "DEFAULT_ARMS", "COMPARISONS", "bootstrap_mean_ci", "paired_t_test",
            "arm_summary", "study_statistics", "recompute_statistics", "bootstrap_map",
            "make_subset_root", "check_gate", "eta_seconds", "run_study", "write_report",
-           "final_distance", "distance_by_arm"]
+           "final_distance", "distance_by_arm", "finish_report", "missing_runs"]
 
 #: arm -> the flags that make it (appended to the shared argv).
 ARMS = {
@@ -428,7 +428,8 @@ def run_study(cfg, study, command, say=print):
                                                     "message": gate or ""},
            "student_images": study.student_images, "difficulty": study.difficulty,
            "num_train": a.num_train, "num_test": a.num_test, "logs": {},
-           "teacher_wall_s": teacher["wall_s"], "wall_s": {}}
+           "teacher_wall_s": teacher["wall_s"], "wall_s": {},
+           "plan": {"arms": list(study.arms), "seeds": [str(x) for x in study.seeds]}}
     runs = [(seed, arm) for seed in study.seeds for arm in study.arms]   # seed-major: paired
     walls = []
     for k, (seed, arm) in enumerate(runs):
@@ -448,15 +449,47 @@ def run_study(cfg, study, command, say=print):
             label, value, " reused" if wall is None else " in %.0f s" % wall,
             _minutes(eta_seconds(walls, len(runs) - k - 1))))
         _write_json(res, os.path.join(cfg.out, "results.json"))
-    res["distance"] = distance_by_arm(res, cfg.out)
-    _write_json(res, os.path.join(cfg.out, "results.json"))
-    stats = study_statistics(res["arms"], study.bootstrap_samples, study.bootstrap_seed)
-    figures = {"map": map_figure(res, os.path.join(cfg.out, "map_per_arm.png")),
-               "diagnostics": diagnostics_figure(res, cfg.out,
-                                                 os.path.join(cfg.out, "diagnostics.png"))}
-    write_report(res, stats, figures, os.path.join(cfg.out, "report.md"))
-    say("wrote %s" % os.path.join(cfg.out, "report.md"))
+    finish_report(cfg.out, say)
     return res
+
+
+def finish_report(out_dir, say=print):
+    """Report, plots and the mechanism check's distances from ``<out_dir>/results.json`` as it
+    stands: at the end of a study, or (``study_gankd.py --report-only``) of a study stopped
+    part way, whose report then says which runs it lacks.
+
+    Returns
+    -------
+    dict
+        The results with ``distance`` (:func:`distance_by_arm`) added and written back.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``results.json`` in ``out_dir`` (no student run finished yet).
+    """
+    path = os.path.join(out_dir, "results.json")
+    with open(path) as f:
+        res = json.load(f)
+    res["distance"] = distance_by_arm(res, out_dir)
+    _write_json(res, path)
+    stats = study_statistics(res["arms"], res["bootstrap"]["samples"], res["bootstrap"]["seed"])
+    figures = {"map": map_figure(res, os.path.join(out_dir, "map_per_arm.png")),
+               "diagnostics": diagnostics_figure(res, out_dir,
+                                                 os.path.join(out_dir, "diagnostics.png"))}
+    write_report(res, stats, figures, os.path.join(out_dir, "report.md"))
+    say("wrote %s" % os.path.join(out_dir, "report.md"))
+    return res
+
+
+def missing_runs(res):
+    """``[(arm, seed)]`` the plan has and ``results.json`` lacks (a study stopped part way);
+    without a recorded plan, the seeds some arm ran and another did not."""
+    plan = res.get("plan") or {}
+    arms = plan.get("arms") or list(res["arms"])
+    seeds = plan.get("seeds") or sorted({s for runs in res["arms"].values() for s in runs},
+                                        key=int)
+    return [(arm, s) for s in seeds for arm in arms if s not in res["arms"].get(arm, {})]
 
 
 def _minutes(seconds):
@@ -595,7 +628,7 @@ effect, whatever its p-value.
 $num_test test images (seed $boot_seed) has standard deviation **$noise_std** (95% range
 $noise_lo to $noise_hi): a single model's score moves this much with the test images alone.
 
-## Regime
+$partial## Regime
 
 Teacher mAP **$teacher_map** (trained on all $num_train training images); plain student
 (`train_ssd.py`, the first $student_images images) **$plain_map**. $gate
@@ -660,8 +693,8 @@ def verdict(stats, min_effect):
     """The report's conclusion: a ranking only when the positive control shows."""
     diffs = {(d["a"], d["b"]): d for d in stats["differences"]}
     if ("hint", "none") not in diffs:
-        return ("**No positive control ran (`hint` and `none`), so nothing is concluded about "
-                "the regime's sensitivity.**")
+        return ("**The positive control (`hint - none`) has fewer than 2 paired seeds, so "
+                "nothing is concluded about the regime's sensitivity.**")
     if not positive_control_shows(stats, min_effect):
         d = diffs[("hint", "none")]
         return ("**The regime is not sensitive:** the positive control `hint - none` is %s "
@@ -686,6 +719,15 @@ def _diff_rows(stats):
         d["a"], d["b"], ",".join(d["seeds"]), _f(d["mean"]), _f(d["ci_low"]),
         _f(d["ci_high"]), _f(d["t"], "%.3f"), _f(d["p"], "%.3g"))
         for d in stats["differences"]) or "| (no pair of arms with 2 common seeds) | | | | | |"
+
+
+def _partial_notice(res):
+    missing = missing_runs(res)
+    if not missing:
+        return ""
+    return ("**A partial study: %d planned run(s) did not run** (%s). The tables below use the "
+            "runs that finished; the same command continues the study and rewrites this "
+            "report.\n\n" % (len(missing), ", ".join("%s seed %s" % m for m in missing)))
 
 
 def write_report(res, stats, figures, path):
@@ -713,6 +755,7 @@ def write_report(res, stats, figures, path):
         "**The gate did not pass; the study ran with --no-gate.** %s." % gate["message"],
         arm_rows=arm_rows, diff_rows=diff_rows, n_boot=res["bootstrap"]["samples"],
         distance_arm_rows=distance_arm_rows, distance_diff_rows=_diff_rows(dist),
+        partial=_partial_notice(res),
         verdict=verdict(stats, res["min_effect"]), command=res["command"],
         commit=res["git"]["commit"],
         dirty=(" (with local changes in: %s)" % ", ".join(res["git"]["dirty"])
