@@ -99,7 +99,7 @@ def parse_args(argv=None):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args = demo.parse_args(["--num-train", str(STUDY_POOL[0]), "--num-test",
+            args = demo.parse_shared_args(["--num-train", str(STUDY_POOL[0]), "--num-test",
                                     str(STUDY_POOL[1])] + rest
                                    + ["--out", os.path.join(mine.out, mine.name),
                                            "--cache", mine.cache])
