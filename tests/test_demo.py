@@ -97,6 +97,15 @@ def test_shared_flags_keep_the_study_and_ablation_scale(script):
     assert (own.num_train, own.student_images, own.difficulty) == (600, 200, "easy")
 
 
+def test_help_is_the_docstring(script, capsys):
+    with pytest.raises(SystemExit) as err:
+        script.parse_args(["--help"])
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    assert " ".join(script.__doc__.split()) in " ".join(out.split())
+    assert "runs/demo/<YYYYmmdd-HHMMSS>" in out and "(default: None)" not in out
+
+
 def test_last_wins_drops_only_repeated_flag_value_pairs():
     argv = ["--seed", "1", "--gpus", "", "--no-progress", "--seed", "2", "--x", "--x"]
     assert D.last_wins(argv) == ["--gpus", "", "--no-progress", "--seed", "2", "--x", "--x"]
