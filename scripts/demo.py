@@ -206,6 +206,7 @@ def parse_args(argv=None):
     """The demo's arguments; a bad one is one ``error:`` line and exit 2, nothing written."""
     p = build_parser()
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # for the command it prints
     if args.out is None:
         args.out = os.path.join("runs", "demo", time.strftime("%Y%m%d-%H%M%S"))
     try:
@@ -232,14 +233,15 @@ def parse_shared_args(argv=None):
     return parse_checked(p, argv, check_shared_args)
 
 
-def main(args, argv):
+def main(args):
     import train_ssd
     import train_ssd_gan_kd
     from gankd_gluon.experiments.demo import run_demo
-    command = shlex.join(["python", "scripts/demo.py"] + list(argv))
+    command = shlex.join(["python", "scripts/demo.py"] + args.argv)
     run_demo(args, train_ssd.parse_args, train_ssd_gan_kd.parse_args, command)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args(), sys.argv[1:]))
+    from gankd_gluon.engine.cli import run_main
+    sys.exit(run_main(main, parse_args()))

@@ -39,9 +39,9 @@ import numpy as np
 __all__ = ["DemoConfig", "DEMO_ARMS", "DEMO_OUTPUTS", "COSTS", "CLASS_LOOK", "LABEL_FONTSIZE",
            "FIGURE_DPI", "label_height_px", "shell_command", "holds_demo_results",
            "clear_demo_results", "ensure_dataset", "teacher_cached", "train_teacher",
-           "gankd_argv", "Progress", "RunWatcher", "evaluate_exported", "detections_figure",
-           "loss_curves_figure", "log_summary", "study_conclusion", "write_results",
-           "run_demo"]
+           "gankd_argv", "plan_steps", "Progress", "RunWatcher", "evaluate_exported",
+           "draw_panel", "detections_figure", "loss_curves_figure", "log_summary",
+           "study_conclusion", "write_results", "run_demo"]
 
 #: the study's arms the demo runs (:data:`gankd_gluon.experiments.study.ARMS`)
 DEMO_ARMS = ("none", "gan")
@@ -959,47 +959,33 @@ def _val_count(epochs, interval):
     return epochs // interval + (1 if epochs % interval else 0) if epochs else 0
 
 
-def run_demo(args, plain_parse_args, gankd_parse_args, command):
-    """The whole demo; returns the numbers written to ``results.md`` and ``results.json``.
+def plan_steps(a, cached):
+    """The demo's steps and their nominal costs (:data:`COSTS` times the work, scaled by the
+    pixels of ``--data-shape`` relative to 128 px).
 
     Parameters
     ----------
-    args : argparse.Namespace
-        ``scripts/demo.py`` arguments (checked there: ``--out`` holds no demo's results unless
-        ``--overwrite``).
-    plain_parse_args, gankd_parse_args : callable
-        The training scripts' ``parse_args(argv)``.
-    command : str
-        The command line, for ``results.md``.
+    a : argparse.Namespace
+        ``scripts/demo.py`` arguments.
+    cached : bool
+        The teacher is in the cache (its step costs nothing).
+
+    Returns
+    -------
+    steps : list of (key, label, nominal seconds)
+        For :class:`Progress`.
+    costs : dict
+        ``{run: [nominal seconds of each epoch]}`` for ``teacher``, ``none``, ``gan``,
+        ``plain`` (stage 1 then stage 2), for :class:`RunWatcher`.
+    val : float
+        Nominal seconds of one validation (or evaluation) on the test set.
     """
-    import argparse
-    from ..data.datasets import get_dataset
-    from ..engine.ssd_runs import run_gankd, run_plain
-    from .study import StudyPlan, ensure_study_dataset, make_subset_root
-    started = time.time()
-    load_start = os.getloadavg()
-    cfg = DemoConfig(args, plain_parse_args, gankd_parse_args)
-    study = argparse.Namespace(name="demo", seeds=[args.seed], arms=list(DEMO_ARMS),
-                               student_images=args.student_images, difficulty=args.difficulty)
-    plan = StudyPlan(cfg, study)      # the study's data root, teacher key, argv and log paths
-    if args.overwrite:
-        clear_demo_results(cfg.out)
-    os.makedirs(plan.logs_dir, exist_ok=True)
-    demo_log = open(os.path.join(cfg.out, "demo.log"), "w")
-
-    def say(msg):
-        line = "[demo] %s" % msg
-        print(line, flush=True)
-        demo_log.write(line + "\n")
-        demo_log.flush()
-
-    a = args
     scale = (a.data_shape / 128.0) ** 2
-    bs = a.batch_size
     e1, e2 = a.gan_epochs, a.student_epochs - a.gan_epochs
-    k_seen = (a.student_images // bs) * bs
-    pool_seen = (a.num_train // bs) * bs
+    k_seen = (a.student_images // a.batch_size) * a.batch_size     # the loader drops the rest
+    pool_seen = (a.num_train // a.batch_size) * a.batch_size
     val = a.num_test * COSTS["eval"] * scale
+
     def per_epoch(n, cost, epochs):
         return [n * cost * scale] * epochs
     costs = {"teacher": per_epoch(pool_seen, COSTS["teacher"], a.teacher_epochs),
@@ -1012,8 +998,7 @@ def run_demo(args, plain_parse_args, gankd_parse_args, command):
             "none": _val_count(e1, a.val_interval) + _val_count(e2, a.val_interval),
             "plain": _val_count(a.student_epochs, a.val_interval)}
     vals["gan"] = vals["none"]
-    cached = teacher_cached(cfg)
-    models = ["teacher"] + list(DEMO_ARMS) + (["plain"] if a.plain_student else [])
+    models = 1 + len(DEMO_ARMS) + (1 if a.plain_student else 0)
     steps = [("dataset", "dataset (%s set: %d training + %d test images; students: the first %d)"
               % (a.difficulty, a.num_train, a.num_test, a.student_images),
               (a.num_train + a.num_test) * COSTS["generate"]),
@@ -1028,10 +1013,62 @@ def run_demo(args, plain_parse_args, gankd_parse_args, command):
         steps.append(("plain", "plain train_ssd.py student: %d epochs on %d images"
                       % (a.student_epochs, a.student_images),
                       sum(costs["plain"]) + vals["plain"] * val))
-    steps += [("evaluation", "evaluation of %d models on %d test images" % (len(models),
-                                                                            a.num_test),
-               len(models) * val),
+    steps += [("evaluation", "evaluation of %d models on %d test images" % (models, a.num_test),
+               models * val),
               ("figures", "figures and results.md", COSTS["figures"])]
+    return steps, costs, val
+
+
+def run_demo(args, plain_parse_args, gankd_parse_args, command):
+    """The whole demo; returns the numbers written to ``results.md`` and ``results.json``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``scripts/demo.py`` arguments (checked there: ``--out`` holds no demo's results unless
+        ``--overwrite``).
+    plain_parse_args, gankd_parse_args : callable
+        The training scripts' ``parse_args(argv)``.
+    command : str
+        The command line, for ``results.md``.
+    """
+    import argparse
+    from .study import StudyPlan
+    started = time.time()
+    load_start = os.getloadavg()
+    cfg = DemoConfig(args, plain_parse_args, gankd_parse_args)
+    study = argparse.Namespace(name="demo", seeds=[args.seed], arms=list(DEMO_ARMS),
+                               student_images=args.student_images, difficulty=args.difficulty)
+    plan = StudyPlan(cfg, study)      # the study's data root, teacher key, argv and log paths
+    if args.overwrite:
+        clear_demo_results(cfg.out)
+    os.makedirs(plan.logs_dir, exist_ok=True)
+    demo_log = open(os.path.join(cfg.out, "demo.log"), "w")
+    try:
+        return _run_demo(cfg, plan, command, demo_log, started, load_start)
+    finally:
+        demo_log.close()
+
+
+def _run_demo(cfg, plan, command, demo_log, started, load_start):
+    """:func:`run_demo`'s steps, its messages to the terminal and ``demo_log``."""
+    from ..data.datasets import get_dataset
+    from ..engine.ssd_runs import run_gankd, run_plain
+    from .study import ensure_study_dataset, make_subset_root
+    args = cfg.args
+    plain_parse_args, gankd_parse_args = cfg.plain_parse_args, cfg.gankd_parse_args
+
+    def say(msg):
+        line = "[demo] %s" % msg
+        print(line, flush=True)
+        demo_log.write(line + "\n")
+        demo_log.flush()
+
+    a = args
+    cached = teacher_cached(cfg)
+    steps, costs, val = plan_steps(a, cached)
+    e1, e2 = a.gan_epochs, a.student_epochs - a.gan_epochs
+    models = ["teacher"] + list(DEMO_ARMS) + (["plain"] if a.plain_student else [])
     progress = Progress(steps, say)
     say("command: %s" % command)
     say("output: %s; cache: %s" % (cfg.out, cfg.cache))
@@ -1114,7 +1151,8 @@ def run_demo(args, plain_parse_args, gankd_parse_args, command):
     # 5. figures and results
     tic = time.time()
     progress.begin("figures")
-    samples = {"teacher": pool_seen}
+    samples = {"teacher": (a.num_train // a.batch_size) * a.batch_size}
+    k_seen = (a.student_images // a.batch_size) * a.batch_size
     res["logs"] = {k: log_summary(res["log_paths"][k], samples.get(k, k_seen)) for k in models}
     res["rows"] = [
         ("teacher", "teacher (%s)" % a.teacher,
@@ -1162,5 +1200,4 @@ def run_demo(args, plain_parse_args, gankd_parse_args, command):
                    {k: study.get(k) for k in ("path", "verdict", "error")}},
                   f, indent=2)
     progress.finish("figures", "wrote %s (total %s)" % (path, _minutes(res["wall_s"])))
-    demo_log.close()
     return res
