@@ -763,8 +763,8 @@ DISTRACTORS = {
     "easy": "The easy set has no unlabelled distractors: every shape on the smooth, "
             "low-saturation background is one of the five classes and is labelled.",
     "default": "The default set draws unlabelled distractors that no model should box: thin "
-               "lines, small grey ellipses and smooth low-saturation colour blobs in the "
-               "background.",
+               "lines and small grey ellipses on the background of smooth, low-saturation "
+               "colour blobs.",
 }
 
 
