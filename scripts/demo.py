@@ -1,7 +1,7 @@
 """The CPU demo of GAN-KD: a fair, one-seed, small version of the controlled study.
 
-One command, at most 15 minutes on 2 CPU cores from a clean checkout (teacher included; about
-4 minutes once the teacher is cached)::
+One command, at most 15 minutes on 2 CPU cores from a clean checkout (teacher included; 4 to
+5 minutes once the teacher is cached)::
 
     python scripts/demo.py                 # writes runs/demo/<YYYYmmdd-HHMMSS>/results.md
 
@@ -51,8 +51,9 @@ NETWORKS = tuple(sorted(set(TEACHERS) | set(STUDENTS)))
 #: the committed study whose conclusion results.md quotes
 STUDY_RESULTS = os.path.join(ROOT, "logs", "study", "main", "results.json")
 
-#: the demo's scale: about 12 minutes on 2 idle cores from a clean cache (teacher 600 images x
-#: 20 epochs at 41 ms per image; students 200 images x 18 epochs), about 4 with the teacher cached
+#: the demo's scale: about 13 minutes on 2 idle cores from a clean cache (teacher 600 images x
+#: 20 epochs at 41 ms per image; students 200 images x 12 + 6 epochs), 4 to 5 with the teacher
+#: cached (23.5 and 11.9 minutes measured on 2 cores at load average 3.5-5)
 DEMO_DEFAULTS = {"num_train": 600, "num_test": 200, "teacher_epochs": 20, "student_epochs": 18,
                  "gan_epochs": 12, "val_interval": 6}
 #: the scale scripts/study_gankd.py and scripts/ablation_chen.py take their other flags at
