@@ -55,9 +55,10 @@ exact argv of every run, the wall times and the git commit; ``DIR/logs/`` the ru
 logs. Run folders (checkpoints) go to a temporary directory, deleted at the end unless
 ``--keep``.
 
-At demo scale (the demo's teacher: mobilenet1.0 SSD at 128 px trained by ``scripts/demo.py``
-into its cache, the demo's data and student mobilenet0.25; 3 seeds x 3 arms x 6 epochs, about
-18 minutes on 2 busy CPU cores)::
+At the old demo's scale (its teacher: mobilenet1.0 SSD at 128 px on the default generated set,
+which ``scripts/demo.py`` trained into ``logs/demo/cache`` before it became the study's small
+version, and ``scripts/ablation_chen.py`` still trains there; its data and student
+mobilenet0.25; 3 seeds x 3 arms x 6 epochs, about 18 minutes on 2 busy CPU cores)::
 
     T=logs/demo/cache/teacher/ssd_128_mobilenet1.0_synthetic_teacher_e32_s233_n300
     python benchmarks/mechanism_check.py --teacher-params $T/$(basename $T)-final.net.params \\

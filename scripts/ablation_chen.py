@@ -27,7 +27,7 @@ def parse_args(argv=None):
                           "and gan)")
     own.add_argument("--out", type=str, default="logs/ablation")
     mine, rest = own.parse_known_args(argv)
-    args = demo.parse_args(rest + ["--out", mine.out])
+    args = demo.parse_shared_args(rest + ["--out", mine.out])
     args.methods = [m.strip() for m in mine.methods.split(",")] if mine.methods else None
     known = [r[1] for r in TABLE4]
     unknown = [m for m in args.methods or () if m not in known]

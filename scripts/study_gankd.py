@@ -110,9 +110,9 @@ def parse_args(argv=None):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args = demo.parse_args([x for kv in STUDY_DEFAULTS for x in kv] + rest
-                                   + ["--out", os.path.join(mine.out, mine.name),
-                                           "--cache", mine.cache])
+            args = demo.parse_shared_args([x for kv in STUDY_DEFAULTS for x in kv] + rest
+                                          + ["--out", os.path.join(mine.out, mine.name),
+                                             "--cache", mine.cache])
     except SystemExit as stop:
         if stop.code in (0, None):
             raise
