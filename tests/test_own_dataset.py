@@ -56,11 +56,20 @@ def test_parse_classes_list_and_file(tmp_path):
     ("a,,b", "--classes a,,b: name 2 is empty"),
     ("a,b,a", "'a' is repeated (first at 1)"),
     ("", "no class names"),
+    # a mistyped path is not one class name (it would become comp4_det_test_my.txt.txt)
+    ("my_classes.txt", "--classes my_classes.txt: no such file"),
+    ("lists/ppe", "--classes lists/ppe: no such file"),
+    ("cat,dog/x", "name 2: 'dog/x' has a path separator inside"),
+    ("cat,dog\\x", "name 2: 'dog\\\\x' has a path separator inside"),
 ])
 def test_parse_classes_refuses(value, words):
     with pytest.raises(ClassListError) as err:
         parse_classes(value)
     assert words in str(err.value)
+
+
+def test_parse_classes_dotted_name_is_a_name():
+    assert parse_classes("traffic.light") == ("traffic.light",)
 
 
 def test_parse_classes_file_errors(tmp_path):
