@@ -111,6 +111,32 @@ def test_without_classes_the_error_lists_the_names_found(root):
     assert "\n" not in text
 
 
+def test_test_split_without_classes_lists_the_names_found(root):
+    """The test split keeps images without objects; one whose objects are all of other classes
+    (an own dataset read with VOC's names) stops as the training split does, naming the flag."""
+    with pytest.raises(D.DataError) as err:
+        D.get_dataset("voc", root, "test")
+    text = str(err.value)
+    with open(voc(root, "ImageSets", "Main", "test.txt")) as f:
+        test_ids = f.read().split()
+    names = set()
+    for image_id in test_ids:
+        with open(voc(root, "Annotations", image_id + ".xml")) as f:
+            names.update(t.split("</name>")[0] for t in f.read().split("<name>")[1:])
+    assert names and names <= set(OWN)
+    assert "2007test" in text and "\n" not in text
+    assert "pass --classes %s " % ",".join(sorted(names)) in text
+    # objects of no class at all (negative images only) are not an error
+    for name in os.listdir(voc(root, "Annotations")):
+        path = voc(root, "Annotations", name)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text[:text.index("<object>")] + "</annotation>\n")
+    test = D.get_dataset("voc", root, "test", classes=OWN)
+    assert len(test) == NUM_TEST and test.report.kept_objects == 0
+
+
 def test_voc2012_missing_names_the_split_file(root):
     with pytest.raises(D.DatasetNotFoundError, match=r"VOC2012.ImageSets.Main.trainval.txt"):
         D.get_dataset("voc", root, "train", classes=OWN)

@@ -43,8 +43,8 @@ element the loader does not read  noted, counted per element path
 COCO: no area / iscrowd / id,     repaired once in the json the dataset and ``COCOeval``
 bbox numbers as strings           share (:func:`_normalise_coco`); noted
 COCO: no coco_url; no width       image found by ``file_name``; size read from the file
-no usable image                   stop: :class:`DataError` (with the class names found when
-                                  none matched: pass ``--classes``)
+no usable image; no object of    stop: :class:`DataError` (with the class names found when
+the classes in a split            none matched: pass ``--classes``), the test split too
 unknown class name                drop the object (as GluonCV does, so a dataset can be
                                   trained on a subset of its classes); counted per name
 missing or empty ``<difficult>``  read as 0, as the VOC devkit does (counted as a note)
@@ -336,7 +336,10 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
         self._image_paths = paths
         self.report.kept_images = len(items)
         self.report.log_summary()
-        if not items:
+        named = [n for n in self.report.unknown_classes if not n.startswith('category_id ')]
+        if not items or (not self.report.kept_objects and named):
+            # a test split keeps images without objects; if every object is of another class,
+            # the classes are wrong (no --classes on an own dataset), not the split
             raise DataError(_no_usable(self.report, self.classes, self.PREPARE_HINT))
 
     def _load_label(self, idx):
