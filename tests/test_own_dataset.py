@@ -389,3 +389,25 @@ def test_training_data_error_exit_2_writes_nothing(root, tmp_path, capsys):
     assert err[-1].startswith("error: ") and "--classes boot,glove,goggles,helmet,vest" in err[-1]
     assert "Traceback" not in "\n".join(err)
     assert not out.exists()
+
+
+def test_eval_of_an_own_model_without_classes_is_one_line_naming_them(root, tmp_path, capsys):
+    """eval_voc.py with a model that names its classes, on an own dataset without --classes:
+    one line naming the model's classes and --classes, before the data is read (no warning
+    about each object of an unknown class)."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts"))
+    import eval_voc
+    from gankd_gluon.models.export_meta import build_meta, write_meta
+    prefix = str(tmp_path / "net")
+    with open(prefix + "-symbol.json", "w") as f:
+        json.dump({"nodes": [{"op": "null", "name": "data"},
+                             {"op": "null", "name": "ssd0_ssdanchorgenerator0_anchor_0"}]}, f)
+    write_meta(prefix, build_meta("ssd", OWN, {"data_shape": 96}, commit=""))
+    args = eval_voc.parse_args(["--dataset", "voc", "--dataset-root", root, "--symbol", prefix,
+                                "--out", str(tmp_path / "ap.json")])
+    assert run_main(eval_voc.main, args) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --symbol %s predicts 5 classes" % prefix)
+    assert "pass --classes helmet,vest,glove,boot,goggles (the model's" in err[0]
+    assert not (tmp_path / "ap.json").exists()
