@@ -49,7 +49,8 @@ OBJECT_REASONS = collections.OrderedDict([
     ('bad_object', 'object without a class name or a numeric box (VOC <name>, <bndbox>; '
                    'COCO bbox)'),
     ('invalid_box', 'box outside the image, of zero area, or with xmin > xmax / ymin > ymax'),
-    ('unknown_class', 'object of a class not in CLASSES'),
+    ('unknown_class', "object of a class not in the run's classes (--classes, else the "
+                      "dataset's default names)"),
 ])
 NOTE_REASONS = collections.OrderedDict([
     ('difficult_defaulted', 'objects with missing or empty <difficult>, read as 0'),
