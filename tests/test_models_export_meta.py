@@ -67,7 +67,7 @@ def test_check_against_fills_in_and_refuses():
                               "or use the data it was trained on, or pass --override-meta")
     with pytest.raises(ExportMetaError) as err:         # detect.py: no data, only names
         check_against(ssd, "--symbol s", ["dog"], classes_from="--classes names",
-                      data_shape=None)
+                      fix="leave --classes out (the model's are used)", data_shape=None)
     assert str(err.value) == ("--symbol s predicts 2 classes (cat, dog), --classes names 1 "
                               "(dog): leave --classes out (the model's are used), or pass "
                               "--override-meta")

@@ -411,3 +411,15 @@ def test_eval_of_an_own_model_without_classes_is_one_line_naming_them(root, tmp_
     assert len(err) == 1 and err[0].startswith("error: --symbol %s predicts 5 classes" % prefix)
     assert "pass --classes helmet,vest,glove,boot,goggles (the model's" in err[0]
     assert not (tmp_path / "ap.json").exists()
+    # eval_coco.py: the json names the classes, so the fix is other data, not --classes
+    import eval_coco
+    write_meta(prefix, build_meta("ssd", OWN[::-1], {"data_shape": 96}, commit=""))
+    args = eval_coco.parse_args(["--dataset", "coco", "--dataset-root", own_coco(root),
+                                 "--symbol", prefix, "--out", str(tmp_path / "ap.json")])
+    assert run_main(eval_coco.main, args) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: --symbol %s predicts 5 classes (goggles, boot, glove, vest, "
+                       "helmet), the json's categories are 5 (helmet, vest, glove, boot, "
+                       "goggles): evaluate on data of its classes (a COCO json's classes are "
+                       "its categories, in category-id order), or pass --override-meta" % prefix)
+    assert not (tmp_path / "ap.json").exists()

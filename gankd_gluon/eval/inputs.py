@@ -119,7 +119,7 @@ def _source(args):
     return "the network"
 
 
-def input_mode(args, classes=None, classes_from="the data has"):
+def input_mode(args, classes=None, classes_from="the data has", fix=None):
     """How images reach the network: SSD's square resize or Faster R-CNN's short-side resize.
 
     An export with a ``-meta.json`` and a training checkpoint know their own input size and
@@ -137,6 +137,8 @@ def input_mode(args, classes=None, classes_from="the data has"):
     classes_from : str
         Where ``classes`` come from, for the message (``'the data has'``, ``'--classes
         names'``).
+    fix : str or None
+        What to do about other classes, for the message (:func:`check_against`).
 
     Returns
     -------
@@ -177,10 +179,10 @@ def input_mode(args, classes=None, classes_from="the data has"):
         override = getattr(args, "override_meta", False)
         if meta["kind"] == FASTER_RCNN:
             # a short-side resize fits any size: the model's are defaults, other sizes allowed
-            check_against(meta, _source(args), classes, override, classes_from)
+            check_against(meta, _source(args), classes, override, classes_from, fix)
             given = {"short": args.short, "max_size": args.max_size}
             return FASTER_RCNN, check_against(meta, _source(args), None, True, **given)
-        return SSD, check_against(meta, _source(args), classes, override, classes_from,
+        return SSD, check_against(meta, _source(args), classes, override, classes_from, fix,
                                   data_shape=args.data_shape)
     if kind == FASTER_RCNN or (kind is None and frcnn_flags):
         return FASTER_RCNN, {"short": short if args.short is None else args.short,

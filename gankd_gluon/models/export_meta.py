@@ -157,7 +157,7 @@ def export_prefix(path):
 
 
 def check_against(meta, source, classes=None, override=False, classes_from="the data has",
-                  **sizes):
+                  fix=None, **sizes):
     """Refuse settings that disagree with an export's metadata; fill in the ones not given.
 
     Parameters
@@ -173,6 +173,9 @@ def check_against(meta, source, classes=None, override=False, classes_from="the 
     classes_from : str
         Where ``classes`` come from, for the message (``'the data has'``, ``'--classes
         names'``).
+    fix : str or None
+        What the message tells the user to do about other classes; default: pass the
+        model's names as ``--classes`` (the VOC layout reads a dataset with any names).
     **sizes : int or None
         ``data_shape`` (SSD), ``short`` and ``max_size`` (Faster R-CNN): the flags' values,
         None where not given.
@@ -204,11 +207,8 @@ def check_against(meta, source, classes=None, override=False, classes_from="the 
                                      own[key]))
         out[key] = int(own[key]) if value is None else int(value)
     if classes is not None and list(classes) != list(meta["classes"]) and not override:
-        if classes_from.startswith("--classes"):     # no data: the model's names will do
-            hint = "leave --classes out (the model's are used)"
-        else:
-            hint = ("pass --classes %s (the model's, in its label order), or use the data it "
-                    "was trained on" % ",".join(meta["classes"]))
+        hint = fix or ("pass --classes %s (the model's, in its label order), or use the data "
+                       "it was trained on" % ",".join(meta["classes"]))
         raise ExportMetaError("%s predicts %d classes (%s), %s %d (%s): %s, or pass "
                               "--override-meta" % (source, len(meta["classes"]),
                                                    _short(meta["classes"]), classes_from,
