@@ -60,6 +60,8 @@ def test_parse_classes_list_and_file(tmp_path):
     ("my_classes.txt", "--classes my_classes.txt: no such file"),
     ("lists/ppe", "--classes lists/ppe: no such file"),
     ("cat,dog/x", "name 2: 'dog/x' has a path separator inside"),
+    ("cat,a=b", "name 2: 'a=b' has '=', '[' or ']' inside"),
+    ("person[1]", "name 1: 'person[1]' has '=', '[' or ']' inside"),
     ("cat,dog\\x", "name 2: 'dog\\\\x' has a path separator inside"),
 ])
 def test_parse_classes_refuses(value, words):

@@ -95,8 +95,8 @@ def parse_classes(value, flag="--classes"):
     Raises
     ------
     ClassListError
-        No names, an empty name (``a,,b``), a name given twice, a name with a comma, a tab or
-        a path separator inside, a file that does not exist or cannot be read as text; the
+        No names, an empty name (``a,,b``), a name given twice, a name with a comma, a tab,
+        ``=``, ``[``, ``]`` or a path separator inside, a file that does not exist or cannot be read as text; the
         message names the flag, and the file and line where there is one.
     """
     value = str(value)
@@ -135,6 +135,10 @@ def parse_classes(value, flag="--classes"):
         if "," in name or "\t" in name:
             raise ClassListError("%s: %r has a comma or a tab inside (a class name must also "
                                  "be writable as --classes a,b,c)" % (where(pos), text))
+        if any(c in name for c in "=[]"):
+            raise ClassListError("%s: %r has '=', '[' or ']' inside (a class name starts the "
+                                 "log's 'classname=AP' lines, which tools parse)"
+                                 % (where(pos), text))
         if "/" in name or "\\" in name:
             raise ClassListError("%s: %r has a path separator inside (a class name is also a "
                                  "file name, comp4_det_test_<name>.txt)" % (where(pos), text))
