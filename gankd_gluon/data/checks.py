@@ -58,6 +58,7 @@ NOTE_REASONS = collections.OrderedDict([
     ('box_outside', 'boxes partly outside the image, scored as written (as the VOC devkit)'),
     ('area_computed', 'COCO annotations without a numeric area, area = bbox w x h'),
     ('iscrowd_defaulted', 'COCO annotations without iscrowd, read as 0'),
+    ('size_from_image', 'annotations without a valid <size>, size read from the image file'),
     ('exif_orientation', 'images with an EXIF rotation; boxes taken in the stored (decoded) '
                          'frame'),
     ('unused_field', 'annotation fields the loader does not read'),

@@ -27,7 +27,8 @@ in ``__getitem__``                raises on an image): train split by the next i
                                   split by a grey image with the image's own label (order,
                                   ids and ground truth stay right; its objects are missed)
 malformed XML / missing XML       skip the image
-missing or invalid ``<size>``     skip the image (boxes cannot be checked without it)
+missing or invalid ``<size>``     repair: the image file's size, from its header (noted); skip
+                                  the image if the header cannot be read
 object without ``<name>``,        drop the object
 ``<bndbox>`` or numeric coords
 box entirely outside the image,   drop the object (GluonCV's bounds, which the paper's
@@ -400,6 +401,14 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
         size = root.find('size')
         width = _positive_number(size, 'width')
         height = _positive_number(size, 'height')
+        header = image_header(img_path) if img_path is not None else None
+        if (width is None or height is None) and header is not None:
+            # hand-written XML has no <size>, and some LabelImg versions write 0x0: the file's
+            # own frame is the one its boxes were drawn on (what COCO's missing width/height
+            # gets too); boxes are then checked against it as usual
+            width, height = float(header[0]), float(header[1])
+            report.add('size_from_image', anno_path, 'no valid <size>; %dx%d read from %s'
+                       % (header[0], header[1], os.path.basename(img_path)))
         if width is None or height is None:
             report.add('missing_size', anno_path, 'need <size><width> and <height> > 0')
             return None
