@@ -144,6 +144,19 @@ def test_voc2012_missing_names_the_split_file(root):
         D.get_dataset("voc", root, "train", classes=OWN)
 
 
+def test_split_files_of_other_names_are_named(root):
+    """An own dataset split as train.txt/val.txt: the error names them and test.txt, not how
+    to download Pascal VOC."""
+    main = voc(root, "ImageSets", "Main")
+    os.rename(os.path.join(main, "test.txt"), os.path.join(main, "val.txt"))
+    with pytest.raises(D.DatasetNotFoundError) as err:
+        D.get_dataset("voc", root, "test", classes=OWN)
+    text = str(err.value)
+    assert text == ("split file not found: %s. %s holds trainval.txt, val.txt: the VOC layout "
+                    "reads trainval.txt for training and test.txt for evaluation, so copy or "
+                    "rename yours to test.txt" % (os.path.join(main, "test.txt"), main))
+
+
 def test_subset_of_classes_drops_the_others(root):
     train = D.get_dataset("voc", root, "train", train_years=(2007,), classes=("vest", "helmet"))
     assert train.classes == ("vest", "helmet")

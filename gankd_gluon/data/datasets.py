@@ -261,7 +261,8 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
                 self._root, ('VOC' + str(subfolder)) if isinstance(subfolder, int) else subfolder)
             split_file = os.path.join(root, 'ImageSets', 'Main', name + '.txt')
             if not os.path.isfile(split_file):
-                raise _not_found('split file', split_file, self.PREPARE_HINT)
+                raise _not_found('split file', split_file, _split_hint(split_file, name)
+                                 or self.PREPARE_HINT)
             for folder in ('JPEGImages', 'Annotations'):
                 if not os.path.isdir(os.path.join(root, folder)):
                     raise _not_found('folder', os.path.join(root, folder), self.PREPARE_HINT)
@@ -557,6 +558,23 @@ def _report_unused(report, element, known_key, anno_path):
             report.add('unused_field', anno_path, '<%s> is not read' % path)
         elif child.tag in _VOC_KNOWN and child.tag != known_key:
             _report_unused(report, child, child.tag, anno_path)
+
+
+def _split_hint(split_file, name):
+    """For a missing split file beside others (an own dataset split as train/val, as LabelImg
+    users and CVAT's export do): the files there and the names read, instead of how to
+    download Pascal VOC."""
+    folder = os.path.dirname(split_file)
+    try:
+        others = sorted(f[:-len('.txt')] for f in os.listdir(folder)
+                        if f.endswith('.txt') and '_' not in f)   # not VOC's <class>_<split>
+    except OSError:
+        return ''
+    if not others:
+        return ''
+    return ('%s holds %s: the VOC layout reads trainval.txt for training and test.txt for '
+            'evaluation, so copy or rename yours to %s.txt'
+            % (folder, ', '.join(o + '.txt' for o in others), name))
 
 
 def _other_files_hint(img_path):
