@@ -298,6 +298,7 @@ def test_missing_size_is_read_from_the_image_file(root):
     np.testing.assert_array_equal(ds[k][1][:, :4], [[10, 20, 40, 50], [49, 49, 96, 59]])
     assert ds.report.counts['invalid_box'] == 1 and ds.report.counts['box_clipped'] == 1
     assert '000002.xml' in ds.summary() and '96x96 read from 000002.jpg' in ds.summary()
+    assert 'noted 2 images: annotations without a valid <size>' in ds.summary()
     with open(jpeg(root, '000002'), 'r+b') as f:     # a JPEG Pillow cannot take a size from
         f.seek(2)
         f.write(b'\x00' * 200)

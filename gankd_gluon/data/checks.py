@@ -64,6 +64,9 @@ NOTE_REASONS = collections.OrderedDict([
     ('unused_field', 'annotation fields the loader does not read'),
 ])
 
+#: Notes counted per image, not per object (the summary's unit)
+_IMAGE_NOTES = ('size_from_image', 'exif_orientation')
+
 _MAX_WARNINGS_PER_REASON = 5
 
 
@@ -141,6 +144,8 @@ class InputReport(object):
                     reason, 'skipped' if table is IMAGE_REASONS else 'dropped')
                 if reason == 'unused_field':
                     what = 'field'
+                elif reason in _IMAGE_NOTES:
+                    what = 'image'
                 line = '  %s %d %s%s: %s' % (verb, n, what, '' if n == 1 else 's', words)
                 if reason == 'unknown_class' and self.unknown_classes:
                     line += ' [%s]' % ', '.join('%r x%d' % kv for kv in
