@@ -95,7 +95,9 @@ def main(args):
         setattr(source, flag, value)
     meta = model_meta(source)
     classes = _classes(args, meta)
-    mode, sizes = input_mode(source, classes)       # refuses sizes/classes not the model's
+    mode, sizes = input_mode(source, classes,       # refuses sizes/classes not the model's
+                             classes_from="--classes names",
+                             fix="leave --classes out (the model's are used)")
     paths, errors = expand_inputs(args.inputs)
     for message in errors:
         say("error: %s" % message)

@@ -103,7 +103,10 @@ def main(args):
     with contextlib.redirect_stdout(sys.stderr if args.verbose else io.StringIO()):
         dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes)
     classes = tuple(dataset.classes)       # the json's categories, in category-id order
-    mode, sizes = input_mode(args, classes)   # the model's classes against the data's
+    mode, sizes = input_mode(args, classes,   # the model's classes against the data's
+                             classes_from="the json's categories are",
+                             fix="evaluate on data of its classes (a COCO json's classes are its "
+                                 "categories, in category-id order)")
     coco_gt = dataset.coco
     if len(dataset) < len(coco_gt.getImgIds()):
         print("warning: the dataset kept %d of the %d images of its json; detections on the "

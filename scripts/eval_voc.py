@@ -56,7 +56,8 @@ import time
 
 import mxnet as mx
 
-from gankd_gluon.data.datasets import add_dataset_args, get_dataset
+from gankd_gluon.data.datasets import (add_dataset_args, dataset_classes, dataset_metric_kind,
+                                      get_dataset)
 from gankd_gluon.eval import (add_detector_args, dataset_ground_truth, format_ap_lines,
                               load_detector, score_detections, score_devkit_dir,
                               write_devkit_detections, write_metric_json)
@@ -98,8 +99,12 @@ def get_context(gpus):
 
 def main(args):
     check_eval_args(args, "voc")          # parse_args did; also for callers that skip it
+    # the flags' checks, and the model's classes against the names the data will be read
+    # with (known before reading it in the VOC layout), before the data is read
+    known = dataset_classes(args.dataset, args.classes) \
+        if dataset_metric_kind(args.dataset) == "voc" else None
     with contextlib.redirect_stderr(io.StringIO()):     # its warnings: once, below
-        input_mode(args)                  # the flags' checks, before the data is read
+        input_mode(args, known)
     start = time.time()
     ctx = get_context(args.gpus)
     dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes)

@@ -75,8 +75,12 @@ def main(args):
                                              stats['num_objects'][split]))
     print('VOC root (VOCDetection root): %s' % stats['voc_root'])
     print('COCO root (COCODetection root): %s' % stats['coco_root'])
-    print('done in %.1f s; use it with --dataset synthetic --dataset-root %s'
-          % (time.time() - start, args.root))
+    if args.class_names is None:
+        use = '--dataset synthetic --dataset-root %s' % args.root
+    else:   # the generated shapes' names are the synthetic kind's default; these are one's own
+        use = ('--dataset voc --dataset-root %s --train-years 2007 --classes %s'
+               % (args.root, ','.join(args.class_names)))
+    print('done in %.1f s; use it with %s' % (time.time() - start, use))
     return stats
 
 

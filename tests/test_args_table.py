@@ -142,6 +142,9 @@ TABLE = [
     (eval_voc, EVAL_OK + ["--classes", SCRIPTS], "a folder; give names 'a,b,c' or a file"),
     (eval_coco, COCO_OK + ["--classes", "x,,y"], "--classes: x,,y: name 2 is empty"),
     (probe_critics, ["--classes", "a,a"], "'a' is repeated"),
+    (train_ssd, SSD_OK + ["--classes", "gone_classes.txt"],
+     "argument --classes: gone_classes.txt: no such file"),
+    (eval_voc, EVAL_OK + ["--classes", "gone/classes"], "argument --classes: gone/classes: no such"),
     (make_synthetic_voc, ["--class-names", "a,b"], "--class-names a,b: give 5 names"),
     (train_ssd, SSD_OK + ["--train-years", "2007,2007"], "--train-years: '2007,2007' names a year"),
     (train_ssd_gan_kd, SSD_OK + ["--train-years", "2007,x"], "--train-years: '2007,x' is not a"),
@@ -446,3 +449,32 @@ def test_bad_class_file_names_file_and_line(module, tmp_path, no_gpu, capsys):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert ": error: argument --classes: %s line 2: byte 0xe9 at column 2 is not UTF-8" % path \
         in line
+
+
+def test_teacher_of_other_classes_is_refused_before_the_data_is_read(no_gpu, tmp_path_factory,
+                                                                      capsys):
+    """A --teacher-params whose -meta.json names other classes than the VOC-layout data will be
+    read with (--classes, else the kind's default names): one line naming both lists, at
+    argument time (no warning per object of the data first); the teacher's own classes parse."""
+    from gankd_gluon.models.export_meta import build_meta, write_meta
+    folder = tmp_path_factory.mktemp("teachers")
+    ssd, frcnn = str(folder / "ssd"), str(folder / "frcnn")
+    write_meta(ssd, build_meta("ssd", ("cat", "dog"), {"data_shape": 512}, commit=""))
+    write_meta(frcnn, build_meta("faster_rcnn", ("cat", "dog"), {"short": 600, "max_size": 1000},
+                                 commit=""))
+    for prefix in (ssd, frcnn):
+        open(prefix + "-0000.params", "wb").close()
+    cases = [(train_ssd_gan_kd, SSD_OK + ["--teacher-params", ssd]),
+             (train_faster_rcnn_gan_kd, FRCNN_OK + ["--teacher-params", frcnn + "-0000.params"])]
+    for module, argv in cases:
+        for classes, theirs in ((["--classes", "dog,cat"], "2 (dog, cat)"),
+                                ([], "5 (%s)" % ", ".join(synthetic.SYNTHETIC_CLASSES))):
+            with pytest.raises(SystemExit) as err:
+                module.parse_args(argv + classes)
+            assert err.value.code == EXIT_USAGE
+            lines = _error_line(capsys.readouterr()[1])
+            assert len(lines) == 1 and "the teacher predicts 2 classes (cat, dog), the data " \
+                "has %s: distil on the teacher's classes (--classes cat,dog)" % theirs \
+                in lines[0], lines
+        assert module.parse_args(argv + ["--classes", "cat,dog"]).classes == ("cat", "dog")
+    assert os.listdir(str(no_gpu)) == []

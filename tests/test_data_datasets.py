@@ -283,11 +283,27 @@ def test_coco_bad_image_is_skipped(root):
 # ------------------------------------------------------------------------------------------------
 # bad annotations
 # ------------------------------------------------------------------------------------------------
-def test_missing_size_skips_image(root):
-    write_xml(root, '000002', size=None)
+def test_missing_size_is_read_from_the_image_file(root):
+    """No <size> (hand-written XML) or 0x0 (some LabelImg versions): the image file's 96x96
+    header is the frame; its boxes are checked against it (the one past 96 is clipped, the one
+    outside dropped); a file whose header cannot be read is skipped."""
+    write_xml(root, '000002', objects=(('circle', 11, 21, 41, 51, '0'),
+                                       ('square', 50, 50, 98, 60, '0'),
+                                       ('square', 98, 10, 120, 30, '0')), size=None)
+    write_xml(root, '000003', size=(0, 0))
     ds = D.get_dataset('synthetic', root)
-    assert len(ds) == NUM_TRAIN - 1 and ds.report.counts['missing_size'] == 1
-    assert '000002.xml' in ds.summary()
+    assert len(ds) == NUM_TRAIN and ds.report.counts['size_from_image'] == 2
+    assert ds.report.counts['missing_size'] == 0
+    k = [i for i, item in enumerate(ds._items) if item[1] == '000002'][0]
+    np.testing.assert_array_equal(ds[k][1][:, :4], [[10, 20, 40, 50], [49, 49, 96, 59]])
+    assert ds.report.counts['invalid_box'] == 1 and ds.report.counts['box_clipped'] == 1
+    assert '000002.xml' in ds.summary() and '96x96 read from 000002.jpg' in ds.summary()
+    assert 'noted 2 images: annotations without a valid <size>' in ds.summary()
+    with open(jpeg(root, '000002'), 'r+b') as f:     # a JPEG Pillow cannot take a size from
+        f.seek(2)
+        f.write(b'\x00' * 200)
+    ds = D.get_dataset('synthetic', root)
+    assert ds.report.counts['missing_size'] + ds.report.counts['unreadable_image'] == 1
 
 
 def test_malformed_xml_skips_image(root):

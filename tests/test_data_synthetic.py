@@ -197,6 +197,26 @@ def test_script(tmp_path, capsys):
     assert img.shape == (96, 128, 3)
 
 
+
+def test_script_with_class_names_tells_the_flags_that_read_them(tmp_path, capsys):
+    """With --class-names the data is an own dataset: the closing line gives the flags that
+    read it (the synthetic kind's default names are the shapes'), and they do."""
+    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+    try:
+        import make_synthetic_voc as script
+    finally:
+        sys.path.pop(0)
+    root = str(tmp_path / 'mine')
+    script.main(script.parse_args(['--root', root, '--num-train', '2', '--num-test', '2',
+                                   '--image-size', '64', '64', '--class-names', 'a,b,c,d,e']))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith('use it with --dataset voc --dataset-root %s --train-years 2007 '
+                         '--classes a,b,c,d,e' % root)
+    from gankd_gluon.data.datasets import get_splits
+    train, test = get_splits('voc', root, classes=tuple('abcde'), train_years=(2007,))
+    assert (len(train), len(test)) == (2, 2)
+
+
 # --- difficulty ----------------------------------------------------------------------------------
 def _digest(root, jpeg):
     """sha256 over (relative path + sha256) of the JPEGs (jpeg=True) or of the XML/JSON/txt."""

@@ -60,6 +60,17 @@ def test_check_against_fills_in_and_refuses():
     with pytest.raises(ExportMetaError, match=r"predicts 2 classes \(cat, dog\), the data has 1 "
                                               r"\(cat\)"):
         check_against(ssd, "--symbol s", ["cat"], data_shape=None)
+    with pytest.raises(ExportMetaError) as err:
+        check_against(ssd, "--symbol s", ["dog", "cat"], data_shape=None)
+    assert str(err.value) == ("--symbol s predicts 2 classes (cat, dog), the data has 2 (dog, "
+                              "cat): pass --classes cat,dog (the model's, in its label order), "
+                              "or use the data it was trained on, or pass --override-meta")
+    with pytest.raises(ExportMetaError) as err:         # detect.py: no data, only names
+        check_against(ssd, "--symbol s", ["dog"], classes_from="--classes names",
+                      fix="leave --classes out (the model's are used)", data_shape=None)
+    assert str(err.value) == ("--symbol s predicts 2 classes (cat, dog), --classes names 1 "
+                              "(dog): leave --classes out (the model's are used), or pass "
+                              "--override-meta")
     assert check_against(ssd, "--symbol s", ["cat"], True, data_shape=None) == {"data_shape": 128}
     with pytest.raises(ExportMetaError, match="--short: --symbol s is an SSD export, whose input "
                                               "is --data-shape 128"):

@@ -56,11 +56,22 @@ def test_parse_classes_list_and_file(tmp_path):
     ("a,,b", "--classes a,,b: name 2 is empty"),
     ("a,b,a", "'a' is repeated (first at 1)"),
     ("", "no class names"),
+    # a mistyped path is not one class name (it would become comp4_det_test_my.txt.txt)
+    ("my_classes.txt", "--classes my_classes.txt: no such file"),
+    ("lists/ppe", "--classes lists/ppe: no such file"),
+    ("cat,dog/x", "name 2: 'dog/x' has a path separator inside"),
+    ("cat,a=b", "name 2: 'a=b' has '=', '[' or ']' inside"),
+    ("person[1]", "name 1: 'person[1]' has '=', '[' or ']' inside"),
+    ("cat,dog\\x", "name 2: 'dog\\\\x' has a path separator inside"),
 ])
 def test_parse_classes_refuses(value, words):
     with pytest.raises(ClassListError) as err:
         parse_classes(value)
     assert words in str(err.value)
+
+
+def test_parse_classes_dotted_name_is_a_name():
+    assert parse_classes("traffic.light") == ("traffic.light",)
 
 
 def test_parse_classes_file_errors(tmp_path):
@@ -102,9 +113,48 @@ def test_without_classes_the_error_lists_the_names_found(root):
     assert "\n" not in text
 
 
+def test_test_split_without_classes_lists_the_names_found(root):
+    """The test split keeps images without objects; one whose objects are all of other classes
+    (an own dataset read with VOC's names) stops as the training split does, naming the flag."""
+    with pytest.raises(D.DataError) as err:
+        D.get_dataset("voc", root, "test")
+    text = str(err.value)
+    with open(voc(root, "ImageSets", "Main", "test.txt")) as f:
+        test_ids = f.read().split()
+    names = set()
+    for image_id in test_ids:
+        with open(voc(root, "Annotations", image_id + ".xml")) as f:
+            names.update(t.split("</name>")[0] for t in f.read().split("<name>")[1:])
+    assert names and names <= set(OWN)
+    assert "2007test" in text and "\n" not in text
+    assert "pass --classes %s " % ",".join(sorted(names)) in text
+    # objects of no class at all (negative images only) are not an error
+    for name in os.listdir(voc(root, "Annotations")):
+        path = voc(root, "Annotations", name)
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text[:text.index("<object>")] + "</annotation>\n")
+    test = D.get_dataset("voc", root, "test", classes=OWN)
+    assert len(test) == NUM_TEST and test.report.kept_objects == 0
+
+
 def test_voc2012_missing_names_the_split_file(root):
     with pytest.raises(D.DatasetNotFoundError, match=r"VOC2012.ImageSets.Main.trainval.txt"):
         D.get_dataset("voc", root, "train", classes=OWN)
+
+
+def test_split_files_of_other_names_are_named(root):
+    """An own dataset split as train.txt/val.txt: the error names them and test.txt, not how
+    to download Pascal VOC."""
+    main = voc(root, "ImageSets", "Main")
+    os.rename(os.path.join(main, "test.txt"), os.path.join(main, "val.txt"))
+    with pytest.raises(D.DatasetNotFoundError) as err:
+        D.get_dataset("voc", root, "test", classes=OWN)
+    text = str(err.value)
+    assert text == ("split file not found: %s. %s holds trainval.txt, val.txt: the VOC layout "
+                    "reads trainval.txt for training and test.txt for evaluation, so copy or "
+                    "rename yours to test.txt" % (os.path.join(main, "test.txt"), main))
 
 
 def test_subset_of_classes_drops_the_others(root):
@@ -354,3 +404,37 @@ def test_training_data_error_exit_2_writes_nothing(root, tmp_path, capsys):
     assert err[-1].startswith("error: ") and "--classes boot,glove,goggles,helmet,vest" in err[-1]
     assert "Traceback" not in "\n".join(err)
     assert not out.exists()
+
+
+def test_eval_of_an_own_model_without_classes_is_one_line_naming_them(root, tmp_path, capsys):
+    """eval_voc.py with a model that names its classes, on an own dataset without --classes:
+    one line naming the model's classes and --classes, before the data is read (no warning
+    about each object of an unknown class)."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts"))
+    import eval_voc
+    from gankd_gluon.models.export_meta import build_meta, write_meta
+    prefix = str(tmp_path / "net")
+    with open(prefix + "-symbol.json", "w") as f:
+        json.dump({"nodes": [{"op": "null", "name": "data"},
+                             {"op": "null", "name": "ssd0_ssdanchorgenerator0_anchor_0"}]}, f)
+    write_meta(prefix, build_meta("ssd", OWN, {"data_shape": 96}, commit=""))
+    args = eval_voc.parse_args(["--dataset", "voc", "--dataset-root", root, "--symbol", prefix,
+                                "--out", str(tmp_path / "ap.json")])
+    assert run_main(eval_voc.main, args) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --symbol %s predicts 5 classes" % prefix)
+    assert "pass --classes helmet,vest,glove,boot,goggles (the model's" in err[0]
+    assert not (tmp_path / "ap.json").exists()
+    # eval_coco.py: the json names the classes, so the fix is other data, not --classes
+    import eval_coco
+    write_meta(prefix, build_meta("ssd", OWN[::-1], {"data_shape": 96}, commit=""))
+    args = eval_coco.parse_args(["--dataset", "coco", "--dataset-root", own_coco(root),
+                                 "--symbol", prefix, "--out", str(tmp_path / "ap.json")])
+    assert run_main(eval_coco.main, args) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: --symbol %s predicts 5 classes (goggles, boot, glove, vest, "
+                       "helmet), the json's categories are 5 (helmet, vest, glove, boot, "
+                       "goggles): evaluate on data of its classes (a COCO json's classes are "
+                       "its categories, in category-id order), or pass --override-meta" % prefix)
+    assert not (tmp_path / "ap.json").exists()

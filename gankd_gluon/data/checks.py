@@ -49,7 +49,8 @@ OBJECT_REASONS = collections.OrderedDict([
     ('bad_object', 'object without a class name or a numeric box (VOC <name>, <bndbox>; '
                    'COCO bbox)'),
     ('invalid_box', 'box outside the image, of zero area, or with xmin > xmax / ymin > ymax'),
-    ('unknown_class', 'object of a class not in CLASSES'),
+    ('unknown_class', "object of a class not in the run's classes (--classes, else the "
+                      "dataset's default names)"),
 ])
 NOTE_REASONS = collections.OrderedDict([
     ('difficult_defaulted', 'objects with missing or empty <difficult>, read as 0'),
@@ -57,10 +58,14 @@ NOTE_REASONS = collections.OrderedDict([
     ('box_outside', 'boxes partly outside the image, scored as written (as the VOC devkit)'),
     ('area_computed', 'COCO annotations without a numeric area, area = bbox w x h'),
     ('iscrowd_defaulted', 'COCO annotations without iscrowd, read as 0'),
+    ('size_from_image', 'annotations without a valid <size>, size read from the image file'),
     ('exif_orientation', 'images with an EXIF rotation; boxes taken in the stored (decoded) '
                          'frame'),
     ('unused_field', 'annotation fields the loader does not read'),
 ])
+
+#: Notes counted per image, not per object (the summary's unit)
+_IMAGE_NOTES = ('size_from_image', 'exif_orientation')
 
 _MAX_WARNINGS_PER_REASON = 5
 
@@ -139,6 +144,8 @@ class InputReport(object):
                     reason, 'skipped' if table is IMAGE_REASONS else 'dropped')
                 if reason == 'unused_field':
                     what = 'field'
+                elif reason in _IMAGE_NOTES:
+                    what = 'image'
                 line = '  %s %d %s%s: %s' % (verb, n, what, '' if n == 1 else 's', words)
                 if reason == 'unknown_class' and self.unknown_classes:
                     line += ' [%s]' % ', '.join('%r x%d' % kv for kv in

@@ -13,6 +13,11 @@ import os
 
 __all__ = ["ClassListError", "parse_classes", "classes_arg", "read_text_lines"]
 
+#: Endings of a class-list file (Darknet's ``.names``, plain text lists); a ``--classes`` value
+#: that ends so and is not a file is a mistyped path, not one class name.
+LIST_FILE_EXTENSIONS = (".txt", ".names", ".list", ".lst", ".csv", ".labels", ".yaml", ".yml",
+                        ".json")
+
 
 class ClassListError(ValueError):
     """A ``--classes`` value or file that cannot be a list of class names."""
@@ -69,9 +74,12 @@ def parse_classes(value, flag="--classes"):
     """Class names from ``a,b,c`` or from a file with one name per line.
 
     A value naming an existing file is read as a file (blank lines and ``#`` comments skipped,
-    spaces around names stripped); anything else is a comma-separated list. Names are lowercased
-    as GluonCV's ``VOCDetection`` lowercases ``<name>`` (``_validate_class_names`` refuses
-    upper case).
+    spaces around names stripped); anything else is a comma-separated list. A single value that
+    looks like a path (a ``/`` or ``\\``, or a list-file ending such as ``.txt``) but is not a
+    file is refused, not taken as one class name. Names are lowercased as GluonCV's
+    ``VOCDetection`` lowercases ``<name>`` (``_validate_class_names`` refuses upper case). A
+    name becomes a file name (the devkit's ``comp4_det_test_<name>.txt``), so ``/`` and ``\\``
+    are refused in it.
 
     Parameters
     ----------
@@ -87,9 +95,9 @@ def parse_classes(value, flag="--classes"):
     Raises
     ------
     ClassListError
-        No names, an empty name (``a,,b``), a name given twice, a name with a comma or a tab
-        inside, or a file that cannot be read as text; the message names the flag,
-        and the file and line where there is one.
+        No names, an empty name (``a,,b``), a name given twice, a name with a comma, a tab,
+        ``=``, ``[``, ``]`` or a path separator inside, a file that does not exist or cannot be read as text; the
+        message names the flag, and the file and line where there is one.
     """
     value = str(value)
     if os.path.isfile(value):
@@ -110,6 +118,10 @@ def parse_classes(value, flag="--classes"):
             raise ClassListError("%s %s: a folder; give names 'a,b,c' or a file with one "
                                  "name per line" % (flag, value))
         parts = value.split(",")
+        if len(parts) == 1 and ("/" in value or "\\" in value
+                                or value.strip().lower().endswith(LIST_FILE_EXTENSIONS)):
+            raise ClassListError("%s %s: no such file (give names 'a,b,c' or an existing file "
+                                 "with one name per line)" % (flag, value))
         entries = [(k, p.strip()) for k, p in enumerate(parts, start=1)]
         where = lambda k: "%s %s: name %d" % (flag, value, k)    # noqa: E731
         if len(parts) == 1 and not parts[0].strip():
@@ -123,6 +135,13 @@ def parse_classes(value, flag="--classes"):
         if "," in name or "\t" in name:
             raise ClassListError("%s: %r has a comma or a tab inside (a class name must also "
                                  "be writable as --classes a,b,c)" % (where(pos), text))
+        if any(c in name for c in "=[]"):
+            raise ClassListError("%s: %r has '=', '[' or ']' inside (a class name starts the "
+                                 "log's 'classname=AP' lines, which tools parse)"
+                                 % (where(pos), text))
+        if "/" in name or "\\" in name:
+            raise ClassListError("%s: %r has a path separator inside (a class name is also a "
+                                 "file name, comp4_det_test_<name>.txt)" % (where(pos), text))
         if name in seen:
             raise ClassListError("%s: %r is repeated (first at %d)" % (where(pos), text,
                                                                       seen[name]))

@@ -27,7 +27,8 @@ in ``__getitem__``                raises on an image): train split by the next i
                                   split by a grey image with the image's own label (order,
                                   ids and ground truth stay right; its objects are missed)
 malformed XML / missing XML       skip the image
-missing or invalid ``<size>``     skip the image (boxes cannot be checked without it)
+missing or invalid ``<size>``     repair: the image file's size, from its header (noted); skip
+                                  the image if the header cannot be read
 object without ``<name>``,        drop the object
 ``<bndbox>`` or numeric coords
 box entirely outside the image,   drop the object (GluonCV's bounds, which the paper's
@@ -43,8 +44,8 @@ element the loader does not read  noted, counted per element path
 COCO: no area / iscrowd / id,     repaired once in the json the dataset and ``COCOeval``
 bbox numbers as strings           share (:func:`_normalise_coco`); noted
 COCO: no coco_url; no width       image found by ``file_name``; size read from the file
-no usable image                   stop: :class:`DataError` (with the class names found when
-                                  none matched: pass ``--classes``)
+no usable image; no object of    stop: :class:`DataError` (with the class names found when
+the classes in a split            none matched: pass ``--classes``), the test split too
 unknown class name                drop the object (as GluonCV does, so a dataset can be
                                   trained on a subset of its classes); counted per name
 missing or empty ``<difficult>``  read as 0, as the VOC devkit does (counted as a note)
@@ -260,7 +261,8 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
                 self._root, ('VOC' + str(subfolder)) if isinstance(subfolder, int) else subfolder)
             split_file = os.path.join(root, 'ImageSets', 'Main', name + '.txt')
             if not os.path.isfile(split_file):
-                raise _not_found('split file', split_file, self.PREPARE_HINT)
+                raise _not_found('split file', split_file, _split_hint(split_file, name)
+                                 or self.PREPARE_HINT)
             for folder in ('JPEGImages', 'Annotations'):
                 if not os.path.isdir(os.path.join(root, folder)):
                     raise _not_found('folder', os.path.join(root, folder), self.PREPARE_HINT)
@@ -336,7 +338,10 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
         self._image_paths = paths
         self.report.kept_images = len(items)
         self.report.log_summary()
-        if not items:
+        named = [n for n in self.report.unknown_classes if not n.startswith('category_id ')]
+        if not items or (not self.report.kept_objects and named):
+            # a test split keeps images without objects; if every object is of another class,
+            # the classes are wrong (no --classes on an own dataset), not the split
             raise DataError(_no_usable(self.report, self.classes, self.PREPARE_HINT))
 
     def _load_label(self, idx):
@@ -397,6 +402,14 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
         size = root.find('size')
         width = _positive_number(size, 'width')
         height = _positive_number(size, 'height')
+        header = image_header(img_path) if img_path is not None else None
+        if (width is None or height is None) and header is not None:
+            # hand-written XML has no <size>, and some LabelImg versions write 0x0: the file's
+            # own frame is the one its boxes were drawn on (what COCO's missing width/height
+            # gets too); boxes are then checked against it as usual
+            width, height = float(header[0]), float(header[1])
+            report.add('size_from_image', anno_path, 'no valid <size>; %dx%d read from %s'
+                       % (header[0], header[1], os.path.basename(img_path)))
         if width is None or height is None:
             report.add('missing_size', anno_path, 'need <size><width> and <height> > 0')
             return None
@@ -545,6 +558,23 @@ def _report_unused(report, element, known_key, anno_path):
             report.add('unused_field', anno_path, '<%s> is not read' % path)
         elif child.tag in _VOC_KNOWN and child.tag != known_key:
             _report_unused(report, child, child.tag, anno_path)
+
+
+def _split_hint(split_file, name):
+    """For a missing split file beside others (an own dataset split as train/val, as LabelImg
+    users and CVAT's export do): the files there and the names read, instead of how to
+    download Pascal VOC."""
+    folder = os.path.dirname(split_file)
+    try:
+        others = sorted(f[:-len('.txt')] for f in os.listdir(folder)
+                        if f.endswith('.txt') and '_' not in f)   # not VOC's <class>_<split>
+    except OSError:
+        return ''
+    if not others:
+        return ''
+    return ('%s holds %s: the VOC layout reads trainval.txt for training and test.txt for '
+            'evaluation, so copy or rename yours to %s.txt'
+            % (folder, ', '.join(o + '.txt' for o in others), name))
 
 
 def _other_files_hint(img_path):

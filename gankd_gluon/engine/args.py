@@ -243,6 +243,28 @@ def check_weights_file(flag, path, export=False):
                          % (flag, path, path))
 
 
+def check_teacher_classes(flag, path, dataset, classes):
+    """A teacher whose weights name their classes (an export's ``-meta.json``, a checkpoint's
+    manifest) predicts the classes the data will be read with: checked before the data is read
+    where those are known from the flags (the VOC layout: ``--classes`` or the kind's default
+    names); a COCO json names its own, checked once it is read.
+
+    Raises
+    ------
+    UsageError
+        One line naming both class lists and the ``--classes`` that would fit.
+    """
+    from ..data.datasets import dataset_classes, dataset_metric_kind
+    from ..models.export_meta import class_mismatch, trained_classes
+    if path is None or dataset_metric_kind(dataset) != "voc":
+        return
+    params = path if os.path.isfile(path) else path + "-0000.params"
+    theirs = trained_classes(params) if os.path.isfile(params) else None
+    ours = dataset_classes(dataset, classes)
+    if theirs is not None and list(theirs) != list(ours):
+        raise UsageError(class_mismatch(flag, path, theirs, ours))
+
+
 def check_critic_args(args):
     """``--clamp-lower`` below ``--clamp-upper`` (WGAN weight clipping to an empty interval
     would set every critic weight to one value)."""

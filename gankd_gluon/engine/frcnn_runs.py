@@ -34,7 +34,8 @@ from .checkpoint import deployable_exporter
 from .loop import Run, Stage, open_run, seed_everything
 from .methods import add_method_args
 from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
-                   check_weights_file, epoch_list, fraction, nonnegative_float, nonnegative_int,
+                   check_teacher_classes, check_weights_file, epoch_list, fraction,
+                   nonnegative_float, nonnegative_int,
                    positive_float, positive_int)
 from .cli import UsageError
 from .ssd_runs import get_contexts
@@ -202,6 +203,8 @@ def check_frcnn_gankd_args(args):
         if name not in BACKBONES:
             raise UsageError("%s %s: choose one of %s" % (flag, name, ", ".join(BACKBONES)))
     check_weights_file("--teacher-params", args.Teacher_param_path)
+    check_teacher_classes("--teacher-params", args.Teacher_param_path, args.dataset,
+                          getattr(args, "classes", None))
     if getattr(args, "monitor_teacher", False):
         raise UsageError("--monitor-teacher: SSD only (train_ssd_gan_kd.py); a Faster R-CNN "
                          "student's adapter is trained only by a distillation term, so its "

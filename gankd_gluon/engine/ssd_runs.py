@@ -25,7 +25,8 @@ from ..models.ssd import (STUDENTS, TEACHERS, build_ssd, build_student, build_te
                           deployable, export_detector, feature_channels, initialize_new_params,
                           split_ssd, teacher_layout)
 from .args import (add_critic_args, add_run_args, check_critic_args, check_devices,
-                   check_run_args, check_weights_file, epoch_list, fraction, multiple_of_32,
+                   check_run_args, check_teacher_classes, check_weights_file, epoch_list,
+                   fraction, multiple_of_32,
                    nonnegative_float, nonnegative_int, positive_float, positive_int)
 from .cli import UsageError
 from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, read_checkpoint
@@ -197,6 +198,8 @@ def check_gankd_args(args):
                                                              ", ".join(SSD_NETWORKS)))
     _check_layout(args.teacher, "--teacher", args)
     check_weights_file("--teacher-params", args.teacher_params, export=True)   # file or prefix
+    check_teacher_classes("--teacher-params", args.teacher_params, args.dataset,
+                          getattr(args, "classes", None))
     epochs = {"1": args.gan_epochs, "2": args.epochs,
               "both": args.gan_epochs + args.epochs}[args.stage]
     if epochs < 1 and not args.save_initial:

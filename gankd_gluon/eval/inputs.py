@@ -119,7 +119,7 @@ def _source(args):
     return "the network"
 
 
-def input_mode(args, classes=None):
+def input_mode(args, classes=None, classes_from="the data has", fix=None):
     """How images reach the network: SSD's square resize or Faster R-CNN's short-side resize.
 
     An export with a ``-meta.json`` and a training checkpoint know their own input size and
@@ -134,6 +134,11 @@ def input_mode(args, classes=None):
         :func:`add_input_args`'s.
     classes : sequence of str, optional
         The classes of the data the network will be run on.
+    classes_from : str
+        Where ``classes`` come from, for the message (``'the data has'``, ``'--classes
+        names'``).
+    fix : str or None
+        What to do about other classes, for the message (:func:`check_against`).
 
     Returns
     -------
@@ -174,10 +179,10 @@ def input_mode(args, classes=None):
         override = getattr(args, "override_meta", False)
         if meta["kind"] == FASTER_RCNN:
             # a short-side resize fits any size: the model's are defaults, other sizes allowed
-            check_against(meta, _source(args), classes, override)
+            check_against(meta, _source(args), classes, override, classes_from, fix)
             given = {"short": args.short, "max_size": args.max_size}
             return FASTER_RCNN, check_against(meta, _source(args), None, True, **given)
-        return SSD, check_against(meta, _source(args), classes, override,
+        return SSD, check_against(meta, _source(args), classes, override, classes_from, fix,
                                   data_shape=args.data_shape)
     if kind == FASTER_RCNN or (kind is None and frcnn_flags):
         return FASTER_RCNN, {"short": short if args.short is None else args.short,

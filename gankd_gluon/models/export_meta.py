@@ -156,7 +156,8 @@ def export_prefix(path):
     return re.sub(r"(-symbol\.json|-\d{4}\.params|-meta\.json)$", "", path)
 
 
-def check_against(meta, source, classes=None, override=False, **sizes):
+def check_against(meta, source, classes=None, override=False, classes_from="the data has",
+                  fix=None, **sizes):
     """Refuse settings that disagree with an export's metadata; fill in the ones not given.
 
     Parameters
@@ -169,6 +170,12 @@ def check_against(meta, source, classes=None, override=False, **sizes):
         The classes the caller will score or name detections with (a dataset's).
     override : bool
         Take ``classes`` and ``sizes`` as given even where they disagree (``--override-meta``).
+    classes_from : str
+        Where ``classes`` come from, for the message (``'the data has'``, ``'--classes
+        names'``).
+    fix : str or None
+        What the message tells the user to do about other classes; default: pass the
+        model's names as ``--classes`` (the VOC layout reads a dataset with any names).
     **sizes : int or None
         ``data_shape`` (SSD), ``short`` and ``max_size`` (Faster R-CNN): the flags' values,
         None where not given.
@@ -200,10 +207,12 @@ def check_against(meta, source, classes=None, override=False, **sizes):
                                      own[key]))
         out[key] = int(own[key]) if value is None else int(value)
     if classes is not None and list(classes) != list(meta["classes"]) and not override:
-        raise ExportMetaError("%s predicts %d classes (%s), the data has %d (%s): use the "
-                              "dataset it was trained on, or pass --override-meta"
-                              % (source, len(meta["classes"]), _short(meta["classes"]),
-                                 len(classes), _short(classes)))
+        hint = fix or ("pass --classes %s (the model's, in its label order), or use the data "
+                       "it was trained on" % ",".join(meta["classes"]))
+        raise ExportMetaError("%s predicts %d classes (%s), %s %d (%s): %s, or pass "
+                              "--override-meta" % (source, len(meta["classes"]),
+                                                   _short(meta["classes"]), classes_from,
+                                                   len(classes), _short(classes), hint))
     return out
 
 
