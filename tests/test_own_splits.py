@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import eval_coco  # noqa: E402
 import eval_voc  # noqa: E402
 import train_ssd  # noqa: E402
+from test_readme import ROOT, readme_block  # noqa: E402
 
 NUM_TRAIN, NUM_TEST = 8, 4
 TINY = ["--gpus", "", "--data-shape", "64", "--network", "mobilenet0.25", "--batch-size", "4",
@@ -224,3 +225,29 @@ def test_coco_own_json_names_train_and_evaluate(root, tmp_path, capsys):
     with open(str(tmp_path / "ap.json")) as f:
         result = json.load(f)
     assert result["split"] == "myval" and result["num_images"] == NUM_TEST
+
+
+@pytest.mark.slow
+def test_readme_train_val_split_commands(tmp_path):
+    """README "Your own dataset": a dataset split as train.txt/val.txt, trained and evaluated
+    with --train-split train --val-split val, as written."""
+    import subprocess
+    commands = readme_block("Split files of other names are read by name")
+    assert [c.split()[:2] for c in commands] == [
+        ["python", "scripts/make_synthetic_voc.py"], ["mv", "cvat/VOCdevkit/VOC2007/ImageSets/"
+                                                      "Main/trainval.txt"],
+        ["mv", "cvat/VOCdevkit/VOC2007/ImageSets/Main/test.txt"],
+        ["python", "scripts/train_ssd.py"], ["python", "scripts/eval_voc.py"]]
+    os.symlink(os.path.join(ROOT, "scripts"), str(tmp_path / "scripts"))
+    env = dict(os.environ, PYTHONPATH=ROOT,
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    outputs = []
+    for command in commands:
+        proc = subprocess.run(command, shell=True, cwd=str(tmp_path), env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+        outputs.append(proc.stdout)
+    names = ["helmet", "vest", "glove", "boot", "goggles"]
+    assert [line.split("=")[0] for line in outputs[4].split()] == names + ["mAP"]
+    assert sorted(os.listdir(str(tmp_path / "dets"))) == sorted(
+        "comp4_det_val_%s.txt" % n for n in names)
