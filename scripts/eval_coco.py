@@ -49,7 +49,7 @@ import time
 
 import mxnet as mx
 
-from gankd_gluon.data.datasets import add_dataset_args, get_dataset
+from gankd_gluon.data.datasets import add_dataset_args, get_dataset, split_names
 from gankd_gluon.eval import (add_detector_args, format_ap_lines, load_detector,
                               write_metric_json)
 from gankd_gluon.eval.coco import (coco_evaluate, coco_image_ids, detections_to_coco,
@@ -62,7 +62,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="COCO evaluation (pycocotools COCOeval, bbox) of a detector or of a COCO "
                     "results json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_dataset_args(parser, default="coco")
+    add_dataset_args(parser, default="coco", train=False)
     add_detector_args(parser, checkpoint=True,
                       detections_help="COCO results json ([{image_id, category_id, bbox: "
                                       "[x, y, w, h], score}, ...]) to score instead of "
@@ -98,10 +98,12 @@ def main(args):
         input_mode(args)                  # the flags' checks, before the data is read
     start = time.time()
     ctx = get_context(args.gpus)
+    split = split_names(args.dataset, val_split=args.val_split)[1]
     # pycocotools' "loading annotations..." (4 lines) only with --verbose: an error stays the
     # one line on stderr
     with contextlib.redirect_stdout(sys.stderr if args.verbose else io.StringIO()):
-        dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes)
+        dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes,
+                              split_name=split)
     classes = tuple(dataset.classes)       # the json's categories, in category-id order
     mode, sizes = input_mode(args, classes,   # the model's classes against the data's
                              classes_from="the json's categories are",
@@ -131,7 +133,7 @@ def main(args):
         source = {k: getattr(args, k) for k in ("network", "params", "symbol", "checkpoint",
                                                 "detections") if getattr(args, k)}
         write_metric_json(args.out, names, values, metric="coco", dataset=args.dataset,
-                          dataset_root=args.dataset_root, split="test", num_images=len(dataset),
+                          dataset_root=args.dataset_root, split=split, num_images=len(dataset),
                           score_thresh=args.score_thresh, source=source,
                           **dict({"data_shape": None}, **sizes))
     print("evaluated %d images in %.1f s" % (len(dataset), time.time() - start), file=sys.stderr)

@@ -44,6 +44,10 @@ Examples::
     # your own classes (README "Your own dataset"): the devkit files are comp4_det_test_<name>.txt
     python scripts/eval_voc.py --dataset voc --dataset-root mine --classes helmet,vest,glove \
         --checkpoint checkpoints/<run>/<run>-best.json
+    # a dataset split as ImageSets/Main/train.txt and val.txt: evaluate on val (devkit files
+    # comp4_det_val_<class>.txt, as the devkit names the results of its val set)
+    python scripts/eval_voc.py --dataset voc --dataset-root mine --val-split val \
+        --checkpoint checkpoints/<run>/<run>-best.json
 
 Output: one ``classname=AP`` line per class and ``mAP=x``, as the validation blocks of the
 published logs; ``--out`` writes the same numbers as JSON.
@@ -57,7 +61,7 @@ import time
 import mxnet as mx
 
 from gankd_gluon.data.datasets import (add_dataset_args, dataset_classes, dataset_metric_kind,
-                                      get_dataset)
+                                      get_dataset, split_names)
 from gankd_gluon.eval import (add_detector_args, dataset_ground_truth, format_ap_lines,
                               load_detector, score_detections, score_devkit_dir,
                               write_devkit_detections, write_metric_json)
@@ -70,10 +74,11 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="VOC evaluation (GluonCV VOC07MApMetric) of a detector or of devkit result "
                     "files.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_dataset_args(parser)
+    add_dataset_args(parser, train=False)
     add_detector_args(parser, checkpoint=True,
                       detections_help="directory of devkit result files "
-                                      "comp4_det_test_<class>.txt (lines 'image_id "
+                                      "comp4_det_<split>_<class>.txt (comp4_det_test_"
+                                      "<class>.txt for the default --val-split; lines 'image_id "
                                       "score xmin ymin xmax ymax', 1-based pixels) to "
                                       "score instead of running a network")
     add_input_args(parser)
@@ -84,7 +89,8 @@ def parse_args(argv=None):
     parser.add_argument("--metric", type=str, default="voc07", choices=sorted(METRICS),
                         help="voc07: VOC2007 11-point AP (the paper); area: VOC2010+ area AP")
     parser.add_argument("--save-detections", type=str, default=None, metavar="DIR",
-                        help="write devkit result files comp4_det_test_<class>.txt here")
+                        help="write devkit result files comp4_det_<split>_<class>.txt here "
+                             "(<split>: --val-split)")
     parser.add_argument("--out", type=str, default=None, metavar="JSON",
                         help="also write the APs to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -107,18 +113,22 @@ def main(args):
         input_mode(args, known)
     start = time.time()
     ctx = get_context(args.gpus)
-    dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes)
+    split = split_names(args.dataset, val_split=args.val_split)[1]
+    dataset = get_dataset(args.dataset, args.dataset_root, "test", classes=args.classes,
+                          split_name=split)
+    prefix = "comp4_det_%s_" % split         # the devkit's <comp>_det_<set>_<class>.txt
     classes = tuple(dataset.classes)
     mode, sizes = input_mode(args, classes)   # the model's classes against the data's
     net = load_detector(args, ctx, classes)
     if net is None:
         names, values = score_devkit_dir(args.detections, dataset_ground_truth(dataset), classes,
-                                         args.metric, skipped_ids=dataset.report.skipped_ids)
+                                         args.metric, prefix=prefix,
+                                         skipped_ids=dataset.report.skipped_ids)
     else:
         detections, ground_truth = predict_dataset(net, dataset, ctx, mode, sizes, args)
         names, values = score_detections(detections, ground_truth, classes, args.metric)
         if args.save_detections:
-            write_devkit_detections(args.save_detections, detections, classes)
+            write_devkit_detections(args.save_detections, detections, classes, prefix)
             print("devkit result files written to %s" % args.save_detections, file=sys.stderr)
     print(format_ap_lines(names, values))
     sys.stdout.flush()
@@ -126,7 +136,7 @@ def main(args):
         source = {k: getattr(args, k) for k in ("network", "params", "symbol", "checkpoint",
                                                 "detections") if getattr(args, k)}
         write_metric_json(args.out, names, values, metric=args.metric, dataset=args.dataset,
-                          dataset_root=args.dataset_root, split="test", num_images=len(dataset),
+                          dataset_root=args.dataset_root, split=split, num_images=len(dataset),
                           source=source, **dict({"data_shape": None}, **sizes))
     print("evaluated %d images in %.1f s" % (len(dataset), time.time() - start), file=sys.stderr)
     return names, values

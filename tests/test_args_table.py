@@ -149,6 +149,18 @@ TABLE = [
     (train_ssd, SSD_OK + ["--train-years", "2007,2007"], "--train-years: '2007,2007' names a year"),
     (train_ssd_gan_kd, SSD_OK + ["--train-years", "2007,x"], "--train-years: '2007,x' is not a"),
     (train_faster_rcnn, FRCNN_OK + ["--train-years", ","], "--train-years: needs at least one"),
+    # ---- own datasets: --train-split / --val-split (a file name, one parser everywhere)
+    (train_ssd, SSD_OK + ["--train-split", "Main/train"], "--train-split: 'Main/train': a split "
+     "name, not a path"),
+    (train_ssd_gan_kd, SSD_OK + ["--val-split", "..\\val"],
+     "--val-split: '..\\\\val': a split name"),
+    (train_faster_rcnn, FRCNN_OK + ["--train-split", ""], "--train-split: '': empty"),
+    (train_faster_rcnn_gan_kd, FRCNN_OK + ["--val-split", "val.txt"],
+     "--val-split: 'val.txt': give the name without .txt (val)"),
+    (eval_voc, EVAL_OK + ["--val-split", "/abs/val"], "--val-split: '/abs/val': a split name"),
+    (eval_coco, COCO_OK + ["--val-split", "instances_val.json"], "without .json"),
+    (probe_critics, ["--train-split", " "], "--train-split: ' ': empty"),
+    (eval_voc, EVAL_OK + ["--train-split", "train"], "unrecognized arguments: --train-split"),
     # ---- evaluation
     (eval_voc, EVAL_OK + ["--batch-size", "0"], "--batch-size: 0: must be at least 1"),
     (eval_voc, EVAL_OK + ["--data-shape", "-512"], "--data-shape: -512: must be at least 1"),
@@ -449,6 +461,46 @@ def test_bad_class_file_names_file_and_line(module, tmp_path, no_gpu, capsys):
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert ": error: argument --classes: %s line 2: byte 0xe9 at column 2 is not UTF-8" % path \
         in line
+
+
+@pytest.fixture(scope="module")
+def train_val_voc(tmp_path_factory):
+    """A VOC2007-only dataset split as ImageSets/Main/train.txt and val.txt."""
+    root = str(tmp_path_factory.mktemp("train_val_data"))
+    synthetic.make_synthetic_voc(root, seed=1, num_train=2, num_test=2, image_size=(32, 32))
+    main = os.path.join(root, "VOCdevkit", "VOC2007", "ImageSets", "Main")
+    os.rename(os.path.join(main, "trainval.txt"), os.path.join(main, "train.txt"))
+    os.rename(os.path.join(main, "test.txt"), os.path.join(main, "val.txt"))
+    return root
+
+
+@pytest.mark.parametrize("module", [train_ssd, train_ssd_gan_kd, train_faster_rcnn,
+                                    train_faster_rcnn_gan_kd, eval_voc, probe_critics])
+@pytest.mark.parametrize("splits, flag, missing", [
+    ([], None, None), (["--train-split", "train", "--val-split", "nope"], "--val-split", "nope")])
+def test_missing_split_file_names_the_flag(module, splits, flag, missing, train_val_voc, no_gpu,
+                                           capsys):
+    """A dataset split as train.txt/val.txt read with a name it lacks: one line naming the split
+    files there and the flag that picks one, exit 2, nothing written."""
+    if module is eval_voc:
+        if splits:
+            return                              # no --train-split to evaluate
+        argv = ["--dataset", "synthetic", "--detections", "dets"]
+    else:
+        argv = (CPU if module is not probe_critics else []) + [
+            "--dataset", "synthetic", "--save-dir", "out", "--log-dir", "out"][
+            :2 if module is probe_critics else 6] + splits
+    argv += ["--dataset-root", train_val_voc]
+    flag = flag or ("--val-split" if module is eval_voc else "--train-split")
+    missing = missing or ("test" if module is eval_voc else "trainval")
+    args = module.parse_args(argv)
+    assert run_main(module.main, args) == EXIT_USAGE
+    lines = capsys.readouterr().err.strip().splitlines()
+    main = os.path.join(train_val_voc, "VOCdevkit", "VOC2007", "ImageSets", "Main")
+    assert lines[-1] == ("error: split file not found: %s.txt. %s holds train.txt, val.txt: pass "
+                         "%s NAME with one of them (train, val)"
+                         % (os.path.join(main, missing), main, flag)), lines
+    assert os.listdir(str(no_gpu)) == []
 
 
 def test_teacher_of_other_classes_is_refused_before_the_data_is_read(no_gpu, tmp_path_factory,

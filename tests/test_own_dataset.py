@@ -152,9 +152,10 @@ def test_split_files_of_other_names_are_named(root):
     with pytest.raises(D.DatasetNotFoundError) as err:
         D.get_dataset("voc", root, "test", classes=OWN)
     text = str(err.value)
-    assert text == ("split file not found: %s. %s holds trainval.txt, val.txt: the VOC layout "
-                    "reads trainval.txt for training and test.txt for evaluation, so copy or "
-                    "rename yours to test.txt" % (os.path.join(main, "test.txt"), main))
+    assert text == ("split file not found: %s. %s holds trainval.txt, val.txt: pass --val-split "
+                    "NAME with one of them (trainval, val)" % (os.path.join(main, "test.txt"),
+                                                               main))
+    assert len(D.get_dataset("voc", root, "test", classes=OWN, split_name="val")) == NUM_TEST
 
 
 def test_subset_of_classes_drops_the_others(root):

@@ -1,9 +1,13 @@
 """Datasets by name (``voc``, ``coco``, ``synthetic``, ``synthetic_coco``) with input checks.
 
-Every script takes the same two flags (:func:`add_dataset_args`) and calls::
+Every script takes the same flags (:func:`add_dataset_args`) and calls::
 
-    train_set = get_dataset(args.dataset, args.dataset_root, 'train')
-    val_set = get_dataset(args.dataset, args.dataset_root, 'test')
+    train_set = get_dataset(args.dataset, args.dataset_root, 'train', split_name=args.train_split)
+    val_set = get_dataset(args.dataset, args.dataset_root, 'test', split_name=args.val_split)
+
+Split names (``--train-split`` / ``--val-split``) name the files a split is read from: VOC
+layout ``VOC<year>/ImageSets/Main/<name>.txt``, COCO layout ``annotations/instances_<name>.json``
+(:data:`DEFAULT_SPLITS`: today's ``trainval``/``test`` and ``train2017``/``val2017``).
 
 Loading goes through GluonCV's own ``VOCDetection`` and ``COCODetection``; the subclasses here
 only set ``CLASSES`` and add the checks of issue 3 item 6. The policy, in one sentence: a
@@ -16,7 +20,8 @@ with an exception naming the file; any other bad input **skips the smallest unit
 input                             what happens
 ================================  ==========================================================
 missing root / split / json       stop: :class:`DatasetNotFoundError` naming the path, with
-                                  how to prepare the data and the ``synthetic`` alternative
+                                  how to prepare the data and the ``synthetic`` alternative;
+                                  beside other split files: those, and the flag to pass
 id with ``..`` or absolute path   stop: :class:`UnsafeInputError` naming split file and line
 XML declaring entities            stop: :class:`UnsafeInputError` naming the XML file
                                   (parsed with defusedxml, so nothing is expanded)
@@ -81,7 +86,8 @@ __all__ = ['DATASET_NAMES', 'DEFAULT_ROOTS', 'DatasetNotFoundError', 'UnsafeInpu
            'DataError', 'IMAGE_EXTENSIONS',
            'CheckedVOCDetection', 'SyntheticVOCDetection', 'CheckedCOCODetection',
            'SyntheticCOCODetection', 'get_dataset', 'dataset_classes', 'dataset_metric_kind',
-           'add_dataset_args', 'add_train_years_arg', 'get_splits', 'summary_lines', 'train_years_arg', 'default_root']
+           'add_dataset_args', 'add_train_years_arg', 'get_splits', 'summary_lines', 'train_years_arg', 'default_root',
+           'DEFAULT_SPLITS', 'split_names', 'split_name_arg', 'resolve_split_args']
 
 DATASET_NAMES = ('voc', 'coco', 'synthetic', 'synthetic_coco')
 
@@ -93,6 +99,19 @@ DEFAULT_ROOTS = {
     'synthetic': os.path.join('~', '.mxnet', 'datasets', 'gankd_synthetic'),
     'synthetic_coco': os.path.join('~', '.mxnet', 'datasets', 'gankd_synthetic'),
 }
+
+#: The ``(train, evaluation)`` split names of each kind when ``--train-split`` / ``--val-split``
+#: are not given: the paper's VOC07+12 ``trainval`` / VOC07 ``test`` (GluonCV's
+#: ``train_ssd.py``) and COCO's ``instances_train2017`` / ``instances_val2017`` jsons.
+DEFAULT_SPLITS = {
+    'voc': ('trainval', 'test'),
+    'synthetic': ('trainval', 'test'),
+    'coco': ('train2017', 'val2017'),
+    'synthetic_coco': ('trainval', 'test'),
+}
+
+#: The flag that names each role's split, for messages
+SPLIT_FLAGS = {'train': '--train-split', 'test': '--val-split'}
 
 _SYNTHETIC_HINT = ('Without VOC/COCO (e.g. no internet), use the generated dataset: '
                    '`python scripts/make_synthetic_voc.py --root DIR`, then '
@@ -225,6 +244,11 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
     decode_fallback : {'next', 'blank'} or None
         What ``__getitem__`` returns for an image that fails to decode (see
         ``_SafeReadMixin``); default ``'next'`` if ``skip_empty`` (training) else ``'blank'``.
+    classes : sequence of str or None
+        Own class names in label order (default ``CLASSES``).
+    split_flag : str or None
+        The command-line flag that names the split (``--train-split``), for the message of a
+        missing split file beside others.
 
     Attributes
     ----------
@@ -239,9 +263,10 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
 
     def __init__(self, root=DEFAULT_ROOTS['voc'], splits=((2007, 'trainval'), (2012, 'trainval')),
                  transform=None, index_map=None, skip_empty=True, decode_fallback=None,
-                 classes=None):
+                 classes=None, split_flag=None):
         name = '%s(%s)' % (type(self).__name__, ','.join(str(s[0]) + s[1] for s in splits))
         self.report = InputReport(name)
+        self._split_flag = split_flag
         self._own_classes = tuple(classes) if classes is not None else None
         self._image_paths = {}
         self._skip_empty = skip_empty
@@ -261,7 +286,8 @@ class CheckedVOCDetection(_SafeReadMixin, VOCDetection):
                 self._root, ('VOC' + str(subfolder)) if isinstance(subfolder, int) else subfolder)
             split_file = os.path.join(root, 'ImageSets', 'Main', name + '.txt')
             if not os.path.isfile(split_file):
-                raise _not_found('split file', split_file, _split_hint(split_file, name)
+                raise _not_found('split file', split_file,
+                                 _split_hint(split_file, name, self._split_flag)
                                  or self.PREPARE_HINT)
             for folder in ('JPEGImages', 'Annotations'):
                 if not os.path.isdir(os.path.join(root, folder)):
@@ -560,21 +586,42 @@ def _report_unused(report, element, known_key, anno_path):
             _report_unused(report, child, child.tag, anno_path)
 
 
-def _split_hint(split_file, name):
+def _split_hint(split_file, name, flag=None):
     """For a missing split file beside others (an own dataset split as train/val, as LabelImg
-    users and CVAT's export do): the files there and the names read, instead of how to
-    download Pascal VOC."""
+    users and CVAT's export do): the files there and the flag that names one, instead of how
+    to download Pascal VOC."""
     folder = os.path.dirname(split_file)
     try:
-        others = sorted(f[:-len('.txt')] for f in os.listdir(folder)
-                        if f.endswith('.txt') and '_' not in f)   # not VOC's <class>_<split>
+        names = {f[:-len('.txt')] for f in os.listdir(folder) if f.endswith('.txt')}
     except OSError:
         return ''
+    # not VOC's per-class lists <class>_<split>.txt, whose <split>.txt sits beside them
+    others = sorted(n for n in names if not ('_' in n and n.rsplit('_', 1)[1] in names))
     if not others:
         return ''
-    return ('%s holds %s: the VOC layout reads trainval.txt for training and test.txt for '
-            'evaluation, so copy or rename yours to %s.txt'
-            % (folder, ', '.join(o + '.txt' for o in others), name))
+    return ('%s holds %s: pass %s NAME with one of them (%s)'
+            % (folder, ', '.join(o + '.txt' for o in others), flag or 'the split name',
+               ', '.join(others)))
+
+
+def _json_hint(anno, flag=None):
+    """For a missing ``instances_<split>.json`` beside other jsons: those, and the flag."""
+    folder = os.path.dirname(anno)
+    try:
+        jsons = sorted(f for f in os.listdir(folder) if f.endswith('.json'))
+    except OSError:
+        return ''
+    named = [f[len('instances_'):-len('.json')] for f in jsons if f.startswith('instances_')]
+    if named:
+        return ('%s holds %s: pass %s NAME with one of them (%s; the COCO layout reads '
+                'annotations/instances_NAME.json)' % (folder, ', '.join(jsons),
+                                                      flag or 'the split name',
+                                                      ', '.join(named)))
+    if jsons:
+        return ('%s holds %s: the COCO layout reads annotations/instances_NAME.json; rename '
+                'yours to instances_NAME.json and pass %s NAME'
+                % (folder, ', '.join(jsons), flag or 'the split name'))
+    return ''
 
 
 def _other_files_hint(img_path):
@@ -656,6 +703,11 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
     use_crowd : bool
     decode_fallback : {'next', 'blank'} or None
         As in :class:`CheckedVOCDetection`.
+    classes : sequence of str or None
+        As in :class:`CheckedVOCDetection`; must be the json's category names if given.
+    split_flag : str or None
+        The command-line flag that names the split, for the message of a missing json beside
+        others.
 
     Items are ``(img, label)``: img NDArray (H, W, 3) uint8, label np.ndarray (N, 5) float64
     ``[xmin, ymin, xmax, ymax, class_id]`` (COCO has no ``difficult`` flag).
@@ -664,7 +716,7 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
 
     def __init__(self, root=DEFAULT_ROOTS['coco'], splits=('instances_val2017',), transform=None,
                  min_object_area=0, skip_empty=True, use_crowd=True, decode_fallback=None,
-                 classes=None):
+                 classes=None, split_flag=None):
         if isinstance(splits, str):
             splits = [splits]
         self.report = InputReport('%s(%s)' % (type(self).__name__, ','.join(splits)))
@@ -678,7 +730,8 @@ class CheckedCOCODetection(_SafeReadMixin, COCODetection):
         for split in splits:
             anno = os.path.join(expanded, self.annotation_dir, split) + '.json'
             if not os.path.isfile(anno):
-                raise _not_found('annotation file', anno, self.PREPARE_HINT)
+                raise _not_found('annotation file', anno,
+                                 _json_hint(anno, split_flag) or self.PREPARE_HINT)
         super(CheckedCOCODetection, self).__init__(
             root=root, splits=splits, transform=transform, min_object_area=min_object_area,
             skip_empty=skip_empty, use_crowd=use_crowd)
@@ -1010,7 +1063,7 @@ def _coco_root(root):
 
 
 def get_dataset(name, root=None, split='train', skip_empty=None, train_years=None,
-                classes=None):
+                classes=None, split_name=None):
     """A detection dataset by name.
 
     Parameters
@@ -1025,6 +1078,7 @@ def get_dataset(name, root=None, split='train', skip_empty=None, train_years=Non
         Dataset root; default :data:`DEFAULT_ROOTS` (GluonCV's ``~/.mxnet/datasets/{voc,coco}``).
         For ``synthetic*`` give the generator's ``--root``.
     split : {'train', 'test'}
+        The role: training, or evaluation (GluonCV's scripts call it ``val``).
     skip_empty : bool or None
         Skip images without objects; default True for ``train``, False for ``test``.
     train_years : sequence of int or None
@@ -1038,6 +1092,10 @@ def get_dataset(name, root=None, split='train', skip_empty=None, train_years=Non
         (``synthetic``); if no object of the names is found, :class:`DataError` lists the
         names the annotations use. COCO kinds: the json's categories in category-id order are
         the classes whatever they are; ``classes``, if given, must be the same names.
+    split_name : str or None
+        The files the split is read from (``--train-split`` / ``--val-split``): VOC kinds
+        ``VOC<year>/ImageSets/Main/<split_name>.txt`` (evaluation: of VOC2007), COCO kinds
+        ``annotations/instances_<split_name>.json``. Default :data:`DEFAULT_SPLITS`.
 
     Returns
     -------
@@ -1049,42 +1107,102 @@ def get_dataset(name, root=None, split='train', skip_empty=None, train_years=Non
     Raises
     ------
     DatasetNotFoundError
-        Root, split file or json missing; the message names the path and how to prepare it.
+        Root, split file or json missing; the message names the path and how to prepare it,
+        or the split files that are there and the flag that picks one.
     UnsafeInputError
         An id leaves the dataset folder, or an XML file declares entities.
     DataError
         No usable image (with the class names found when none matched), a split file that is
         not text, a json that is not COCO, categories that differ from ``classes``.
+    ValueError
+        An unknown ``name`` or ``split``, or a ``split_name`` that is not a file name.
     """
     _check_name(name)
     if split not in ('train', 'test'):
         raise ValueError("split must be 'train' or 'test', got %r" % (split,))
     train = split == 'train'
+    names = split_names(name, split_name if train else None, None if train else split_name)
+    split_name, flag = names[0 if train else 1], SPLIT_FLAGS[split]
     skip_empty = train if skip_empty is None else skip_empty
     root = os.path.expanduser(root) if root else default_root(name)
     if train_years is not None and name not in ('voc', 'synthetic'):
         raise ValueError('train_years applies to VOC datasets, not %r' % (name,))
     classes = tuple(classes) if classes else None
-    if name == 'voc':
-        years = (2007, 2012) if train_years is None else train_years
-        splits = tuple((int(y), 'trainval') for y in years) if train else ((2007, 'test'),)
-        return CheckedVOCDetection(root=_voc_root(root), splits=splits, skip_empty=skip_empty,
-                                   classes=classes)
-    if name == 'synthetic':
-        years = (2007,) if train_years is None else train_years
-        splits = tuple((int(y), 'trainval') for y in years) if train else ((2007, 'test'),)
+    if name in ('voc', 'synthetic'):
+        years = ((2007, 2012) if name == 'voc' else (2007,)) if train_years is None \
+            else train_years
+        splits = tuple((int(y), split_name) for y in years) if train else ((2007, split_name),)
+        if name == 'voc':
+            return CheckedVOCDetection(root=_voc_root(root), splits=splits,
+                                       skip_empty=skip_empty, classes=classes, split_flag=flag)
         return SyntheticVOCDetection(root=_voc_root(root, devkit_first=True), splits=splits,
-                                     skip_empty=skip_empty, classes=classes)
-    if name == 'coco':
-        splits = 'instances_train2017' if train else 'instances_val2017'
-        return CheckedCOCODetection(root=root, splits=splits, skip_empty=skip_empty,
-                                    classes=classes)
-    splits = 'instances_trainval' if train else 'instances_test'
-    return SyntheticCOCODetection(root=_coco_root(root), splits=splits, skip_empty=skip_empty,
-                                  classes=classes)
+                                     skip_empty=skip_empty, classes=classes, split_flag=flag)
+    kind = CheckedCOCODetection if name == 'coco' else SyntheticCOCODetection
+    return kind(root=root if name == 'coco' else _coco_root(root),
+                splits='instances_' + split_name, skip_empty=skip_empty, classes=classes,
+                split_flag=flag)
 
 
-def get_splits(name, root=None, classes=None, train_years=None):
+def split_names(name, train_split=None, val_split=None):
+    """The ``(train, evaluation)`` split names of a run: the given ones, else the kind's
+    :data:`DEFAULT_SPLITS`.
+
+    Raises
+    ------
+    ValueError
+        An unknown ``name``, or a split name that is not a plain file name
+        (:func:`split_name_arg`).
+    """
+    _check_name(name)
+    default_train, default_val = DEFAULT_SPLITS[name]
+    for flag, value in (('--train-split', train_split), ('--val-split', val_split)):
+        problem = value is not None and _split_name_problem(value)
+        if problem:
+            raise ValueError('%s %r: %s' % (flag, value, problem))
+    return (default_train if train_split is None else train_split,
+            default_val if val_split is None else val_split)
+
+
+def _split_name_problem(text):
+    if not text.strip():
+        return 'empty (give the split file\'s name, e.g. train for train.txt)'
+    if text != text.strip():
+        return 'has leading or trailing spaces'
+    if '/' in text or '\\' in text or os.sep in text or text in ('.', '..'):
+        return ('a split name, not a path (the VOC layout reads ImageSets/Main/NAME.txt, the '
+                'COCO layout annotations/instances_NAME.json under --dataset-root)')
+    for ext in ('.txt', '.json'):
+        if text.endswith(ext):
+            return 'give the name without %s (%s)' % (ext, text[:-len(ext)])
+    return None
+
+
+def split_name_arg(text):
+    """argparse ``type`` of ``--train-split`` / ``--val-split``: a plain file name without
+    extension (no path separator, not empty, no ``.txt``/``.json``)."""
+    import argparse
+    problem = _split_name_problem(str(text))
+    if problem:
+        raise argparse.ArgumentTypeError('%r: %s' % (text, problem))
+    return str(text)
+
+
+def resolve_split_args(args):
+    """Set ``args.train_split`` / ``args.val_split`` left at None to the ``--dataset``'s
+    defaults (:data:`DEFAULT_SPLITS`), so the log's Namespace line and the checkpoint's
+    ``args`` record the files read, and a resume compares the names, not whether a flag was
+    given. Arguments without those fields are left alone."""
+    if not hasattr(args, 'val_split'):
+        return args
+    train, val = split_names(args.dataset, getattr(args, 'train_split', None), args.val_split)
+    if hasattr(args, 'train_split'):
+        args.train_split = train
+    args.val_split = val
+    return args
+
+
+def get_splits(name, root=None, classes=None, train_years=None, train_split=None,
+               val_split=None):
     """The ``train`` and ``test`` splits of a dataset, which must name the same classes.
 
     Parameters
@@ -1092,6 +1210,9 @@ def get_splits(name, root=None, classes=None, train_years=None):
     name, root, classes : as :func:`get_dataset`
     train_years : sequence of int or None
         As :func:`get_dataset`; ignored for COCO kinds.
+    train_split, val_split : str or None
+        The ``split_name`` of each (``--train-split`` / ``--val-split``); default
+        :data:`DEFAULT_SPLITS`.
 
     Returns
     -------
@@ -1103,8 +1224,9 @@ def get_splits(name, root=None, classes=None, train_years=None):
         As :func:`get_dataset`, or the two splits' classes differ (COCO jsons).
     """
     years = train_years if name in ('voc', 'synthetic') else None
-    train = get_dataset(name, root, 'train', train_years=years, classes=classes)
-    test = get_dataset(name, root, 'test', classes=classes)
+    train = get_dataset(name, root, 'train', train_years=years, classes=classes,
+                        split_name=train_split)
+    test = get_dataset(name, root, 'test', classes=classes, split_name=val_split)
     if tuple(test.classes) != tuple(train.classes):
         raise DataError('%s: the test split names the classes %s, the train split %s'
                         % (test.report.name, ','.join(test.classes), ','.join(train.classes)))
@@ -1141,14 +1263,17 @@ def dataset_metric_kind(name):
     return 'coco' if name in ('coco', 'synthetic_coco') else 'voc'
 
 
-def add_dataset_args(parser, default='voc'):
-    """Add ``--dataset`` and ``--dataset-root`` to an argparse parser (same flags everywhere).
+def add_dataset_args(parser, default='voc', train=True):
+    """Add ``--dataset``, ``--dataset-root``, ``--classes``, ``--val-split`` and (``train``)
+    ``--train-split`` to an argparse parser (same flags everywhere).
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
     default : str
         Default ``--dataset``; ``voc`` as in the paper.
+    train : bool
+        The script trains (adds ``--train-split``); evaluation scripts read one split.
 
     Returns
     -------
@@ -1170,6 +1295,18 @@ def add_dataset_args(parser, default='voc'):
                             'default VOC\'s 20 names (voc) or the generated 5 (synthetic); '
                             'COCO layout: the json\'s categories in category-id order, so '
                             'leave it out or give the same names')
+    defaults = '; '.join('%s %s' % (k, v[0 if train else 1]) for k, v in DEFAULT_SPLITS.items())
+    if train:
+        group.add_argument('--train-split', type=split_name_arg, default=None, metavar='NAME',
+                           help='the training split\'s files: VOC layout '
+                                'VOC<year>/ImageSets/Main/NAME.txt (each --train-years), COCO '
+                                'layout annotations/instances_NAME.json; e.g. train for a '
+                                'train.txt/val.txt split; default: ' + defaults)
+        defaults = '; '.join('%s %s' % (k, v[1]) for k, v in DEFAULT_SPLITS.items())
+    group.add_argument('--val-split', type=split_name_arg, default=None, metavar='NAME',
+                       help='the evaluation split\'s files: VOC layout '
+                            'VOC2007/ImageSets/Main/NAME.txt, COCO layout '
+                            'annotations/instances_NAME.json; default: ' + defaults)
     return group
 
 

@@ -193,7 +193,9 @@ def check_run_args(args):
     """The checks every training script shares: a run name without '/', log and checkpoint
     folders that are not files, a ``--resume`` manifest that exists, devices
     that exist, a global batch that gives every device of every worker at least one image
-    (the intervals and counts are checked by their argparse types).
+    (the intervals and counts are checked by their argparse types). The split names left at
+    their defaults are set to the ``--dataset``'s (:func:`~..data.datasets.resolve_split_args`),
+    so the checkpoint records, and a resume compares, the files read.
 
     Returns
     -------
@@ -205,6 +207,8 @@ def check_run_args(args):
     UsageError
         Naming the flag (see :func:`check_devices`).
     """
+    from ..data.datasets import resolve_split_args
+    resolve_split_args(args)
     prefix = getattr(args, "save_prefix", "")
     if "/" in prefix or os.sep in prefix or prefix in (".", ".."):
         raise UsageError("--save-prefix %s: a run name, without '/' (the folders are --log-dir "

@@ -55,7 +55,7 @@ _EXPORT_RE = re.compile(r"-[0-9a-f]{16}(-symbol\.json|-0000\.params|-meta\.json)
 # them in --allow-changed (argparse ``dest`` names of the SSD and Faster R-CNN scripts)
 RUN_SETTINGS = ("network", "student", "teacher", "head", "dataset", "data_shape", "method",
                 "stage", "critic_norm", "critic_channels", "roi_mode", "short", "max_size",
-                "train_years", "epochs", "gan_epochs", "GAN_epochs", "lr", "lrG", "lrD",
+                "train_years", "train_split", "val_split", "epochs", "gan_epochs", "GAN_epochs", "lr", "lrG", "lrD",
                 "lr_decay", "lr_decay_epoch", "gan_lr_decay_epoch", "lr_decay_GAN_epoch",
                 "batch_size", "optimizer", "momentum", "wd", "beta1", "d_steps",
                 "clamp_lower", "clamp_upper")

@@ -309,7 +309,8 @@ def _datasets(args):
     """Train and test splits, loaded before anything is written (a data error: one line,
     exit 2, no log)."""
     return get_splits(args.dataset, args.dataset_root, getattr(args, "classes", None),
-                      args.train_years)
+                      args.train_years, getattr(args, "train_split", None),
+                      getattr(args, "val_split", None))
 
 
 def _validator(net, val, args, ctx):

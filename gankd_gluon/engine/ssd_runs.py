@@ -262,10 +262,12 @@ def teacher_statistics(teacher_features, dataset, data_shape, ctx, count=64, bat
 
 
 def load_data(args):
-    """The run's train and test splits (``--dataset``, ``--classes``, ``--train-years``),
-    loaded before anything is written: a data error stops the run with one line and no log."""
+    """The run's train and test splits (``--dataset``, ``--classes``, ``--train-years``,
+    ``--train-split``, ``--val-split``), loaded before anything is written: a data error stops
+    the run with one line and no log."""
     return get_splits(args.dataset, args.dataset_root, getattr(args, "classes", None),
-                      getattr(args, "train_years", None))
+                      getattr(args, "train_years", None), getattr(args, "train_split", None),
+                      getattr(args, "val_split", None))
 
 
 def _data(args, anchors, env, train):

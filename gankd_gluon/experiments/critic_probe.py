@@ -237,7 +237,9 @@ def collect_maps(args, say=print):
     # held-out images: the test split, then the training images the critics never see
     train_set, test_set = get_splits(args.dataset, args.dataset_root,
                                      getattr(args, "classes", None),
-                                     getattr(args, "train_years", None))
+                                     getattr(args, "train_years", None),
+                                     getattr(args, "train_split", None),
+                                     getattr(args, "val_split", None))
     classes = tuple(train_set.classes)
     n_train, n_held = 2 * args.num_train, 2 * args.num_heldout
     held_items = [(test_set, i) for i in range(len(test_set))] + [
