@@ -22,12 +22,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def make_data(root):
-    """16 training and 16 test images of the generated VOC set in ``root/data`` (16 test images:
-    with 4, an untrained student's validation mAP was 0 in some runs, and a comparison of mAPs
-    could not tell models apart)."""
+def make_data(root, num_test=16):
+    """16 training and ``num_test`` test images of the generated VOC set in ``root/data``."""
     from gankd_gluon.data.synthetic import make_synthetic_voc
-    make_synthetic_voc(str(root / "data"), seed=1, num_train=16, num_test=16)
+    make_synthetic_voc(str(root / "data"), seed=1, num_train=16, num_test=num_test)
     return root
 
 

@@ -226,11 +226,14 @@ def test_a_log_that_cannot_be_written_stops_the_run(data):
     out.mkdir()
     log = out / "net_train.log"
     argv = train_ssd_argv(data, out.name, "--epochs", "2")
-    # room for the Namespace and start lines, not for the first batch line. The limit applies
-    # to every file the run writes: MXNet's shared-memory batches (1.5 MB) and the checkpoints
-    # (a few MB) stay below it. A sparse file takes no space.
+    # room for the Namespace, data and start lines, not for the first batch line. The limit
+    # applies to every file the run writes: MXNet's shared-memory batches (1.5 MB) and the
+    # checkpoints (a few MB) stay below it. A sparse file takes no space.
+    from gankd_gluon.data.datasets import get_splits, summary_lines
+    notes = summary_lines(*get_splits("synthetic", str(data / "data")))
+    assert notes and all(line.startswith("data: ") for line in notes)
     room = len(format_namespace(_train_ssd_script().parse_args(argv[2:]))) + 1 + \
-        len(format_start(1)) + 1 + 20
+        sum(len(line) + 1 for line in notes) + len(format_start(1)) + 1 + 20
     limit = 64 * 1024 * 1024
     with open(log, "wb") as f:
         f.truncate(limit - room)
@@ -250,8 +253,8 @@ def test_a_log_that_cannot_be_written_stops_the_run(data):
     with open(log, "rb") as f:          # the lines that fitted, then the cut batch line
         f.seek(limit - room)
         written = f.read().decode()
-    assert written.startswith("Namespace(") and "\nStart training from [Epoch 1]\n[Epoch 1]" \
-        in written
+    assert written.startswith("Namespace(") and "\n%s\nStart training from [Epoch 1]\n[Epoch 1]" \
+        % "\n".join(notes) in written
 
 
 def _train_ssd_script():
