@@ -351,3 +351,28 @@ def test_report_only_of_a_study_stopped_part_way(tmp_path, capsys):
         assert (folder / name).stat().st_size > 0
     assert study.missing_runs(json.loads((folder / "results.json").read_text())) == [
         ("gan", "2")]
+
+
+def test_a_finished_run_is_reused_across_flags_added_later(tmp_path):
+    """A run's manifest records the settings it ran with; a flag added to the script later is
+    missing there. Not given in the argv, the flag had its default (the older behaviour): the run
+    is reused. Given, or any recorded setting changed: it is trained again."""
+    import argparse
+    import json
+    from gankd_gluon.experiments.ablation import _finished
+
+    class Cfg:
+        runs_dir = str(tmp_path)
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "r-final.json").write_text(json.dumps({"args": {"lr": 0.001, "epochs": 4}}))
+    log = tmp_path / "r_train.log"
+    log.write_text("Namespace(...)\n")
+    args = argparse.Namespace(lr=0.001, epochs=4, val_split="test", progress=True)
+    argv = ["--lr", "0.001", "--epochs", "4"]
+    assert _finished(Cfg, "r", args, str(log), argv)
+    assert not _finished(Cfg, "r", args, str(log), argv + ["--val-split", "test"])
+    assert not _finished(Cfg, "r", args, str(log), argv + ["--val-split=test"])
+    assert not _finished(Cfg, "r", argparse.Namespace(lr=0.01, epochs=4), str(log), argv)
+    log.unlink()                                          # the log belongs to the finished run
+    assert not _finished(Cfg, "r", args, str(log), argv)

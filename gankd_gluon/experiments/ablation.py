@@ -58,7 +58,7 @@ def run_ablation(cfg, rows, say=print):
         argv = gankd_argv(cfg) + ["--method", method, "--save-prefix", prefix]
         log = os.path.join(cfg.out, prefix + "_train.log")
         run_args = cfg.gankd_parse_args(argv)
-        if _finished(cfg, prefix, run_args, log):
+        if _finished(cfg, prefix, run_args, log, argv):
             # a re-run after an interruption: this row's run finished with these very settings
             say("%s: reused, finished earlier with the same settings (%s)" % (name, log))
             wall = None
@@ -78,18 +78,29 @@ def run_ablation(cfg, rows, say=print):
     return out
 
 
-def _finished(cfg, prefix, run_args, log):
+def _finished(cfg, prefix, run_args, log, argv=()):
     """True when ``prefix``'s final checkpoint was written by a run with every setting of
     ``run_args`` (the ablation shares its run folder across budgets: a different
-    ``--student-epochs`` must train again) and its log is in the output folder."""
+    ``--student-epochs`` must train again) and its log is in the output folder.
+
+    A setting the checkpoint does not record belongs to a flag added to the script after that
+    run: it counts as equal when ``argv`` (the run's command-line arguments) does not give the
+    flag, because a flag's default keeps the behaviour from before the flag existed."""
     manifest = os.path.join(cfg.runs_dir, prefix, prefix + "-final.json")
     if not (os.path.isfile(manifest) and os.path.isfile(log)):
         return False
     with open(manifest) as f:
         stored = json.load(f).get("args", {})
-    wanted = {k: v for k, v in vars(run_args).items() if k not in ("progress",)}
-    return all(k in stored and stored[k] == (list(v) if isinstance(v, tuple) else v)
-               for k, v in wanted.items())
+    given = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    for k, v in vars(run_args).items():
+        if k == "progress":
+            continue
+        if k not in stored:
+            if k in given:
+                return False
+        elif stored[k] != (list(v) if isinstance(v, tuple) else v):
+            return False
+    return True
 
 
 def write_table(results, path, command, cfg):

@@ -362,7 +362,7 @@ def _train_or_reuse(plan, prefix, argv, parse, run, say, label):
     from .ablation import _finished
     run_args = parse(argv)
     log = plan.log(prefix)
-    if _finished(plan.cfg, prefix, run_args, log):
+    if _finished(plan.cfg, prefix, run_args, log, argv):
         say("%s: reused, finished earlier with the same settings (%s)" % (label, log))
         return None
     if os.path.exists(log):
