@@ -167,3 +167,54 @@ def test_workers_draw_different_augmentations(anchors):
         flips_b = b[:, 0, 0, 0].asnumpy() < 0
         same.append(bool(np.all(flips_a == flips_b)))
     assert not all(same)  # without reseeding the two workers flip in lockstep every epoch
+
+
+def _pool_loader():
+    from gankd_gluon.data.loaders import DataLoader
+    data = gluon.data.ArrayDataset(np.arange(64, dtype="float32").reshape(16, 4))
+    loader = DataLoader(data, batch_size=4, num_workers=2, thread_pool=False)
+    assert sum(float(b.sum().asscalar()) for b in loader) == sum(range(64))  # workers started
+    return loader
+
+
+def _finishes(fn, seconds=30):
+    import threading
+    t = threading.Thread(target=fn, daemon=True)
+    t.start()
+    t.join(seconds)
+    return not t.is_alive()
+
+
+def test_loader_workers_survive_a_sigterm_to_the_process_group():
+    # Slurm's scancel and systemd send SIGTERM to every process of the job; the training loop
+    # handles it in the main process, while the workers go on loading (a validation that is
+    # running finishes)
+    import signal
+    loader = _pool_loader()
+    workers = list(loader._worker_pool._pool)
+    for w in workers:
+        os.kill(w.pid, signal.SIGTERM)
+    assert sum(float(b.sum().asscalar()) for b in loader) == sum(range(64))
+    assert all(w.is_alive() for w in workers)
+    from gankd_gluon.data.loaders import close_loaders
+    assert _finishes(close_loaders)
+    assert not any(w.is_alive() for w in workers)
+
+
+def test_loader_stops_when_killed_workers_left_its_queue_lock_taken():
+    # an idle worker waits for tasks holding the task queue's lock: killed, it never releases
+    # it, and multiprocessing's Pool.terminate (MXNet's DataLoader.__del__, the exit handler)
+    # then waits for ever; measured: Pool.terminate still waiting after 30 s
+    import signal
+    import time
+    from gankd_gluon.data.loaders import close_loaders
+    loader = _pool_loader()
+    workers = list(loader._worker_pool._pool)
+    time.sleep(0.5)                                     # both idle: one of them holds the lock
+    for w in workers:
+        os.kill(w.pid, signal.SIGKILL)
+    for w in workers:
+        w.join(5)
+    assert not loader._worker_pool._inqueue._rlock.acquire(False)    # taken by a dead worker
+    assert _finishes(close_loaders)
+    assert _finishes(lambda: loader.__del__())         # and the loader's own teardown

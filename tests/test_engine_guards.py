@@ -220,6 +220,42 @@ def test_sigint_saves_interrupted_and_exits_3(data):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.4, 1.5])
+def test_sigterm_to_the_process_group_with_loader_workers(data, delay):
+    # Slurm's scancel and systemd's stop send SIGTERM to every process of the job, the
+    # DataLoader's workers included. Before the workers ignored it, a run killed this way saved
+    # `interrupted` and then never exited (a killed worker left the pool's queue lock taken), or
+    # its validation waited for batches that never came. `delay` after the second epoch starts:
+    # the signal lands in training or in the validation after it (--val-interval 1)
+    from dist_fixtures import descendants, kill_left, train_ssd_argv
+    out = "pgroup%d" % int(delay * 10)
+    argv = train_ssd_argv(data, out, "--epochs", "50")
+    argv[argv.index("--num-workers") + 1] = "2"
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    log = data / out / "net_train.log"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not (
+                log.exists() and "[Epoch 2]" in log.read_text()):
+            time.sleep(0.2)
+        time.sleep(delay)
+        group = [proc.pid] + descendants(proc.pid)
+        assert len(group) >= 3, group                   # the run and its loader workers
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == EXIT_INTERRUPTED, err[-2000:]
+    manifest = data / out / "net" / "net-interrupted.json"
+    assert err.strip().splitlines()[-1] == ("stopped on SIGTERM; saved %s (continue with "
+                                            "--resume %s)" % (manifest, manifest))
+    time.sleep(1)
+    assert kill_left(group) == []                       # no worker left behind
+
+
+@pytest.mark.slow
 def test_a_log_that_cannot_be_written_stops_the_run(data):
     from dist_fixtures import train_ssd_argv
     out = data / "fullog"

@@ -13,6 +13,12 @@ Bad images never raise inside a worker: the datasets of :mod:`gankd_gluon.data.d
 every file when they are built and substitute any image that still fails to decode.
 """
 
+import atexit
+import multiprocessing.pool
+import signal
+import threading
+import weakref
+
 import mxnet as mx
 import numpy as np
 from gluoncv.data.batchify import Pad, Stack, Tuple
@@ -23,9 +29,90 @@ from mxnet import gluon
 
 from .samplers import GlobalBatchSampler, SampleSeededDataset
 
-__all__ = ['AUGMENTATIONS', 'SSDFlipTrainTransform', 'get_ssd_train_loader', 'get_ssd_val_loader']
+__all__ = ['AUGMENTATIONS', 'SSDFlipTrainTransform', 'get_ssd_train_loader', 'get_ssd_val_loader',
+           'DataLoader', 'close_loaders']
 
 AUGMENTATIONS = ('default', 'flip')
+
+# DataLoaders with worker processes, stopped by close_loaders (at the latest at exit)
+_LOADERS = weakref.WeakSet()
+
+
+class DataLoader(gluon.data.DataLoader):
+    """``gluon.data.DataLoader`` whose worker processes survive a SIGTERM sent to the process
+    group and are stopped without waiting for ever.
+
+    MXNet 1.9.1 forks the workers with SIGINT ignored, so that Ctrl-C reaches only the main
+    process, but not SIGTERM. A SIGTERM sent to the whole process group (``kill -TERM -PGID``,
+    Slurm's ``scancel``, systemd's default stop) then kills the workers in the middle of a
+    validation, whose batches never come, and a worker killed while it waited for a task dies
+    holding the pool's task-queue lock, so that ``Pool.terminate`` (the DataLoader's
+    ``__del__``, ``multiprocessing``'s exit handler) waits for that lock for ever: the run saved
+    its checkpoint but never exits. Here the workers are forked with SIGTERM ignored too (the
+    main process handles it: the training loop saves and stops), and :func:`close_loaders`, the
+    ``__del__`` of this class and an exit handler stop the pool with SIGKILL, releasing a queue
+    lock a killed worker left taken, instead of SIGTERM. The workers only load data: killing
+    them loses nothing. Same arguments as ``gluon.data.DataLoader``. (CPython
+    ``Lib/multiprocessing/pool.py``, ``Pool._terminate_pool``; MXNet 1.9.1
+    ``python/mxnet/gluon/data/dataloader.py``, ``DataLoader.__init__`` and ``__del__``.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        main = threading.current_thread() is threading.main_thread()   # signal.signal's rule
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if main else None
+        try:
+            super().__init__(*args, **kwargs)                  # the fork inherits SIG_IGN
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+        if isinstance(getattr(self, '_worker_pool', None), multiprocessing.pool.Pool):
+            _LOADERS.add(self)
+
+    def __del__(self):
+        pool = getattr(self, '_worker_pool', None)
+        if isinstance(pool, multiprocessing.pool.Pool):
+            _stop_pool(pool)
+
+
+def close_loaders():
+    """Stop the worker processes of every :class:`DataLoader` now (SIGKILL; see the class);
+    runs at interpreter exit too. The loaders cannot be iterated afterwards."""
+    for loader in list(_LOADERS):
+        _LOADERS.discard(loader)
+        _stop_pool(loader._worker_pool)       # pylint: disable=protected-access
+
+
+def _stop_pool(pool):
+    """Terminate a ``multiprocessing.Pool`` whose workers ignore SIGTERM: no replacement workers,
+    SIGKILL to the workers, queue locks a killed worker held released, then ``terminate()``."""
+    # pylint: disable=protected-access
+    finalizer = getattr(pool, '_terminate', None)
+    if finalizer is None or not finalizer.still_active():
+        return                                              # terminated already
+    handler = getattr(pool, '_worker_handler', None)
+    notifier = getattr(pool, '_change_notifier', None)
+    if handler is not None and notifier is not None:
+        handler._state = multiprocessing.pool.TERMINATE
+        notifier.put(None)
+        handler.join(5)
+    workers = list(getattr(pool, '_pool', []))
+    for proc in workers:
+        if proc.exitcode is None:
+            proc.kill()
+    for proc in workers:
+        proc.join(5)
+    if all(p.exitcode is not None for p in workers):
+        # only workers take these two locks (the pool's threads use the pipes directly)
+        for lock in (getattr(getattr(pool, '_inqueue', None), '_rlock', None),
+                     getattr(getattr(pool, '_outqueue', None), '_wlock', None)):
+            if lock is not None and not lock.acquire(False):
+                lock.release()                              # taken by a killed worker
+            elif lock is not None:
+                lock.release()
+    pool.terminate()
+
+
+atexit.register(close_loaders)   # registered after multiprocessing's exit handler: runs first
 
 
 class SSDFlipTrainTransform(SSDDefaultTrainTransform):
@@ -145,9 +232,8 @@ def get_ssd_train_loader(dataset, anchors, data_shape, batch_size, num_workers=0
     num_parts, part_index = shard if shard is not None else (1, 0)
     sampler = GlobalBatchSampler(len(dataset), batch_size, num_parts, part_index, shuffle=True)
     # augmentation seeded per sample: the same whichever worker loads it (samplers.py)
-    return gluon.data.DataLoader(SampleSeededDataset(dataset.transform(transform)),
-                                 batch_sampler=sampler, batchify_fn=batchify_fn,
-                                 num_workers=num_workers, thread_pool=False)
+    return DataLoader(SampleSeededDataset(dataset.transform(transform)), batch_sampler=sampler,
+                      batchify_fn=batchify_fn, num_workers=num_workers, thread_pool=False)
 
 
 def get_ssd_val_loader(dataset, data_shape, batch_size, num_workers=0):
@@ -171,7 +257,6 @@ def get_ssd_val_loader(dataset, data_shape, batch_size, num_workers=0):
     """
     width, height = _width_height(data_shape)
     batchify_fn = Tuple(Stack(), Pad(pad_val=-1))
-    return gluon.data.DataLoader(dataset.transform(SSDDefaultValTransform(width, height)),
-                                 batch_size, shuffle=False, last_batch='keep',
-                                 batchify_fn=batchify_fn, num_workers=num_workers,
-                                 thread_pool=False)
+    return DataLoader(dataset.transform(SSDDefaultValTransform(width, height)), batch_size,
+                      shuffle=False, last_batch='keep', batchify_fn=batchify_fn,
+                      num_workers=num_workers, thread_pool=False)

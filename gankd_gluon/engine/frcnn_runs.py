@@ -288,9 +288,10 @@ def get_frcnn_train_loader(dataset, net, batch_size, num_devices, short=600, max
     """
     from gluoncv.data.batchify import FasterRCNNTrainBatchify
     from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+    from ..data.loaders import DataLoader
     from ..data.samplers import GlobalBatchSampler, SampleSeededDataset
     transform = FasterRCNNDefaultTrainTransform(short, max_size, net)
-    return gluon.data.DataLoader(
+    return DataLoader(
         SampleSeededDataset(dataset.transform(transform)),
         batch_sampler=GlobalBatchSampler(len(dataset), batch_size, shuffle=True),
         batchify_fn=FasterRCNNTrainBatchify(net, num_devices), num_workers=num_workers,

@@ -15,6 +15,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from ..data.loaders import close_loaders
 from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_best,
                            format_frcnn_epoch, format_interrupted, format_interrupted_saved,
                            format_lr_change, format_namespace, format_resumed, format_ssd_batch,
@@ -481,6 +482,9 @@ class Run:
                 self.logger.info(format_interrupted(stop.requested, shown, i))
                 path = self._save(stages, "interrupted", st.number, epoch, False)
                 self.logger.info(format_interrupted_saved(path))
+                # a SIGTERM to the process group killed the loaders' workers too: stop their
+                # pools now, before the DataLoaders' own teardown could wait for ever
+                close_loaders()
                 raise RunInterrupted(stop.requested, path)
         bar.close()
         self.inputs.check(shown)

@@ -67,10 +67,11 @@ def get_frcnn_eval_loader(dataset, short=600, max_size=1000, num_workers=0):
         Batches ``(data, orig_label, orig_size)``, each a list of one array.
     """
     from gluoncv.data.batchify import Append, Tuple
-    return gluon.data.DataLoader(dataset.transform(FasterRCNNEvalTransform(short, max_size)),
-                                 1, shuffle=False, last_batch="keep",
-                                 batchify_fn=Tuple(Append(), Append(), Append()),
-                                 num_workers=num_workers, thread_pool=False)
+    from ..data.loaders import DataLoader
+    return DataLoader(
+        dataset.transform(FasterRCNNEvalTransform(short, max_size)), 1, shuffle=False,
+        last_batch="keep", batchify_fn=Tuple(Append(), Append(), Append()),
+        num_workers=num_workers, thread_pool=False)
 
 
 def predict_frcnn(net, loader, ctx_list, image_ids=None, progress=True):

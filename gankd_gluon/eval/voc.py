@@ -199,10 +199,10 @@ def get_eval_loader(dataset, data_shape, batch_size, num_workers=0):
     from gluoncv.data.batchify import Pad, Stack, Tuple
     width, height = (data_shape, data_shape) if np.isscalar(data_shape) else data_shape
     batchify = Tuple(Stack(), Pad(pad_val=-1), Pad(pad_val=-1), Stack())
-    return gluon.data.DataLoader(dataset.transform(EvalTransform(int(width), int(height))),
-                                 batch_size, shuffle=False, last_batch="keep",
-                                 batchify_fn=batchify, num_workers=num_workers,
-                                 thread_pool=False)
+    from ..data.loaders import DataLoader
+    return DataLoader(
+        dataset.transform(EvalTransform(int(width), int(height))), batch_size, shuffle=False,
+        last_batch="keep", batchify_fn=batchify, num_workers=num_workers, thread_pool=False)
 
 
 def _prepare_for_inference(net, nms_thresh, nms_topk, post_nms):
