@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 
 import demo  # noqa: E402
 from gankd_gluon.data.synthetic import DIFFICULTIES  # noqa: E402
-from gankd_gluon.engine.cli import EXIT_FAULT, EXIT_OK, EXIT_USAGE  # noqa: E402
+from gankd_gluon.engine.cli import EXIT_FAULT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: E402
 from gankd_gluon.experiments.study import ARMS, DEFAULT_ARMS  # noqa: E402
 
 PROG = "study_gankd.py"
@@ -165,6 +165,7 @@ def main(args, study, command):
 
 def cli(argv=None):
     """Parse, run, and turn a usage error or a failed gate into one line and an exit code."""
+    from gankd_gluon.engine.guards import RunInterrupted
     from gankd_gluon.experiments.study import StudyError
     try:
         args, study = parse_args(argv)
@@ -178,6 +179,12 @@ def cli(argv=None):
     except StudyError as err:
         print("%s: %s" % (PROG, err), file=sys.stderr)
         return EXIT_FAULT
+    except RunInterrupted as err:
+        # the study's runs always start afresh (--overwrite): the saved checkpoint is not used
+        print("%s: stopped on %s during a run; the same command continues the study (finished "
+              "runs are reused, the interrupted one trains again)" % (PROG, err.signal_name),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

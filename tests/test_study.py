@@ -169,6 +169,22 @@ def test_bad_arguments_one_line_nothing_written(tmp_path, capsys, argv, flag):
     assert os.listdir(str(tmp_path)) == []
 
 
+def test_a_stop_signal_during_a_run_ends_the_study_with_exit_3(tmp_path, capsys, monkeypatch):
+    # the training loop saved `interrupted` and raised; the study says how to continue
+    from gankd_gluon.engine.cli import EXIT_INTERRUPTED
+    from gankd_gluon.engine.guards import RunInterrupted
+    script = load_script("study_gankd.py")
+
+    def stopped(*_):
+        raise RunInterrupted("SIGTERM", str(tmp_path / "run-interrupted.json"))
+    monkeypatch.setattr(script, "main", stopped)
+    code = script.cli(["--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == EXIT_INTERRUPTED == 3
+    assert err == ["study_gankd.py: stopped on SIGTERM during a run; the same command continues "
+                   "the study (finished runs are reused, the interrupted one trains again)"]
+
+
 def test_bad_argument_exit_code_of_the_script(tmp_path):
     run = subprocess.run([sys.executable, SCRIPT, "--seeds", "3", "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, cwd=str(tmp_path))
