@@ -194,3 +194,45 @@ def test_default_critics_keep_one_state_across_horovod_workers(data):
     for name in ["Loss_D", "W_0", "W_5"]:
         assert ours.epochs[0].metrics[name] == pytest.approx(ref.epochs[0].metrics[name],
                                                              rel=1e-2, abs=1e-3), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["launcher", "group"])
+def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target):
+    # SIGTERM to horovodrun or to its whole process group (as scancel sends it). horovodrun
+    # passes SIGTERM to the ranks and kills them 5 s later (Horovod 0.28's
+    # GRACEFUL_TERMINATION_TIME_S): rank 0 saves `interrupted` if its step and the save fit in
+    # that time (measured here: saved in 1 of 2 tries on the loaded 2-core machine). Either way
+    # the job ends, horovodrun exits non-zero naming the first rank's status, no process is
+    # left, and every checkpoint manifest on disk names a whole set
+    import signal
+    import time
+    from dist_fixtures import descendants, kill_left
+    from gankd_gluon.engine.checkpoint import read_checkpoint, run_manifests
+    out = "hvd_sig_" + target
+    proc = subprocess.Popen(_horovodrun(2) + train_gankd_argv(
+        data, out, data / "teacher.params", "--horovod", "--gan-epochs", "30", "--epochs", "10"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = data / out / "run_train.log"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and not (
+                log.exists() and "[Epoch 2]" in log.read_text()):
+            time.sleep(0.2)
+        group = [proc.pid] + descendants(proc.pid)
+        assert len(group) >= 3, group                   # horovodrun and two ranks at least
+        if target == "launcher":
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1 and "Exit code: " in text, text[-3000:]
+    manifests = run_manifests(str(data / out / "run" / "run"))
+    assert manifests                                    # epoch 1's checkpoint at least
+    for manifest in manifests:
+        read_checkpoint(manifest, need=None)            # every part, its size and checksum
+    time.sleep(1)
+    assert kill_left(group) == []
