@@ -560,7 +560,7 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
 
 def _interrupt(procs, signum, grace, poll):
     """Pass ``signum`` to the workers, give them ``grace`` seconds; the exit status."""
-    from .cli import EXIT_INTERRUPTED     # pylint: disable=import-outside-toplevel
+    from ..usage import EXIT_INTERRUPTED     # pylint: disable=import-outside-toplevel
     name = signal.Signals(signum).name
     workers = [p for r, p in procs if r == "worker"]
     sys.stderr.write("launch: %s; passing it to %d worker(s) and waiting up to %.0f s for rank "

@@ -19,9 +19,9 @@ from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_bes
                            format_frcnn_epoch, format_interrupted, format_interrupted_saved,
                            format_lr_change, format_namespace, format_resumed, format_ssd_batch,
                            format_ssd_epoch, format_start, format_validation)
-from .checkpoint import (CheckpointError, check_run_folder, claim_run_folder, compare_settings,
-                         load_checkpoint, prune_checkpoints, read_checkpoint, save_checkpoint,
-                         select_resume)
+from .checkpoint import (check_run_folder, claim_run_folder, compare_settings, load_checkpoint,
+                         prune_checkpoints, save_checkpoint, select_resume)
+from ..models.weights import CheckpointError, read_checkpoint
 from .guards import FaultSwitch, InputWatch, RunInterrupted, RunningMean, StopFlag, check_weights
 from .steps import split_batch
 

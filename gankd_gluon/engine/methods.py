@@ -77,7 +77,7 @@ def _method_arg(text):
 def add_method_args(parser):
     """``--method`` and the baselines' weights, with the papers' defaults."""
     from ..losses import kd
-    from .args import nonnegative_float, positive_float, unit_interval
+    from ..usage import nonnegative_float, positive_float, unit_interval
     parser.add_argument("--method", type=_method_arg, default="gan",
                         help="gan (the paper), chen, ko, hint, none, or components joined by "
                              "'+': " + ", ".join(COMPONENTS))

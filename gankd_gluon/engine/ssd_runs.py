@@ -24,12 +24,12 @@ from ..models.export_meta import build_meta
 from ..models.ssd import (STUDENTS, TEACHERS, build_ssd, build_student, build_teacher,
                           deployable, export_detector, feature_channels, initialize_new_params,
                           split_ssd, teacher_layout)
-from .args import (add_critic_args, add_run_args, check_critic_args, check_devices,
-                   check_run_args, check_teacher_classes, check_weights_file, epoch_list,
-                   fraction, multiple_of_32,
-                   nonnegative_float, nonnegative_int, positive_float, positive_int)
-from .cli import UsageError
-from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, read_checkpoint
+from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
+                   check_teacher_classes, check_weights_file)
+from ..usage import (UsageError, check_devices, epoch_list, fraction, multiple_of_32,
+                     nonnegative_float, nonnegative_int, positive_float, positive_int)
+from .checkpoint import deployable_exporter, load_checkpoint
+from ..models.weights import CheckpointError, read_checkpoint
 from .diagnostics import diagnostic_columns
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
                           sync_trainers)

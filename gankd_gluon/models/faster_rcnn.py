@@ -188,7 +188,7 @@ def build_faster_rcnn(backbone, classes, roi_mode="align", per_device_batch_size
                      per_device_batch_size=int(per_device_batch_size))
     if pretrained_base is True:
         from gluoncv.model_zoo.model_store import get_model_file
-        from ..eval.detector import zoo_params_path
+        from .weights import zoo_params_path
         try:
             get_model_file(backbone, root=os.path.join("~", ".mxnet", "models"))
         except Exception as err:  # network errors come in many types from requests/urllib
@@ -242,7 +242,7 @@ def build_teacher(backbone, classes, params=None, ctx=mx.cpu(), **settings):
     -------
     FasterRCNN. Run its ``features`` outside ``autograd.record()``.
     """
-    from ..eval.detector import zoo_params_path
+    from .weights import zoo_params_path
     net = build_faster_rcnn(backbone, classes, roi_mode="align", pretrained_base=False,
                             **settings)
     if params is None:
