@@ -16,7 +16,8 @@ from gankd_gluon.experiments.reproduce import (ChainError, append_result, main, 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-# DESIGN.md sec. 4 / paper sec. 4.2, typed in by hand: (table, student, teacher, mAP)
+# Hong, Yu, Fan 2019 (arXiv:1906.08467) Sec. 4.2, Tables 1-3, typed in by hand:
+# (table, student, teacher, mAP)
 PAPER = [
     (1, "mobilenet1.0", None, 75.4), (1, "mobilenet1.0", "vgg16_atrous", 77.3),
     (1, "mobilenet1.0", "resnet50_v1", 77.6), (1, "mobilenet1.0", "resnet101_v2", 77.6),

@@ -2,9 +2,10 @@
 layer MXNet lacks.
 
 MXNet does the work: ``dist_sync`` / ``dist_device_sync`` kvstores aggregate gradients on the
-servers. What it does not do (DESIGN.md sec. 6, measured): stop when a peer dies (a killed
-worker or server leaves the others hanging for ever), or start on Python 3.11 (the wheel's
-``tools/launch.py`` uses the removed ``Thread.isAlive``). So this module adds
+servers. What it does not do (measured on mxnet 1.9.1, CPU): stop when a peer dies (a killed
+worker or server leaves the others hanging for ever; ``tests/test_distributed.py`` kills one),
+or start on Python 3.11 (the wheel's ``tools/launch.py`` runs ``dmlc_tracker/tracker.py``,
+which calls ``Thread.isAlive``, removed in Python 3.9). So this module adds
 
 * :class:`DistEnv`: the kvstore, this worker's rank and the worker count; each of a run's
   trainers numbers its keys in a range of its own (:class:`KeyRangeStore`);
@@ -432,7 +433,8 @@ def dmlc_env(role, scheduler_host, scheduler_port, num_workers, num_servers, nod
     """The DMLC_* variables of one role of a ps-lite job.
 
     ``node_host`` is the address this process binds; set it (``127.0.0.1`` on one machine), or
-    ps-lite binds the first non-loopback interface (DESIGN.md sec. 6).
+    ps-lite binds the first non-loopback interface (ps-lite ``src/van.cc``, ``Van::Start``:
+    ``DMLC_NODE_HOST``, else ``DMLC_INTERFACE``, else the first available interface).
     """
     env = {"DMLC_ROLE": role, "DMLC_PS_ROOT_URI": scheduler_host,
            "DMLC_PS_ROOT_PORT": str(scheduler_port), "DMLC_NUM_WORKER": str(num_workers),

@@ -17,7 +17,7 @@ ko         Ko & Yoo: ``alpha CE(S, GT) + beta KL(T/Temp || S/Temp)``
 =========  =================================================================================
 
 The loss blocks (:mod:`gankd_gluon.losses`) hold no weights; :class:`KDObjective` applies
-Chen's lambda, gamma, mu, nu and Ko & Yoo's alpha, beta, here and nowhere else (STYLE.md habit 6).
+Chen's lambda, gamma, mu, nu and Ko & Yoo's alpha, beta, here and nowhere else.
 """
 import mxnet as mx
 from mxnet import gluon

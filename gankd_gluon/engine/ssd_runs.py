@@ -57,7 +57,8 @@ SSD_CRITIC_NORM_HELP = (
 
 def add_common_args(parser):
     """Flags shared by plain SSD and GAN-KD training. ``dest`` names are the published log's
-    Namespace fields wherever that setting exists (DESIGN.md sec. 5)."""
+    Namespace fields wherever that setting exists (the authors' published SSD log,
+    :mod:`gankd_gluon.logs.published`)."""
     add_dataset_args(parser)
     add_train_years_arg(parser, None, "VOC layout: the VOC<year> folders whose trainval is "
                         "read for training; default 2007,2012 for voc (the paper's VOC07+12), "
@@ -120,7 +121,9 @@ def add_gankd_args(parser):
                              "one from train_ssd.py); default: download from GluonCV's zoo")
     parser.add_argument("--head", choices=("teacher", "student"), default="teacher",
                         help="teacher: the student's maps feed the teacher's trained SSD head "
-                             "(paper Fig. 1); student: a head of the student's own")
+                             "(paper Sec. 3.1, Fig. 1); student: a head of the student's own (the "
+                             "published SSD log's loss names, train_student_ori_net_*, hint at "
+                             "this one)")
     parser.add_argument("--stage", choices=("1", "2", "both"), default="both",
                         help="1 adversarial, 2 plain SSD training, both in one command")
     parser.add_argument("--gan-epochs", type=nonnegative_int, default=180,
