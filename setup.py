@@ -22,6 +22,6 @@ setup(
     extras_require={
         "cpu": ["mxnet==1.9.1"],
         "gpu": ["mxnet-cu112==1.9.1"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "import-linter==2.1"],
     },
 )

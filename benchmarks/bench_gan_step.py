@@ -1,4 +1,4 @@
-"""Benchmark of the GAN-KD stage-1 iteration (issue 4, item 10). Not a test.
+"""Benchmark of the GAN-KD stage-1 iteration. Not a test.
 
 Measures, on one machine in one run:
 
@@ -11,7 +11,7 @@ Measures, on one machine in one run:
     ``train_ssd.py --network <student>`` builds, Adam as the demo's baseline);
 (c) the stage-1 / stage-2 time ratio (stage 2 = ``SSDStep`` on the deployable student with
     SGD, as ``run_gankd`` builds it) beside the published SSD ratio 1.63 (57 vs 35 samples/s on
-    4x 1080 Ti, DESIGN.md sec. 5), per step and through the real DataLoader;
+    4x 1080 Ti, the published log's ``Speed`` lines), per step and through the real DataLoader;
 (d) the share of iteration time spent waiting for data through the real DataLoader with
     worker processes (target below 5%), for stage 1 and stage 2;
 (e) peak memory: ``resource.getrusage`` maxrss of this process and of its (finished) children.
@@ -53,7 +53,7 @@ from gankd_gluon.engine.steps import (GANStep, SSDStep, _no_weight_grads,  # noq
 from gankd_gluon.models.ssd import (build_ssd, initialize_new_params, split_ssd,  # noqa: E402
                                     teacher_layout)
 
-PUBLISHED_STAGE_RATIO = 57.0 / 35.0    # SSD log: stage 2 ~57 samples/s, stage 1 ~35 (DESIGN 5)
+PUBLISHED_STAGE_RATIO = 57.0 / 35.0    # published SSD log: stage 2 ~57 samples/s, stage 1 ~35
 
 
 def parse_args(argv=None):

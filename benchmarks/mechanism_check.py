@@ -89,7 +89,8 @@ from mxnet import autograd  # noqa: E402
 
 from gankd_gluon.experiments.scripts import load_script  # noqa: E402
 from gankd_gluon.data.datasets import dataset_classes, get_dataset  # noqa: E402
-from gankd_gluon.engine.checkpoint import load_checkpoint, read_checkpoint  # noqa: E402
+from gankd_gluon.engine.checkpoint import load_checkpoint  # noqa: E402
+from gankd_gluon.models.weights import read_checkpoint  # noqa: E402
 from gankd_gluon.engine.diagnostics import (cosine_length_distance,  # noqa: E402
                                             cosine_length_metric)
 from gankd_gluon.engine.ssd_runs import build_gankd_models, run_gankd  # noqa: E402

@@ -1,7 +1,9 @@
 """GAN-Knowledge Distillation for object detection (Hong, Yu, Fan 2019) on MXNet Gluon + GluonCV.
 
 Importing the package checks the two versions everything else depends on: MXNet 1.9.1 only
-works with numpy < 1.24 (DESIGN.md section 6), and a wrong numpy fails far from its cause.
+works with numpy < 1.24 (mxnet 1.9.1 ``mxnet/numpy/utils.py`` sets ``bool = onp.bool``, an alias
+numpy 1.24.0 removed: its release notes, "Expired deprecations"), and a wrong numpy fails far
+from its cause.
 """
 __version__ = "0.1.0"
 

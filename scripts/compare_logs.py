@@ -25,7 +25,7 @@ import argparse
 import os
 import sys
 
-from gankd_gluon.engine.args import nonnegative_float
+from gankd_gluon.usage import nonnegative_float
 from gankd_gluon.logs.report import compare_logs
 
 

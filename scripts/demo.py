@@ -41,9 +41,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 from gankd_gluon.data.synthetic import DIFFICULTIES  # noqa: E402
-from gankd_gluon.engine.args import (fraction, multiple_of_32, nonnegative_int,  # noqa: E402
-                                     parse_checked, positive_float, positive_int)
-from gankd_gluon.engine.cli import UsageError  # noqa: E402
+from gankd_gluon.usage import (UsageError, fraction, multiple_of_32,  # noqa: E402
+                               nonnegative_int, parse_checked, positive_float, positive_int)
 from gankd_gluon.experiments.demo import DEMO_OUTPUTS, holds_demo_results  # noqa: E402
 from gankd_gluon.models.ssd import STUDENTS, TEACHERS  # noqa: E402
 

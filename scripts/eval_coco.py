@@ -54,7 +54,7 @@ from gankd_gluon.eval import (add_detector_args, format_ap_lines, load_detector,
                               write_metric_json)
 from gankd_gluon.eval.coco import (coco_evaluate, coco_image_ids, detections_to_coco,
                                    read_coco_results, write_coco_results)
-from gankd_gluon.engine.args import gpu_list, nonnegative_int, parse_checked, unit_interval
+from gankd_gluon.usage import gpu_list, nonnegative_int, parse_checked, unit_interval
 from gankd_gluon.eval.inputs import add_input_args, check_eval_args, input_mode, predict_dataset
 
 

@@ -20,7 +20,8 @@ each (CMD as above; checkpoints and logs are written by worker 0 only)::
 This sets the DMLC_* variables MXNet reads (DMLC_ROLE, DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT,
 DMLC_NUM_WORKER, DMLC_NUM_SERVER, DMLC_NODE_HOST) and, on the first process that exits
 non-zero, terminates the others: MXNet itself leaves the survivors hanging for ever, and the
-launcher shipped in the mxnet wheel fails on Python 3.11 (DESIGN.md sec. 6). Each worker
+launcher shipped in the mxnet wheel fails on Python 3.11 (its ``dmlc_tracker/tracker.py`` calls
+``Thread.isAlive``, removed in Python 3.9). Each worker
 also runs a step watchdog (``--watchdog-timeout``), which bounds a hang when a peer on another
 machine dies, where no launcher sees it.
 
@@ -36,8 +37,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.engine.args import (nonnegative_int, positive_float,  # noqa: E402
-                                     positive_int)
+from gankd_gluon.usage import nonnegative_int, positive_float, positive_int  # noqa: E402
 from gankd_gluon.engine.distributed import launch  # noqa: E402
 
 ROLES = ("scheduler", "server", "worker")

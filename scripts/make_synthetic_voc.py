@@ -19,7 +19,7 @@ import time
 from gankd_gluon.data.datasets import DEFAULT_ROOTS
 from gankd_gluon.data.classes import classes_arg  # noqa: E402
 from gankd_gluon.data.synthetic import DIFFICULTIES, SYNTHETIC_CLASSES, make_synthetic_voc
-from gankd_gluon.engine.args import nonnegative_int, positive_int
+from gankd_gluon.usage import nonnegative_int, positive_int
 
 
 def parse_args(argv=None):

@@ -32,8 +32,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.data.datasets import add_dataset_args, add_train_years_arg  # noqa: E402
-from gankd_gluon.engine.args import add_critic_args, check_devices, gpu_list  # noqa: E402
-from gankd_gluon.engine.cli import UsageError  # noqa: E402
+from gankd_gluon.engine.args import add_critic_args  # noqa: E402
+from gankd_gluon.usage import UsageError, check_devices, gpu_list  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM, SSD_CRITIC_NORM_HELP  # noqa: E402
 from gankd_gluon.experiments.critic_probe import FAKES  # noqa: E402

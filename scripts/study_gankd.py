@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 
 import demo  # noqa: E402
 from gankd_gluon.data.synthetic import DIFFICULTIES  # noqa: E402
-from gankd_gluon.engine.cli import EXIT_FAULT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: E402
+from gankd_gluon.usage import EXIT_FAULT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE  # noqa: E402
 from gankd_gluon.experiments.study import ARMS, DEFAULT_ARMS  # noqa: E402
 
 PROG = "study_gankd.py"

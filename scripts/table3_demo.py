@@ -30,8 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from gankd_gluon.engine.args import (nonnegative_int, positive_float,  # noqa: E402
-                                     positive_int)
+from gankd_gluon.usage import nonnegative_int, positive_float, positive_int  # noqa: E402
 from gankd_gluon.logs.parse import parse_log  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.engine.args import parse_checked  # noqa: E402
+from gankd_gluon.usage import parse_checked  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.engine.frcnn_runs import (  # noqa: E402
     add_frcnn_common_args, check_frcnn_plain_args, run_frcnn_plain)

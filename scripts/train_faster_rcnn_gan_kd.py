@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.engine.args import parse_checked  # noqa: E402
+from gankd_gluon.usage import parse_checked  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.engine.frcnn_runs import (add_frcnn_common_args, add_frcnn_gankd_args,  # noqa: E402
                                            check_frcnn_gankd_args, run_frcnn_gankd)

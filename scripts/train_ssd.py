@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.engine.args import parse_checked  # noqa: E402
+from gankd_gluon.usage import parse_checked  # noqa: E402
 from gankd_gluon.engine.ssd_runs import add_common_args, check_plain_args, run_plain  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 

@@ -24,7 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gankd_gluon.engine.args import parse_checked  # noqa: E402
+from gankd_gluon.usage import parse_checked  # noqa: E402
 from gankd_gluon.engine.ssd_runs import (  # noqa: E402
     add_common_args, add_gankd_args, check_gankd_args, run_gankd)
 from gankd_gluon.engine.cli import run_main  # noqa: E402

@@ -16,9 +16,10 @@ import sys
 import pytest
 
 from gankd_gluon.data import synthetic
+from gankd_gluon import usage
 from gankd_gluon.engine import args as run_args
-from gankd_gluon.engine.cli import (EXIT_FAULT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
-                                    UsageError, run_main)
+from gankd_gluon.engine.cli import run_main
+from gankd_gluon.usage import EXIT_FAULT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "scripts")
@@ -262,7 +263,7 @@ def _error_line(stderr):
 @pytest.fixture
 def no_gpu(monkeypatch, tmp_path):
     """A machine without GPUs (whatever runs the tests), in an empty working directory."""
-    monkeypatch.setattr(run_args, "_num_gpus", lambda: 0)
+    monkeypatch.setattr(usage, "_num_gpus", lambda: 0)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["x"])
     return tmp_path
@@ -294,14 +295,14 @@ def test_valid_arguments_parse(module, argv, no_gpu):
 
 def test_gpus_that_exist_are_accepted(monkeypatch):
     """The device check counts the machine's GPUs, it does not refuse every --gpus."""
-    monkeypatch.setattr(run_args, "_num_gpus", lambda: 2)
+    monkeypatch.setattr(usage, "_num_gpus", lambda: 2)
     args = train_ssd_gan_kd.parse_args(["--gpus", "0,1", "--batch-size", "2"])
     assert args.gpus == "0,1"
-    assert run_args.check_devices(args) == 2
+    assert usage.check_devices(args) == 2
     with pytest.raises(UsageError, match=r"--gpus 0,2: this machine has 2 GPU\(s\)"):
-        run_args.check_devices(argparse.Namespace(gpus="0,2"))
+        usage.check_devices(argparse.Namespace(gpus="0,2"))
     # one device per process (Horovod): the batch needs one image per process, not per GPU
-    assert run_args.check_devices(args, one_per_process=True) == 1
+    assert usage.check_devices(args, one_per_process=True) == 1
 
 
 def test_teacher_params_may_name_an_export_prefix(no_gpu, capsys):

@@ -1,4 +1,4 @@
-"""Datasets by name and the bad-input policy (issue 3 items 4 and 6): one test per case."""
+"""Datasets by name and the bad-input policy (README, "Bad input"): one test per case."""
 import argparse
 import json
 import os

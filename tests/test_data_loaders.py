@@ -18,7 +18,7 @@ NUM_TRAIN, NUM_TEST = 10, 5
 
 @pytest.fixture(scope='module')
 def anchors():
-    """Anchors of a small from-scratch SSD at 128 px (GLUONCV_FACTS.md section 10 recipe)."""
+    """Anchors of a small from-scratch SSD at 128 px (the SSD512 preset's sizes scaled to 128)."""
     net = get_ssd('mobilenet0.25', SIZE, features=['relu22_fwd', 'relu26_fwd'],
                   filters=[64, 64, 32, 32],
                   sizes=[f * SIZE for f in (.1, .2, .37, .54, .71, .88, .96)],

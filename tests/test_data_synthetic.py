@@ -16,7 +16,7 @@ NUM_TRAIN, NUM_TEST = 40, 10
 
 
 class PlainVOC(VOCDetection):
-    """GluonCV's own loader, only the class names set (issue 3: no parser of our own)."""
+    """GluonCV's own loader, only the class names set (no parser of our own)."""
     CLASSES = SYNTHETIC_CLASSES
 
 

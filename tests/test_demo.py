@@ -15,8 +15,9 @@ import sys
 import numpy as np
 import pytest
 
-from gankd_gluon.engine.cli import EXIT_USAGE
+from gankd_gluon.usage import EXIT_USAGE
 from gankd_gluon.experiments import demo as D
+from gankd_gluon.experiments.runs import shell_command
 from gankd_gluon.experiments import study
 from gankd_gluon.experiments.scripts import load_script
 from gankd_gluon.logs.parse import parse_log
@@ -112,7 +113,7 @@ def test_last_wins_drops_only_repeated_flag_value_pairs():
 
 
 def test_shell_command_quotes_an_empty_value():
-    cmd = D.shell_command("train_ssd.py", ["--gpus", "", "--dataset-root", "/a b/c"])
+    cmd = shell_command("train_ssd.py", ["--gpus", "", "--dataset-root", "/a b/c"])
     assert cmd == "python scripts/train_ssd.py --gpus '' --dataset-root '/a b/c'"
     assert shlex.split(cmd)[2:] == ["--gpus", "", "--dataset-root", "/a b/c"]
 

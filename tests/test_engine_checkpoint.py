@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from gankd_gluon.engine.checkpoint import (CheckpointError, CheckpointWriteError,
-                                           claim_run_folder, clean_run_folder, compare_settings,
+from gankd_gluon.engine.checkpoint import (CheckpointWriteError, claim_run_folder,
+                                           clean_run_folder, compare_settings,
                                            deployable_exporter, is_manifest, load_checkpoint,
-                                           prune_checkpoints, read_checkpoint, save_checkpoint,
-                                           select_resume)
+                                           prune_checkpoints, save_checkpoint, select_resume)
+from gankd_gluon.models.weights import CheckpointError, read_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

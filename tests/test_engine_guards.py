@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from gankd_gluon.engine.cli import EXIT_FAULT, EXIT_INTERRUPTED, run_main
+from gankd_gluon.engine.cli import run_main
+from gankd_gluon.usage import EXIT_FAULT, EXIT_INTERRUPTED
 from gankd_gluon.engine.guards import (FaultSwitch, FaultSwitchError, InputWatch,
                                        RunInterrupted, StopFlag, check_weights,
                                        first_non_finite, trainer_state_arrays)

@@ -236,7 +236,8 @@ def test_a_run_killed_inside_a_save_resumes_from_a_whole_checkpoint(data):
     (step 20 of its saves: epoch 1's best with its export and epoch checkpoint take 17); every
     manifest left is whole, and ``--resume auto`` finishes the run from epoch 1's."""
     import subprocess
-    from gankd_gluon.engine.checkpoint import is_manifest, read_checkpoint
+    from gankd_gluon.engine.checkpoint import is_manifest
+    from gankd_gluon.models.weights import read_checkpoint
     folder = data / "ck" / "killed"
     argv = [sys.executable, os.path.join(ROOT, "scripts", "train_ssd.py")] + _argv(
         data, "killed", "--epochs", "2")

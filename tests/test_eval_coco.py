@@ -11,7 +11,7 @@ from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
 from pycocotools.coco import COCO
 
 from gankd_gluon.data.datasets import get_dataset
-from gankd_gluon.engine.cli import InputFileError, UsageError
+from gankd_gluon.usage import InputFileError, UsageError
 from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from gankd_gluon.eval.coco import (COCO_SUMMARY_NAMES, coco_evaluate, coco_image_ids,
                                    read_coco_results)

@@ -6,7 +6,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gankd_gluon.eval.detector import add_detector_args, load_detector, zoo_params_path
+from gankd_gluon.eval.detector import add_detector_args, load_detector
+from gankd_gluon.models.weights import zoo_params_path
 from gankd_gluon.models.ssd import WeightsNotFoundError
 
 import eval_fixtures as fx
@@ -107,7 +108,7 @@ def test_detector_kind_from_flags_and_file_headers(tmp_path):
 
 
 def test_checkpoint_source_errors(tmp_path):
-    from gankd_gluon.engine.checkpoint import CheckpointError
+    from gankd_gluon.models.weights import CheckpointError
     with pytest.raises(SystemExit):                      # only where the script offers it
         _args(["--checkpoint", "x.json"])
     with pytest.raises(CheckpointError, match="--checkpoint .*nope.json: no such checkpoint"):

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from gankd_gluon.engine.cli import InputFileError, UsageError
+from gankd_gluon.usage import InputFileError, UsageError
 from gankd_gluon.eval.devkit import (read_devkit_detections, score_devkit_dir,
                                      write_devkit_detections)
 from gankd_gluon.eval.results import DetectionSet, GroundTruth

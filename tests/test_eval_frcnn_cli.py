@@ -22,7 +22,8 @@ import pytest
 
 from gankd_gluon.data.datasets import get_dataset
 from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
-from gankd_gluon.engine.cli import UsageError, run_main
+from gankd_gluon.engine.cli import run_main
+from gankd_gluon.usage import UsageError
 from gankd_gluon.eval.devkit import read_devkit_detections
 from gankd_gluon.eval.frcnn import evaluate_frcnn
 from gankd_gluon.models.faster_rcnn import build_faster_rcnn

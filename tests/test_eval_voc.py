@@ -118,7 +118,8 @@ def test_two_element_loader_scores_in_the_input_frame(synthetic_test):
 
 
 def test_hybridized_ssd_traced_in_train_mode_is_evaluated_in_inference_mode(synthetic_test):
-    # GLUONCV_FACTS section 10: such a net keeps returning training outputs until set_nms
+    # such a net keeps returning training outputs until set_nms (mxnet 1.9.1 gluon/block.py:
+    # the cached graph keeps the mode it was traced in)
     _, dataset, _ = synthetic_test
     net = fx.random_ssd(SYNTHETIC_CLASSES)
     net.hybridize()

@@ -16,7 +16,8 @@ from gankd_gluon.experiments.reproduce import (ChainError, append_result, main, 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-# DESIGN.md sec. 4 / paper sec. 4.2, typed in by hand: (table, student, teacher, mAP)
+# Hong, Yu, Fan 2019 (arXiv:1906.08467) Sec. 4.2, Tables 1-3, typed in by hand:
+# (table, student, teacher, mAP)
 PAPER = [
     (1, "mobilenet1.0", None, 75.4), (1, "mobilenet1.0", "vgg16_atrous", 77.3),
     (1, "mobilenet1.0", "resnet50_v1", 77.6), (1, "mobilenet1.0", "resnet101_v2", 77.6),
@@ -82,7 +83,7 @@ def _dry_run(table, row, *extra):
 
 def test_dry_run_table1_is_the_papers_recipe_on_two_gpus(monkeypatch):
     """Parsed by the training script itself: what would run is what the paper describes."""
-    monkeypatch.setattr("gankd_gluon.engine.args._num_gpus", lambda: 2)   # the paper's machine
+    monkeypatch.setattr("gankd_gluon.usage._num_gpus", lambda: 2)   # the paper's machine
     import train_ssd
     import train_ssd_gan_kd
     lines, commands = _dry_run(1, 3)
@@ -120,7 +121,7 @@ def test_dry_run_table1_is_the_papers_recipe_on_two_gpus(monkeypatch):
 
 
 def test_dry_run_other_gpus_keep_the_global_batch(monkeypatch):
-    monkeypatch.setattr("gankd_gluon.engine.args._num_gpus", lambda: 4)   # a 4-GPU machine
+    monkeypatch.setattr("gankd_gluon.usage._num_gpus", lambda: 4)   # a 4-GPU machine
     import train_ssd_gan_kd
     lines, commands = _dry_run(1, 3, "--gpus", "0,1,2,3")
     kd = train_ssd_gan_kd.parse_args(commands[2][2:])

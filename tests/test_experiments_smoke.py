@@ -46,7 +46,7 @@ def _row_param(r):
     if r.detector == "faster_rcnn":
         missing = [s for s in FRCNN_SCRIPTS if not os.path.isfile(os.path.join(ROOT, s))]
         if missing:
-            marks.append(pytest.mark.skip(reason="%s not in this checkout yet (issue 7): "
+            marks.append(pytest.mark.skip(reason="%s not in this checkout yet: "
                                           "Table 3 rows cannot run" % ", ".join(missing)))
     return pytest.param(r, id=r.name, marks=marks)
 

@@ -73,7 +73,7 @@ PUBLISHED_DIFFERENT = {
 
 def test_defaults_are_the_published_namespace(published_frcnn_log, monkeypatch):
     # the defaults are for the paper's machine: --gpus 0,1 is refused where MXNet sees no GPU
-    monkeypatch.setattr("gankd_gluon.engine.args._num_gpus", lambda: 2)
+    monkeypatch.setattr("gankd_gluon.usage._num_gpus", lambda: 2)
     with open(published_frcnn_log) as f:
         line = [ln for ln in f if ln.startswith("Namespace(")][-1]
     published, complete = parse_namespace(line)

@@ -208,7 +208,8 @@ def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target)
     import signal
     import time
     from dist_fixtures import descendants, kill_left
-    from gankd_gluon.engine.checkpoint import read_checkpoint, run_manifests
+    from gankd_gluon.engine.checkpoint import run_manifests
+    from gankd_gluon.models.weights import read_checkpoint
     out = "hvd_sig_" + target
     proc = subprocess.Popen(_horovodrun(2) + train_gankd_argv(
         data, out, data / "teacher.params", "--horovod", "--gan-epochs", "30", "--epochs", "10"),

@@ -1,4 +1,4 @@
-"""The line formatter reproduces the published logs byte for byte (STYLE.md habit 9)."""
+"""The line formatter reproduces the published logs byte for byte (the log format is a contract)."""
 import argparse
 import math
 

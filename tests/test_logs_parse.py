@@ -1,4 +1,5 @@
-"""The parser on the two published logs (issue 5 numbers), on our own logs, and on damage."""
+"""The parser on the two published logs (numbers read off the logs by hand), on our own logs,
+and on damage."""
 import math
 
 import pytest

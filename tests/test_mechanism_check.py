@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gankd_gluon.data.synthetic import make_synthetic_voc
-from gankd_gluon.engine.checkpoint import read_checkpoint
+from gankd_gluon.models.weights import read_checkpoint
 from gankd_gluon.logs.parse import parse_log
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,5 +1,7 @@
 """Paper Eq. 1 (Hong, Yu, Fan 2019, "GAN-Knowledge Distillation for one-stage Object
-Detection", arXiv:1906.08467), WGAN form (DESIGN.md sec. 2), pinned by hand on tiny networks.
+Detection", arXiv:1906.08467), in the Wasserstein form (Arjovsky, Chintala, Bottou,
+"Wasserstein GAN", ICML 2017, https://arxiv.org/abs/1701.07875; the published SSD log's
+``Loss_D = Loss_D_real - Loss_D_fake`` and clamp +-0.03), pinned by hand on tiny networks.
 
 One iteration of :class:`~gankd_gluon.engine.steps.GANStep` (SSD) and of
 :class:`~gankd_gluon.engine.frcnn_steps.FasterRCNNGANStep` is run with plain SGD (no momentum,
@@ -333,7 +335,7 @@ def test_ssd_gan_step_is_eq1_by_hand(ndev, hybridize):
                          net["teacher"].conv1.weight, net["teacher"].conv1.bias),
                         net["val"]["teacher"]):
         np.testing.assert_allclose(_np(p), np.reshape(value, p.shape), rtol=1e-6)
-    # ---- logged values (DESIGN.md sec. 5), summed over devices
+    # ---- logged values (the published SSD log's columns), summed over devices
     assert len(out["Loss_G"]) == ndev
     for key, want in (("Loss_D", hand["loss_d"]), ("Loss_D_real", hand["d_real"]),
                       ("Loss_D_fake", hand["d_fake"]), ("Loss_G", hand["loss_g"]),

@@ -13,7 +13,8 @@ import pytest
 from gankd_gluon.data import datasets as D
 from gankd_gluon.data.classes import ClassListError, parse_classes, read_text_lines
 from gankd_gluon.data.synthetic import make_synthetic_voc
-from gankd_gluon.engine.cli import EXIT_USAGE, run_main
+from gankd_gluon.engine.cli import run_main
+from gankd_gluon.usage import EXIT_USAGE
 from gankd_gluon.eval.coco import coco_evaluate
 from gankd_gluon.eval.devkit import score_devkit_dir
 from gankd_gluon.eval.results import dataset_ground_truth

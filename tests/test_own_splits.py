@@ -13,7 +13,8 @@ import pytest
 from gankd_gluon.data import datasets as D
 from gankd_gluon.data.synthetic import make_synthetic_voc
 from gankd_gluon.engine.checkpoint import compare_settings
-from gankd_gluon.engine.cli import EXIT_OK, run_main
+from gankd_gluon.engine.cli import run_main
+from gankd_gluon.usage import EXIT_OK
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "scripts"))

@@ -171,7 +171,7 @@ def test_bad_arguments_one_line_nothing_written(tmp_path, capsys, argv, flag):
 
 def test_a_stop_signal_during_a_run_ends_the_study_with_exit_3(tmp_path, capsys, monkeypatch):
     # the training loop saved `interrupted` and raised; the study says how to continue
-    from gankd_gluon.engine.cli import EXIT_INTERRUPTED
+    from gankd_gluon.usage import EXIT_INTERRUPTED
     from gankd_gluon.engine.guards import RunInterrupted
     script = load_script("study_gankd.py")
 
@@ -375,7 +375,7 @@ def test_a_finished_run_is_reused_across_flags_added_later(tmp_path):
     is reused. Given, or any recorded setting changed: it is trained again."""
     import argparse
     import json
-    from gankd_gluon.experiments.ablation import _finished
+    from gankd_gluon.experiments.runs import finished_with as _finished
 
     class Cfg:
         runs_dir = str(tmp_path)

@@ -1,6 +1,6 @@
 """Input checks shared by the datasets: errors, the skip report, image-file and path checks.
 
-The policy (issue 3, item 6; README "Bad input"): problems that make a dataset unsafe or absent
+The policy (README, "Bad input"): problems that make a dataset unsafe or absent
 **stop** with an exception naming the file; problems of data quality **skip the smallest unit
 they affect and count it** (an object, else the image), with a warning naming the file and a
 :meth:`InputReport.summary` line at the end of loading.

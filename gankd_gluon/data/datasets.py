@@ -10,7 +10,7 @@ layout ``VOC<year>/ImageSets/Main/<name>.txt``, COCO layout ``annotations/instan
 (:data:`DEFAULT_SPLITS`: today's ``trainval``/``test`` and ``train2017``/``val2017``).
 
 Loading goes through GluonCV's own ``VOCDetection`` and ``COCODetection``; the subclasses here
-only set ``CLASSES`` and add the checks of issue 3 item 6. The policy, in one sentence: a
+only set ``CLASSES`` and add the input checks of :mod:`.checks`. The policy, in one sentence: a
 missing dataset, a path that leaves the dataset folder, or an XML entity declaration **stops**
 with an exception naming the file; any other bad input **skips the smallest unit it affects**
 (an object, else the image), logs a warning naming the file, and is counted in

@@ -120,7 +120,8 @@ class SSDFlipTrainTransform(SSDDefaultTrainTransform):
 
     GluonCV's default SSD augmentation (colour distortion, random expansion, constrained random
     crop, random interpolation) costs 0.26-0.53 s per batch of 16 on a 2-core CPU, 25-65% of a
-    small model's step; this one costs about 0.07 s (GLUONCV_FACTS.md section 10). Use it for CPU
+    small model's step; this one costs about 0.07 s (measured with mxnet 1.9.1 and gluoncv
+    0.10.5, ``num_workers=0``). Use it for CPU
     demos; the paper's runs use ``'default'``. Targets are made exactly as in
     ``SSDDefaultTrainTransform`` (same ``SSDTargetGenerator``, inherited).
 

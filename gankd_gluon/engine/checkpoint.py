@@ -20,9 +20,11 @@ copy naming the tag's manifest in ``checkpoint``): these convenience names are r
 the manifest, may lag it after a kill, and are repaired at the next start; the manifest is the
 record.
 
-Loading (:func:`read_checkpoint`, :func:`load_checkpoint`) verifies each part's size and
-checksum and that it lies in the manifest's own folder, and refuses a checkpoint of another
-kind of run, with one line naming the file and what was expected (:class:`CheckpointError`).
+Loading (:func:`load_checkpoint`, over :mod:`gankd_gluon.models.weights`'s
+:func:`~gankd_gluon.models.weights.read_checkpoint`, which the evaluation scripts use too)
+verifies each part's size and checksum and that it lies in the manifest's own folder, and
+refuses a checkpoint of another kind of run, with one line naming the file and what was
+expected (:class:`~gankd_gluon.models.weights.CheckpointError`).
 """
 import errno
 import fcntl
@@ -37,11 +39,10 @@ import signal
 import time
 
 import mxnet as mx
-import numpy as np
-from mxnet import gluon
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "CheckpointError",
-           "CheckpointWriteError", "prune_checkpoints", "latest_checkpoint", "link_atomic",
+from ..models.weights import CheckpointError, _norm, _sha256, load_blocks, read_checkpoint
+
+__all__ = ["save_checkpoint", "load_checkpoint", "CheckpointWriteError", "prune_checkpoints", "latest_checkpoint", "link_atomic",
            "deployable_exporter", "clean_run_folder", "check_run_folder", "claim_run_folder",
            "select_resume",
            "compare_settings", "RUN_SETTINGS", "run_manifests"]
@@ -59,11 +60,6 @@ RUN_SETTINGS = ("network", "student", "teacher", "head", "dataset", "data_shape"
                 "lr_decay", "lr_decay_epoch", "gan_lr_decay_epoch", "lr_decay_GAN_epoch",
                 "batch_size", "optimizer", "momentum", "wd", "beta1", "d_steps",
                 "clamp_lower", "clamp_upper")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, torn, corrupt, foreign, or does not fit the run (bad input:
-    exit 2)."""
 
 
 class CheckpointWriteError(RuntimeError):
@@ -105,16 +101,6 @@ def _fsync_dir(folder):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _sha256(path):
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 def _remove(path):
@@ -415,167 +401,6 @@ def deployable_exporter(write, prefix, what, meta=None):
 
 
 # ------------------------------------------------------------------ reading
-def _inside(folder, name):
-    """``name`` is a plain file name (no folder, no ``..``) of a file in ``folder``."""
-    return (isinstance(name, str) and name and name == os.path.basename(name)
-            and name not in (".", "..") and "\\" not in name and "\x00" not in name)
-
-
-def _kind_differs(saved, wanted, keys=None):
-    if not isinstance(saved, dict):
-        return ["no kind of run recorded (this run: %s)" % _describe(wanted, keys)]
-    keys = sorted(wanted) if keys is None else keys
-    return ["%s %s (this run: %s)" % (k, json.dumps(saved.get(k)), json.dumps(wanted.get(k)))
-            for k in keys if k in wanted and _norm(saved.get(k)) != _norm(wanted.get(k))]
-
-
-def _describe(kind, keys):
-    keys = sorted(kind) if keys is None else keys
-    return ", ".join("%s %s" % (k, json.dumps(kind.get(k))) for k in keys if k in kind)
-
-
-def _norm(value):
-    return json.loads(json.dumps(value, default=str))
-
-
-def read_checkpoint(manifest_path, need=(), flag="--resume", kind=None, kind_keys=None,
-                    verify=True):
-    """The manifest of a checkpoint, refused unless it names every part in ``need`` as a
-    complete, unchanged file in its own folder.
-
-    Parameters
-    ----------
-    manifest_path : str
-        ``<prefix>-<tag>.json``.
-    need : iterable of str or None
-        Part names: block names, ``trainer:<name>`` for optimizer states; None: every part
-        the manifest names.
-    flag : str
-        The command-line flag that named the manifest; every message starts with it and the path.
-    kind : dict or None
-        This run's kind (:func:`save_checkpoint`); a manifest of another kind is refused.
-    kind_keys : list of str or None
-        The keys of ``kind`` compared (default: all).
-    verify : bool
-        Check each needed part's size and SHA-256 sum (reads the files).
-
-    Returns
-    -------
-    dict : the loop state, ``parts`` (part name -> file beside the manifest), ``sha256``,
-    ``sizes``, ``kind`` and ``args``.
-
-    Raises
-    ------
-    CheckpointError
-        One line: the flag, the manifest, the file and what was expected.
-    """
-    where = "%s %s" % (flag, manifest_path)
-    if not os.path.isfile(manifest_path):
-        raise CheckpointError("%s: no such checkpoint manifest" % where)
-    try:
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError("%s: not a checkpoint manifest (%s)" % (where, err)) from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("parts"), dict):
-        raise CheckpointError("%s: not a checkpoint manifest (no 'parts')" % where)
-    for field in ("sha256", "sizes"):
-        if not isinstance(manifest.get(field), dict):
-            raise CheckpointError("%s: the manifest has no part %s (written by an older "
-                                  "version, or not by this project); refusing it"
-                                  % (where, "checksums" if field == "sha256" else field))
-    if kind is not None:
-        differ = _kind_differs(manifest.get("kind"), kind, kind_keys)
-        if differ:
-            raise CheckpointError("%s: a checkpoint of another kind of run: %s; refusing it"
-                                  % (where, ", ".join(differ)))
-    folder = os.path.dirname(os.path.abspath(manifest_path))
-    parts = manifest["parts"]
-    need = list(parts) if need is None else list(need)
-    missing = [n for n in need if n not in parts]
-    if missing:
-        raise CheckpointError("%s: the checkpoint is missing %s (it has %s); refusing it"
-                              % (where, ", ".join(missing), ", ".join(sorted(parts))
-                                 or "no parts"))
-    for n in need:
-        name = parts[n]
-        if not _inside(folder, name):
-            raise CheckpointError("%s: part %s names %r, not a file in the manifest's own "
-                                  "folder; refusing it" % (where, n, name))
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            raise CheckpointError("%s: the checkpoint is missing %s (no file %s); refusing it"
-                                  % (where, n, path))
-        want_size, want_sha = manifest["sizes"].get(n), manifest["sha256"].get(n)
-        if not isinstance(want_size, int) or not isinstance(want_sha, str):
-            raise CheckpointError("%s: no size or checksum for part %s; refusing it"
-                                  % (where, n))
-        size = os.path.getsize(path)
-        if size != want_size:
-            raise CheckpointError("%s: %s is %d bytes, the manifest expects %d (truncated or "
-                                  "replaced); refusing it" % (where, path, size, want_size))
-        if verify and _sha256(path)[0] != want_sha:
-            raise CheckpointError("%s: %s does not match its SHA-256 in the manifest (%s...; "
-                                  "corrupted, or swapped for another file); refusing it"
-                                  % (where, path, want_sha[:16]))
-    return manifest
-
-
-def _fits(saved, wanted):
-    """Shape ``saved`` fits ``wanted``, whose 0 entries (or all, None) are still unknown
-    (deferred initialisation)."""
-    return wanted is None or (len(saved) == len(wanted)
-                              and all(w in (0, s) for s, w in zip(saved, wanted)))
-
-
-def _check_params(where, name, path, block, differing):
-    """Refuse a parameter file that does not fit ``block`` or holds NaN/Inf, before any load.
-
-    ``where`` opens each message (flag and manifest), ``differing`` closes a mismatch one
-    (the settings of the checkpoint's run that differ from this run's, or '')."""
-    try:
-        saved = mx.nd.load(path)
-    except mx.base.MXNetError:
-        raise CheckpointError("%s: %s is not an MXNet parameter file; refusing it"
-                              % (where, path)) from None
-    if not isinstance(saved, dict):
-        raise CheckpointError("%s: %s holds unnamed arrays, not a block's parameters; "
-                              "refusing it" % (where, path))
-    ours = block._collect_params_with_prefix()     # the structural names save_parameters writes
-    only = [(sorted(set(saved) - set(ours)), "in the checkpoint"),
-            (sorted(set(ours) - set(saved)), "in this run")]
-    if only[0][0] or only[1][0]:
-        raise CheckpointError("%s: %s parameters differ from this run's (%s)%s" % (
-            where, name, "; ".join("%s%s only %s" % (names[0], " and %d more" % (len(names) - 1)
-                                                     if len(names) > 1 else "", side)
-                                   for names, side in only if names), differing))
-    for key, arr in saved.items():
-        param = ours[key]
-        if not _fits(arr.shape, param.shape):
-            raise CheckpointError("%s: %s parameter %s has shape %s in the checkpoint, %s in "
-                                  "this run%s" % (where, name, key, arr.shape, param.shape,
-                                                  differing))
-        values = arr.asnumpy()
-        if not np.isfinite(values).all():
-            raise CheckpointError("%s: non-finite values in %s %s (%s); refusing it"
-                                  % (where, name, key, path))
-        # constants are set by the network's settings, not trained: GluonCV's SSD anchors
-        # have the same shape at every input size, only their values tell the sizes apart
-        if isinstance(param, gluon.Constant) and param._data is not None and not np.allclose(
-                values, param.list_data()[0].asnumpy(), rtol=1e-5, atol=1e-6):
-            raise CheckpointError("%s: %s constant %s differs from this run's (a network of "
-                                  "other settings)%s" % (where, name, key, differing))
-
-
-def _differing(manifest, settings):
-    """'; its run had --x A (this run: B)' for each of ``settings`` the manifest's run set
-    otherwise, or ''."""
-    run = manifest.get("args") if isinstance(manifest.get("args"), dict) else {}
-    diff = ["--%s %s (this run: %s)" % (k.replace("_", "-"), run[k], v)
-            for k, v in sorted((settings or {}).items()) if k in run and run[k] != v]
-    return "; its run had " + ", ".join(diff) if diff else ""
-
-
 def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", settings=None,
                     kind=None, kind_keys=None):
     """Load a checkpoint into ``blocks`` and ``trainers``; returns the manifest (loop state).
@@ -599,19 +424,15 @@ def load_checkpoint(manifest_path, blocks, trainers, ctx, flag="--resume", setti
     settings : dict of str -> value, optional
         This run's values of the settings that shape the network (``args`` names): a mismatch
         message lists those the checkpoint's run had otherwise.
-    kind, kind_keys : see :func:`read_checkpoint`.
+    kind, kind_keys : see :func:`~gankd_gluon.models.weights.read_checkpoint`.
     """
     from .guards import first_non_finite, trainer_state_arrays
     manifest = read_checkpoint(manifest_path, list(blocks) + ["trainer:" + t for t in trainers],
                                flag, kind=kind, kind_keys=kind_keys)
+    load_blocks(manifest_path, blocks, ctx, flag, settings, manifest=manifest)
     folder = os.path.dirname(os.path.abspath(manifest_path))
     parts = manifest["parts"]
     where = "%s %s" % (flag, manifest_path)
-    for name, block in blocks.items():
-        _check_params(where, name, os.path.join(folder, parts[name]), block,
-                      _differing(manifest, settings))
-    for name, block in blocks.items():
-        block.load_parameters(os.path.join(folder, parts[name]), ctx=ctx)
     for name, trainer in trainers.items():
         path = os.path.join(folder, parts["trainer:" + name])
         try:
@@ -807,7 +628,8 @@ def _position(manifest):
 def select_resume(prefix, need=None, kind=None, kind_keys=None):
     """``--resume auto``: the newest valid checkpoint of the run (any of its manifests: epoch
     checkpoints, ``interrupted``, ``best``, ``final``; newest by stage, epoch, an interrupted
-    epoch counting as half done, then by save time), verified as :func:`read_checkpoint` does.
+    epoch counting as half done, then by save time), verified as
+    :func:`~gankd_gluon.models.weights.read_checkpoint` does.
 
     Returns
     -------

@@ -1,27 +1,13 @@
-"""Exit codes and messages shared by the command-line entry points."""
+"""How every command-line entry point ends: :func:`run_main` turns the errors a user can fix
+into one line and an exit code of the table in :mod:`gankd_gluon.usage`."""
 import logging
 import signal
 import sys
 import traceback
 
-__all__ = ["run_main", "UsageError", "InputFileError", "EXIT_OK", "EXIT_FAULT", "EXIT_USAGE",
-           "EXIT_INTERRUPTED"]
+from ..usage import EXIT_FAULT, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 
-# The exit-code table every script follows (README, "Exit codes").
-EXIT_OK = 0            # done
-EXIT_FAULT = 1         # a runtime fault, e.g. a non-finite loss; nothing saved is corrupt
-EXIT_USAGE = 2         # bad arguments or input: one line on stderr, nothing written
-EXIT_INTERRUPTED = 3   # stopped by SIGTERM/SIGINT after saving `interrupted`; resumable
-
-
-class UsageError(ValueError):
-    """Bad arguments or input a user can fix: :func:`run_main` prints the message as one
-    ``error:`` line and returns :data:`EXIT_USAGE`; a script's ``parse_args`` turns it into
-    ``parser.error``. The message names the flag, or the file and line."""
-
-
-class InputFileError(UsageError, FileNotFoundError):
-    """An input file or folder named on the command line does not exist (exit 2)."""
+__all__ = ["run_main"]
 
 
 def run_main(main, args):
@@ -30,8 +16,8 @@ def run_main(main, args):
     Returns 0 on success, 1 on a non-finite loss, input, weight or optimizer state (the
     message names it, the epoch and batch), a checkpoint write that failed (the path and the
     free space) or a log that cannot be written, 2 on bad arguments or input
-    (:class:`UsageError`: flags, malformed result files; a malformed ``GANKD_FAULT``), missing,
-    unsafe or unusable data (no usable image, a split file that is not text, class names that do
+    (:class:`~gankd_gluon.usage.UsageError`: flags, malformed result files; a malformed
+    ``GANKD_FAULT``), missing, unsafe or unusable data (no usable image, a split file that is not text, class names that do
     not fit the annotations), missing weights, a refused checkpoint, settings that disagree with an
     export's metadata, or a distributed setup that cannot start (Horovod not installed, two
     engines asked for), 3 after SIGTERM/SIGINT once
@@ -66,7 +52,8 @@ def _run_main(main, args):
     from ..logs.format import format_stopping
     from ..models.export_meta import ExportMetaError
     from ..models.ssd import WeightsNotFoundError
-    from .checkpoint import CheckpointError, CheckpointWriteError
+    from .checkpoint import CheckpointWriteError
+    from ..models.weights import CheckpointError
     from .distributed import DistributedSetupError
     from .guards import FaultSwitchError, RunInterrupted
     from ..logs.format import LogWriteError

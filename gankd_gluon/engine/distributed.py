@@ -2,9 +2,10 @@
 layer MXNet lacks.
 
 MXNet does the work: ``dist_sync`` / ``dist_device_sync`` kvstores aggregate gradients on the
-servers. What it does not do (DESIGN.md sec. 6, measured): stop when a peer dies (a killed
-worker or server leaves the others hanging for ever), or start on Python 3.11 (the wheel's
-``tools/launch.py`` uses the removed ``Thread.isAlive``). So this module adds
+servers. What it does not do (measured on mxnet 1.9.1, CPU): stop when a peer dies (a killed
+worker or server leaves the others hanging for ever; ``tests/test_distributed.py`` kills one),
+or start on Python 3.11 (the wheel's ``tools/launch.py`` runs ``dmlc_tracker/tracker.py``,
+which calls ``Thread.isAlive``, removed in Python 3.9). So this module adds
 
 * :class:`DistEnv`: the kvstore, this worker's rank and the worker count; each of a run's
   trainers numbers its keys in a range of its own (:class:`KeyRangeStore`);
@@ -432,7 +433,8 @@ def dmlc_env(role, scheduler_host, scheduler_port, num_workers, num_servers, nod
     """The DMLC_* variables of one role of a ps-lite job.
 
     ``node_host`` is the address this process binds; set it (``127.0.0.1`` on one machine), or
-    ps-lite binds the first non-loopback interface (DESIGN.md sec. 6).
+    ps-lite binds the first non-loopback interface (ps-lite ``src/van.cc``, ``Van::Start``:
+    ``DMLC_NODE_HOST``, else ``DMLC_INTERFACE``, else the first available interface).
     """
     env = {"DMLC_ROLE": role, "DMLC_PS_ROOT_URI": scheduler_host,
            "DMLC_PS_ROOT_PORT": str(scheduler_port), "DMLC_NUM_WORKER": str(num_workers),
@@ -560,7 +562,7 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
 
 def _interrupt(procs, signum, grace, poll):
     """Pass ``signum`` to the workers, give them ``grace`` seconds; the exit status."""
-    from .cli import EXIT_INTERRUPTED     # pylint: disable=import-outside-toplevel
+    from ..usage import EXIT_INTERRUPTED     # pylint: disable=import-outside-toplevel
     name = signal.Signals(signum).name
     workers = [p for r, p in procs if r == "worker"]
     sys.stderr.write("launch: %s; passing it to %d worker(s) and waiting up to %.0f s for rank "

@@ -34,10 +34,9 @@ from .checkpoint import deployable_exporter
 from .loop import Run, Stage, open_run, seed_everything
 from .methods import add_method_args
 from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
-                   check_teacher_classes, check_weights_file, epoch_list, fraction,
-                   nonnegative_float, nonnegative_int,
-                   positive_float, positive_int)
-from .cli import UsageError
+                   check_teacher_classes, check_weights_file)
+from ..usage import (UsageError, epoch_list, fraction, nonnegative_float, nonnegative_int,
+                     positive_float, positive_int)
 from .ssd_runs import get_contexts
 
 __all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",

@@ -13,7 +13,8 @@ with ``num_rpn`` / ``num_rcnn`` the sampled anchors / RoIs on the device; GluonC
 term is divided by the global batch instead and the trainers step with 1, which is the same
 update (as in :mod:`.steps`), and lets the critic and distillation terms sit beside the
 detection terms with their own normalisation. The log columns are those of the published log
-(GluonCV's ``train_faster_rcnn.py`` metrics, DESIGN.md sec. 5): ``RPN_Conf``,
+(GluonCV's ``train_faster_rcnn.py`` metrics; the authors' published log,
+:mod:`gankd_gluon.logs.published`): ``RPN_Conf``,
 ``RPN_SmoothL1``, ``RCNN_CrossEntropy``, ``RCNN_SmoothL1`` (the four losses, batch means),
 ``RPNAcc``, ``RPNL1Loss``, ``RCNNAcc``, ``RCNNL1Loss`` (GluonCV's metric classes), ``Loss_G``,
 ``Loss_D``; stage 1 appends the distillation terms and the monitors of :mod:`.diagnostics`
@@ -108,7 +109,9 @@ class FasterRCNNLosses(object):
     """GluonCV's four Faster R-CNN losses and four metrics for one device's training forward.
 
     ``__call__(outputs, rpn_cls_t, rpn_box_t, rpn_box_mask)`` with ``outputs`` the 12 train
-    outputs of ``net(x, gt_box, gt_label)`` (GLUONCV_FACTS sec. 5) returns a dict of NDArrays:
+    outputs of ``net(x, gt_box, gt_label)`` (gluoncv 0.10.5
+    ``gluoncv/model_zoo/rcnn/faster_rcnn/faster_rcnn.py``, ``FasterRCNN.hybrid_forward``'s
+    training branch) returns a dict of NDArrays:
     ``rpn_cls``, ``rpn_box``, ``rcnn_cls``, ``rcnn_box`` (B,) as ForwardBackwardTask's
     rpn_loss1/2, rcnn_loss1/2 (their ``.mean()`` is the device's batch mean), the counts
     ``num_rpn``, ``num_rcnn`` and the metric numerators / denominators (scalars).
@@ -224,7 +227,7 @@ class FasterRCNNStep(object):
 
 class FasterRCNNKD(object):
     """The distillation terms of ``--method`` on a Faster R-CNN student, weighted here and
-    nowhere else (STYLE.md habit 6); the loss blocks are :mod:`gankd_gluon.losses`'.
+    nowhere else; the loss blocks are :mod:`gankd_gluon.losses`' (plain blocks without weights).
 
     Chen et al. 2017 define their terms on Faster R-CNN (Eq. 1): ``L_RPN`` and ``L_RCN`` each
     get the soft classification loss (Eq. 2-3, hard part weighted ``mu``) and the

@@ -56,7 +56,8 @@ class RunningMean:
 
     ``get()`` returns nan when nothing was added since the reset, as MXNet's
     ``mx.metric.Loss.get()`` does: the published logs print the adversarial columns as nan in
-    stage 2 for that reason (DESIGN.md sec. 5), and so do ours.
+    stage 2 for that reason (mxnet 1.9.1 ``mxnet/metric.py``, ``EvalMetric.get``: nan when
+    ``num_inst == 0``), and so do ours.
     """
 
     def __init__(self, name):

@@ -20,9 +20,9 @@ from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_bes
                            format_frcnn_epoch, format_interrupted, format_interrupted_saved,
                            format_lr_change, format_namespace, format_resumed, format_ssd_batch,
                            format_ssd_epoch, format_start, format_validation)
-from .checkpoint import (CheckpointError, check_run_folder, claim_run_folder, compare_settings,
-                         load_checkpoint, prune_checkpoints, read_checkpoint, save_checkpoint,
-                         select_resume)
+from .checkpoint import (check_run_folder, claim_run_folder, compare_settings, load_checkpoint,
+                         prune_checkpoints, save_checkpoint, select_resume)
+from ..models.weights import CheckpointError, read_checkpoint
 from .guards import FaultSwitch, InputWatch, RunInterrupted, RunningMean, StopFlag, check_weights
 from .steps import split_batch
 
@@ -231,7 +231,7 @@ class Stage:
         ``lrs(epoch)`` -> dict trainer name -> learning rate for that epoch.
     columns : list of (str, str or None)
         Log column name and the step's loss key; None = not computed in this stage (printed as
-        nan, DESIGN.md sec. 5).
+        nan, as the published logs' stage-2 lines, :mod:`gankd_gluon.logs.published`).
     split : callable
         ``split(batch, ctx)`` -> list of per-device lists, one per batch element
         (default: :func:`~.steps.split_batch`, even over the devices).
@@ -283,7 +283,7 @@ class Run:
     val_title : str
         ``StudentNet Validation`` (published GAN-KD log) or ``Validation`` (GluonCV scripts).
     log_style : {'ssd', 'frcnn'}
-        Line format of the published SSD or Faster R-CNN log (DESIGN.md sec. 5).
+        Line format of the published SSD or Faster R-CNN log (:mod:`gankd_gluon.logs.format`).
     is_root : bool
         False on distributed workers other than rank 0: they train in lockstep but neither
         validate nor write checkpoints, and do not stop on SIGTERM/SIGINT: rank 0 saves

@@ -17,7 +17,7 @@ ko         Ko & Yoo: ``alpha CE(S, GT) + beta KL(T/Temp || S/Temp)``
 =========  =================================================================================
 
 The loss blocks (:mod:`gankd_gluon.losses`) hold no weights; :class:`KDObjective` applies
-Chen's lambda, gamma, mu, nu and Ko & Yoo's alpha, beta, here and nowhere else (STYLE.md habit 6).
+Chen's lambda, gamma, mu, nu and Ko & Yoo's alpha, beta, here and nowhere else.
 """
 import mxnet as mx
 from mxnet import gluon
@@ -77,7 +77,7 @@ def _method_arg(text):
 def add_method_args(parser):
     """``--method`` and the baselines' weights, with the papers' defaults."""
     from ..losses import kd
-    from .args import nonnegative_float, positive_float, unit_interval
+    from ..usage import nonnegative_float, positive_float, unit_interval
     parser.add_argument("--method", type=_method_arg, default="gan",
                         help="gan (the paper), chen, ko, hint, none, or components joined by "
                              "'+': " + ", ".join(COMPONENTS))

@@ -24,12 +24,12 @@ from ..models.export_meta import build_meta
 from ..models.ssd import (STUDENTS, TEACHERS, build_ssd, build_student, build_teacher,
                           deployable, export_detector, feature_channels, initialize_new_params,
                           split_ssd, teacher_layout)
-from .args import (add_critic_args, add_run_args, check_critic_args, check_devices,
-                   check_run_args, check_teacher_classes, check_weights_file, epoch_list,
-                   fraction, multiple_of_32,
-                   nonnegative_float, nonnegative_int, positive_float, positive_int)
-from .cli import UsageError
-from .checkpoint import CheckpointError, deployable_exporter, load_checkpoint, read_checkpoint
+from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
+                   check_teacher_classes, check_weights_file)
+from ..usage import (UsageError, check_devices, epoch_list, fraction, multiple_of_32,
+                     nonnegative_float, nonnegative_int, positive_float, positive_int)
+from .checkpoint import deployable_exporter, load_checkpoint
+from ..models.weights import CheckpointError, read_checkpoint
 from .diagnostics import diagnostic_columns
 from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
                           sync_trainers)
@@ -57,7 +57,8 @@ SSD_CRITIC_NORM_HELP = (
 
 def add_common_args(parser):
     """Flags shared by plain SSD and GAN-KD training. ``dest`` names are the published log's
-    Namespace fields wherever that setting exists (DESIGN.md sec. 5)."""
+    Namespace fields wherever that setting exists (the authors' published SSD log,
+    :mod:`gankd_gluon.logs.published`)."""
     add_dataset_args(parser)
     add_train_years_arg(parser, None, "VOC layout: the VOC<year> folders whose trainval is "
                         "read for training; default 2007,2012 for voc (the paper's VOC07+12), "
@@ -120,7 +121,9 @@ def add_gankd_args(parser):
                              "one from train_ssd.py); default: download from GluonCV's zoo")
     parser.add_argument("--head", choices=("teacher", "student"), default="teacher",
                         help="teacher: the student's maps feed the teacher's trained SSD head "
-                             "(paper Fig. 1); student: a head of the student's own")
+                             "(paper Sec. 3.1, Fig. 1); student: a head of the student's own (the "
+                             "published SSD log's loss names, train_student_ori_net_*, hint at "
+                             "this one)")
     parser.add_argument("--stage", choices=("1", "2", "both"), default="both",
                         help="1 adversarial, 2 plain SSD training, both in one command")
     parser.add_argument("--gan-epochs", type=nonnegative_int, default=180,

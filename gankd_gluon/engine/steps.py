@@ -85,7 +85,8 @@ class Normalizer:
 def split_batch(batch, ctx_list):
     """Split a loader batch (e.g. SSD's ``(data, cls_targets, box_targets)``) over devices.
 
-    batchify outputs live on ``cpu_shared`` (GLUONCV_FACTS sec. 10), so they are always copied.
+    batchify outputs live on ``cpu_shared`` (mxnet 1.9.1 ``mxnet/gluon/data/dataloader.py``,
+    ``default_mp_batchify_fn``), so they are always copied.
     """
     return [gluon.utils.split_and_load(b, ctx_list=ctx_list, batch_axis=0, even_split=False)
             for b in batch]
@@ -321,6 +322,7 @@ class GANStep:
         losses = dict(terms, CrossEntropy=cls_loss, SmoothL1=box_loss)
         check_finite(losses, epoch, batch)
         self.trainer_g.step(1)
-        # For the log (DESIGN.md sec. 5): Loss_D_real / Loss_D_fake are the D-Net's batch means
+        # For the log (as the authors' published SSD log): Loss_D_real / Loss_D_fake are the
+        # D-Net's batch means
         # in the last critic step; Loss_D = real - fake; Loss_G is the adversarial term alone.
         out.update(losses)

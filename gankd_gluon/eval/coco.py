@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from ..engine.cli import InputFileError, UsageError
+from ..usage import InputFileError, UsageError
 
 __all__ = ["COCO_SUMMARY_NAMES", "COCO_METRIC", "coco_image_ids", "detections_to_coco",
            "read_coco_results", "write_coco_results", "coco_evaluate", "coco_validation"]

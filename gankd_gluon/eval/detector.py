@@ -27,11 +27,12 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from ..engine.cli import UsageError
+from ..models.weights import CheckpointError, load_blocks, read_manifest, zoo_params_path
+from ..usage import UsageError
 
 __all__ = ["FASTER_RCNN", "SSD", "add_detector_args", "load_detector", "detector_kind",
            "build_zoo_detector", "import_symbol_detector", "read_checkpoint_manifest",
-           "load_frcnn_checkpoint", "load_ssd_checkpoint", "zoo_params_path", "model_meta"]
+           "load_frcnn_checkpoint", "load_ssd_checkpoint", "model_meta"]
 
 #: :func:`detector_kind` values
 FASTER_RCNN, SSD = "faster_rcnn", "ssd"
@@ -72,25 +73,6 @@ def add_detector_args(parser, detections_help=None, checkpoint=False):
                                                "network")
     parser.add_argument("--params", type=str, default=None,
                         help="weights (.params, save_parameters format) for --network")
-
-
-def zoo_params_path(name):
-    """Where GluonCV's model store looks for (and downloads) the weights of ``name``.
-
-    Returns
-    -------
-    str
-        ``$MXNET_HOME/models/<name>-<hash>.params`` (``~/.mxnet/models`` without MXNET_HOME),
-        as ``gluoncv.model_zoo.model_store.get_model_file``.
-    """
-    from gluoncv.model_zoo.model_store import short_hash
-    root = os.path.join(os.environ["MXNET_HOME"], "models") if "MXNET_HOME" in os.environ \
-        else os.path.join("~", ".mxnet", "models")
-    try:
-        file_name = "%s-%s.params" % (name, short_hash(name))
-    except (KeyError, ValueError):
-        file_name = "%s-<hash>.params" % name  # not in the store: download fails anyway
-    return os.path.join(os.path.expanduser(root), file_name)
 
 
 def build_zoo_detector(name, ctx, params=None, classes=None):
@@ -203,34 +185,15 @@ def import_symbol_detector(prefix, ctx, epoch=0):
 
 
 def read_checkpoint_manifest(path):
-    """The JSON manifest of a training checkpoint (``engine/checkpoint.py``'s format).
-
-    Returns
-    -------
-    dict
-        ``args`` (the run's command line, ``vars(args)``), ``parts`` (block or trainer name ->
-        file beside the manifest), ``tag``, ``epoch``, ``best_map``, ...
+    """The manifest of the ``--checkpoint`` at ``path``, with the run's arguments
+    (:func:`~gankd_gluon.models.weights.read_manifest`, the reader the training engine uses).
 
     Raises
     ------
     CheckpointError
         No such file, or not a checkpoint manifest.
     """
-    from ..engine.checkpoint import CheckpointError
-    if not os.path.isfile(path):
-        raise CheckpointError("--checkpoint %s: no such checkpoint manifest (the training "
-                              "scripts write <save-dir>/<run>/<run>-best.json)" % path)
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-    except (OSError, ValueError) as err:
-        raise CheckpointError("--checkpoint %s: not a checkpoint manifest (%s)"
-                              % (path, err)) from err
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("args"), dict) \
-            or not isinstance(manifest.get("parts"), dict):
-        raise CheckpointError("--checkpoint %s: not a checkpoint manifest (no 'args' and "
-                              "'parts')" % path)
-    return manifest
+    return read_manifest(path, "--checkpoint", need_args=True)
 
 
 def _manifest_kind(manifest):
@@ -331,8 +294,6 @@ def load_frcnn_checkpoint(path, ctx, classes=None):
     gluoncv.model_zoo.rcnn.faster_rcnn.FasterRCNN
         Hybridized, frozen.
     """
-    from ..data.datasets import dataset_classes
-    from ..engine.checkpoint import CheckpointError
     from ..models.faster_rcnn import ZOO_SETTINGS, build_faster_rcnn, load_trained_params
     from ..models.ssd import freeze
     manifest = read_checkpoint_manifest(path)
@@ -435,8 +396,6 @@ def load_ssd_checkpoint(path, ctx, classes=None):
     CheckpointError
         Not an SSD checkpoint, or its weights do not fit the rebuilt network.
     """
-    from ..data.datasets import dataset_classes
-    from ..engine.checkpoint import CheckpointError, load_checkpoint
     from ..models.ssd import build_run_network, deployable, freeze
     manifest = read_checkpoint_manifest(path)
     if _manifest_kind(manifest) != SSD:
@@ -457,7 +416,7 @@ def load_ssd_checkpoint(path, ctx, classes=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)    # FeatureExpander's "Cannot decide type"
         net, part = build_run_network(run, run_classes, mx.cpu())
-    load_checkpoint(path, {part: net}, {}, mx.cpu(), flag="--checkpoint")
+    load_blocks(path, {part: net}, mx.cpu(), flag="--checkpoint")
     net = deployable(net, mx.cpu())
     net.collect_params().reset_ctx(ctx)
     net.hybridize()

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from ..engine.cli import InputFileError, UsageError
+from ..usage import InputFileError, UsageError
 from .results import DetectionSet
 from .voc import score_detections
 

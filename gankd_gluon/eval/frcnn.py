@@ -129,8 +129,8 @@ def predict_frcnn_dataset(net, dataset, ctx_list, short=600, max_size=1000, num_
     ----------
     net : FasterRCNN or SymbolBlock
         A GluonCV Faster R-CNN is traced again for inference here (a hybridized GluonCV
-        detector first run in training mode keeps returning training outputs, GLUONCV_FACTS
-        sec. 10).
+        detector first run in training mode keeps returning training outputs until
+        ``hybridize()`` clears its cached graph: mxnet 1.9.1 ``mxnet/gluon/block.py``).
     dataset : detection dataset (untransformed), e.g. ``get_dataset(name, root, 'test')``
     ctx_list : list of Context
     short, max_size : int

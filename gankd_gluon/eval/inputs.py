@@ -18,8 +18,7 @@ way (GluonCV's VOC metric, or COCOeval).
 import argparse
 import sys
 
-from ..engine.args import check_devices, positive_int, unit_interval
-from ..engine.cli import UsageError
+from ..usage import UsageError, check_devices, positive_int, unit_interval
 from ..models.faster_rcnn import ZOO_SETTINGS
 from ..models.export_meta import check_against
 from .detector import FASTER_RCNN, SSD, detector_kind, model_meta, read_checkpoint_manifest

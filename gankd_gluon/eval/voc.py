@@ -209,7 +209,8 @@ def _prepare_for_inference(net, nms_thresh, nms_topk, post_nms):
     """Make sure a hybridized net is traced again in inference mode.
 
     A hybridized SSD first run in train mode keeps returning its training outputs
-    (GLUONCV_FACTS section 10). ``set_nms`` clears the cached graph, as ``validate`` in
+    (mxnet 1.9.1 ``mxnet/gluon/block.py``: the cached graph keeps the traced mode).
+    ``set_nms`` (gluoncv 0.10.5 ``gluoncv/model_zoo/ssd/ssd.py``) clears it, as ``validate`` in
     GluonCV's ``train_ssd.py`` does with the same NMS settings.
     """
     if hasattr(net, "set_nms"):

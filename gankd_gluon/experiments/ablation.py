@@ -6,7 +6,6 @@ plain stage 2) and evaluation. So the table isolates the distillation terms. The
 ``--method none``: the same student (initialised with the teacher's head when ``--head
 teacher``) with no distillation term, so that head initialisation is not credited to any method.
 """
-import json
 import os
 import time
 
@@ -43,7 +42,8 @@ def run_ablation(cfg, rows, say=print):
     """
     from ..engine.ssd_runs import run_gankd
     from ..data.datasets import get_dataset
-    from .demo import ensure_dataset, evaluate_exported, gankd_argv, train_teacher
+    from .demo import gankd_argv
+    from .runs import ensure_dataset, evaluate_exported, finished_with, train_teacher
     a = cfg.args
     ensure_dataset(cfg.data_root, a.data_seed, a.num_train, a.num_test, say)
     teacher = train_teacher(cfg, say)
@@ -58,7 +58,7 @@ def run_ablation(cfg, rows, say=print):
         argv = gankd_argv(cfg) + ["--method", method, "--save-prefix", prefix]
         log = os.path.join(cfg.out, prefix + "_train.log")
         run_args = cfg.gankd_parse_args(argv)
-        if _finished(cfg, prefix, run_args, log, argv):
+        if finished_with(cfg, prefix, run_args, log, argv):
             # a re-run after an interruption: this row's run finished with these very settings
             say("%s: reused, finished earlier with the same settings (%s)" % (name, log))
             wall = None
@@ -78,36 +78,11 @@ def run_ablation(cfg, rows, say=print):
     return out
 
 
-def _finished(cfg, prefix, run_args, log, argv=()):
-    """True when ``prefix``'s final checkpoint was written by a run with every setting of
-    ``run_args`` (the ablation shares its run folder across budgets: a different
-    ``--student-epochs`` must train again) and its log is in the output folder.
-
-    A setting the checkpoint does not record belongs to a flag added to the script after that
-    run: it counts as equal when ``argv`` (the run's command-line arguments) does not give the
-    flag, because a flag's default keeps the behaviour from before the flag existed."""
-    manifest = os.path.join(cfg.runs_dir, prefix, prefix + "-final.json")
-    if not (os.path.isfile(manifest) and os.path.isfile(log)):
-        return False
-    with open(manifest) as f:
-        stored = json.load(f).get("args", {})
-    given = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
-    for k, v in vars(run_args).items():
-        if k == "progress":
-            continue
-        if k not in stored:
-            if k in given:
-                return False
-        elif stored[k] != (list(v) if isinstance(v, tuple) else v):
-            return False
-    return True
-
-
 def write_table(results, path, command, cfg):
     """The markdown table: one row per configuration, mAP and its difference to the baseline."""
-    from .demo import _git_state
+    from .runs import git_state
     a = cfg.args
-    git = _git_state()
+    git = git_state()
     base = next((r["mAP"] for r in results if r["method"] == "none"), float("nan"))
     lines = ["# Chen et al. Table 4 ablation, with GAN-KD, on the generated dataset", "",
              "Command: `%s`" % command, "",

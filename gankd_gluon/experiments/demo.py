@@ -7,7 +7,7 @@ seed, on the study's own machinery, read top to bottom in :func:`run_demo`:
 1. the study's dataset (:func:`~.study.ensure_study_dataset`: the easy generated set, a pool
    for the teacher) and the students' subset, its first ``K`` images
    (:func:`~.study.make_subset_root`);
-2. the teacher (:func:`train_teacher`, ``train_ssd.py``'s code), trained once on the pool and
+2. the teacher (:func:`~.runs.train_teacher`, ``train_ssd.py``'s code), trained once on the pool and
    reused from the cache;
 3. the arms ``none`` (the baseline: same schedule, head and adapters, no distillation) and
    ``gan`` (GAN-KD with ``train_ssd_gan_kd.py``'s own critics), with the argv of
@@ -15,7 +15,7 @@ seed, on the study's own machinery, read top to bottom in :func:`run_demo`:
    (:data:`~.study.ARMS`); optionally the plain ``train_ssd.py`` student
    (:meth:`~.study.StudyPlan.plain_argv`) as a second, labelled row;
 4. every exported final model scored with the project's VOC07 evaluation
-   (:func:`evaluate_exported`), drawn on the same test images (:func:`detections_figure`),
+   (:func:`~.runs.evaluate_exported`), drawn on the same test images (:func:`detections_figure`),
    the two students' losses read back from their logs (:func:`loss_curves_figure`);
 5. ``results.md`` (:func:`write_results`) with the committed study's conclusion beside the
    demo's single-seed numbers (:func:`study_conclusion`).
@@ -30,17 +30,17 @@ import logging
 import math
 import os
 import re
-import shlex
-import shutil
 import time
 
 import numpy as np
 
+from .runs import (evaluate_exported, fresh_log, git_state, shell_command, teacher_cached,
+                   train_teacher)
+
 __all__ = ["DemoConfig", "DEMO_ARMS", "DEMO_OUTPUTS", "COSTS", "CLASS_LOOK", "LABEL_FONTSIZE",
-           "FIGURE_DPI", "label_height_px", "shell_command", "holds_demo_results",
-           "clear_demo_results", "ensure_dataset", "teacher_cached", "train_teacher",
-           "gankd_argv", "plan_steps", "Progress", "RunWatcher", "evaluate_exported",
-           "draw_panel", "detections_figure", "loss_curves_figure", "log_summary",
+           "FIGURE_DPI", "label_height_px", "holds_demo_results", "clear_demo_results",
+           "gankd_argv", "plan_steps", "Progress", "RunWatcher", "draw_panel",
+           "detections_figure", "loss_curves_figure", "log_summary",
            "study_conclusion", "write_results", "run_demo"]
 
 #: the study's arms the demo runs (:data:`gankd_gluon.experiments.study.ARMS`)
@@ -77,12 +77,6 @@ CE, L1 = "train_student_ori_net_CrossEntropy", "train_student_ori_net_SmoothL1"
 def label_height_px(fontsize_pt, dpi):
     """Height in pixels of text of ``fontsize_pt`` points drawn at ``dpi`` (1 pt = 1/72 inch)."""
     return fontsize_pt * dpi / 72.0
-
-
-def shell_command(script, argv):
-    """The command that runs ``scripts/<script>`` with ``argv``, quoted for a POSIX shell
-    (``shlex.join``: an empty ``--gpus`` value prints as ``''``)."""
-    return shlex.join(["python", "scripts/" + script] + list(argv))
 
 
 def last_wins(argv):
@@ -191,77 +185,7 @@ class DemoConfig:
 
 
 # -- 1. data -----------------------------------------------------------------------------------
-def ensure_dataset(root, seed, num_train, num_test, say=print):
-    """Generate the synthetic set under ``root`` unless it is already complete there."""
-    from ..data.synthetic import make_synthetic_voc
-    sets = os.path.join(root, "VOCdevkit", "VOC2007", "ImageSets", "Main")
-
-    def count(split):
-        path = os.path.join(sets, split + ".txt")
-        if not os.path.isfile(path):
-            return -1
-        with open(path) as f:
-            return sum(1 for line in f if line.strip())
-    if count("trainval") == num_train and count("test") == num_test:
-        say("dataset: cached at %s" % root)
-        return False
-    tic = time.time()
-    make_synthetic_voc(root, seed=seed, num_train=num_train, num_test=num_test)
-    say("dataset: generated %d train + %d test images at %s in %.1f s"
-        % (num_train, num_test, root, time.time() - tic))
-    return True
-
-
 # -- 2./3. training ------------------------------------------------------------------------------
-def _fresh_log(path):
-    """Logs are opened in append mode; a demo run starts its logs afresh."""
-    if os.path.exists(path):
-        os.remove(path)
-
-
-def teacher_cached(cfg):
-    """True when the cache holds the teacher's final params and its export."""
-    return (os.path.isfile(cfg.teacher_params)
-            and os.path.isfile(cfg.exported("teacher") + "-symbol.json"))
-
-
-def train_teacher(cfg, say=print):
-    """Train the teacher with ``run_plain`` unless the cache has it.
-
-    Returns
-    -------
-    dict
-        ``cached`` (bool), ``wall_s`` (training wall time of the run that made it), ``log``.
-    """
-    a = cfg.args
-    cached_log = os.path.join(cfg.teacher_dir, cfg.teacher_prefix + "_train.log")
-    meta_path = os.path.join(cfg.teacher_dir, cfg.teacher_prefix + ".demo.json")
-    if teacher_cached(cfg):
-        say("teacher: cached, %s" % cfg.teacher_params)
-        meta = json.load(open(meta_path)) if os.path.isfile(meta_path) else {}
-        info = {"cached": True, "wall_s": meta.get("wall_s", float("nan")),
-                "argv": meta.get("argv", [])}
-    else:
-        argv = ["--network", a.teacher, "--optimizer", "adam", "--lr", str(a.lr),
-                "--epochs", str(a.teacher_epochs), "--save-prefix", cfg.teacher_prefix,
-                "--overwrite", "--save-dir", cfg.teacher_dir, "--log-dir", cfg.teacher_dir]
-        argv += cfg.common_argv()
-        _fresh_log(cached_log)
-        say("teacher: training %s for %d epochs: %s"
-            % (a.teacher, a.teacher_epochs, shell_command("train_ssd.py", argv)))
-        from ..engine.ssd_runs import run_plain
-        tic = time.time()
-        run_plain(cfg.plain_parse_args(argv))
-        info = {"cached": False, "wall_s": time.time() - tic, "argv": argv}
-        with open(meta_path, "w") as f:
-            json.dump(info, f)
-    shutil.copyfile(cached_log, cfg.log_path("teacher"))
-    info["log"] = cfg.log_path("teacher")
-    return info
-
-
-
-
 def gankd_argv(cfg):
     a = cfg.args
     return (["--student", a.student, "--teacher", a.teacher, "--teacher-params",
@@ -431,22 +355,6 @@ class RunWatcher(logging.Handler):
 
 
 # -- 4. evaluation and pictures -------------------------------------------------------------------
-def evaluate_exported(prefix, dataset, data_shape, batch_size, num_workers=0, collect=None):
-    """VOC07 mAP of an exported detector on ``dataset`` (the project's evaluation).
-
-    Returns
-    -------
-    names : list of str (classes + 'mAP'), values : list of float
-    """
-    import mxnet as mx
-    from ..eval.detector import import_symbol_detector
-    from ..eval.voc import evaluate_detector, get_eval_loader
-    net = import_symbol_detector(prefix, [mx.cpu()])
-    loader = get_eval_loader(dataset, data_shape, batch_size, num_workers)
-    return evaluate_detector(net, loader, [mx.cpu()], list(dataset.classes), progress=False,
-                             collect=collect)
-
-
 def _predict(net, img, data_shape):
     """Detections of one image (H, W, 3) uint8 in original pixels: ids, scores, boxes."""
     import mxnet as mx
@@ -942,22 +850,6 @@ def write_results(cfg, res, path):
     return path
 
 
-def _git_state():
-    """Commit and locally modified tracked files of the checkout the demo runs from."""
-    import subprocess
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-    def git(*cmd):
-        try:
-            return subprocess.run(("git",) + cmd, cwd=root, capture_output=True, text=True,
-                                  timeout=30).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no")
-             .splitlines() if line.strip()]
-    return {"commit": git("rev-parse", "--short", "HEAD").strip() or "unknown", "dirty": dirty}
-
-
 def _val_count(epochs, interval):
     """Validations of a stage of ``epochs`` epochs (every ``interval`` and the last)."""
     return epochs // interval + (1 if epochs % interval else 0) if epochs else 0
@@ -1081,7 +973,7 @@ def _run_demo(cfg, plan, command, demo_log, started, load_start):
         "teacher from the cache" if cached else "teacher trained in this run"))
 
     res = {"started": started, "command": command, "load_start": load_start,
-           "git": _git_state(), "difficulty": a.difficulty, "seed": a.seed,
+           "git": git_state(), "difficulty": a.difficulty, "seed": a.seed,
            "commands": {}, "argv": {}, "train_wall_s": {}, "log_paths": {}, "step_wall_s": {},
            "study_path": a.study_results, "max_boxes": 8}
     res["study"] = study_conclusion(a.study_results)
@@ -1124,7 +1016,7 @@ def _run_demo(cfg, plan, command, demo_log, started, load_start):
         say("%s: %s" % (label, res["commands"][key]))
         run_args = parse(argv)
         log = plan.log(prefix)
-        _fresh_log(log)
+        fresh_log(log)
         tic = time.time()
         with RunWatcher(progress, label, costs[key], val, gan_epochs, stage2):
             run(run_args)

@@ -1,7 +1,8 @@
 """The paper's table rows as experiments: one :class:`Row` per row of Tables 1, 2 and 3, and the
 chain of commands that reproduces it (:func:`build_chain`).
 
-Counting the rows (DESIGN.md sec. 4, paper sec. 4.2):
+Counting the rows (Hong, Yu, Fan, "GAN-Knowledge Distillation for one-stage Object Detection",
+arXiv:1906.08467, 2019, https://arxiv.org/abs/1906.08467: Sec. 4.2, Tables 1-3):
 
 * Table 1 (VOC07 test, SSD512): 3 students (MobileNetV1, MobileNetV2, ResNet18) x 4 rows each
   (no teacher "-", VGG16, ResNet50, ResNet101) = 12;
@@ -79,7 +80,8 @@ GLUONCV_SSD_PLAIN = [
     ("--lr-decay", "0.1"), ("--lr-decay-epoch", "160,200"), ("--seed", "233"),
 ]
 
-# Trained SSD512 teachers in GluonCV's model zoo (GLUONCV_FACTS.md sec. 1); train_ssd_gan_kd.py
+# Trained SSD512 teachers in GluonCV's model zoo (gluoncv 0.10.5
+# gluoncv/model_zoo/model_store.py, the ssd_512_* entries); train_ssd_gan_kd.py
 # downloads them when --teacher-params is not given.
 ZOO_SSD_TEACHERS = {("vgg16_atrous", "voc"), ("resnet50_v1", "voc"), ("resnet101_v2", "voc"),
                     ("resnet50_v1", "coco")}
@@ -102,7 +104,8 @@ SMOKE = {
 SMOKE_OVERRIDES = [("--num-workers", "0"), ("--augment", "flip"), ("--pretrained-base", "none"),
                    ("--log-interval", "1"), ("--lr-decay-epoch", ""), ("--keep-last", "1")]
 
-# Faster R-CNN (Table 3). Distillation: the published log's Namespace (DESIGN.md sec. 3), which
+# Faster R-CNN (Table 3). Distillation: the published Faster R-CNN log's Namespace
+# (gankd_gluon/logs/published.py names the file), which
 # train_faster_rcnn_gan_kd.py takes as its defaults; epochs count from 0 over both stages (0..26
 # adversarial, 27..37 plain). Batch 4 as in the log (there 1 per GPU on 4 GPUs; here 2 per GPU
 # on the paper's two), so its lr 0.0001 applies unchanged.
@@ -115,7 +118,7 @@ FRCNN_GANKD = [
     ("--lr-decay-epoch", "32,36"), ("--seed", "233"),
 ]
 # The '-' rows: the same data and schedule as the distillation's stage 2, plain SGD
-# (train_faster_rcnn.py's defaults, issue 7), so the rows differ only in the distillation.
+# (train_faster_rcnn.py's defaults), so the rows differ only in the distillation.
 FRCNN_PLAIN = [
     ("--optimizer", "sgd"), ("--batch-size", "4"), ("--epochs", "38"), ("--lr", "0.0001"),
     ("--momentum", "0.9"), ("--wd", "0.0005"), ("--lr-decay", "0.1"),
@@ -144,7 +147,8 @@ FRCNN_SMOKE_DISTILL = [("--gan-epochs", "0"), ("--epochs", "2"), ("--train-D-eop
                        ("--lr-decay-gan-epoch", ""), ("--critic-channels", "16")]
 
 # ---------------------------------------------------------------------------- wall-time model
-# Published speeds on four GTX 1080 Ti (published_logs/, DESIGN.md sec. 5). Two GPUs are
+# Published speeds on four GTX 1080 Ti (the authors' published logs, gankd_gluon/logs/published.py:
+# the SSD log's Speed lines, the Faster R-CNN log's Training cost lines). Two GPUs are
 # assumed to run at half these rates (same 16 images per GPU).
 SPEED_4GPU = {"ssd_stage1": 35.0, "ssd_stage2": 57.0,          # samples/s
               "frcnn_stage1": 5011 / 830.0, "frcnn_stage2": 5011 / 463.0}   # 830 s / 463 s epochs

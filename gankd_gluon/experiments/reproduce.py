@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 
-from ..engine.args import check_devices, gpu_list, parse_checked
-from ..engine.cli import EXIT_FAULT, EXIT_OK, EXIT_USAGE, UsageError
+from ..usage import (EXIT_FAULT, EXIT_OK, EXIT_USAGE, UsageError, check_devices, gpu_list,
+                     parse_checked)
 from .registry import (REPO_ROOT, SMOKE, TABLES, build_chain, effective_settings,
                        estimate_hours, get_row, read_eval_map, rows_of, run_names)
 

@@ -30,7 +30,7 @@ Design (the questions a referee asks of a distillation result):
   (:func:`bootstrap_map`), scored with GluonCV's metric.
 
 A killed study continues: a run whose final checkpoint was written with the very same settings
-is reused (:func:`gankd_gluon.experiments.ablation._finished`), not trained again.
+is reused (:func:`gankd_gluon.experiments.runs.finished_with`), not trained again.
 """
 import json
 import math
@@ -359,10 +359,10 @@ class StudyPlan:
 def _train_or_reuse(plan, prefix, argv, parse, run, say, label):
     """Train one run unless it finished earlier with the same settings; returns wall s or None.
     A run trained again replaces what its folder holds (``--overwrite`` in every argv)."""
-    from .ablation import _finished
+    from .runs import finished_with
     run_args = parse(argv)
     log = plan.log(prefix)
-    if _finished(plan.cfg, prefix, run_args, log, argv):
+    if finished_with(plan.cfg, prefix, run_args, log, argv):
         say("%s: reused, finished earlier with the same settings (%s)" % (label, log))
         return None
     if os.path.exists(log):
@@ -383,7 +383,7 @@ def run_study(cfg, study, command, say=print):
     """
     from ..data.datasets import get_dataset
     from ..engine.ssd_runs import run_gankd, run_plain
-    from .demo import _git_state, evaluate_exported, train_teacher
+    from .runs import evaluate_exported, git_state, train_teacher
     a = cfg.args
     plan = StudyPlan(cfg, study)
     os.makedirs(plan.logs_dir, exist_ok=True)
@@ -420,7 +420,7 @@ def run_study(cfg, study, command, say=print):
     if gate:
         say("%s -- going on (--no-gate)" % gate)
 
-    res = {"name": study.name, "command": command, "git": _git_state(),
+    res = {"name": study.name, "command": command, "git": git_state(),
            "arms": {arm: {} for arm in study.arms}, "teacher_map": teacher_map,
            "student_plain_map": plain_map, "eval_noise": noise,
            "bootstrap": {"samples": study.bootstrap_samples, "seed": study.bootstrap_seed},

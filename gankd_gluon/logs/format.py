@@ -1,10 +1,12 @@
-"""Training-log line formatter: one function per line kind (DESIGN.md section 5).
+"""Training-log line formatter: one function per line kind, as the authors' published logs
+print them (:mod:`gankd_gluon.logs.published`).
 
-The log format is a contract (STYLE.md habit 9): the trainers write every line through these
+The log format is a contract: the trainers write every line through these
 functions, :mod:`gankd_gluon.logs.parse` reads the lines back, and ``tests/test_logs_format.py``
 checks that formatting the values parsed from each published line gives the published line
-again, byte for byte. The published logs are ``../shared/published_logs/`` (read there, never
-copied into the repository):
+again, byte for byte. The published logs are the authors' (Hong, Yu, Fan,
+github.com/p517332051/GAN-Knowledge-Distillation-SSD; :mod:`gankd_gluon.logs.published` fetches
+them and says where they are read, never copied into the repository):
 
 - SSD (``ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``)::
 
@@ -265,7 +267,7 @@ def format_interrupted_saved(path):
 
 def format_stopping(error):
     """Format ``stopping: MESSAGE``, the last line of a run ended by an error such as the
-    ``FloatingPointError`` of a non-finite loss (STYLE.md habit 8)."""
+    ``FloatingPointError`` of a non-finite loss (:func:`gankd_gluon.engine.guards.check_finite`)."""
     return "stopping: %s" % (error,)
 
 

@@ -1,15 +1,16 @@
 """Parse GAN-KD training logs: the two published logs and every log this project writes.
 
-The published logs (``../shared/published_logs/``) are messy real artifacts, and each mess is
-handled on purpose:
+The authors' published logs (:mod:`gankd_gluon.logs.published`) are messy real artifacts, and
+each mess is handled on purpose:
 
 - **Restarts.** Every ``Namespace(...)`` line opens a new :class:`Run` (the Faster R-CNN log has
   45). Inside a run the epoch counter may restart (SSD: stage 1 runs epochs 1..221, then stage 2
   counts from 1 again); a counter that goes down opens a new :class:`Segment`.
 - **Stage 2.** ``Loss_D``, ``Loss_G``, ``Loss_D_real`` and ``Loss_D_fake`` print ``nan`` in
-  stage 2 because MXNet's ``Loss`` metric reports nan when it was never updated (DESIGN.md
-  section 5). A segment in which those columns are nan throughout is a *plain* stage and the
-  columns are listed in :attr:`Segment.not_computed`; they are not a divergence. In the Faster
+  stage 2 because MXNet's ``Loss`` metric reports nan when it was never updated (mxnet 1.9.1
+  ``mxnet/metric.py``, ``EvalMetric.get``: nan when ``num_inst == 0``). A segment in which those
+  columns are nan throughout is a *plain* stage and the columns are listed in
+  :attr:`Segment.not_computed`; they are not a divergence. In the Faster
   R-CNN log stage 2 has no counter restart: the columns turn nan at an epoch boundary (after
   ``GAN_epochs``), which splits the segment there.
 - **Divergence.** A value that turns nan/inf after finite values inside one segment (and is not

@@ -19,18 +19,17 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..engine import cli
+from ..usage import EXIT_FAULT, EXIT_OK, EXIT_USAGE
 from .parse import EpochRecord, parse_log
 
 __all__ = ["CompareResult", "compare_logs", "summarize_log", "settings_diff",
            "epochs_to_fraction", "epoch_end_values", "loss_panels", "plot_losses", "plot_map",
            "plot_per_class_ap", "EXIT_OK", "EXIT_MAP_DROP", "EXIT_UNREADABLE"]
 
-EXIT_OK = cli.EXIT_OK
 #: ``--max-map-drop`` gate failed (or could not be checked): the exit-code table's 1.
-EXIT_MAP_DROP = cli.EXIT_FAULT
+EXIT_MAP_DROP = EXIT_FAULT
 #: A file could not be read, holds no log lines, or the requested run does not exist: bad input.
-EXIT_UNREADABLE = cli.EXIT_USAGE
+EXIT_UNREADABLE = EXIT_USAGE
 
 KIND_NAMES = {"ssd": "SSD", "frcnn": "Faster R-CNN", "unknown": "unknown"}
 #: Monitoring columns compared whenever either run prints them (the published SSD log prints

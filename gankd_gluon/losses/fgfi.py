@@ -1,5 +1,6 @@
-"""Fine-grained feature imitation (Wang, Yuan, Zhang, Feng, CVPR 2019, "Distilling Object
-Detectors with Fine-grained Feature Imitation"): the comparison row of the paper's Table 3.
+"""Fine-grained feature imitation (Wang, Yuan, Zhang, Feng, "Distilling Object Detectors with
+Fine-grained Feature Imitation", CVPR 2019, https://arxiv.org/abs/1906.03609): the comparison
+row of the paper's Table 3.
 
 The student imitates the teacher's backbone map only at locations near objects:
 
@@ -26,7 +27,8 @@ __all__ = ["FGFI_PSI", "FGFI_LAMBDA", "imitation_mask", "FineGrainedImitationLos
 
 #: Wang et al. Sec. 3.1: "the thresholding factor psi ... we set psi = 0.5".
 FGFI_PSI = 0.5
-#: Wang et al. Eq. 3: ``L = L_gt + lambda L_imitation``, lambda = 0.01 (issue 7, Sec. 4).
+#: Wang et al. Eq. 3: ``L = L_gt + lambda L_imitation``; lambda = 0.01 is the default of the
+#: authors' code (twangnh/Distilling-Object-Detectors ``trainval_net_sup.py``, ``--ilw``).
 FGFI_LAMBDA = 0.01
 
 

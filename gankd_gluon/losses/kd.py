@@ -1,6 +1,8 @@
-"""Classic distillation losses for SSD: Chen et al. NIPS 2017 and Ko & Yoo.
+"""Classic distillation losses for SSD: Chen et al. NIPS 2017 and Ko & Yoo ICTC 2020.
 
-The baselines the paper's adversarial method is compared against (issue 6, Chen's Table 4):
+The baselines the adversarial method of Hong, Yu, Fan ("GAN-Knowledge Distillation for one-stage
+Object Detection", arXiv:1906.08467, 2019) is compared against here, named as in Chen et al.'s
+Table 4:
 
 ========================  ========================================================  =========
 block                     loss                                                      Table 4
@@ -12,7 +14,7 @@ HintLoss                  ``||adapt(V) - Z||`` L2 or L1 (Chen Eq. 5-6, Sec. 3.4)
 KLDistillation            ``KL(P_t || P_s)`` at temperature Temp (Ko & Yoo Eq. 1)   -
 ========================  ========================================================  =========
 
-Every block is a plain HybridBlock, student first, with no weight inside (STYLE.md habit 6):
+Every block is a plain HybridBlock, student first, with no weight inside:
 the training step (:mod:`gankd_gluon.engine.methods`) applies Chen's lambda, gamma, mu, nu and
 Ko & Yoo's alpha, beta, whose paper values are the module constants below. The blocks return
 per-anchor (B, N) or per-sample (B,) values; the caller masks and normalises them the way
@@ -44,14 +46,17 @@ __all__ = ["ssd_mining_mask", "SoftTargetCrossEntropy", "TeacherBoundedL2", "Tea
            "CHEN_TEMPERATURE", "CHEN_MARGIN",
            "KO_YOO_ALPHA", "KO_YOO_BETA", "KO_YOO_TEMPERATURE"]
 
-# ---- Chen et al., "Learning Efficient Object Detection Models with Knowledge Distillation",
-# NIPS 2017 (seeds/003_b4f700be797772e8.txt) ------------------------------------------------
+# ---- Chen, Choi, Yu, Han, Chandraker, "Learning Efficient Object Detection Models with
+# Knowledge Distillation", NIPS 2017, https://papers.nips.cc/paper/6676-learning-efficient-
+# object-detection-models-with-knowledge-distillation ------------------------------------------
 # Eq. 1: "lambda and gamma ... We fix them to be 1 and 0.5, respectively, throughout the
 # experiments."
 CHEN_LAMBDA = 1.0
 CHEN_GAMMA = 0.5
 # Eq. 2 names mu ("the parameter to balance the hard and soft losses") but the paper gives no
-# value (nor does the summary, seeds/004; the supplementary material is not available). 0.5
+# value (nor does Seungki Kim's summary, "Knowledge Distillation for Object Detection 2:
+# (Survey) 'Learning Efficient Object Detection Models with Knowledge Distillation'",
+# Analytics Vidhya on Medium, 30 May 2020; the supplementary material is not available). 0.5
 # weighs the hard and soft losses equally: our choice, not the paper's.
 CHEN_MU = 0.5
 # Eq. 4: "nu is a weight parameter (set as 0.5 in our experiments)".
@@ -66,8 +71,9 @@ CHEN_TEMPERATURE = 1.0
 # student's error is above the teacher's) is our choice.
 CHEN_MARGIN = 0.0
 
-# ---- Ko & Yoo, "Knowledge Distillation based Compact Model Learning Method for Object
-# Detection" (seeds/002_4cf0ff9fbe4bd89c.txt) --------------------------------------------------
+# ---- Ko, Yoo, "Knowledge Distillation based Compact Model Learning Method for Object
+# Detection", ICTC 2020 (International Conference on Information and Communication Technology
+# Convergence), https://doi.org/10.1109/ICTC49870.2020.9289463 ----------------------------------
 # Eq. 1: Loss = alpha CE(S_conf, GT) + beta KLDiv(T_conf/Temp, S_conf/Temp), alpha + beta = 1.
 # The paper gives no value for alpha, beta or Temp. Our choices: alpha = beta = 0.5 (the even
 # split allowed by alpha + beta = 1, and Chen's mu above), Temp = 1 (Chen Sec. 3.2 found T = 1
@@ -240,8 +246,9 @@ class HintLoss(HybridBlock):
     dwarf the detection loss. The caller averages over the batch and sums over maps.
 
     The 1x1 conv leaves H, W unchanged: student and teacher maps must have the same spatial
-    size (true for the SSD pairs of GLUONCV_FACTS sec. 3; Chen's padding trick for different
-    resolutions is not implemented). Use one HintLoss per map.
+    size (true for the student/teacher pairs of the 6-map SSD512 presets, all at strides
+    16..512: gluoncv 0.10.5 ``gluoncv/model_zoo/ssd/presets.py``; Chen's padding trick for
+    different resolutions is not implemented). Use one HintLoss per map.
 
     Parameters
     ----------

@@ -2,7 +2,8 @@
 
 The networks are GluonCV's own ``faster_rcnn_<backbone>_voc`` presets
 (``model_zoo/rcnn/faster_rcnn/predefined_models.py``): student ``resnet50_v1b``, teacher
-``resnet101_v1d``. Both split the same way (GLUONCV_FACTS.md sec. 5): ``net.features`` is the C4
+``resnet101_v1d``. Both split the same way (gluoncv 0.10.5
+``gluoncv/model_zoo/rcnn/faster_rcnn/predefined_models.py``): ``net.features`` is the C4
 backbone (stride 16, 1024 channels), the map the RPN and the RoI pooling read and the map the
 critics compare; ``net.top_features`` (layer4) runs after RoI pooling.
 
@@ -12,7 +13,7 @@ What this module adds to the presets, and why:
   ``get_model`` raises ``TypeError: got multiple values``): the classes (``synthetic``), the
   per-device batch, and the RPN/RoI sampling sizes that a CPU demo on small images needs
   (:data:`ZOO_SETTINGS` are the presets' values and the defaults everywhere). ``roi_mode`` is
-  set after the build, as GLUONCV_FACTS sec. 5 verified (``net._roi_mode``).
+  set after the build (``net._roi_mode``, read in every forward: :func:`set_roi_mode`).
 * :func:`build_teacher` loads a trained teacher (a zoo file or one from
   ``scripts/train_faster_rcnn.py``) and freezes it; a failed download names the file and flags.
 * :class:`FeatureTap` reads the student's stride-16 map out of its training forward (a Gluon
@@ -106,8 +107,9 @@ def set_roi_mode(net, roi_mode):
     """RoI pooling (``'pool'``, ROIPooling) or RoIAlign (``'align'``, sample_ratio 2).
 
     The presets hard-code ``roi_mode='align'``; FasterRCNN reads ``_roi_mode`` in every
-    forward (faster_rcnn.py:389-395), so setting it after the build is enough (GLUONCV_FACTS
-    sec. 5, verified), plus a new trace if the net was hybridized.
+    forward (gluoncv 0.10.5 ``gluoncv/model_zoo/rcnn/faster_rcnn/faster_rcnn.py``, lines
+    389-395), so setting it after the build is enough (``tests/test_frcnn_models.py`` checks
+    both modes), plus a new trace if the net was hybridized.
     """
     if roi_mode not in ROI_MODES:
         raise ValueError("--roi-mode must be 'pool' or 'align', got %r" % (roi_mode,))
@@ -188,7 +190,7 @@ def build_faster_rcnn(backbone, classes, roi_mode="align", per_device_batch_size
                      per_device_batch_size=int(per_device_batch_size))
     if pretrained_base is True:
         from gluoncv.model_zoo.model_store import get_model_file
-        from ..eval.detector import zoo_params_path
+        from .weights import zoo_params_path
         try:
             get_model_file(backbone, root=os.path.join("~", ".mxnet", "models"))
         except Exception as err:  # network errors come in many types from requests/urllib
@@ -242,7 +244,7 @@ def build_teacher(backbone, classes, params=None, ctx=mx.cpu(), **settings):
     -------
     FasterRCNN. Run its ``features`` outside ``autograd.record()``.
     """
-    from ..eval.detector import zoo_params_path
+    from .weights import zoo_params_path
     net = build_faster_rcnn(backbone, classes, roi_mode="align", pretrained_base=False,
                             **settings)
     if params is None:
@@ -396,7 +398,8 @@ def rpn_raw_outputs(net, feat):
 
     The same ops as GluonCV's ``RPN.hybrid_forward`` (rpn/rpn.py, single level) before the
     proposal layer: what the train-mode forward returns as ``raw_rpn_score`` and
-    ``raw_rpn_box`` (GLUONCV_FACTS sec. 5, outputs 5 and 6), without proposals or NMS.
+    ``raw_rpn_box`` (outputs 5 and 6 of ``FasterRCNN.hybrid_forward``'s training branch,
+    gluoncv 0.10.5 ``faster_rcnn.py``), without proposals or NMS.
 
     Parameters
     ----------

@@ -8,9 +8,11 @@ built with :func:`gluoncv.model_zoo.ssd.get_ssd`, so they train, evaluate (``set
   splits it into its feature extractor (the paper's "Teacher Net") and its head ("SSD-Head":
   class/box predictors + anchors, as :class:`SSDHead`).
 * The **student** is a smaller backbone whose feature expander mirrors the teacher's layout (same
-  number of maps at the same strides, GLUONCV_FACTS.md section 3). Where its channel counts differ
-  from the teacher's, 1x1 adaptation convs (Chen et al. 2017, Sec. 3.4) bridge them, so the student
-  maps can be fed both to the critics and to the teacher's head (:class:`StudentFeatures`).
+  number of maps at the same strides: the 6-map SSD512 presets of gluoncv 0.10.5
+  ``gluoncv/model_zoo/ssd/presets.py`` share strides 16..512 and anchors). Where its channel
+  counts differ from the teacher's, 1x1 adaptation convs (Chen et al. 2017, Sec. 3.4) bridge
+  them, so the student maps can be fed both to the critics and to the teacher's head
+  (:class:`StudentFeatures`).
 * The **trained student** is the student backbone + adapters + head: a plain GluonCV ``SSD``
   whose ``features`` child is a :class:`StudentFeatures`.
 * The **deployable student** (:func:`fold_adapters`) is that network with each adapter folded
@@ -38,8 +40,8 @@ class WeightsNotFoundError(FileNotFoundError):
 # Feature taps of each backbone at strides 8, 16 and 32 (checked by symbol shape inference at
 # 512x512). Strides 16/32 are GluonCV's own SSD512 presets (model_zoo/ssd/presets.py); stride 8
 # is the last activation at that stride, used only when the teacher is VGG16 (7 maps, from
-# stride 8). mobilenet0.75/0.25 and mobilenetv2_1.0 have no SSD512 preset; GLUONCV_FACTS.md sec. 3
-# gives the taps that give them the presets' geometry.
+# stride 8). mobilenet0.75/0.25 and mobilenetv2_1.0 have no SSD512 preset; their taps below give
+# them the presets' geometry (found by the same shape inference).
 _TAPS = {
     "mobilenet1.0": ("relu10_fwd", "relu22_fwd", "relu26_fwd"),
     "mobilenet0.75": ("relu10_fwd", "relu22_fwd", "relu26_fwd"),
@@ -110,8 +112,8 @@ def teacher_layout(teacher, data_shape=512, dataset="voc"):
 
     At 512 the sizes, ratios and steps equal the preset's exactly, so a model-zoo ``.params`` file
     loads unchanged. At other sizes anchor sizes scale by ``data_shape / 512`` and each step is
-    ``data_shape / map size`` (GLUONCV_FACTS.md sec. 10: unscaled anchors or steps larger than the
-    image put anchors outside it).
+    ``data_shape / map size`` (the presets' anchor sizes are pixels of a 512 input, 51.2 to 492:
+    unscaled, or with steps larger than the image, they put anchors outside it).
     """
     if data_shape % 32:
         raise ValueError("--data-shape must be a multiple of 32, got %d" % data_shape)
@@ -235,7 +237,8 @@ def initialize_new_params(net, ctx):
     from-scratch MobileNet's depthwise convs (fan-out = C*9, fan-in = 9) shrink activations to
     about 1e-15 in inference mode, and every score ties. Parameters that carry their own
     initializer (FeatureExpander's extras, anchors, VGG's L2-norm scale) keep it. BN gamma/var
-    one, beta/mean and biases zero (Xavier cannot init vectors, GLUONCV_FACTS sec. 10).
+    one, beta/mean and biases zero (Xavier refuses vectors: mxnet 1.9.1 ``mxnet/initializer.py``,
+    ``Xavier._init_weight``).
     Already loaded parameters (a pretrained backbone, a teacher head) are left untouched.
     """
     import warnings
@@ -346,7 +349,8 @@ class SSDHead(HybridBlock):
     """The SSD-Head of a GluonCV SSD: class and box predictors plus anchor generators.
 
     Shares (does not copy) the child blocks of the SSD it was split from. In any mode it returns
-    what ``SSD.hybrid_forward`` returns in train mode (GLUONCV_FACTS sec. 2).
+    what ``SSD.hybrid_forward`` returns in train mode (gluoncv 0.10.5
+    ``gluoncv/model_zoo/ssd/ssd.py``, the ``autograd.is_training()`` branch).
 
     Parameters
     ----------
@@ -515,7 +519,9 @@ def export_detector(net, prefix, data_shape, ctx=mx.cpu()):
     """Export a detector for deployment: ``<prefix>-symbol.json`` + ``<prefix>-0000.params``,
     loadable with ``gluon.SymbolBlock.imports(json, ['data'], params)`` and no code of this
     project. Traced in inference mode (decoded, NMS'd detections), then the net is set to be
-    traced again on its next call, so training can continue (GLUONCV_FACTS sec. 2 gotcha)."""
+    traced again on its next call, so training can continue (a hybridized SSD keeps the mode
+    it was first traced in until ``hybridize()`` clears its cached graph: mxnet 1.9.1
+    ``mxnet/gluon/block.py``, ``HybridBlock.hybridize``)."""
     net.hybridize()
     with autograd.predict_mode():
         net(mx.nd.zeros((1, 3, data_shape, data_shape), ctx=ctx))
