@@ -7,7 +7,6 @@ import argparse
 import math
 import os
 
-from ..models.critics import NORMS
 from .cli import UsageError
 
 __all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg", "positive_int",
@@ -358,6 +357,7 @@ def add_critic_args(parser, critic_norm, critic_norm_help, balance_interval=50):
     critic_norm_help : str
         Why that default, for the help text.
     """
+    from ..models.critics import NORMS    # imports MXNet: only the scripts that train
     # 0 is allowed: frozen critics (or a frozen student) are a control of the mechanism check
     parser.add_argument("--lrD", "--lr-d", dest="lrD", type=nonnegative_float, default=0.0005,
                         help="critic Adam lr (paper, published logs)")
