@@ -1,11 +1,12 @@
 """Every row's script end to end at ``--scale smoke``: the same chain as the paper-scale run
 (teacher when needed, baseline, distillation, evaluation) on a generated 4/4-image dataset
 (one batch of 4), 1 epoch per stage, 128 px (320 for rows with the VGG16 teacher), two CPU
-contexts standing in for the two GPUs. One work dir for the whole session, so the dataset, the teachers and the baselines
-are made once and shared by the rows, as a re-run shares them. Then: a re-run skips every step,
-an unfinished distillation resumes, and the optimizers that ran are the paper's. Those three
-need a finished row: the ``finished_row`` fixture runs it when the row's own test has not (a
-test run alone), and reuses it when it has (the whole module), so each passes or fails alone.
+contexts standing in for the two GPUs. One work dir for the whole session, so the dataset, the
+teachers and the baselines are made once and shared by the rows, as a re-run shares them. Then:
+a re-run skips every step, an unfinished distillation resumes, and the optimizers that ran are
+the paper's. Those three need a finished row: the ``finished_row`` fixture runs it when the
+row's own test has not (a test run alone), and reuses it when it has (the whole module), so
+each passes or fails alone.
 """
 import glob
 import os
