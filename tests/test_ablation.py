@@ -13,7 +13,7 @@ from gankd_gluon.experiments.ablation import TABLE4
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--num-train", "16", "--num-test", "4", "--batch-size", "4", "--teacher", "mobilenet0.5",
+TINY = ["--num-train", "4", "--num-test", "4", "--batch-size", "4", "--teacher", "mobilenet0.5",
         "--student", "mobilenet0.25", "--teacher-epochs", "1", "--student-epochs", "2",
         "--gan-epochs", "1", "--val-interval", "1", "--log-interval", "2", "--critic-channels",
         "8", "--num-workers", "0"]

@@ -208,12 +208,29 @@ def test_probe_script_faster_rcnn_end_to_end(synthetic_root, tmp_path):
     (["--detector", "faster_rcnn", "--data-shape", "16"], "--data-shape"),
     (["--detector", "yolo"], "--detector"),
 ])
-def test_probe_script_bad_arguments(argv, flag, tmp_path):
-    res = subprocess.run([sys.executable, SCRIPT] + argv, capture_output=True, text=True,
-                         cwd=str(tmp_path))
+def test_probe_script_bad_arguments(argv, flag, tmp_path, monkeypatch, capsys):
+    """Each refused in the script's own ``parse_args`` (in this process: an interpreter start
+    with MXNet's import is about 4 s; the command line itself is run below)."""
+    from gankd_gluon.experiments.scripts import load_script
+    probe = load_script("probe_critics.py")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [SCRIPT])        # argparse names the program after it
+    with pytest.raises(SystemExit) as exit_:
+        probe.parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    lines = [l for l in err.strip().splitlines() if l.startswith("probe_critics.py: error")]
+    assert len(lines) == 1 and flag in lines[0], err
+    assert "Traceback" not in err
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_probe_script_bad_argument_on_the_command_line(tmp_path):
+    res = subprocess.run([sys.executable, SCRIPT, "--steps", "0"], capture_output=True,
+                         text=True, cwd=str(tmp_path))
     assert res.returncode == 2
     lines = [l for l in res.stderr.strip().splitlines() if l.startswith("probe_critics.py: error")]
-    assert len(lines) == 1 and flag in lines[0], res.stderr
+    assert len(lines) == 1 and "--steps" in lines[0], res.stderr
     assert "Traceback" not in res.stderr
     assert os.listdir(str(tmp_path)) == []
 

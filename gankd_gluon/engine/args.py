@@ -6,7 +6,6 @@ cited where the caller passes it; ``dest`` names are the published logs' Namespa
 import argparse
 import os
 
-from ..models.critics import NORMS
 from ..usage import (UsageError, check_devices, fraction, gpu_list, nonnegative_float,
                      nonnegative_int, positive_int)
 
@@ -198,6 +197,7 @@ def add_critic_args(parser, critic_norm, critic_norm_help, balance_interval=50):
     critic_norm_help : str
         Why that default, for the help text.
     """
+    from ..models.critics import NORMS    # imports MXNet: only the scripts that train
     # 0 is allowed: frozen critics (or a frozen student) are a control of the mechanism check
     parser.add_argument("--lrD", "--lr-d", dest="lrD", type=nonnegative_float, default=0.0005,
                         help="critic Adam lr (paper, published logs)")
