@@ -218,3 +218,82 @@ def test_loader_stops_when_killed_workers_left_its_queue_lock_taken():
     assert not loader._worker_pool._inqueue._rlock.acquire(False)    # taken by a dead worker
     assert _finishes(close_loaders)
     assert _finishes(lambda: loader.__del__())         # and the loader's own teardown
+
+
+def _sigterm_while_forking(monkeypatch):
+    """multiprocessing.Pool, patched to receive a SIGTERM (scancel, systemd's stop) just before
+    it forks the workers: inside the DataLoader's construction."""
+    import multiprocessing
+    import signal
+    real_pool = multiprocessing.Pool
+
+    def pool(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_pool(*args, **kwargs)
+    monkeypatch.setattr(multiprocessing, 'Pool', pool)
+
+
+def test_a_sigterm_while_the_workers_are_forked_is_not_lost(monkeypatch):
+    # the workers are forked with SIGTERM ignored; a SIGTERM that comes meanwhile reaches the
+    # main process's handler afterwards (it was discarded: the run then trained on to the end
+    # and exited 0 after a scancel)
+    import signal
+    from gankd_gluon.data.loaders import DataLoader, close_loaders
+    _sigterm_while_forking(monkeypatch)
+    got = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _: got.append(signum))
+    try:
+        data = gluon.data.ArrayDataset(np.arange(64, dtype='float32').reshape(16, 4))
+        loader = DataLoader(data, batch_size=4, num_workers=2, thread_pool=False)
+        assert got == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN
+        workers = list(loader._worker_pool._pool)
+        for w in workers:                                  # the workers still ignore it
+            os.kill(w.pid, signal.SIGTERM)
+        assert sum(float(b.sum().asscalar()) for b in loader) == sum(range(64))
+        assert all(w.is_alive() for w in workers)
+        assert got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        close_loaders()
+
+
+def test_a_sigterm_while_the_workers_are_forked_ends_a_process_without_handler(tmp_path):
+    # a run signalled while it builds its loaders, before the training loop handles SIGTERM,
+    # ends as SIGTERM's default says, no worker left (it went on to train and exited 0)
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / 'build.py'
+    script.write_text(
+        'import multiprocessing, os, signal, sys\n'
+        'import numpy as np\n'
+        'from mxnet import gluon\n'
+        'from gankd_gluon.data.loaders import DataLoader\n'
+        'real_pool = multiprocessing.Pool\n'
+        'def pool(*args, **kwargs):\n'
+        '    os.kill(os.getpid(), signal.SIGTERM)\n'
+        '    return real_pool(*args, **kwargs)\n'
+        'multiprocessing.Pool = pool\n'
+        'data = gluon.data.ArrayDataset(np.arange(64, dtype="float32").reshape(16, 4))\n'
+        'loader = DataLoader(data, batch_size=4, num_workers=2, thread_pool=False)\n'
+        'print("went on")\n')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == -signal.SIGTERM, err[-2000:]
+    assert 'went on' not in out
+    time.sleep(1)
+    left = []                                           # the session's processes still there
+    for name in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/stat' % name) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == run.pid and fields[0] != 'Z':      # its session
+            left.append(int(name))
+    assert left == []

@@ -14,7 +14,9 @@ every file when they are built and substitute any image that still fails to deco
 """
 
 import atexit
+import contextlib
 import multiprocessing.pool
+import os
 import signal
 import threading
 import weakref
@@ -49,7 +51,8 @@ class DataLoader(gluon.data.DataLoader):
     holding the pool's task-queue lock, so that ``Pool.terminate`` (the DataLoader's
     ``__del__``, ``multiprocessing``'s exit handler) waits for that lock for ever: the run saved
     its checkpoint but never exits. Here the workers are forked with SIGTERM ignored too (the
-    main process handles it: the training loop saves and stops), and :func:`close_loaders`, the
+    main process handles it: the training loop saves and stops; a SIGTERM that arrives while
+    the workers are forked is held and then delivered to the main process), and :func:`close_loaders`, the
     ``__del__`` of this class and an exit handler stop the pool with SIGKILL, releasing a queue
     lock a killed worker left taken, instead of SIGTERM. The workers only load data: killing
     them loses nothing. Same arguments as ``gluon.data.DataLoader``. (CPython
@@ -58,13 +61,8 @@ class DataLoader(gluon.data.DataLoader):
     """
 
     def __init__(self, *args, **kwargs):
-        main = threading.current_thread() is threading.main_thread()   # signal.signal's rule
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN) if main else None
-        try:
-            super().__init__(*args, **kwargs)                  # the fork inherits SIG_IGN
-        finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
+        with _workers_ignore_sigterm():
+            super().__init__(*args, **kwargs)
         if isinstance(getattr(self, '_worker_pool', None), multiprocessing.pool.Pool):
             _LOADERS.add(self)
 
@@ -72,6 +70,44 @@ class DataLoader(gluon.data.DataLoader):
         pool = getattr(self, '_worker_pool', None)
         if isinstance(pool, multiprocessing.pool.Pool):
             _stop_pool(pool)
+
+
+# set while a DataLoader forks its workers: each child then ignores SIGTERM from its first
+# instruction (os.register_at_fork's after_in_child runs in the child of os.fork, which the
+# 'fork' start method of multiprocessing uses)
+_FORKING_WORKERS = threading.Event()
+
+
+def _ignore_sigterm_in_worker():
+    if _FORKING_WORKERS.is_set():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+os.register_at_fork(after_in_child=_ignore_sigterm_in_worker)
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigterm():
+    """Processes forked inside ignore SIGTERM; a SIGTERM the main process gets meanwhile is held
+    and delivered to its own disposition on leaving (setting SIG_IGN in the main process, as
+    MXNet does for SIGINT, would discard it: a ``scancel`` landing while the loaders were built
+    was lost and the run trained on). Only the main thread may set handlers; elsewhere, and
+    when the current handler was not set from Python (``signal.getsignal`` gives None: it
+    could not be put back), nothing changes."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+    held = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+    _FORKING_WORKERS.set()
+    try:
+        yield
+    finally:
+        _FORKING_WORKERS.clear()
+        signal.signal(signal.SIGTERM, previous)
+        if held:
+            signal.raise_signal(signal.SIGTERM)        # the run's handler, or the default
 
 
 def close_loaders():
