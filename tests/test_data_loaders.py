@@ -297,3 +297,25 @@ def test_a_sigterm_while_the_workers_are_forked_ends_a_process_without_handler(t
         if int(fields[3]) == run.pid and fields[0] != 'Z':      # its session
             left.append(int(name))
     assert left == []
+
+
+class _OpaquePool:
+    """A Pool of a Python whose private attributes are named otherwise: only the public
+    methods show."""
+
+    def __init__(self, pool):
+        self.__pool = pool
+
+    def terminate(self):
+        self.__pool.terminate()
+
+
+def test_stopping_a_pool_without_the_known_private_attributes_still_terminates_it():
+    import multiprocessing
+    from gankd_gluon.data.loaders import _stop_pool
+    pool = multiprocessing.Pool(2)
+    workers = list(pool._pool)
+    _stop_pool(_OpaquePool(pool))
+    assert _finishes(lambda: [w.join() for w in workers], 10)
+    assert not any(w.is_alive() for w in workers)
+

@@ -16,6 +16,7 @@ every file when they are built and substitute any image that still fails to deco
 import atexit
 import contextlib
 import multiprocessing.pool
+import multiprocessing.process
 import os
 import signal
 import threading
@@ -120,24 +121,29 @@ def close_loaders():
 
 def _stop_pool(pool):
     """Terminate a ``multiprocessing.Pool`` whose workers ignore SIGTERM: no replacement workers,
-    SIGKILL to the workers, queue locks a killed worker held released, then ``terminate()``."""
+    SIGKILL to the workers, queue locks a killed worker held released, then ``terminate()``.
+
+    Each step uses private attributes of CPython's ``multiprocessing.pool`` (3.8-3.12); a step
+    whose attributes are missing is skipped, down to a plain ``terminate()``."""
     # pylint: disable=protected-access
     finalizer = getattr(pool, '_terminate', None)
-    if finalizer is None or not finalizer.still_active():
+    if finalizer is not None and not getattr(finalizer, 'still_active', lambda: True)():
         return                                              # terminated already
     handler = getattr(pool, '_worker_handler', None)
     notifier = getattr(pool, '_change_notifier', None)
-    if handler is not None and notifier is not None:
-        handler._state = multiprocessing.pool.TERMINATE
+    state = getattr(multiprocessing.pool, 'TERMINATE', None)
+    if handler is not None and notifier is not None and state is not None:
+        handler._state = state                              # no more replacement workers
         notifier.put(None)
         handler.join(5)
-    workers = list(getattr(pool, '_pool', []))
+    workers = [p for p in getattr(pool, '_pool', None) or []
+               if isinstance(p, multiprocessing.process.BaseProcess)]
     for proc in workers:
         if proc.exitcode is None:
             proc.kill()
     for proc in workers:
         proc.join(5)
-    if all(p.exitcode is not None for p in workers):
+    if workers and all(p.exitcode is not None for p in workers):
         # only workers take these two locks (the pool's threads use the pipes directly)
         for lock in (getattr(getattr(pool, '_inqueue', None), '_rlock', None),
                      getattr(getattr(pool, '_outqueue', None), '_wlock', None)):
