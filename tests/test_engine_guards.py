@@ -310,3 +310,70 @@ def test_ctrl_c_outside_the_loop_is_one_line(capsys):
     assert run_main(building, None) == 130
     err = capsys.readouterr().err
     assert err == "stopped by SIGINT outside the training loop; nothing saved\n"
+
+
+def test_sigterm_outside_the_loop_is_one_line(tmp_path):
+    # SIGTERM while the networks are built or loaders forked (scancel at start-up): one line
+    # and 128 + 15, as Ctrl-C gives 130 (it ended by the signal, silently); in a subprocess,
+    # since without the handler the signal ends the process that gets it
+    import sys
+    script = tmp_path / "building.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "from gankd_gluon.engine.cli import run_main\n"
+        "def building(_):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "    print('went on')\n"
+        "code = run_main(building, None)\n"
+        "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL    # put back\n"
+        "sys.exit(code)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert run.returncode == 128 + signal.SIGTERM, run.stderr[-2000:]
+    assert run.stderr == "stopped by SIGTERM outside the training loop; nothing saved\n"
+    assert run.stdout == ""
+
+
+def test_sigterm_while_the_loaders_fork_their_workers_is_one_line(tmp_path):
+    # scancel (SIGTERM to the group) while a run forks its loaders' workers: one line, 143,
+    # no worker left (the signal was lost: the run trained on and exited 0)
+    import sys
+    script = tmp_path / "loaders.py"
+    script.write_text(
+        "import multiprocessing, os, signal, sys\n"
+        "import numpy as np\n"
+        "from mxnet import gluon\n"
+        "from gankd_gluon.data.loaders import DataLoader\n"
+        "from gankd_gluon.engine.cli import run_main\n"
+        "real_pool = multiprocessing.Pool\n"
+        "def pool(*args, **kwargs):\n"
+        "    os.killpg(0, signal.SIGTERM)\n"
+        "    return real_pool(*args, **kwargs)\n"
+        "multiprocessing.Pool = pool\n"
+        "def building(_):\n"
+        "    data = gluon.data.ArrayDataset(np.arange(64, dtype='float32').reshape(16, 4))\n"
+        "    DataLoader(data, batch_size=4, num_workers=2, thread_pool=False)\n"
+        "    print('went on')\n"
+        "sys.exit(run_main(building, None))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err == "stopped by SIGTERM outside the training loop; nothing saved\n"
+    assert out == ""
+    time.sleep(1)
+    left = []                                           # the session's processes still there
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == proc.pid and fields[0] != "Z":
+            left.append(int(name))
+    assert left == []

@@ -62,10 +62,10 @@ class DataLoader(gluon.data.DataLoader):
     """
 
     def __init__(self, *args, **kwargs):
-        with _workers_ignore_sigterm():
+        with _workers_ignore_sigterm():       # a SIGTERM held meanwhile may raise on leaving
             super().__init__(*args, **kwargs)
-        if isinstance(getattr(self, '_worker_pool', None), multiprocessing.pool.Pool):
-            _LOADERS.add(self)
+            if isinstance(getattr(self, '_worker_pool', None), multiprocessing.pool.Pool):
+                _LOADERS.add(self)
 
     def __del__(self):
         pool = getattr(self, '_worker_pool', None)

@@ -21,8 +21,8 @@ def run_main(main, args):
     not fit the annotations), missing weights, a refused checkpoint, settings that disagree with an
     export's metadata, or a distributed setup that cannot start (Horovod not installed, two
     engines asked for), 3 after SIGTERM/SIGINT once
-    ``interrupted`` is saved, 130 on SIGINT (Ctrl-C) outside the training loop, with one line
-    and no traceback.
+    ``interrupted`` is saved, 130 on SIGINT (Ctrl-C) and 143 on SIGTERM outside the training
+    loop, with one line and no traceback.
 
     A worker of a ``dist_*`` kvstore job does not return: it ends at once with that code
     (:func:`~.distributed.exit_now`), or 1 after the traceback of any other error, since the
@@ -57,16 +57,19 @@ def _run_main(main, args):
     from .distributed import DistributedSetupError
     from .guards import FaultSwitchError, RunInterrupted
     from ..logs.format import LogWriteError
+    restore = _sigterm_raises()
     try:
         main(args)
     except RunInterrupted as err:
         print(str(err), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        # Ctrl-C outside the training loop (building the networks, evaluating): nothing to save
-        print("stopped by SIGINT outside the training loop; nothing saved",
+    except (KeyboardInterrupt, _Terminated) as err:
+        # Ctrl-C or SIGTERM outside the training loop (building the networks, evaluating):
+        # nothing to save
+        signum = signal.SIGTERM if isinstance(err, _Terminated) else signal.SIGINT
+        print("stopped by %s outside the training loop; nothing saved" % signum.name,
               file=sys.stderr)
-        return 128 + signal.SIGINT
+        return 128 + signum
     except LogWriteError as err:
         print("error: %s" % err, file=sys.stderr)
         return EXIT_FAULT
@@ -82,7 +85,30 @@ def _run_main(main, args):
             WeightsNotFoundError, CheckpointError, DistributedSetupError, ExportMetaError, UsageError) as err:
         print("error: %s" % _one_line(err), file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        restore()
     return EXIT_OK
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside the training loop, raised like KeyboardInterrupt for SIGINT (a
+    BaseException: ``except Exception`` does not swallow it)."""
+
+
+def _raise_terminated(_signum, _frame):
+    raise _Terminated()
+
+
+def _sigterm_raises():
+    """While ``main`` runs, SIGTERM left at its default raises :class:`_Terminated`, so that it
+    ends with one line as Ctrl-C does (the training loop's handler takes over inside the loop
+    and puts this one back); returns the function that restores the default."""
+    import threading
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _one_line(err):
