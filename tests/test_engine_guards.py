@@ -312,22 +312,32 @@ def test_ctrl_c_outside_the_loop_is_one_line(capsys):
     assert err == "stopped by SIGINT outside the training loop; nothing saved\n"
 
 
-def test_sigterm_outside_the_loop_is_one_line(tmp_path):
+@pytest.mark.parametrize("where", ["main", "__del__"])
+def test_sigterm_outside_the_loop_is_one_line(tmp_path, where):
     # SIGTERM while the networks are built or loaders forked (scancel at start-up): one line
-    # and 128 + 15, as Ctrl-C gives 130 (it ended by the signal, silently); in a subprocess,
-    # since without the handler the signal ends the process that gets it
+    # and 128 + 15, as Ctrl-C gives 130 (it ended by the signal, silently); also when the
+    # handler runs inside a __del__ (gc.collect in MXNet's DataLoader), where an exception
+    # raised by the handler is printed and dropped. In a subprocess, since without the
+    # handler the signal ends the process that gets it
     import sys
     script = tmp_path / "building.py"
     script.write_text(
         "import os, signal, sys, time\n"
         "from gankd_gluon.engine.cli import run_main\n"
+        "class Array:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(0.5)\n"
         "def building(_):\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
-        "    time.sleep(30)\n"
+        "    if %r == 'main':\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    else:\n"
+        "        Array()\n"
+        "    time.sleep(2)\n"
         "    print('went on')\n"
         "code = run_main(building, None)\n"
         "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL    # put back\n"
-        "sys.exit(code)\n")
+        "sys.exit(code)\n" % where)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

@@ -1,6 +1,7 @@
 """How every command-line entry point ends: :func:`run_main` turns the errors a user can fix
 into one line and an exit code of the table in :mod:`gankd_gluon.usage`."""
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -57,19 +58,17 @@ def _run_main(main, args):
     from .distributed import DistributedSetupError
     from .guards import FaultSwitchError, RunInterrupted
     from ..logs.format import LogWriteError
-    restore = _sigterm_raises()
+    restore = _sigterm_ends_with_one_line()
     try:
         main(args)
     except RunInterrupted as err:
         print(str(err), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (KeyboardInterrupt, _Terminated) as err:
-        # Ctrl-C or SIGTERM outside the training loop (building the networks, evaluating):
-        # nothing to save
-        signum = signal.SIGTERM if isinstance(err, _Terminated) else signal.SIGINT
-        print("stopped by %s outside the training loop; nothing saved" % signum.name,
+    except KeyboardInterrupt:
+        # Ctrl-C outside the training loop (building the networks, evaluating): nothing to save
+        print("stopped by SIGINT outside the training loop; nothing saved",
               file=sys.stderr)
-        return 128 + signum
+        return 128 + signal.SIGINT
     except LogWriteError as err:
         print("error: %s" % err, file=sys.stderr)
         return EXIT_FAULT
@@ -90,24 +89,28 @@ def _run_main(main, args):
     return EXIT_OK
 
 
-class _Terminated(BaseException):
-    """SIGTERM outside the training loop, raised like KeyboardInterrupt for SIGINT (a
-    BaseException: ``except Exception`` does not swallow it)."""
+def _stop_now(signum, _frame):
+    """SIGTERM outside the training loop: the line, then the exit, at once. Not an exception
+    raised like KeyboardInterrupt: the handler can run inside a ``__del__`` (MXNet's arrays,
+    a DataLoader's, during ``gc.collect``), where Python prints an exception and drops it, and
+    the run went on to the end. Outside the loop there is nothing to save or close (the loop's
+    own handler saves; the loaders' workers end when their pipes close)."""
+    sys.stderr.write("stopped by %s outside the training loop; nothing saved\n"
+                     % signal.Signals(signum).name)
+    sys.stderr.flush()
+    os._exit(128 + signum)          # pylint: disable=protected-access
 
 
-def _raise_terminated(_signum, _frame):
-    raise _Terminated()
-
-
-def _sigterm_raises():
-    """While ``main`` runs, SIGTERM left at its default raises :class:`_Terminated`, so that it
-    ends with one line as Ctrl-C does (the training loop's handler takes over inside the loop
-    and puts this one back); returns the function that restores the default."""
+def _sigterm_ends_with_one_line():
+    """While ``main`` runs, SIGTERM left at its default ends the process with one line and
+    128 + 15 (:func:`_stop_now`), as Ctrl-C ends with 130 (the training loop's handler takes
+    over inside the loop and puts this one back); returns the function that restores the
+    default."""
     import threading
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return lambda: None
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _stop_now)
     return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
