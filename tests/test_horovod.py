@@ -202,7 +202,7 @@ def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target)
     # SIGTERM to horovodrun or to its whole process group (as scancel sends it). horovodrun
     # passes SIGTERM to the ranks and kills them 5 s later (Horovod 0.28's
     # GRACEFUL_TERMINATION_TIME_S): rank 0 saves `interrupted` if its step and the save fit in
-    # that time (measured here: saved in 1 of 2 tries on the loaded 2-core machine). Either way
+    # that time (measured here: saved in 3 of 4 tries on the loaded 2-core machine). Either way
     # the job ends, horovodrun exits non-zero naming the first rank's status, no process is
     # left, and every checkpoint manifest on disk names a whole set
     import signal
