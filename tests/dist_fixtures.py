@@ -3,6 +3,7 @@
 import os
 import socket
 import sys
+import time
 
 import mxnet as mx
 import numpy as np
@@ -122,6 +123,29 @@ def processes_with(marker):
         if marker in cmdline and alive(int(name)):
             pids.append(int(name))
     return pids
+
+
+def session_processes(sid):
+    """Pids of the live processes of session ``sid`` (a process started with
+    ``start_new_session=True`` leads the session of its own pid)."""
+    pids = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            pids.append(int(name))
+    return pids
+
+
+def wait_for_line(log, proc, text, limit=300):
+    """Wait until ``text`` is in the file ``log``, ``proc`` ended or ``limit`` seconds passed."""
+    deadline = time.time() + limit
+    while time.time() < deadline and proc.poll() is None and not (
+            log.exists() and text in log.read_text()):
+        time.sleep(0.2)
 
 
 def kill_left(pids):

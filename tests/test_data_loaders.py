@@ -287,16 +287,8 @@ def test_a_sigterm_while_the_workers_are_forked_ends_a_process_without_handler(t
     assert run.returncode == -signal.SIGTERM, err[-2000:]
     assert 'went on' not in out
     time.sleep(1)
-    left = []                                           # the session's processes still there
-    for name in filter(str.isdigit, os.listdir('/proc')):
-        try:
-            with open('/proc/%s/stat' % name) as f:
-                fields = f.read().rsplit(')', 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == run.pid and fields[0] != 'Z':      # its session
-            left.append(int(name))
-    assert left == []
+    from dist_fixtures import session_processes
+    assert session_processes(run.pid) == []        # nothing left in its session
 
 
 class _OpaquePool:

@@ -228,7 +228,7 @@ def test_sigterm_to_the_process_group_with_loader_workers(data, delay):
     # `interrupted` and then never exited (a killed worker left the pool's queue lock taken), or
     # its validation waited for batches that never came. `delay` after the second epoch starts:
     # the signal lands in training or in the validation after it (--val-interval 1)
-    from dist_fixtures import descendants, kill_left, train_ssd_argv
+    from dist_fixtures import descendants, kill_left, train_ssd_argv, wait_for_line
     out = "pgroup%d" % int(delay * 10)
     argv = train_ssd_argv(data, out, "--epochs", "50")
     argv[argv.index("--num-workers") + 1] = "2"
@@ -236,10 +236,7 @@ def test_sigterm_to_the_process_group_with_loader_workers(data, delay):
                             start_new_session=True)
     log = data / out / "net_train.log"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and not (
-                log.exists() and "[Epoch 2]" in log.read_text()):
-            time.sleep(0.2)
+        wait_for_line(log, proc, "[Epoch 2]")
         time.sleep(delay)
         group = [proc.pid] + descendants(proc.pid)
         assert len(group) >= 3, group                   # the run and its loader workers
@@ -377,13 +374,5 @@ def test_sigterm_while_the_loaders_fork_their_workers_is_one_line(tmp_path):
     assert err == "stopped by SIGTERM outside the training loop; nothing saved\n"
     assert out == ""
     time.sleep(1)
-    left = []                                           # the session's processes still there
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == proc.pid and fields[0] != "Z":
-            left.append(int(name))
-    assert left == []
+    from dist_fixtures import session_processes
+    assert session_processes(proc.pid) == []        # nothing left in its session

@@ -207,7 +207,7 @@ def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target)
     # left, and every checkpoint manifest on disk names a whole set
     import signal
     import time
-    from dist_fixtures import descendants, kill_left
+    from dist_fixtures import descendants, kill_left, wait_for_line
     from gankd_gluon.engine.checkpoint import run_manifests
     from gankd_gluon.models.weights import read_checkpoint
     out = "hvd_sig_" + target
@@ -216,10 +216,7 @@ def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target)
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     log = data / out / "run_train.log"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and not (
-                log.exists() and "[Epoch 2]" in log.read_text()):
-            time.sleep(0.2)
+        wait_for_line(log, proc, "[Epoch 2]")
         group = [proc.pid] + descendants(proc.pid)
         assert len(group) >= 3, group                   # horovodrun and two ranks at least
         if target == "launcher":
