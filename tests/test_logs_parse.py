@@ -393,3 +393,30 @@ def test_a_fresh_start_is_a_new_run_and_published_blocks_stay_blocks():
                                                         2.0)])]
     whole = parse_lines(fresh).whole_run()
     assert whole.blocks == [4] and not whole.validations and not whole.resume_points
+
+
+def test_every_event_line_kind_is_read_back_as_its_kind():
+    """Each line kind our trainer writes besides batches, epochs and validations is read by its
+    own entry of the line table, with its values; none is left unreadable."""
+    lines = [fmt.format_namespace({"lr": 0.1}),
+             "data: VOC(2007trainval): kept 200 images; nothing skipped",
+             fmt.format_resumed("ck-s1-e0002.json", 1, 2),
+             fmt.format_start(3),
+             fmt.format_lr_change(5, 0.00025, "GAN"),
+             fmt.format_frcnn_saving(5, "run_0005_0.3850.params"),
+             fmt.format_interrupted("SIGTERM", 5, 19),
+             fmt.format_interrupted_saved("ck-s1-e0005.json"),
+             fmt.format_stopping("FloatingPointError: Loss_G is nan")]
+    log = parse_lines(lines)
+    assert log.unreadable_count == 0 and len(log.runs) == 1
+    assert [(e.kind, e.epoch, e.value, e.detail) for e in log.runs[0].events] == [
+        ("data", None, "VOC(2007trainval): kept 200 images; nothing skipped", ""),
+        ("resumed", None, "ck-s1-e0002.json", "stage 1, epoch 2 done"),
+        ("start", 3, 3, ""),
+        ("lr", 5, 0.00025, "GAN"),
+        ("saving", 5, "run_0005_0.3850.params", ""),
+        ("interrupted", 5, "SIGTERM", "19"),
+        ("saved", None, "ck-s1-e0005.json", ""),
+        ("stopped", None, "FloatingPointError: Loss_G is nan", "")]
+    assert log.runs[0].start_epoch == 3
+    assert log.runs[0].stop_messages == ["FloatingPointError: Loss_G is nan"]
