@@ -175,6 +175,19 @@ def test_nan_and_inf_print_as_words():
     assert line.endswith("Speed: inf samples/sec, x=nan,y=-inf")
 
 
+def test_one_ap_line_formatter_for_the_log_and_the_eval_scripts():
+    """The AP lines ``eval_voc.py``/``eval_coco.py`` print are the log's, from one formatter:
+    a validation block is its head line followed by them."""
+    from gankd_gluon import eval as evaluation
+    from gankd_gluon.eval import voc
+    assert voc.format_ap_lines is fmt.format_ap_lines is evaluation.format_ap_lines
+    names, aps = ["aeroplane", "bicycle"], [0.8235239077265817, float("nan")]
+    block = fmt.format_validation(7, names, aps, 0.8235239077265817)
+    assert block == ("[Epoch 7] StudentNet Validation: \n"
+                     + fmt.format_ap_lines(names + ["mAP"], aps + [0.8235239077265817]))
+    assert fmt.format_ap_line("bicycle", float("nan")) == "bicycle=nan"
+
+
 def test_aps_above_one_by_rounding_print_as_one():
     from gankd_gluon.eval.voc import format_ap_lines
     eleven = 0.0

@@ -27,11 +27,12 @@ import os
 import numpy as np
 from mxnet import autograd, gluon
 
+from ..logs.format import format_ap_lines   # the AP-line formatter of the log contract
 from .results import DetectionSet, GroundTruth
 
 __all__ = ["METRICS", "make_voc_metric", "score_detections", "EvalTransform", "get_eval_loader",
-           "DetectionCollector", "predict_detections", "evaluate_detector", "format_ap_lines",
-           "write_metric_json"]
+           "DetectionCollector", "predict_detections", "evaluate_detector",
+           "format_ap_lines", "write_metric_json"]
 
 #: ``--metric`` choices -> GluonCV metric class name
 METRICS = {"voc07": "VOC07MApMetric", "area": "VOCMApMetric"}
@@ -408,25 +409,6 @@ def evaluate_detector(net, val_loader, ctx_list, class_names, metric="voc07", pr
         collect["detections"] = detections
         collect["ground_truth"] = ground_truth
     return score_detections(detections, ground_truth, class_names, metric)
-
-
-def format_ap_lines(names, values):
-    """``name=value`` lines, as the validation blocks of the published logs.
-
-    Parameters
-    ----------
-    names : list of str
-    values : list of float
-
-    Returns
-    -------
-    str
-        e.g. ``'aeroplane=0.8235239077265817\\n...\\nmAP=0.7827056887461108'`` (Python's
-        ``str(float)``, as GluonCV's ``train_ssd.py`` logs them; a value above 1 by float
-        rounding only prints as 1.0).
-    """
-    from ..logs.format import format_ap
-    return "\n".join("{}={}".format(k, format_ap(v)) for k, v in zip(names, values))
 
 
 def write_metric_json(path, names, values, **extra):

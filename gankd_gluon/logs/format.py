@@ -38,7 +38,8 @@ import os
 import sys
 
 __all__ = [
-    "format_namespace", "format_start", "format_ap", "format_ssd_batch", "format_ssd_epoch",
+    "format_namespace", "format_start", "format_ap", "format_ap_line", "format_ap_lines",
+    "format_ssd_batch", "format_ssd_epoch",
     "format_validation", "format_best_map", "format_frcnn_batch", "format_frcnn_epoch",
     "format_frcnn_best", "format_frcnn_saving", "format_lr_change", "format_resumed",
     "format_interrupted", "format_interrupted_saved", "format_stopping", "setup_logger",
@@ -137,6 +138,46 @@ def format_ap(value):
     return str(1.0 if 1.0 < value <= 1.0 + 1e-9 else value)
 
 
+def format_ap_line(name, value):
+    """Format one ``name=AP`` line of a validation block (a class, or ``mAP``).
+
+    Parameters
+    ----------
+    name : str
+        Class name, or ``'mAP'``.
+    value : float
+        Average precision in [0, 1] (NaN for a class without ground truth), printed at full
+        precision (:func:`format_ap`).
+
+    Returns
+    -------
+    str
+        e.g. ``'aeroplane=0.8235239077265817'``, as GluonCV's ``train_ssd.py`` logs it.
+    """
+    return "%s=%s" % (name, format_ap(value))
+
+
+def format_ap_lines(names, values):
+    """Format ``name=AP`` lines (:func:`format_ap_line`) joined by newlines.
+
+    What ``scripts/eval_voc.py`` and ``scripts/eval_coco.py`` print: the lines of a validation
+    block without its ``[Epoch E] ... Validation:`` head.
+
+    Parameters
+    ----------
+    names : list of str
+        Class names, usually ending with ``'mAP'``.
+    values : list of float
+        One per name.
+
+    Returns
+    -------
+    str
+        e.g. ``'aeroplane=0.8235239077265817\\n...\\nmAP=0.7827056887461108'``.
+    """
+    return "\n".join(format_ap_line(name, value) for name, value in zip(names, values))
+
+
 def format_validation(epoch, class_names, aps, mean_ap, title="StudentNet Validation",
                       metric=None):
     """Format a validation block (several lines joined by newlines).
@@ -167,8 +208,8 @@ def format_validation(epoch, class_names, aps, mean_ap, title="StudentNet Valida
         raise ValueError("format_validation: %d class names but %d APs"
                          % (len(class_names), len(aps)))
     lines = ["[Epoch %d] %s: " % (epoch, title)]
-    lines.extend("%s=%s" % (name, format_ap(ap)) for name, ap in zip(class_names, aps))
-    lines.append("mAP=%s%s" % (format_ap(mean_ap), " (%s)" % metric if metric else ""))
+    lines.extend(format_ap_line(name, ap) for name, ap in zip(class_names, aps))
+    lines.append(format_ap_line("mAP", mean_ap) + (" (%s)" % metric if metric else ""))
     return "\n".join(lines)
 
 
