@@ -16,7 +16,8 @@ import os
 import sys
 
 from .parse import parse_log
-from .report import KIND_NAMES, compare_logs, summarize_log
+from .markdown import KIND_NAMES, summarize_log
+from .report import compare_logs
 
 __all__ = ["PUBLISHED_SSD", "PUBLISHED_FRCNN", "build_gallery", "main", "parse_args"]
 
