@@ -11,7 +11,6 @@ With ``GAN_epochs=26, epochs=38`` epochs 0..26 are adversarial and 27..37 plain 
 are epochs of that count at whose start the learning rate drops (GluonCV's
 ``epoch >= step``; the log's ``[Epoch 5] Set GAN learning rate`` lines).
 """
-import argparse
 import os
 import warnings
 
@@ -28,11 +27,10 @@ from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, Map
 from ..models.ssd import export_detector
 from .diagnostics import diagnostic_columns
 from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
-                          FasterRCNNKD, FasterRCNNStep, frcnn_method_name, parse_frcnn_method,
-                          split_sharded)
+                          FasterRCNNKD, FasterRCNNStep, split_sharded)
 from .checkpoint import deployable_exporter
 from .loop import Run, Stage, open_run, seed_everything
-from .methods import add_method_args
+from .methods import add_method_args, method_name, parse_method
 from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
                    check_teacher_classes, check_weights_file)
 from ..usage import (UsageError, epoch_list, fraction, nonnegative_float, nonnegative_int,
@@ -141,18 +139,7 @@ def add_frcnn_gankd_args(parser):
         "scale (models/critics.py); batch: WGAN's reference DCGAN critic, blind with Faster "
         "R-CNN's 1-2 images per device (batch statistics over so few values); none: no "
         "normalisation. One critic: --critic-balance-interval has nothing to balance"))
-    parser.add_argument("--fgfi-lambda", type=nonnegative_float, default=None,
-                        help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
-    parser.add_argument("--fgfi-psi", type=positive_float, default=None,
-                        help="Wang et al. 2019 Sec. 3.1: mask threshold factor (default 0.5)")
-    add_method_args(parser)
-    for action in parser._actions:                   # pylint: disable=protected-access
-        if action.dest == "method":                  # SSD's --method, plus fgfi, minus ko
-            action.type = _method_arg
-            action.help = ("gan (the paper), chen (Chen et al. on RPN, RCNN and the backbone "
-                           "hint), fgfi (Wang et al. 2019, Table 3's comparison row), hint, "
-                           "none, or '+'-joined components: gan, cls, cls-w, l2, l2-b, hints, "
-                           "hints-a, fgfi")
+    add_method_args(parser, "frcnn")
     return parser
 
 
@@ -215,14 +202,6 @@ def check_frcnn_gankd_args(args):
     check_critic_args(args)
     _check_sizes(args)
     _check_frcnn_devices(args)
-
-
-def _method_arg(text):
-    try:
-        parse_frcnn_method(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-    return text
 
 
 def frcnn_settings(args):
@@ -402,7 +381,7 @@ def run_frcnn_gankd(args):
     training of the student.
     """
     from ..losses.fgfi import FGFI_LAMBDA, FGFI_PSI
-    parts = parse_frcnn_method(args.method)
+    parts = parse_method(args.method, "frcnn")
     args.fgfi_lambda = FGFI_LAMBDA if args.fgfi_lambda is None else args.fgfi_lambda
     args.fgfi_psi = FGFI_PSI if args.fgfi_psi is None else args.fgfi_psi
     if args.gan_lr_decay is None:
@@ -414,10 +393,10 @@ def run_frcnn_gankd(args):
     classes = tuple(train.classes)
     if not args.save_prefix:
         args.save_prefix = "faster_rcnn_%s_%s_%s_%s_%s" % (
-            args.student, args.teacher, args.dataset, frcnn_method_name(parts), args.roi_mode)
+            args.student, args.teacher, args.dataset, method_name(parts), args.roi_mode)
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     start = open_run(args, prefix, _kind(args, classes, student=args.student,
-                                         teacher=args.teacher, method=frcnn_method_name(parts),
+                                         teacher=args.teacher, method=method_name(parts),
                                          stage=args.stage))   # before anything is written
     start.notes.extend(summary_lines(train, val))      # the log records what was skipped
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))

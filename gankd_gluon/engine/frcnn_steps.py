@@ -43,11 +43,10 @@ from mxnet import autograd, gluon
 from ..models.faster_rcnn import FeatureTap, rcnn_on_rois, rpn_raw_outputs, set_hybrid
 from .diagnostics import COSINE_LENGTH, cosine_length_metric, separation_columns
 from .guards import check_finite
-from .methods import method_name, parse_method
+from .methods import build_term_blocks, needs, term_columns
 from .steps import GANStep
 
-__all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "FRCNN_COMPONENTS",
-           "parse_frcnn_method", "frcnn_method_name", "split_sharded", "FasterRCNNLosses",
+__all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "split_sharded", "FasterRCNNLosses",
            "FasterRCNNStep", "FasterRCNNGANStep", "FasterRCNNKD"]
 
 #: published log columns: the four losses (also on the epoch line), GluonCV's four metrics,
@@ -55,35 +54,6 @@ __all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "FRCNN_COMPONENTS",
 LOSS_COLUMNS = ("RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1")
 METRIC_COLUMNS = ("RPNAcc", "RPNL1Loss", "RCNNAcc", "RCNNL1Loss")
 GAN_COLUMNS = ("Loss_G", "Loss_D")
-FRCNN_COMPONENTS = ("gan", "cls", "cls-w", "l2", "l2-b", "hints", "hints-a", "fgfi")
-
-
-def parse_frcnn_method(text):
-    """``--method`` for Faster R-CNN: :func:`~.methods.parse_method`'s names plus ``fgfi``.
-
-    ``gan`` (the paper), ``chen`` (Chen et al. on the RPN and RCNN heads and the backbone
-    hint), ``fgfi`` (Wang et al. 2019, Table 3's comparison row), ``hint``, ``none``, or
-    components joined by ``+``. Ko & Yoo's KL is defined for SSD's classifier only.
-    """
-    raw = [p.strip().lower() for p in text.split("+")]
-    fgfi = "fgfi" in raw
-    rest = [p for p in raw if p != "fgfi"]
-    parts = parse_method("+".join(rest)) if rest else frozenset()
-    if "ko" in parts:
-        raise ValueError("--method %s: Ko & Yoo's KL distils SSD's classifier; it is not "
-                         "defined for Faster R-CNN (use cls or cls-w)" % text)
-    if fgfi and parts & {"hints", "hints-a"}:
-        raise ValueError("--method %s: fgfi and hints both imitate the backbone map; choose "
-                         "one" % text)
-    return parts | {"fgfi"} if fgfi else parts
-
-
-def frcnn_method_name(parts):
-    """``gankd``, ``chen``, ``fgfi``, ``none``, ``gankd+fgfi``, ..."""
-    if "fgfi" not in parts:
-        return method_name(parts)
-    rest = parts - {"fgfi"}
-    return "fgfi" if not rest else method_name(rest) + "+fgfi"
 
 
 def split_sharded(batch, ctx_list):
@@ -243,7 +213,7 @@ class FasterRCNNKD(object):
     Parameters
     ----------
     parts : frozenset of str
-        From :func:`parse_frcnn_method`; ``gan`` is the step's business, not this one's.
+        From :func:`~.methods.parse_method` (``detector='frcnn'``); ``gan`` is the step's business, not this one's.
     args : argparse.Namespace
         ``kd_*`` weights (:func:`~.methods.add_method_args`), ``fgfi_lambda``, ``fgfi_psi``.
     teacher_channels : int
@@ -252,40 +222,25 @@ class FasterRCNNKD(object):
     """
 
     def __init__(self, parts, args, teacher_channels, ctx):
-        from ..losses import kd
-        from ..losses.fgfi import FineGrainedImitationLoss
         self.parts = frozenset(parts) - {"gan"}
         self.args = args
-        self.soft = self.bounded = self.l2 = self.hint = self.fgfi = None
         self.blocks = gluon.nn.HybridSequential(prefix="kd_")
         with self.blocks.name_scope():
-            if "cls" in self.parts or "cls-w" in self.parts:
-                bg = args.kd_bg_weight if "cls-w" in self.parts else 1.0
-                self.soft = kd.SoftTargetCrossEntropy(bg_weight=bg,
-                                                      temperature=args.kd_temperature)
-            if "l2-b" in self.parts:
-                self.bounded = kd.TeacherBoundedL2(margin=args.kd_margin)
-            if "l2" in self.parts:
-                self.l2 = kd.TeacherL2()
-            if "hints" in self.parts or "hints-a" in self.parts:
-                self.hint = kd.HintLoss(channels=teacher_channels, adapt="hints-a" in self.parts,
-                                        mode=args.hint_mode)
-                self.blocks.add(self.hint)
-            if "fgfi" in self.parts:
-                self.fgfi = FineGrainedImitationLoss(teacher_channels)
-                self.blocks.add(self.fgfi)
+            made = build_term_blocks(self.parts, args, [teacher_channels])
+        self.soft = made.get("cls", made.get("cls-w"))
+        self.bounded = made.get("l2-b")
+        self.l2 = made.get("l2")
+        self.hint = made.get("hints", made.get("hints-a", [None]))[0]
+        self.fgfi = made.get("fgfi", [None])[0]
+        for block in (self.hint, self.fgfi):      # the adapters learn with the student
+            if block is not None:
+                self.blocks.add(block)
         self.blocks.initialize(ctx=ctx)
-        self.needs_teacher_heads = self.soft is not None or self.bounded is not None \
-            or self.l2 is not None
+        self.needs_teacher_heads = needs(self.parts, "teacher_head")
 
     def term_names(self):
         """Log columns of the terms computed, in a fixed order."""
-        names = []
-        for attr, name in (("soft", "KD_soft"), ("bounded", "KD_L2B"), ("l2", "KD_L2"),
-                           ("hint", "KD_hint"), ("fgfi", "KD_FGFI")):
-            if getattr(self, attr) is not None:
-                names.append(name)
-        return names
+        return term_columns(self.parts)
 
     def params(self):
         """Trainable parameters of the terms (hint / imitation adapters), or None."""
