@@ -8,7 +8,8 @@ from mxnet import gluon
 from gankd_gluon.data.datasets import get_dataset
 from gankd_gluon.data.synthetic import make_synthetic_voc
 from gankd_gluon.engine.frcnn_runs import get_frcnn_train_loader
-from gankd_gluon.engine.frcnn_steps import FasterRCNNGANStep, FasterRCNNLosses, split_sharded
+from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter, FasterRCNNLosses, split_sharded
+from gankd_gluon.engine.steps import GANStep
 from gankd_gluon.models.critics import DNet
 from gankd_gluon.models.faster_rcnn import (MapAdapter, build_faster_rcnn, initialize_params,
                                             set_hybrid)
@@ -88,8 +89,8 @@ def _gan_step(setup, student, dnet, warmup=0):
     if dnet is not None:
         trainer_d = gluon.Trainer(dnet.collect_params(), "adam",
                                   {"learning_rate": 0.0005, "beta1": 0.5})
-    return FasterRCNNGANStep(setup["teacher"], student, adapter, dnet, trainer_g, trainer_d,
-                             warmup_epochs=warmup)
+    return GANStep(FasterRCNNAdapter(setup["teacher"], student, adapter), dnet, trainer_g,
+                   trainer_d, warmup_epochs=warmup)
 
 
 def _dnet():

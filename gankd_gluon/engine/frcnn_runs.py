@@ -26,7 +26,7 @@ from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, Map
                                   feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
 from .diagnostics import diagnostic_columns
-from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
+from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNAdapter,
                           FasterRCNNKD, FasterRCNNStep, split_sharded)
 from .checkpoint import deployable_exporter
 from .loop import Run, Stage, open_run, seed_everything
@@ -36,6 +36,7 @@ from .args import (add_critic_args, add_run_args, check_critic_args, check_run_a
 from ..usage import (UsageError, epoch_list, fraction, nonnegative_float, nonnegative_int,
                      positive_float, positive_int)
 from .ssd_runs import get_contexts
+from .steps import GANStep
 
 __all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
            "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings", "lr_at",
@@ -376,7 +377,8 @@ def run_frcnn_gankd(args):
     """Distillation of a Faster R-CNN student (GAN-KD by default); returns the best mAP.
 
     Stage 1 (epochs 0..GAN_epochs): Adam for the student (lrG) and the critic (lrD), critic
-    and student steps alternating (:class:`~.frcnn_steps.FasterRCNNGANStep`), or the student
+    and student steps alternating (:class:`~.steps.GANStep` over
+    :class:`~.frcnn_steps.FasterRCNNAdapter`), or the student
     step with ``--method``'s terms. Stage 2 (GAN_epochs+1..epochs-1): GluonCV's plain SGD
     training of the student.
     """
@@ -455,11 +457,10 @@ def run_frcnn_gankd(args):
                                           update_on_kvstore=False)
             if hybridize:
                 dnet.hybridize()
-        step = FasterRCNNGANStep(teacher, student, adapter, dnet, trainers["G"],
-                                 trainers.get("D"), clamp=(args.clamp_lower, args.clamp_upper),
-                                 d_steps=args.d_steps, objective=objective,
-                                 warmup_epochs=args.train_D_eopch, hybridize=hybridize,
-                                 epoch_offset=-1)
+        step = GANStep(FasterRCNNAdapter(teacher, student, adapter, hybridize), dnet,
+                       trainers["G"], trainers.get("D"),
+                       clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps,
+                       objective=objective, warmup_epochs=args.train_D_eopch, epoch_offset=-1)
         # after the published columns: the method's terms, then the monitors (nan where not
         # computed; engine/diagnostics.py), on the batch and the epoch lines
         extra_cols = [(c, c) for c in objective.term_names()] if objective else []
