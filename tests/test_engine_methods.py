@@ -109,7 +109,7 @@ def test_chen_objective_weights_each_term_as_the_paper():
     assert mask.sum() == 3                                 # only 2 negatives exist
     soft = (kd.SoftTargetCrossEntropy(1.5)(cls_p, t_cls).asnumpy() * mask).sum()
     lb = kd.TeacherBoundedL2(0.0)(box_p, t_box, box_t).asnumpy()[0, 0]
-    hint = obj.hints[0](s_map[0], t_map[0]).asnumpy().sum()
+    hint = obj.map_blocks["hints-a"][0](s_map[0], t_map[0]).asnumpy().sum()
     expected = 0.3 * 0.7 + 0.7 * soft + 2.0 * 0.2 + 2.0 * 0.5 * lb + 0.25 * hint
     assert total[0].asscalar() == pytest.approx(expected, rel=1e-5)
     assert terms["KD_soft"][0].asscalar() == pytest.approx(0.7 * soft, rel=1e-5)

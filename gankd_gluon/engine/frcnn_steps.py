@@ -36,7 +36,7 @@ from mxnet import autograd, gluon
 
 from ..models.faster_rcnn import FeatureTap, rcnn_on_rois, rpn_raw_outputs, set_hybrid
 from .guards import check_finite
-from .methods import build_term_blocks, needs, term_columns
+from .methods import TERMS, build_term_blocks, map_terms, needs, term_columns
 from .steps import Normalizer
 
 __all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "split_sharded", "FasterRCNNLosses",
@@ -223,9 +223,11 @@ class FasterRCNNKD(object):
         self.soft = made.get("cls", made.get("cls-w"))
         self.bounded = made.get("l2-b")
         self.l2 = made.get("l2")
-        self.hint = made.get("hints", made.get("hints-a", [None]))[0]
+        # the map terms' blocks (one map: the stride-16 one), then FGFI's; their adapters
+        # learn with the student
+        self.map_blocks = {p: b for p, b in made.items() if TERMS[p].weight is not None}
         self.fgfi = made.get("fgfi", [None])[0]
-        for block in (self.hint, self.fgfi):      # the adapters learn with the student
+        for block in [b[0] for b in self.map_blocks.values()] + [self.fgfi]:
             if block is not None:
                 self.blocks.add(block)
         self.blocks.initialize(ctx=ctx)
@@ -311,8 +313,8 @@ class FasterRCNNKD(object):
                 name, w = "KD_L2", a.kd_lambda * a.kd_nu
             terms[name] = w * ((rpn * rpn_pos).sum() / p["num_rpn"]
                                + (rcnn * rcnn_pos).sum() / p["num_rcnn"]) * share
-        if self.hint is not None:                                    # Chen Eq. 1, 5
-            terms["KD_hint"] = a.kd_gamma * self.hint(s_feat, t_feat).sum() / n
+        # map terms, weighed as for every detector (e.g. Chen Eq. 1, 5: gamma L_hint)
+        terms.update(map_terms(self.parts, self.map_blocks, a, [s_feat], [t_feat], n))
         if self.fgfi is not None:                                    # Wang Eq. 2-3
             from ..losses.fgfi import imitation_mask
             mask = imitation_mask(out[7], gt_box, s_feat.shape[2:], psi=a.fgfi_psi)

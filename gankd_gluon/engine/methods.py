@@ -36,46 +36,55 @@ import collections
 
 from mxnet import gluon
 
-__all__ = ["Term", "TERMS", "DETECTORS", "parse_method", "method_name", "KDObjective",
-           "add_method_args", "build_term_blocks", "term_columns", "COMPONENTS"]
+from ..losses import kd
+from ..usage import nonnegative_float, positive_float, unit_interval
+
+__all__ = ["Term", "Flag", "TERMS", "DETECTORS", "parse_method", "method_name", "KDObjective",
+           "add_method_args", "build_term_blocks", "term_columns", "map_terms", "COMPONENTS"]
 
 DETECTORS = {"ssd": "SSD", "frcnn": "Faster R-CNN"}
 
+#: A flag of a distillation term: ``parser.add_argument(option, dest=dest, type=type,
+#: default=default, help=help)``
+Flag = collections.namedtuple("Flag", "option dest type default help")
+
 #: One row per ``--method`` component (the GAN's critics are the step's, not a loss block):
 #: ``column`` the log column of its weighted term; ``block(args, channels)`` its loss block
-#: (None: no block); ``flags`` the weight flags it reads; ``needs`` what the objective must
+#: (None: no block); ``reads`` the flags (dests) it reads; ``needs`` what the objective must
 #: give it (``teacher_head``: the teacher's class / box outputs, ``teacher_maps``: its
 #: feature maps); ``detectors`` where it is defined, and ``why_not`` the reason elsewhere;
-#: ``group`` components that exclude each other. The rows' order is the log columns' order.
-Term = collections.namedtuple("Term", "column block flags needs detectors why_not group")
+#: ``group`` components that exclude each other; ``weight``: for a *map term* (a block
+#: ``(student map, teacher map) -> loss`` per map, the student's map adapted to the
+#: teacher's channels) the dest of the flag it is multiplied by, the objectives then weigh it
+#: the same for every detector (:func:`map_terms`); None: the detector's objective weighs it;
+#: ``flags``: :class:`Flag` s of its own that :func:`add_method_args` adds. The rows' order
+#: is the log columns' order and the order the terms are summed in.
+Term = collections.namedtuple(
+    "Term", "column block reads needs detectors why_not group weight flags")
+Term.__new__.__defaults__ = (None, ())      # weight, flags
 
 
 def _soft(bg_weight):
     def make(args, channels):
-        from ..losses import kd
         return kd.SoftTargetCrossEntropy(
             bg_weight=args.kd_bg_weight if bg_weight else 1.0, temperature=args.kd_temperature)
     return make
 
 
 def _kl(args, channels):
-    from ..losses import kd
     return kd.KLDistillation(temperature=args.ko_temperature)
 
 
 def _bounded(args, channels):
-    from ..losses import kd
     return kd.TeacherBoundedL2(margin=args.kd_margin)
 
 
 def _l2(args, channels):
-    from ..losses import kd
     return kd.TeacherL2()
 
 
 def _hint(adapt):
     def make(args, channels):
-        from ..losses import kd
         return kd.HintLoss(channels=channels, adapt=adapt, mode=args.hint_mode)
     return make
 
@@ -93,24 +102,40 @@ TERMS = collections.OrderedDict([
     ("cls-w", Term("KD_soft", _soft(True), ("kd_mu", "kd_temperature", "kd_bg_weight"),
                    ("teacher_head",), _BOTH, None, "cls")),
     ("ko", Term("KD_KL", _kl, ("ko_alpha", "ko_temperature"), ("teacher_head",), ("ssd",),
-                "Ko & Yoo's KL distils SSD's classifier (use cls or cls-w)", "cls")),
+                "Ko & Yoo's KL distils SSD's classifier (use cls or cls-w)", "cls", flags=(
+                    Flag("--ko-alpha", "ko_alpha", unit_interval, kd.KO_YOO_ALPHA,
+                         "Ko & Yoo Eq. 1: weight of CE with ground truth (alpha + beta = 1)"),
+                    Flag("--ko-temperature", "ko_temperature", positive_float,
+                         kd.KO_YOO_TEMPERATURE,
+                         "Ko & Yoo Eq. 1: temperature of the KL term")))),
     ("l2-b", Term("KD_L2B", _bounded, ("kd_lambda", "kd_nu", "kd_margin"), ("teacher_head",),
                   _BOTH, None, "l2")),
     ("l2", Term("KD_L2", _l2, ("kd_lambda", "kd_nu"), ("teacher_head",), _BOTH, None, "l2")),
+    # Chen Eq. 1: gamma L_hint
     ("hints", Term("KD_hint", _hint(False), ("kd_gamma", "hint_mode"), ("teacher_maps",),
-                   _BOTH, None, "hints")),
+                   _BOTH, None, "hints", weight="kd_gamma")),
     ("hints-a", Term("KD_hint", _hint(True), ("kd_gamma", "hint_mode"), ("teacher_maps",),
-                     _BOTH, None, "hints")),
+                     _BOTH, None, "hints", weight="kd_gamma")),
     # fgfi and the hints both imitate the backbone map: one of them
     ("fgfi", Term("KD_FGFI", _fgfi, ("fgfi_lambda", "fgfi_psi"), ("teacher_maps",),
                   ("frcnn",), "Wang et al.'s imitation mask is built from the RPN's anchors",
-                  "hints")),
+                  "hints", flags=(
+                      # None: FGFI_LAMBDA, FGFI_PSI (gankd_gluon.losses.fgfi), set by the run
+                      Flag("--fgfi-lambda", "fgfi_lambda", nonnegative_float, None,
+                           "Wang et al. 2019 Eq. 3: imitation weight (default 0.01)"),
+                      Flag("--fgfi-psi", "fgfi_psi", positive_float, None,
+                           "Wang et al. 2019 Sec. 3.1: mask threshold factor (default 0.5)")))),
 ])
 
-#: Components in the order of canonical run names (``gankd+hints-a``, ``l2-b+cls-w``)
+#: Components in the order of canonical run names (``gankd+hints-a``, ``l2-b+cls-w``); later
+#: :data:`TERMS` entries follow in table order (:func:`components`)
 COMPONENTS = ("gan", "l2", "l2-b", "cls", "cls-w", "hints", "hints-a", "ko", "fgfi")
 ALIASES = {"chen": ("l2-b", "cls-w", "hints-a"), "hint": ("hints-a",), "none": ()}
-assert set(COMPONENTS) == set(TERMS)
+
+
+def components():
+    """Every :data:`TERMS` component, in canonical run-name order."""
+    return [c for c in COMPONENTS if c in TERMS] + [c for c in TERMS if c not in COMPONENTS]
 
 
 def parse_method(text, detector="ssd"):
@@ -142,7 +167,7 @@ def parse_method(text, detector="ssd"):
                              % (text, raw, ", ".join(["gan", "chen", "ko", "fgfi", "hint",
                                                       "none"]),
                                 ", ".join(available_components(detector))))
-    for p in sorted(parts, key=COMPONENTS.index):
+    for p in sorted(parts, key=components().index):
         if detector not in TERMS[p].detectors:
             raise ValueError("--method %s: %s is not defined for %s: %s"
                              % (text, p, DETECTORS[detector], TERMS[p].why_not))
@@ -158,8 +183,8 @@ def parse_method(text, detector="ssd"):
 
 
 def available_components(detector):
-    """The :data:`COMPONENTS` defined for ``detector``, in canonical order."""
-    return [c for c in COMPONENTS if detector in TERMS[c].detectors]
+    """The components defined for ``detector``, in canonical order."""
+    return [c for c in components() if detector in TERMS[c].detectors]
 
 
 def method_name(parts):
@@ -171,7 +196,7 @@ def method_name(parts):
         return "gankd"
     if parts == frozenset(ALIASES["chen"]):
         return "chen"
-    return "+".join(c for c in COMPONENTS if c in parts).replace("gan", "gankd")
+    return "+".join(c for c in components() if c in parts).replace("gan", "gankd")
 
 
 def term_columns(parts):
@@ -183,6 +208,34 @@ def term_columns(parts):
 def needs(parts, what):
     """Whether a component of ``parts`` needs ``what`` (a :data:`TERMS` ``needs`` entry)."""
     return any(what in TERMS[p].needs for p in parts)
+
+
+def map_terms(parts, blocks, args, s_maps, t_maps, n):
+    """The weighted map terms of ``parts`` on one device: for each component with a
+    :data:`TERMS` ``weight``, ``args.<weight> * sum_i block_i(s_i, t_i).sum() / n``.
+
+    Parameters
+    ----------
+    parts : frozenset of str
+    blocks : dict of component -> list of HybridBlock
+        One block per map (:func:`build_term_blocks`).
+    args : argparse.Namespace
+    s_maps, t_maps : list of NDArray, each (B, C_i, H_i, W_i)
+        The student's maps (adapted to the teacher's channels where the detector adapts
+        them) and the teacher's, of one device.
+    n : float
+        Global batch size: the terms are per-image sums, averaged over the whole batch.
+
+    Returns
+    -------
+    OrderedDict of log column -> NDArray scalar, in :data:`TERMS` order.
+    """
+    out = collections.OrderedDict()
+    for p, t in TERMS.items():
+        if p in parts and t.weight is not None:
+            out[t.column] = getattr(args, t.weight) * sum(
+                b(s, tm).sum() for b, s, tm in zip(blocks[p], s_maps, t_maps)) / n
+    return out
 
 
 def build_term_blocks(parts, args, channels):
@@ -225,11 +278,10 @@ def _method_arg(detector):
 
 
 def add_method_args(parser, detector="ssd"):
-    """``--method`` (checked for ``detector``) and the distillation terms' weights, with the
-    papers' defaults (Faster R-CNN also gets Wang et al.'s ``--fgfi-lambda``, ``--fgfi-psi``;
-    their default None stands for :data:`~gankd_gluon.losses.fgfi.FGFI_LAMBDA`, ``FGFI_PSI``)."""
-    from ..losses import kd
-    from ..usage import nonnegative_float, positive_float, unit_interval
+    """``--method`` (checked for ``detector``), Chen et al.'s weights (shared by five
+    components) and the :data:`TERMS` flags of the components defined for ``detector``, with
+    the papers' defaults (Wang et al.'s ``--fgfi-lambda``, ``--fgfi-psi``: None stands for
+    :data:`~gankd_gluon.losses.fgfi.FGFI_LAMBDA`, ``FGFI_PSI``)."""
     aliases = {"ssd": "gan (the paper), chen, ko, hint, none",
                "frcnn": "gan (the paper), chen (Chen et al. on the RPN, RCNN and the backbone "
                         "hint), fgfi (Wang et al. 2019, Table 3's comparison row), hint, none"}
@@ -250,18 +302,12 @@ def add_method_args(parser, detector="ssd"):
                         help="Chen Eq. 3: background class weight of CLS-W (paper: 1.5)")
     parser.add_argument("--kd-temperature", type=positive_float, default=kd.CHEN_TEMPERATURE,
                         help="Chen: soft-label temperature (paper: 1 for detection)")
-    parser.add_argument("--ko-alpha", type=unit_interval, default=kd.KO_YOO_ALPHA,
-                        help="Ko & Yoo Eq. 1: weight of CE with ground truth (alpha + beta = 1)")
-    parser.add_argument("--ko-temperature", type=positive_float, default=kd.KO_YOO_TEMPERATURE,
-                        help="Ko & Yoo Eq. 1: temperature of the KL term")
     parser.add_argument("--hint-mode", choices=("l2", "l1"), default="l2",
                         help="Chen Eq. 5/6: L2 (default) or L1 hint distance")
-    if detector == "frcnn":
-        parser.add_argument("--fgfi-lambda", type=nonnegative_float, default=None,
-                            help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
-        parser.add_argument("--fgfi-psi", type=positive_float, default=None,
-                            help="Wang et al. 2019 Sec. 3.1: mask threshold factor "
-                                 "(default 0.5)")
+    for c in available_components(detector):     # the terms' own flags
+        for f in TERMS[c].flags:
+            parser.add_argument(f.option, dest=f.dest, type=f.type, default=f.default,
+                                help=f.help)
     parser.add_argument("--monitor-teacher", action="store_true",
                         help="run the teacher in stage 1 even when no term needs it (--method "
                              "none), so that the log's student-teacher distance "
@@ -293,14 +339,16 @@ class KDObjective:
         self.blocks = gluon.nn.HybridSequential(prefix="kd_")
         with self.blocks.name_scope():
             made = build_term_blocks(parts, args, teacher_channels)
-            self.hints = None
-            hints = made.get("hints", made.get("hints-a"))
-            if hints is not None:
-                self.hints = gluon.nn.HybridSequential(prefix="hint_")
-                for h in hints:
-                    self.hints.add(h)
-                # the adaptation layers are trained with the student (Chen Sec. 3.4)
-                self.blocks.add(self.hints)
+            # the map terms' blocks, one per map, each term's in one container (the hint
+            # adaptation layers are trained with the student, Chen Sec. 3.4)
+            self.map_blocks = collections.OrderedDict()
+            for p, blocks in made.items():
+                if TERMS[p].weight is not None:
+                    self.map_blocks[p] = gluon.nn.HybridSequential(
+                        prefix="hint_" if p in ("hints", "hints-a") else p.replace("-", "_") + "_")
+                    for b in blocks:
+                        self.map_blocks[p].add(b)
+                    self.blocks.add(self.map_blocks[p])
         self.soft = made.get("cls", made.get("cls-w"))
         self.kl = made.get("ko")
         self.bounded = made.get("l2-b")
@@ -342,8 +390,7 @@ class KDObjective:
         total : list of NDArray, one scalar per device
         terms : dict of str -> list of NDArray, the weighted KD terms for the log
         """
-        from ..losses import kd
-        a, p = self.args, self.parts
+        a = self.args
         n_dev = len(cls_preds)
         terms = {}
         w_cls, w_box = 1.0, 1.0
@@ -364,12 +411,13 @@ class KDObjective:
                 loss = self.bounded(bp, tb, bt) if self.bounded is not None else self.l2(bp, tb)
                 vals.append(a.kd_lambda * a.kd_nu * (loss * pos).sum() / num_pos)
             terms[name] = vals
-        if self.hints is not None:                         # Chen Eq. 1: gamma L_hint
-            terms["KD_hint"] = [a.kd_gamma * sum(h(sm, tm).sum() for h, sm, tm in
-                                                  zip(self.hints, s_dev, t_dev)) / batch
-                                for s_dev, t_dev in zip(s_maps, t_maps)]
+        if self.map_blocks:                                # e.g. Chen Eq. 1: gamma L_hint
+            per_device = [map_terms(self.parts, self.map_blocks, a, s_dev, t_dev, batch)
+                          for s_dev, t_dev in zip(s_maps, t_maps)]
+            for name in per_device[0]:
+                terms[name] = [d[name] for d in per_device]
         total = [w_cls * c.sum() + w_box * b.sum() for c, b in zip(cls_loss, box_loss)]
-        for vals in terms.values():
-            total = [t + v for t, v in zip(total, vals)]
+        for name in self.term_names():                     # in TERMS order
+            total = [t + v for t, v in zip(total, terms[name])]
         assert len(total) == n_dev
         return total, terms
