@@ -29,7 +29,7 @@ from .diagnostics import diagnostic_columns
 from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNAdapter,
                           FasterRCNNKD, FasterRCNNStep, split_sharded)
 from .checkpoint import deployable_exporter
-from .loop import Run, Stage, open_run, seed_everything
+from .loop import Run, Stage, StepSchedule, open_run, seed_everything
 from .methods import add_method_args, method_name, parse_method
 from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
                    check_teacher_classes, check_weights_file)
@@ -39,7 +39,7 @@ from .ssd_runs import get_contexts
 from .steps import GANStep
 
 __all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
-           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings", "lr_at",
+           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings",
            "check_frcnn_plain_args", "check_frcnn_gankd_args"]
 
 
@@ -212,31 +212,6 @@ def frcnn_settings(args):
 
 def _steps(text):
     return sorted(int(e) for e in text.split(",") if e.strip())
-
-
-def lr_at(base, epoch, decay, steps):
-    """GluonCV's step schedule: ``base * decay**k``, k = steps ``<= epoch`` (0-based epochs,
-    ``while lr_steps and epoch >= lr_steps[0]`` in train_faster_rcnn.py)."""
-    return base * decay ** sum(1 for s in steps if epoch >= s)
-
-
-class _LoggedSchedule(object):
-    """``Stage.lrs`` for trainers sharing a step schedule; writes GluonCV's
-    ``[Epoch E] Set <what> learning rate to x`` line when the rate changes."""
-
-    def __init__(self, logger, bases, decay, steps, offset, what=""):
-        self.logger, self.bases, self.decay, self.steps = logger, bases, decay, steps
-        self.offset, self.what, self.last = offset, what, None
-
-    def __call__(self, epoch):
-        shown = epoch + self.offset
-        lrs = {k: lr_at(b, shown, self.decay, self.steps) for k, b in self.bases.items()}
-        changed = lrs != self.last if self.last is not None else lrs != self.bases
-        if changed:
-            for lr in sorted(set(lrs.values()), reverse=True):
-                self.logger.info(format_lr_change(shown, lr, self.what))
-        self.last = lrs
-        return lrs
 
 
 # ------------------------------------------------------------------------------------------
@@ -467,8 +442,9 @@ def run_frcnn_gankd(args):
         extra_cols += diagnostic_columns(1, need_teacher, dnet is not None)
         bases = {"G": args.lrG, "D": args.lrD} if dnet is not None else {"G": args.lrG}
         stages.append(Stage(1, stage1_epochs, step, trainers,
-                            _LoggedSchedule(logger, bases, args.gan_lr_decay,
-                                            _steps(args.lr_decay_GAN_epoch), -1, "GAN"),
+                            StepSchedule(bases, args.gan_lr_decay,
+                                         _steps(args.lr_decay_GAN_epoch), logger, "GAN",
+                                         offset=-1, convention="at"),
                             _columns(dnet is not None) + extra_cols, split=split_sharded,
                             epoch_offset=-1,
                             epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS) +
@@ -478,8 +454,9 @@ def run_frcnn_gankd(args):
         stages.append(Stage(2, stage2_epochs,
                             FasterRCNNStep(student, trainer, hybridize, args.GAN_epochs),
                             {"SGD": trainer},
-                            _LoggedSchedule(logger, {"SGD": args.lr}, args.lr_decay,
-                                            _steps(args.lr_decay_epoch), args.GAN_epochs),
+                            StepSchedule({"SGD": args.lr}, args.lr_decay,
+                                         _steps(args.lr_decay_epoch), logger,
+                                         offset=args.GAN_epochs, convention="at"),
                             _columns(False), split=split_sharded, epoch_offset=args.GAN_epochs,
                             epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS)))
 
@@ -525,8 +502,8 @@ def run_frcnn_plain(args):
     stage = Stage(2, args.epochs,
                   FasterRCNNStep(net, trainer, not args.disable_hybridization, -1),
                   {"opt": trainer},
-                  _LoggedSchedule(logger, {"opt": args.lr}, args.lr_decay,
-                                  _steps(args.lr_decay_epoch), -1),
+                  StepSchedule({"opt": args.lr}, args.lr_decay, _steps(args.lr_decay_epoch),
+                               logger, offset=-1, convention="at"),
                   [(c, c) for c in LOSS_COLUMNS + METRIC_COLUMNS], split=split_sharded,
                   epoch_offset=-1, epoch_columns=list(LOSS_COLUMNS))
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,

@@ -8,8 +8,10 @@ Record the hashes on the code before a refactor, then check after every incremen
 
 ``--check`` exits 1 and names every file whose hash differs (or that appeared / went away).
 The runs are those of the end-to-end tests (``tests/test_train_ssd_gan_kd.py``,
-``tests/test_frcnn_train.py``), shortened to one or two epochs, for ``--method gan`` and
-``--method chen`` on each detector. The teachers (one SSD epoch; an initialised ResNet101
+``tests/test_frcnn_train.py``), shortened to two or three epochs, with a learning-rate decay
+inside each stage, for ``--method gan`` and ``--method chen`` on each detector. The baseline
+recorded on the code before the engine refactor is ``bit_identity_baseline.json`` beside
+this script. The teachers (one SSD epoch; an initialised ResNet101
 Faster R-CNN) are built once per invocation with the same seeds. Weight files only
 (``*.params``), not optimizer states, logs or JSON (which hold paths and times).
 Takes a few minutes of one CPU.
@@ -73,7 +75,9 @@ def run_ssd(root):
         out = os.path.join(root, "ssd_" + method)
         args = train_ssd_gan_kd.parse_args(SSD_COMMON + data + [
             "--student", "mobilenet0.25", "--teacher", "mobilenet0.5", "--teacher-params",
-            teacher, "--gan-epochs", "1", "--epochs", "1", "--save-interval", "1",
+            teacher, "--gan-epochs", "2", "--epochs", "1", "--save-interval", "1",
+            # the step schedules: stage 1's second epoch decayed (1-based, after epoch 1)
+            "--gan-lr-decay-epoch", "1", "--lr-decay", "0.5",
             "--keep-last", "10", "--critic-channels", "16", "--method", method,
             "--save-dir", out, "--log-dir", os.path.join(root, "logs"),
             "--save-prefix", "ssd_" + method])
@@ -106,6 +110,8 @@ def run_frcnn(root):
         # 1 adversarial), stage 2 is epoch 2
         args = train_faster_rcnn_gan_kd.parse_args(FRCNN_COMMON + [
             "--dataset-root", os.path.join(root, "frcnn_data"), "--teacher-params", tparams,
+            # the step schedules (0-based, from the epoch given): logged epochs 1 and 2 decayed
+            "--lr-decay-GAN-epoch", "1", "--gan-lr-decay", "0.5", "--lr-decay-epoch", "2",
             "--gan-epochs", "1", "--epochs", "3", "--train-D-eopch", "1", "--save-interval",
             "1", "--keep-last", "10", "--critic-channels", "8", "--method", method,
             "--save-dir", out, "--log-dir", os.path.join(root, "logs"),
