@@ -18,7 +18,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..data.datasets import add_dataset_args, add_train_years_arg, get_splits, summary_lines
-from ..logs.format import format_lr_change, setup_logger
+from ..logs.format import setup_logger
 from ..models.critics import DNet
 from ..models.export_meta import build_meta
 from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter,

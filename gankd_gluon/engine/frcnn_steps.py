@@ -206,7 +206,8 @@ class FasterRCNNKD(object):
     Parameters
     ----------
     parts : frozenset of str
-        From :func:`~.methods.parse_method` (``detector='frcnn'``); ``gan`` is the step's business, not this one's.
+        From :func:`~.methods.parse_method` (``detector='frcnn'``); ``gan`` is the step's
+        business, not this one's.
     args : argparse.Namespace
         ``kd_*`` weights (:func:`~.methods.add_method_args`), ``fgfi_lambda``, ``fgfi_psi``.
     teacher_channels : int

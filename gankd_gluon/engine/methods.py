@@ -20,16 +20,19 @@ ko         Ko & Yoo: ``alpha CE(S, GT) + beta KL(T/Temp || S/Temp)`` (SSD)
 fgfi       Wang et al.: imitation of the teacher's map near objects (Faster R-CNN)
 =========  =================================================================================
 
-Sources: Hong, Yu, Fan, "Generative Adversarial Knowledge Distillation for object detection"
-(2019); Chen et al., "Learning Efficient Object Detection Models with Knowledge Distillation",
-NeurIPS 2017, https://papers.nips.cc/paper/6676; Ko & Yoo, "Knowledge distillation for SSD"
-(as the published code's baseline); Wang et al., "Distilling Object Detectors with
-Fine-grained Feature Imitation", CVPR 2019, https://arxiv.org/abs/1906.03609.
+Sources: Hong, Yu, Fan, "GAN-Knowledge Distillation for one-stage Object Detection",
+arXiv 2019, https://arxiv.org/abs/1906.08467; Chen, Choi, Yu, Han, Chandraker, "Learning
+Efficient Object Detection Models with Knowledge Distillation", NIPS 2017; Ko, Yoo,
+"Knowledge Distillation based Compact Model Learning Method for Object Detection", ICTC 2020,
+https://doi.org/10.1109/ICTC49870.2020.9289463; Wang, Yuan, Zhang, Feng, "Distilling Object
+Detectors with Fine-grained Feature Imitation", CVPR 2019, https://arxiv.org/abs/1906.03609.
 
 The loss blocks (:mod:`gankd_gluon.losses`) hold no weights; the objectives apply Chen's
-lambda, gamma, mu, nu, Ko & Yoo's alpha and Wang et al.'s lambda, and nowhere else.
-Adding a method: its loss block in :mod:`gankd_gluon.losses`, one :data:`TERMS` entry here,
-and its weighting in the objective of each detector it is defined for.
+lambda, gamma, mu, nu, Ko & Yoo's alpha and Wang et al.'s lambda, and nowhere else. Adding a
+method whose term compares feature maps: its loss block in :mod:`gankd_gluon.losses` and one
+:data:`TERMS` entry here (with ``weight``; :func:`map_terms` weighs it for every detector). A
+term on the detectors' outputs also needs its weighting in the objective of each detector it
+is defined for (:class:`KDObjective`, :class:`~.frcnn_steps.FasterRCNNKD`).
 """
 import argparse
 import collections
@@ -40,7 +43,8 @@ from ..losses import kd
 from ..usage import nonnegative_float, positive_float, unit_interval
 
 __all__ = ["Term", "Flag", "TERMS", "DETECTORS", "parse_method", "method_name", "KDObjective",
-           "add_method_args", "build_term_blocks", "term_columns", "map_terms", "COMPONENTS"]
+           "add_method_args", "build_term_blocks", "term_columns", "map_terms", "needs",
+           "components", "available_components", "COMPONENTS"]
 
 DETECTORS = {"ssd": "SSD", "frcnn": "Faster R-CNN"}
 
