@@ -48,7 +48,7 @@ from gankd_gluon.engine.loop import seed_everything  # noqa: E402
 from gankd_gluon.engine.ssd_runs import build_gankd_models, get_contexts  # noqa: E402
 from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM  # noqa: E402
 from gankd_gluon.models.critics import NORMS  # noqa: E402
-from gankd_gluon.engine.steps import (GANStep, SSDStep, _no_weight_grads,  # noqa: E402
+from gankd_gluon.engine.steps import (GANStep, SSDAdapter, SSDStep, _no_weight_grads,  # noqa: E402
                                       split_batch)
 from gankd_gluon.models.ssd import (build_ssd, initialize_new_params, split_ssd,  # noqa: E402
                                     teacher_layout)
@@ -175,9 +175,9 @@ def main(args):
                               {"learning_rate": kd.lrD, "beta1": kd.beta1},
                               update_on_kvstore=False)
     student.hybridize()     # as run_gankd's before_epoch hook: stage 2 calls the whole SSD
-    gan_step = GANStep(teacher.features, s_features, s_head, dnet, trainer_g, trainer_d, det_loss,
-                       clamp=(kd.clamp_lower, kd.clamp_upper), d_steps=kd.d_steps,
-                       balance_interval=kd.critic_balance_interval)
+    gan_step = GANStep(SSDAdapter(teacher.features, s_features, s_head, det_loss), dnet,
+                       trainer_g, trainer_d, clamp=(kd.clamp_lower, kd.clamp_upper),
+                       d_steps=kd.d_steps, balance_interval=kd.critic_balance_interval)
     trainer_s2 = gluon.Trainer(student.collect_params(), "sgd",
                                {"learning_rate": kd.lr, "wd": kd.wd, "momentum": kd.momentum},
                                update_on_kvstore=False)
@@ -218,7 +218,7 @@ def main(args):
 
     # GANStep without critics and teacher: exactly its student step with the same head and
     # no adversarial term (the code path --method none runs)
-    student_only = GANStep(None, s_features, s_head, None, trainer_g, None, det_loss)
+    student_only = GANStep(SSDAdapter(None, s_features, s_head, det_loss), None, trainer_g, None)
 
     def student_plain_step():
         student_only(data, cls_t, box_t)

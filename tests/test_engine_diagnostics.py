@@ -132,7 +132,7 @@ def test_critic_step_returns_each_critics_separation(d_steps, w):
     dnet = MeanCritics(2)
     dnet.initialize()
     trainer = gluon.Trainer(dnet.collect_params(), "sgd", {"learning_rate": 0.0})
-    step = GANStep(None, None, None, dnet, None, trainer, None, clamp=(-0.5, 0.5),
+    step = GANStep(None, dnet, None, trainer, clamp=(-0.5, 0.5),
                    d_steps=d_steps)
     t, s = _maps()
     real, fake, loss_d, separation = step.critic_step([t], [s], 2.0, 0, 0)
@@ -154,7 +154,7 @@ def test_critic_separation_two_devices_equal_one():
         ctx = [mx.cpu(0), mx.cpu(1)] if split else [mx.cpu(0)]
         dnet.initialize(ctx=ctx)
         trainer = gluon.Trainer(dnet.collect_params(), "sgd", {"learning_rate": 0.0})
-        step = GANStep(None, None, None, dnet, None, trainer, None, clamp=(-1, 1))
+        step = GANStep(None, dnet, None, trainer, clamp=(-1, 1))
         if split:
             t_dev = [[m[i:i + 1].as_in_context(c) for m in t] for i, c in enumerate(ctx)]
             s_dev = [[m[i:i + 1].as_in_context(c) for m in s] for i, c in enumerate(ctx)]

@@ -12,6 +12,14 @@ def logger(caplog):
     return logging.getLogger("test_engine_loop")
 
 
+def test_the_two_gluoncv_conventions_and_no_other():
+    """train_ssd.py decays after the listed (1-based) epoch, train_faster_rcnn.py from the
+    listed (0-based, as logged) epoch on: the same epoch number, one decay apart."""
+    assert step_lr(1.0, 5, 0.5, [5]) == 1.0 and step_lr(1.0, 5, 0.5, [5], "at") == 0.5
+    with pytest.raises(ValueError, match="convention 'before'"):
+        StepSchedule({"G": 1.0}, 0.5, [5], convention="before")
+
+
 def test_step_lr_is_one_based():
     # '179': epochs 1..179 at the base rate, 180 on decayed (the published SSD log's stage 1)
     assert step_lr(0.0005, 179, 0.1, [179]) == 0.0005

@@ -28,6 +28,45 @@ def test_parse_method_aliases_and_table4_names():
         parse_method("chen+ko")
 
 
+def test_faster_rcnn_grammar_is_the_same_table():
+    """One grammar: fgfi only for Faster R-CNN, ko only for SSD, exclusive groups for both."""
+    assert parse_method("gan", "frcnn") == {"gan"}
+    assert parse_method("chen", "frcnn") == {"l2-b", "cls-w", "hints-a"}
+    assert parse_method("fgfi", "frcnn") == {"fgfi"}
+    assert parse_method("gan+fgfi", "frcnn") == {"gan", "fgfi"}
+    assert parse_method("none", "frcnn") == frozenset()
+    assert [method_name(parse_method(m, "frcnn")) for m in
+            ("gan", "chen", "fgfi", "gan+fgfi", "none")] == \
+        ["gankd", "chen", "fgfi", "gankd+fgfi", "none"]
+    with pytest.raises(ValueError, match="not defined for Faster R-CNN"):
+        parse_method("ko", "frcnn")
+    with pytest.raises(ValueError, match="choose one"):
+        parse_method("chen+fgfi", "frcnn")
+    with pytest.raises(ValueError, match="fgfi is not defined for SSD"):
+        parse_method("fgfi")
+    with pytest.raises(ValueError, match="unknown part 'foo'"):
+        parse_method("gan+foo", "frcnn")
+
+
+def test_columns_and_needs_come_from_the_table():
+    from gankd_gluon.engine.methods import TERMS, needs, term_columns
+    assert term_columns(parse_method("chen")) == ["KD_soft", "KD_L2B", "KD_hint"]
+    assert term_columns(parse_method("gan+fgfi", "frcnn")) == ["KD_FGFI"]
+    assert term_columns(parse_method("gan")) == []
+    assert needs(parse_method("ko"), "teacher_head") and not needs(parse_method("hint"),
+                                                                     "teacher_head")
+    assert all(t.why_not for t in TERMS.values() if len(t.detectors) < 2)
+
+
+def test_method_flag_is_checked_for_the_detector():
+    parser = add_method_args(argparse.ArgumentParser(), "frcnn")
+    assert parser.parse_args(["--method", "gan+fgfi"]).fgfi_lambda is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--method", "ko"])
+    with pytest.raises(SystemExit):
+        add_method_args(argparse.ArgumentParser()).parse_args(["--method", "fgfi"])
+
+
 def _args(**kw):
     args = add_method_args(argparse.ArgumentParser()).parse_args([])
     for k, v in kw.items():
@@ -70,7 +109,7 @@ def test_chen_objective_weights_each_term_as_the_paper():
     assert mask.sum() == 3                                 # only 2 negatives exist
     soft = (kd.SoftTargetCrossEntropy(1.5)(cls_p, t_cls).asnumpy() * mask).sum()
     lb = kd.TeacherBoundedL2(0.0)(box_p, t_box, box_t).asnumpy()[0, 0]
-    hint = obj.hints[0](s_map[0], t_map[0]).asnumpy().sum()
+    hint = obj.map_blocks["hints-a"][0](s_map[0], t_map[0]).asnumpy().sum()
     expected = 0.3 * 0.7 + 0.7 * soft + 2.0 * 0.2 + 2.0 * 0.5 * lb + 0.25 * hint
     assert total[0].asscalar() == pytest.approx(expected, rel=1e-5)
     assert terms["KD_soft"][0].asscalar() == pytest.approx(0.7 * soft, rel=1e-5)

@@ -6,7 +6,7 @@ from gluoncv.loss import SSDMultiBoxLoss
 from mxnet import autograd, gluon
 
 from gankd_gluon.engine.guards import RunningMean, check_finite
-from gankd_gluon.engine.steps import GANStep, split_batch
+from gankd_gluon.engine.steps import GANStep, SSDAdapter, split_batch
 from gankd_gluon.models.critics import Critic, DNet, clip_weights, num_downsamplings
 from gankd_gluon.models.ssd import (build_ssd, build_student, build_teacher, feature_channels,
                                     initialize_new_params, split_ssd, teacher_layout)
@@ -46,8 +46,8 @@ def _setup(teacher_file, ctx, d_steps=1, norm="batch", balance_interval=0):
                        update_on_kvstore=False)
     td = gluon.Trainer(dnet.collect_params(), "adam", {"learning_rate": 5e-4, "beta1": 0.5},
                        update_on_kvstore=False)
-    step = GANStep(teacher.features, s_feat, s_head, dnet, tg, td, SSDMultiBoxLoss(),
-                   d_steps=d_steps, balance_interval=balance_interval)
+    step = GANStep(SSDAdapter(teacher.features, s_feat, s_head, SSDMultiBoxLoss()), dnet, tg,
+                   td, d_steps=d_steps, balance_interval=balance_interval)
     with autograd.train_mode():
         _, _, anchors = student(mx.nd.zeros((1, 3, SIZE, SIZE), ctx=ctx[0]))
     return teacher, student, dnet, step, anchors
@@ -230,12 +230,12 @@ def test_two_devices_log_the_monitors_of_one_device(teacher_file):
     outs = []
     for setup, batch in ((one, ([x], [cls_t], [box_t])),
                          (two, split_batch((x, cls_t, box_t), [mx.cpu(0), mx.cpu(1)]))):
-        step, features = setup[3], setup[3].student_features
+        step, features = setup[3], setup[3].detector.student_features
 
         def moving_stats(data, features=features):
             with autograd.predict_mode():
                 return features(data)
-        step.student_features = moving_stats
+        step.detector.student_features = moving_stats
         outs.append(step(*batch))
     for key in ["cosine_length_loss_metric"] + ["W_%d" % i for i in range(6)]:
         logged = []
@@ -253,7 +253,7 @@ def test_gan_step_monitors_cosine_length_and_per_critic_separation(teacher_file)
     teacher, student, dnet, step, anchors = _setup(teacher_file, [mx.cpu()])
     x, cls_t, box_t = _batch(anchors)
     with autograd.train_mode():            # the student's forward runs under record()
-        s_maps = step.student_features(x)
+        s_maps = step.detector.student_features(x)
     t_maps = teacher.features(x)           # the teacher's does not (moving statistics)
     expected = cosine_length_metric(s_maps, t_maps, x.shape[0]).asscalar()
     out = step([x], [cls_t], [box_t])
@@ -321,12 +321,12 @@ def test_gan_step_balances_the_critics_on_its_balance_batches(teacher_file):
     w = dnet.critic_weights.data().asnumpy()
     assert not np.allclose(w, 1) and w.mean() == pytest.approx(1.0, rel=1e-5)
     with autograd.record():
-        maps = step.student_features(x)
+        maps = step.detector.student_features(x)
     step.balance_critics([maps])
     w = dnet.critic_weights.data().asnumpy()
     with autograd.record():
-        maps = step.student_features(x)
-    g = critic_gradient_norms(dnet, maps, backbone_params(step.student_features))
+        maps = step.detector.student_features(x)
+    g = critic_gradient_norms(dnet, maps, backbone_params(step.detector.student_features))
     np.testing.assert_allclose(w * g, np.full(len(g), (w * g).mean()), rtol=1e-3)
 
 
@@ -396,7 +396,7 @@ def test_critic_step_sets_the_score_scale_from_its_unweighted_raw_scores(teacher
     x = _batch(anchors)[0]
     t_maps = teacher.features(x)
     with autograd.record():
-        s_maps = step.student_features(x)
+        s_maps = step.detector.student_features(x)
     expected = []
     for c, tm, sm in zip(dnet.critics, t_maps, s_maps):
         raw = np.concatenate([c.raw(tm).asnumpy(), c.raw(sm.detach()).asnumpy()])
@@ -419,7 +419,7 @@ def test_critic_step_scores_its_own_batch_in_that_batchs_units(teacher_file):
     x = _batch(anchors)[0]
     t_maps = teacher.features(x)
     with autograd.record():
-        s_maps = step.student_features(x)
+        s_maps = step.detector.student_features(x)
     step.critic_step([t_maps], [s_maps], 4.0, 0, 0)
     for c in dnet.critics:          # the raw scores move away from the last normalisation
         c.body[0].bias.set_data(mx.nd.ones_like(c.body[0].bias.data()) * 0.03)

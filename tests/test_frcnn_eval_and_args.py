@@ -11,7 +11,7 @@ from mxnet import gluon
 
 from gankd_gluon.data.datasets import get_dataset
 from gankd_gluon.data.synthetic import make_synthetic_voc
-from gankd_gluon.engine.frcnn_runs import _LoggedSchedule, lr_at
+from gankd_gluon.engine.loop import StepSchedule, step_lr
 from gankd_gluon.eval.frcnn import FasterRCNNEvalTransform, evaluate_frcnn
 from gankd_gluon.logs.parse import parse_namespace
 
@@ -90,11 +90,12 @@ def test_defaults_are_the_published_namespace(published_frcnn_log, monkeypatch):
 
 
 def test_schedule_counts_epochs_from_zero_and_logs_changes(caplog):
-    assert lr_at(0.0005, 4, 0.5, [5, 20]) == 0.0005
-    assert lr_at(0.0005, 5, 0.5, [5, 20]) == 0.00025
-    assert lr_at(0.0001, 36, 0.1, [32, 36]) == pytest.approx(1e-6)
+    assert step_lr(0.0005, 4, 0.5, [5, 20], "at") == 0.0005
+    assert step_lr(0.0005, 5, 0.5, [5, 20], "at") == 0.00025
+    assert step_lr(0.0001, 36, 0.1, [32, 36], "at") == pytest.approx(1e-6)
     logger = logging.getLogger("test_frcnn_schedule")
-    sched = _LoggedSchedule(logger, {"G": 0.0005, "D": 0.0005}, 0.5, [5, 20], -1, "GAN")
+    sched = StepSchedule({"G": 0.0005, "D": 0.0005}, 0.5, [5, 20], logger, "GAN", offset=-1,
+                         convention="at")
     with caplog.at_level(logging.INFO, logger="test_frcnn_schedule"):
         lrs = [sched(e)["G"] for e in range(1, 8)]       # loop epochs 1.. = log epochs 0..
     assert lrs == [0.0005] * 5 + [0.00025] * 2
@@ -103,6 +104,6 @@ def test_schedule_counts_epochs_from_zero_and_logs_changes(caplog):
     # a resumed run past a decay says so on its first epoch
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="test_frcnn_schedule"):
-        _LoggedSchedule(logger, {"G": 0.0005}, 0.5, [5, 20], -1, "GAN")(8)
+        StepSchedule({"G": 0.0005}, 0.5, [5, 20], logger, "GAN", offset=-1, convention="at")(8)
     assert [r.getMessage() for r in caplog.records] == [
         "[Epoch 7] Set GAN learning rate to 0.00025"]

@@ -1,5 +1,5 @@
 """Faster R-CNN steps: GluonCV's losses exactly, the GAN step's semantics (teacher untouched,
-critic clipped, student trained, warm-up without the adversarial term), method parsing."""
+critic clipped, student trained, warm-up without the adversarial term)."""
 import mxnet as mx
 import numpy as np
 import pytest
@@ -8,9 +8,8 @@ from mxnet import gluon
 from gankd_gluon.data.datasets import get_dataset
 from gankd_gluon.data.synthetic import make_synthetic_voc
 from gankd_gluon.engine.frcnn_runs import get_frcnn_train_loader
-from gankd_gluon.engine.frcnn_steps import (FasterRCNNGANStep, FasterRCNNLosses,
-                                            frcnn_method_name, parse_frcnn_method,
-                                            split_sharded)
+from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter, FasterRCNNLosses, split_sharded
+from gankd_gluon.engine.steps import GANStep
 from gankd_gluon.models.critics import DNet
 from gankd_gluon.models.faster_rcnn import (MapAdapter, build_faster_rcnn, initialize_params,
                                             set_hybrid)
@@ -90,8 +89,8 @@ def _gan_step(setup, student, dnet, warmup=0):
     if dnet is not None:
         trainer_d = gluon.Trainer(dnet.collect_params(), "adam",
                                   {"learning_rate": 0.0005, "beta1": 0.5})
-    return FasterRCNNGANStep(setup["teacher"], student, adapter, dnet, trainer_g, trainer_d,
-                             warmup_epochs=warmup)
+    return GANStep(FasterRCNNAdapter(setup["teacher"], student, adapter), dnet, trainer_g,
+                   trainer_d, warmup_epochs=warmup)
 
 
 def _dnet():
@@ -152,18 +151,3 @@ def test_warmup_student_update_has_no_adversarial_term(setup):
         np.testing.assert_array_equal(warm[k], plain[k], err_msg=k)
     adversarial, _ = run(_dnet(), 2, 1)
     assert any(not np.array_equal(adversarial[k], plain[k]) for k in plain)
-
-
-def test_method_parsing():
-    assert parse_frcnn_method("gan") == {"gan"}
-    assert parse_frcnn_method("chen") == {"l2-b", "cls-w", "hints-a"}
-    assert parse_frcnn_method("fgfi") == {"fgfi"}
-    assert parse_frcnn_method("gan+fgfi") == {"gan", "fgfi"}
-    assert parse_frcnn_method("none") == frozenset()
-    assert [frcnn_method_name(parse_frcnn_method(m)) for m in
-            ("gan", "chen", "fgfi", "gan+fgfi", "none")] == \
-        ["gankd", "chen", "fgfi", "gankd+fgfi", "none"]
-    with pytest.raises(ValueError, match="not defined for Faster R-CNN"):
-        parse_frcnn_method("ko")
-    with pytest.raises(ValueError, match="choose one"):
-        parse_frcnn_method("chen+fgfi")

@@ -3,8 +3,9 @@ Detection", arXiv:1906.08467), in the Wasserstein form (Arjovsky, Chintala, Bott
 "Wasserstein GAN", ICML 2017, https://arxiv.org/abs/1701.07875; the published SSD log's
 ``Loss_D = Loss_D_real - Loss_D_fake`` and clamp +-0.03), pinned by hand on tiny networks.
 
-One iteration of :class:`~gankd_gluon.engine.steps.GANStep` (SSD) and of
-:class:`~gankd_gluon.engine.frcnn_steps.FasterRCNNGANStep` is run with plain SGD (no momentum,
+One iteration of :class:`~gankd_gluon.engine.steps.GANStep` over
+:class:`~gankd_gluon.engine.steps.SSDAdapter` and over
+:class:`~gankd_gluon.engine.frcnn_steps.FasterRCNNAdapter` is run with plain SGD (no momentum,
 no weight decay), so each update is ``w_new = w - lr * grad``, and every gradient is written
 out in numpy, in closed form:
 
@@ -30,8 +31,8 @@ import pytest
 from mxnet import gluon
 from mxnet.gluon import HybridBlock, nn
 
-from gankd_gluon.engine.frcnn_steps import METRIC_COLUMNS, FasterRCNNGANStep
-from gankd_gluon.engine.steps import GANStep, split_batch
+from gankd_gluon.engine.frcnn_steps import METRIC_COLUMNS, FasterRCNNAdapter
+from gankd_gluon.engine.steps import GANStep, SSDAdapter, split_batch
 from gankd_gluon.models.faster_rcnn import MapAdapter
 
 LR_D, LR_G = 0.2, 0.5            # SGD learning rates of the critics and of the student
@@ -223,8 +224,8 @@ def _ssd_build(ndev, hybridize):
             b.hybridize()
     params_g = student.collect_params()
     params_g.update(head.collect_params())
-    step = GANStep(teacher, student, head, dnet, _sgd(params_g, LR_G),
-                   _sgd(dnet.collect_params(), LR_D), quad_det_loss, clamp=CLAMP)
+    step = GANStep(SSDAdapter(teacher, student, head, quad_det_loss), dnet,
+                   _sgd(params_g, LR_G), _sgd(dnet.collect_params(), LR_D), clamp=CLAMP)
     data, cls_t, box_t = split_batch(
         [mx.nd.array(val[k]) for k in ("x", "cls_t", "box_t")], ctx)
     return {"val": val, "teacher": teacher, "student": student, "head": head, "dnet": dnet,
@@ -404,7 +405,7 @@ def test_ssd_two_iterations_by_hand(ndev, hybridize):
 
 
 # ------------------------------------------------------------------------------------------
-# Faster R-CNN: FasterRCNNGANStep
+# Faster R-CNN: GANStep over FasterRCNNAdapter
 # ------------------------------------------------------------------------------------------
 
 FR_TANH = (True,)                 # one tanh critic on the stride-16 map
@@ -476,11 +477,10 @@ def _fr_build(ndev, hybridize, warmup):
         # which would silently drop the adversarial gradient)
         for b in (teacher, dnet):
             b.hybridize()
-    step = FasterRCNNGANStep(teacher, student, adapter, dnet,
-                             _sgd(student.collect_params(), LR_G),
-                             _sgd(dnet.collect_params(), LR_D), clamp=CLAMP,
-                             warmup_epochs=warmup, hybridize=hybridize)
-    step.losses = QuadRCNNLosses()                       # the detection part, by hand
+    detector = FasterRCNNAdapter(teacher, student, adapter, hybridize=hybridize)
+    detector.losses = QuadRCNNLosses()                   # the detection part, by hand
+    step = GANStep(detector, dnet, _sgd(student.collect_params(), LR_G),
+                   _sgd(dnet.collect_params(), LR_D), clamp=CLAMP, warmup_epochs=warmup)
     x, y = mx.nd.array(val["x"]), mx.nd.array(val["y"])
     label = mx.nd.zeros((N, 1, 5))
     batch = split_batch([x, label, y, mx.nd.zeros((N, 4)), mx.nd.zeros((N, 4))], ctx)

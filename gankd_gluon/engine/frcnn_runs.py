@@ -11,7 +11,6 @@ With ``GAN_epochs=26, epochs=38`` epochs 0..26 are adversarial and 27..37 plain 
 are epochs of that count at whose start the learning rate drops (GluonCV's
 ``epoch >= step``; the log's ``[Epoch 5] Set GAN learning rate`` lines).
 """
-import argparse
 import os
 import warnings
 
@@ -19,7 +18,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..data.datasets import add_dataset_args, add_train_years_arg, get_splits, summary_lines
-from ..logs.format import format_lr_change, setup_logger
+from ..logs.format import setup_logger
 from ..models.critics import DNet
 from ..models.export_meta import build_meta
 from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter,
@@ -27,20 +26,20 @@ from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, Map
                                   feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
 from .diagnostics import diagnostic_columns
-from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNGANStep,
-                          FasterRCNNKD, FasterRCNNStep, frcnn_method_name, parse_frcnn_method,
-                          split_sharded)
+from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNAdapter,
+                          FasterRCNNKD, FasterRCNNStep, split_sharded)
 from .checkpoint import deployable_exporter
-from .loop import Run, Stage, open_run, seed_everything
-from .methods import add_method_args
+from .loop import Run, Stage, StepSchedule, open_run, seed_everything
+from .methods import add_method_args, method_name, parse_method
 from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
                    check_teacher_classes, check_weights_file)
 from ..usage import (UsageError, epoch_list, fraction, nonnegative_float, nonnegative_int,
                      positive_float, positive_int)
 from .ssd_runs import get_contexts
+from .steps import GANStep
 
 __all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
-           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings", "lr_at",
+           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings",
            "check_frcnn_plain_args", "check_frcnn_gankd_args"]
 
 
@@ -141,18 +140,7 @@ def add_frcnn_gankd_args(parser):
         "scale (models/critics.py); batch: WGAN's reference DCGAN critic, blind with Faster "
         "R-CNN's 1-2 images per device (batch statistics over so few values); none: no "
         "normalisation. One critic: --critic-balance-interval has nothing to balance"))
-    parser.add_argument("--fgfi-lambda", type=nonnegative_float, default=None,
-                        help="Wang et al. 2019 Eq. 3: imitation weight (default 0.01)")
-    parser.add_argument("--fgfi-psi", type=positive_float, default=None,
-                        help="Wang et al. 2019 Sec. 3.1: mask threshold factor (default 0.5)")
-    add_method_args(parser)
-    for action in parser._actions:                   # pylint: disable=protected-access
-        if action.dest == "method":                  # SSD's --method, plus fgfi, minus ko
-            action.type = _method_arg
-            action.help = ("gan (the paper), chen (Chen et al. on RPN, RCNN and the backbone "
-                           "hint), fgfi (Wang et al. 2019, Table 3's comparison row), hint, "
-                           "none, or '+'-joined components: gan, cls, cls-w, l2, l2-b, hints, "
-                           "hints-a, fgfi")
+    add_method_args(parser, "frcnn")
     return parser
 
 
@@ -217,14 +205,6 @@ def check_frcnn_gankd_args(args):
     _check_frcnn_devices(args)
 
 
-def _method_arg(text):
-    try:
-        parse_frcnn_method(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-    return text
-
-
 def frcnn_settings(args):
     """The :data:`~gankd_gluon.models.faster_rcnn.ZOO_SETTINGS` given on the command line."""
     return {k: getattr(args, k) for k in ZOO_SETTINGS}
@@ -232,31 +212,6 @@ def frcnn_settings(args):
 
 def _steps(text):
     return sorted(int(e) for e in text.split(",") if e.strip())
-
-
-def lr_at(base, epoch, decay, steps):
-    """GluonCV's step schedule: ``base * decay**k``, k = steps ``<= epoch`` (0-based epochs,
-    ``while lr_steps and epoch >= lr_steps[0]`` in train_faster_rcnn.py)."""
-    return base * decay ** sum(1 for s in steps if epoch >= s)
-
-
-class _LoggedSchedule(object):
-    """``Stage.lrs`` for trainers sharing a step schedule; writes GluonCV's
-    ``[Epoch E] Set <what> learning rate to x`` line when the rate changes."""
-
-    def __init__(self, logger, bases, decay, steps, offset, what=""):
-        self.logger, self.bases, self.decay, self.steps = logger, bases, decay, steps
-        self.offset, self.what, self.last = offset, what, None
-
-    def __call__(self, epoch):
-        shown = epoch + self.offset
-        lrs = {k: lr_at(b, shown, self.decay, self.steps) for k, b in self.bases.items()}
-        changed = lrs != self.last if self.last is not None else lrs != self.bases
-        if changed:
-            for lr in sorted(set(lrs.values()), reverse=True):
-                self.logger.info(format_lr_change(shown, lr, self.what))
-        self.last = lrs
-        return lrs
 
 
 # ------------------------------------------------------------------------------------------
@@ -397,12 +352,13 @@ def run_frcnn_gankd(args):
     """Distillation of a Faster R-CNN student (GAN-KD by default); returns the best mAP.
 
     Stage 1 (epochs 0..GAN_epochs): Adam for the student (lrG) and the critic (lrD), critic
-    and student steps alternating (:class:`~.frcnn_steps.FasterRCNNGANStep`), or the student
+    and student steps alternating (:class:`~.steps.GANStep` over
+    :class:`~.frcnn_steps.FasterRCNNAdapter`), or the student
     step with ``--method``'s terms. Stage 2 (GAN_epochs+1..epochs-1): GluonCV's plain SGD
     training of the student.
     """
     from ..losses.fgfi import FGFI_LAMBDA, FGFI_PSI
-    parts = parse_frcnn_method(args.method)
+    parts = parse_method(args.method, "frcnn")
     args.fgfi_lambda = FGFI_LAMBDA if args.fgfi_lambda is None else args.fgfi_lambda
     args.fgfi_psi = FGFI_PSI if args.fgfi_psi is None else args.fgfi_psi
     if args.gan_lr_decay is None:
@@ -414,10 +370,10 @@ def run_frcnn_gankd(args):
     classes = tuple(train.classes)
     if not args.save_prefix:
         args.save_prefix = "faster_rcnn_%s_%s_%s_%s_%s" % (
-            args.student, args.teacher, args.dataset, frcnn_method_name(parts), args.roi_mode)
+            args.student, args.teacher, args.dataset, method_name(parts), args.roi_mode)
     prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     start = open_run(args, prefix, _kind(args, classes, student=args.student,
-                                         teacher=args.teacher, method=frcnn_method_name(parts),
+                                         teacher=args.teacher, method=method_name(parts),
                                          stage=args.stage))   # before anything is written
     start.notes.extend(summary_lines(train, val))      # the log records what was skipped
     logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
@@ -476,19 +432,19 @@ def run_frcnn_gankd(args):
                                           update_on_kvstore=False)
             if hybridize:
                 dnet.hybridize()
-        step = FasterRCNNGANStep(teacher, student, adapter, dnet, trainers["G"],
-                                 trainers.get("D"), clamp=(args.clamp_lower, args.clamp_upper),
-                                 d_steps=args.d_steps, objective=objective,
-                                 warmup_epochs=args.train_D_eopch, hybridize=hybridize,
-                                 epoch_offset=-1)
+        step = GANStep(FasterRCNNAdapter(teacher, student, adapter, hybridize), dnet,
+                       trainers["G"], trainers.get("D"),
+                       clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps,
+                       objective=objective, warmup_epochs=args.train_D_eopch, epoch_offset=-1)
         # after the published columns: the method's terms, then the monitors (nan where not
         # computed; engine/diagnostics.py), on the batch and the epoch lines
         extra_cols = [(c, c) for c in objective.term_names()] if objective else []
         extra_cols += diagnostic_columns(1, need_teacher, dnet is not None)
         bases = {"G": args.lrG, "D": args.lrD} if dnet is not None else {"G": args.lrG}
         stages.append(Stage(1, stage1_epochs, step, trainers,
-                            _LoggedSchedule(logger, bases, args.gan_lr_decay,
-                                            _steps(args.lr_decay_GAN_epoch), -1, "GAN"),
+                            StepSchedule(bases, args.gan_lr_decay,
+                                         _steps(args.lr_decay_GAN_epoch), logger, "GAN",
+                                         offset=-1, convention="at"),
                             _columns(dnet is not None) + extra_cols, split=split_sharded,
                             epoch_offset=-1,
                             epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS) +
@@ -498,8 +454,9 @@ def run_frcnn_gankd(args):
         stages.append(Stage(2, stage2_epochs,
                             FasterRCNNStep(student, trainer, hybridize, args.GAN_epochs),
                             {"SGD": trainer},
-                            _LoggedSchedule(logger, {"SGD": args.lr}, args.lr_decay,
-                                            _steps(args.lr_decay_epoch), args.GAN_epochs),
+                            StepSchedule({"SGD": args.lr}, args.lr_decay,
+                                         _steps(args.lr_decay_epoch), logger,
+                                         offset=args.GAN_epochs, convention="at"),
                             _columns(False), split=split_sharded, epoch_offset=args.GAN_epochs,
                             epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS)))
 
@@ -545,8 +502,8 @@ def run_frcnn_plain(args):
     stage = Stage(2, args.epochs,
                   FasterRCNNStep(net, trainer, not args.disable_hybridization, -1),
                   {"opt": trainer},
-                  _LoggedSchedule(logger, {"opt": args.lr}, args.lr_decay,
-                                  _steps(args.lr_decay_epoch), -1),
+                  StepSchedule({"opt": args.lr}, args.lr_decay, _steps(args.lr_decay_epoch),
+                               logger, offset=-1, convention="at"),
                   [(c, c) for c in LOSS_COLUMNS + METRIC_COLUMNS], split=split_sharded,
                   epoch_offset=-1, epoch_columns=list(LOSS_COLUMNS))
     run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,

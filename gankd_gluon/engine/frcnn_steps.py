@@ -24,16 +24,10 @@ samples), the loop here averages per-step ratios; they agree when every step has
 number of samples (the RPN samples 256 anchors and the RCNN ``num_sample`` RoIs per image),
 and the L1 columns can differ slightly.
 
-The stage-1 step, :class:`FasterRCNNGANStep`, is :class:`~.steps.GANStep`'s alternation with
-the Faster R-CNN student step written around its ``critic_step``:
-
-1. teacher backbone once per iteration, no graph;
-2. one training forward of the student; its stride-16 map is read by a forward hook
-   (:class:`~gankd_gluon.models.faster_rcnn.FeatureTap`), so detection losses, critics and
-   imitation terms share it;
-3. critic step on (teacher map, detached student map), clipping (``GANStep.critic_step``);
-4. student step: detection losses + ``mean D(student)`` through the updated critics (from the
-   end of the critic warm-up, ``train_D_eopch``) + the distillation terms of ``--method``.
+The stage-1 step is :class:`~.steps.GANStep` (the alternation, written once) over
+:class:`FasterRCNNAdapter`, which supplies the Faster R-CNN forward, its stride-16 maps and
+its detection loss; the student's adversarial term starts after the critic warm-up
+(``train_D_eopch``).
 """
 import warnings
 
@@ -41,49 +35,18 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from ..models.faster_rcnn import FeatureTap, rcnn_on_rois, rpn_raw_outputs, set_hybrid
-from .diagnostics import COSINE_LENGTH, cosine_length_metric, separation_columns
 from .guards import check_finite
-from .methods import method_name, parse_method
-from .steps import GANStep
+from .methods import TERMS, build_term_blocks, map_terms, needs, term_columns
+from .steps import Normalizer
 
-__all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "FRCNN_COMPONENTS",
-           "parse_frcnn_method", "frcnn_method_name", "split_sharded", "FasterRCNNLosses",
-           "FasterRCNNStep", "FasterRCNNGANStep", "FasterRCNNKD"]
+__all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "split_sharded", "FasterRCNNLosses",
+           "FasterRCNNStep", "FasterRCNNAdapter", "FasterRCNNKD"]
 
 #: published log columns: the four losses (also on the epoch line), GluonCV's four metrics,
 #: then the adversarial pair (nan in stage 2)
 LOSS_COLUMNS = ("RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1")
 METRIC_COLUMNS = ("RPNAcc", "RPNL1Loss", "RCNNAcc", "RCNNL1Loss")
 GAN_COLUMNS = ("Loss_G", "Loss_D")
-FRCNN_COMPONENTS = ("gan", "cls", "cls-w", "l2", "l2-b", "hints", "hints-a", "fgfi")
-
-
-def parse_frcnn_method(text):
-    """``--method`` for Faster R-CNN: :func:`~.methods.parse_method`'s names plus ``fgfi``.
-
-    ``gan`` (the paper), ``chen`` (Chen et al. on the RPN and RCNN heads and the backbone
-    hint), ``fgfi`` (Wang et al. 2019, Table 3's comparison row), ``hint``, ``none``, or
-    components joined by ``+``. Ko & Yoo's KL is defined for SSD's classifier only.
-    """
-    raw = [p.strip().lower() for p in text.split("+")]
-    fgfi = "fgfi" in raw
-    rest = [p for p in raw if p != "fgfi"]
-    parts = parse_method("+".join(rest)) if rest else frozenset()
-    if "ko" in parts:
-        raise ValueError("--method %s: Ko & Yoo's KL distils SSD's classifier; it is not "
-                         "defined for Faster R-CNN (use cls or cls-w)" % text)
-    if fgfi and parts & {"hints", "hints-a"}:
-        raise ValueError("--method %s: fgfi and hints both imitate the backbone map; choose "
-                         "one" % text)
-    return parts | {"fgfi"} if fgfi else parts
-
-
-def frcnn_method_name(parts):
-    """``gankd``, ``chen``, ``fgfi``, ``none``, ``gankd+fgfi``, ..."""
-    if "fgfi" not in parts:
-        return method_name(parts)
-    rest = parts - {"fgfi"}
-    return "fgfi" if not rest else method_name(rest) + "+fgfi"
 
 
 def split_sharded(batch, ctx_list):
@@ -243,7 +206,8 @@ class FasterRCNNKD(object):
     Parameters
     ----------
     parts : frozenset of str
-        From :func:`parse_frcnn_method`; ``gan`` is the step's business, not this one's.
+        From :func:`~.methods.parse_method` (``detector='frcnn'``); ``gan`` is the step's
+        business, not this one's.
     args : argparse.Namespace
         ``kd_*`` weights (:func:`~.methods.add_method_args`), ``fgfi_lambda``, ``fgfi_psi``.
     teacher_channels : int
@@ -252,40 +216,27 @@ class FasterRCNNKD(object):
     """
 
     def __init__(self, parts, args, teacher_channels, ctx):
-        from ..losses import kd
-        from ..losses.fgfi import FineGrainedImitationLoss
         self.parts = frozenset(parts) - {"gan"}
         self.args = args
-        self.soft = self.bounded = self.l2 = self.hint = self.fgfi = None
         self.blocks = gluon.nn.HybridSequential(prefix="kd_")
         with self.blocks.name_scope():
-            if "cls" in self.parts or "cls-w" in self.parts:
-                bg = args.kd_bg_weight if "cls-w" in self.parts else 1.0
-                self.soft = kd.SoftTargetCrossEntropy(bg_weight=bg,
-                                                      temperature=args.kd_temperature)
-            if "l2-b" in self.parts:
-                self.bounded = kd.TeacherBoundedL2(margin=args.kd_margin)
-            if "l2" in self.parts:
-                self.l2 = kd.TeacherL2()
-            if "hints" in self.parts or "hints-a" in self.parts:
-                self.hint = kd.HintLoss(channels=teacher_channels, adapt="hints-a" in self.parts,
-                                        mode=args.hint_mode)
-                self.blocks.add(self.hint)
-            if "fgfi" in self.parts:
-                self.fgfi = FineGrainedImitationLoss(teacher_channels)
-                self.blocks.add(self.fgfi)
+            made = build_term_blocks(self.parts, args, [teacher_channels])
+        self.soft = made.get("cls", made.get("cls-w"))
+        self.bounded = made.get("l2-b")
+        self.l2 = made.get("l2")
+        # the map terms' blocks (one map: the stride-16 one), then FGFI's; their adapters
+        # learn with the student
+        self.map_blocks = {p: b for p, b in made.items() if TERMS[p].weight is not None}
+        self.fgfi = made.get("fgfi", [None])[0]
+        for block in [b[0] for b in self.map_blocks.values()] + [self.fgfi]:
+            if block is not None:
+                self.blocks.add(block)
         self.blocks.initialize(ctx=ctx)
-        self.needs_teacher_heads = self.soft is not None or self.bounded is not None \
-            or self.l2 is not None
+        self.needs_teacher_heads = needs(self.parts, "teacher_head")
 
     def term_names(self):
         """Log columns of the terms computed, in a fixed order."""
-        names = []
-        for attr, name in (("soft", "KD_soft"), ("bounded", "KD_L2B"), ("l2", "KD_L2"),
-                           ("hint", "KD_hint"), ("fgfi", "KD_FGFI")):
-            if getattr(self, attr) is not None:
-                names.append(name)
-        return names
+        return term_columns(self.parts)
 
     def params(self):
         """Trainable parameters of the terms (hint / imitation adapters), or None."""
@@ -363,8 +314,8 @@ class FasterRCNNKD(object):
                 name, w = "KD_L2", a.kd_lambda * a.kd_nu
             terms[name] = w * ((rpn * rpn_pos).sum() / p["num_rpn"]
                                + (rcnn * rcnn_pos).sum() / p["num_rcnn"]) * share
-        if self.hint is not None:                                    # Chen Eq. 1, 5
-            terms["KD_hint"] = a.kd_gamma * self.hint(s_feat, t_feat).sum() / n
+        # map terms, weighed as for every detector (e.g. Chen Eq. 1, 5: gamma L_hint)
+        terms.update(map_terms(self.parts, self.map_blocks, a, [s_feat], [t_feat], n))
         if self.fgfi is not None:                                    # Wang Eq. 2-3
             from ..losses.fgfi import imitation_mask
             mask = imitation_mask(out[7], gt_box, s_feat.shape[2:], psi=a.fgfi_psi)
@@ -382,61 +333,51 @@ class FasterRCNNKD(object):
                          for o, y, f in zip(outs, label, feats)))
 
 
-class FasterRCNNGANStep(GANStep):
-    """One stage-1 iteration for a Faster R-CNN student: critic step(s), then student step.
+class FasterRCNNAdapter(object):
+    """What a GAN-KD step (:class:`~.steps.GANStep`) needs to know of a Faster R-CNN student.
 
-    With ``dnet`` (``--method gan``) this is the paper's GAN-KD; with ``dnet=None`` only the
-    student step runs, with the terms of ``objective`` (``chen``, ``fgfi``, ``none``), on the
-    same data and schedule. The critic update is :meth:`GANStep.critic_step`, unchanged.
+    1. teacher backbone once per iteration, no graph;
+    2. one training forward of the student; its stride-16 map is read by a forward hook
+       (:class:`~gankd_gluon.models.faster_rcnn.FeatureTap`) and adapted to the teacher's
+       channels, so detection losses, critics and imitation terms share it;
+    3. the detection loss is GluonCV's four losses (:class:`FasterRCNNLosses`), the log also
+       gets GluonCV's four metrics.
 
     Parameters
     ----------
     teacher : FasterRCNN or None
-        Frozen; only its ``features`` run unless ``objective`` needs its heads.
+        Frozen; only its ``features`` run unless the objective needs its heads.
     student : FasterRCNN
         The deployable student.
     adapter : MapAdapter
         Student map -> teacher channels (identity for ResNet50 -> ResNet101).
-    dnet : DNet or None
-        One critic on the stride-16 map.
-    trainer_g, trainer_d : gluon.Trainer
-        Adam for student (+ adapter, + KD adapters), Adam for the critic.
-    clamp : (float, float)
-        WGAN weight clipping (published log: -0.03, 0.03).
-    d_steps : int
-        Critic steps per student step.
-    objective : FasterRCNNKD or None
-    warmup_epochs : int
-        ``train_D_eopch``: in stage-1 epochs ``1..warmup_epochs`` the critic learns but the
-        student's objective has no adversarial term yet (``Loss_G`` is still measured).
     hybridize : bool
         Hybridize the student's blocks (its top-level forward stays imperative for the tap).
-    epoch_offset : int
-        As :class:`FasterRCNNStep` (error messages name the logged epoch).
+
+    A step's batch is ``(data, label, rpn_cls_t, rpn_box_t, rpn_box_mask)``, each a list over
+    devices of (B, 3, H, W), (B, M, 5), (B, A), (B, A, 4), (B, A, 4).
     """
 
-    def __init__(self, teacher, student, adapter, dnet, trainer_g, trainer_d,
-                 clamp=(-0.03, 0.03), d_steps=1, objective=None, warmup_epochs=0,
-                 hybridize=True, epoch_offset=0):
-        super(FasterRCNNGANStep, self).__init__(
-            teacher.features if teacher is not None else None, student.features, None, dnet,
-            trainer_g, trainer_d, None, clamp=clamp, d_steps=d_steps, objective=objective)
+    def __init__(self, teacher, student, adapter, hybridize=True):
         self.teacher = teacher
         self.student = student
         self.adapter = adapter
-        self.warmup_epochs = warmup_epochs
         self.hybridize = hybridize
-        self.epoch_offset = epoch_offset
+        self.norm = Normalizer()
         self.losses = FasterRCNNLosses()
         self.tap = FeatureTap(student.features)
 
-    def __call__(self, data, label, rpn_cls_t, rpn_box_t, rpn_box_mask, epoch=0, batch=0):
-        n = float(sum(x.shape[0] for x in data))
-        obj = self.objective
+    def batch_size(self, data, *targets):
+        """This process's batch (Faster R-CNN trains on one machine)."""
+        return float(sum(x.shape[0] for x in data))
+
+    def forward(self, data, label, *targets):
+        """``(t_maps, s_maps, outs)``: the teacher's stride-16 map per device (``[[t]]``, no
+        graph; None without a teacher), the student's adapted one (``[[s]]``, on the graph)
+        and the student's 12 training outputs per device."""
         set_hybrid(self.student, "parts" if self.hybridize else "off")
-        # Teacher: once per iteration, no graph; its map serves both steps.
         t_feats = [self.teacher.features(x) for x in data] if self.teacher is not None \
-            else [None] * len(data)
+            else None
         self.tap.pop()
         with autograd.record():
             outs = _forward(self.student, data, label)
@@ -445,54 +386,38 @@ class FasterRCNNGANStep(GANStep):
             raise RuntimeError("read %d student maps for %d devices: the student's top-level "
                                "forward must run imperatively (set_hybrid 'parts')"
                                % (len(s_maps), len(data)))
+        t_maps = [[t] for t in t_feats] if t_feats is not None else None
+        return t_maps, [[s] for s in s_maps], outs
 
-        log = {}
-        if self.teacher is not None:                 # monitored, never optimised
-            log[COSINE_LENGTH] = [cosine_length_metric([s], [t], n)
-                                  for s, t in zip(s_maps, t_feats)]
-
-        # ---------------- critic step: teacher and student frozen ----------------
-        if self.dnet is not None:
-            _, _, loss_d, separation = self.critic_step(
-                [[t] for t in t_feats], [[s] for s in s_maps], n, epoch + self.epoch_offset,
-                batch)
-            log["Loss_D"] = loss_d
-            log.update(separation_columns(separation))      # W_0: one critic
-
-        # ---------------- student step: critics frozen ----------------
-        t_heads = [None] * len(data)
-        if obj is not None and obj.needs_teacher_heads:
-            t_heads = [obj.teacher_heads(self.teacher, t, o) for t, o in zip(t_feats, outs)]
-        num_masked = obj.num_masked(outs, label, s_maps) if obj is not None else 0.0
-        adversarial = self.dnet is not None and epoch > self.warmup_epochs
-        with autograd.record():
-            parts = [self.losses(o, c, b, m) for o, c, b, m in
-                     zip(outs, rpn_cls_t, rpn_box_t, rpn_box_mask)]
-            w_cls = obj.cls_weight if obj is not None else 1.0
-            total = [_detection_total(p, n, w_cls) for p in parts]
-            terms = {}
-            if obj is not None:
-                per_device = [obj(o, p, c, b, m, s, t, th, y.slice_axis(axis=-1, begin=0, end=4),
-                                  n, num_masked)
-                              for o, p, c, b, m, s, t, th, y in
-                              zip(outs, parts, rpn_cls_t, rpn_box_t, rpn_box_mask, s_maps,
-                                  t_feats, t_heads, label)]
-                for name in obj.term_names():
-                    terms[name] = [d[name] for d in per_device]
-                    total = [tot + v for tot, v in zip(total, terms[name])]
-            if adversarial:
-                adv = [d.sum() / n for d in self.adversarial_scores(
-                    [[t] for t in t_feats], [[s] for s in s_maps])]
-                total = [tot + a for tot, a in zip(total, adv)]
-        if self.dnet is not None:
-            if not adversarial:        # warm-up: measured for the log, not optimised
-                adv = [d.sum() / n for d in self.adversarial_scores(
-                    [[t] for t in t_feats], [[s.detach()] for s in s_maps])]
-            log["Loss_G"] = adv
-        autograd.backward(total)
-        log.update(_log_losses(parts, n))
-        log.update(terms)
-        check_finite({k: v for k, v in log.items() if k not in METRIC_COLUMNS},
-                     epoch + self.epoch_offset, batch)
-        self.trainer_g.step(1)
-        return log
+    def student_loss(self, t_maps, s_maps, outs, objective, n, data, label, rpn_cls_t,
+                     rpn_box_t, rpn_box_mask):
+        """The student's objective without the adversarial term; call inside
+        ``autograd.record``. Returns ``(total, losses, monitors)``: per-device scalars to
+        back-propagate, the losses to check and log (the four published loss columns and the
+        weighted terms of ``objective``), and GluonCV's four metrics (logged, not checked)."""
+        obj = objective
+        t_feats = [tm[0] for tm in t_maps] if t_maps is not None else [None] * len(data)
+        feats = [sm[0] for sm in s_maps]
+        with autograd.pause():                       # the teacher's heads; FGFI's N_p
+            t_heads = [None] * len(data)
+            if obj is not None and obj.needs_teacher_heads:
+                t_heads = [obj.teacher_heads(self.teacher, t, o) for t, o in zip(t_feats, outs)]
+            num_masked = obj.num_masked(outs, label, feats) if obj is not None else 0.0
+        parts = [self.losses(o, c, b, m) for o, c, b, m in
+                 zip(outs, rpn_cls_t, rpn_box_t, rpn_box_mask)]
+        w_cls = obj.cls_weight if obj is not None else 1.0
+        total = [_detection_total(p, n, w_cls) for p in parts]
+        terms = {}
+        if obj is not None:
+            per_device = [obj(o, p, c, b, m, s, t, th, y.slice_axis(axis=-1, begin=0, end=4),
+                              n, num_masked)
+                          for o, p, c, b, m, s, t, th, y in
+                          zip(outs, parts, rpn_cls_t, rpn_box_t, rpn_box_mask, feats,
+                              t_feats, t_heads, label)]
+            for name in obj.term_names():
+                terms[name] = [d[name] for d in per_device]
+                total = [tot + v for tot, v in zip(total, terms[name])]
+        logs = _log_losses(parts, n)
+        losses = {c: logs[c] for c in LOSS_COLUMNS}
+        losses.update(terms)
+        return total, losses, {c: logs[c] for c in METRIC_COLUMNS}

@@ -81,17 +81,32 @@ def seed_everything(seed):
     random.seed(seed)
 
 
-def step_lr(base_lr, epoch, decay, decay_epochs):
-    """Step schedule of GluonCV's train_ssd.py: ``base * decay**k``, k = number of decay epochs
-    already passed. ``epoch`` is 1-based; GluonCV's 0-based ``epoch >= step`` is ``epoch > step``.
+def step_lr(base_lr, epoch, decay, decay_epochs, convention="after"):
+    """GluonCV's step schedule: ``base * decay**k``, k the decay epochs reached by ``epoch``.
+
+    The two GluonCV training scripts count a decay epoch differently, and each published log
+    (and each script's flags here) follows its own:
+
+    - ``"after"`` (``scripts/detection/ssd/train_ssd.py``, 1-based epochs): the rate decays
+      *after* each listed epoch, ``epoch > s``; GluonCV's 0-based ``epoch >= step`` written on
+      1-based epochs;
+    - ``"at"`` (``scripts/detection/faster_rcnn/train_faster_rcnn.py``, 0-based epochs as
+      logged): the rate decays *from* each listed epoch on, ``epoch >= s`` (``while lr_steps
+      and epoch >= lr_steps[0]``).
+
+    Source: GluonCV, dmlc/gluon-cv, https://github.com/dmlc/gluon-cv (v0.10).
     """
-    return base_lr * decay ** sum(1 for s in decay_epochs if epoch > s)
+    if convention == "after":
+        return base_lr * decay ** sum(1 for s in decay_epochs if epoch > s)
+    if convention == "at":
+        return base_lr * decay ** sum(1 for s in decay_epochs if epoch >= s)
+    raise ValueError("convention %r: use 'after' or 'at'" % (convention,))
 
 
 class StepSchedule:
-    """``Stage.lrs`` of trainers that share one step schedule (:func:`step_lr`, 1-based epochs),
-    each from its own base rate; logs GluonCV's ``[Epoch E] Set <what> learning rate to x`` when
-    the rates change (GluonCV's train_ssd.py writes that line at each decay).
+    """``Stage.lrs`` of trainers that share one step schedule (:func:`step_lr`), each from its
+    own base rate; logs GluonCV's ``[Epoch E] Set <what> learning rate to x`` when the rates
+    change (GluonCV's training scripts write that line at each decay), E the logged epoch.
 
     Parameters
     ----------
@@ -105,22 +120,34 @@ class StepSchedule:
     logger : logging.Logger or None
     what : str
         ``GAN`` for the adversarial stage: ``Set GAN learning rate to x``.
+    offset : int
+        Added to the loop's epoch (1-based within the run) to give the logged epoch, which
+        ``decay_epochs`` count (the stage's ``epoch_offset``: -1 for the Faster R-CNN logs'
+        0-based epochs).
+    convention : str
+        ``after`` (SSD) or ``at`` (Faster R-CNN), :func:`step_lr`.
     """
 
-    def __init__(self, bases, decay, decay_epochs, logger=None, what=""):
+    def __init__(self, bases, decay, decay_epochs, logger=None, what="", offset=0,
+                 convention="after"):
         self.bases = dict(bases)
         self.decay = decay
         self.decay_epochs = list(decay_epochs)
         self.logger = logger
         self.what = what
+        self.offset = offset
+        self.convention = convention
+        step_lr(1.0, 0, 1.0, [], convention)      # a bad convention fails here, not at epoch 1
         self._last = None
 
     def __call__(self, epoch):
-        lrs = {k: step_lr(b, epoch, self.decay, self.decay_epochs) for k, b in self.bases.items()}
+        shown = epoch + self.offset
+        lrs = {k: step_lr(b, shown, self.decay, self.decay_epochs, self.convention)
+               for k, b in self.bases.items()}
         # the first epoch of a run logs only a rate other than the base (a resumed run)
         if self.logger is not None and lrs != (self.bases if self._last is None else self._last):
             for lr in sorted(set(lrs.values()), reverse=True):
-                self.logger.info(format_lr_change(epoch, lr, self.what))
+                self.logger.info(format_lr_change(shown, lr, self.what))
         self._last = lrs
         return lrs
 

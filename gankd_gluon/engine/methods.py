@@ -1,9 +1,12 @@
-"""Which distillation runs: ``--method`` and the one place where KD losses are weighted.
+"""Which distillation runs: ``--method``, its one grammar for both detectors, and the table of
+distillation terms that the objectives (:class:`KDObjective` for SSD,
+:class:`~.frcnn_steps.FasterRCNNKD` for Faster R-CNN) are built from.
 
 ``--method`` is ``gan`` (the paper, default), ``chen`` (Chen et al. 2017: L2-B + CLS-W +
-Hints-A), ``ko`` (Ko & Yoo: KL on classification), ``hint`` (Hints-A alone), ``none`` (no
-distillation: the student trained alone on the same schedule), or a ``+``-joined set of
-components, including Chen's Table 4 ablation names:
+Hints-A), ``ko`` (Ko & Yoo: KL on classification, SSD only), ``fgfi`` (Wang et al. 2019,
+Faster R-CNN only), ``hint`` (Hints-A alone), ``none`` (no distillation: the student trained
+alone on the same schedule), or a ``+``-joined set of components, including Chen's Table 4
+ablation names:
 
 =========  =================================================================================
 gan        WGAN critics on every feature map (paper Eq. 1)
@@ -13,74 +16,282 @@ cls        soft-label CE, all classes weight 1 (Table 4 "CLS")
 cls-w      soft-label CE with background weight 1.5 (Chen Eq. 3, "CLS-W")
 hints      hint L2 between the student's maps and the teacher's, no extra adaptation ("Hints")
 hints-a    hint L2 through a 1x1 adaptation layer (Chen Eq. 5-6, Sec. 3.4, "Hints-A")
-ko         Ko & Yoo: ``alpha CE(S, GT) + beta KL(T/Temp || S/Temp)``
+ko         Ko & Yoo: ``alpha CE(S, GT) + beta KL(T/Temp || S/Temp)`` (SSD)
+fgfi       Wang et al.: imitation of the teacher's map near objects (Faster R-CNN)
 =========  =================================================================================
 
-The loss blocks (:mod:`gankd_gluon.losses`) hold no weights; :class:`KDObjective` applies
-Chen's lambda, gamma, mu, nu and Ko & Yoo's alpha, beta, here and nowhere else.
+Sources: Hong, Yu, Fan, "GAN-Knowledge Distillation for one-stage Object Detection",
+arXiv 2019, https://arxiv.org/abs/1906.08467; Chen, Choi, Yu, Han, Chandraker, "Learning
+Efficient Object Detection Models with Knowledge Distillation", NIPS 2017; Ko, Yoo,
+"Knowledge Distillation based Compact Model Learning Method for Object Detection", ICTC 2020,
+https://doi.org/10.1109/ICTC49870.2020.9289463; Wang, Yuan, Zhang, Feng, "Distilling Object
+Detectors with Fine-grained Feature Imitation", CVPR 2019, https://arxiv.org/abs/1906.03609.
+
+The loss blocks (:mod:`gankd_gluon.losses`) hold no weights; the objectives apply Chen's
+lambda, gamma, mu, nu, Ko & Yoo's alpha and Wang et al.'s lambda, and nowhere else. Adding a
+method whose term compares feature maps: its loss block in :mod:`gankd_gluon.losses` and one
+:data:`TERMS` entry here (with ``weight``; :func:`map_terms` weighs it for every detector). A
+term on the detectors' outputs also needs its weighting in the objective of each detector it
+is defined for (:class:`KDObjective`, :class:`~.frcnn_steps.FasterRCNNKD`).
 """
-import mxnet as mx
+import argparse
+import collections
+
 from mxnet import gluon
 
-__all__ = ["parse_method", "method_name", "KDObjective", "add_method_args", "COMPONENTS"]
+from ..losses import kd
+from ..usage import nonnegative_float, positive_float, unit_interval
 
-COMPONENTS = ("gan", "l2", "l2-b", "cls", "cls-w", "hints", "hints-a", "ko")
+__all__ = ["Term", "Flag", "TERMS", "DETECTORS", "parse_method", "method_name", "KDObjective",
+           "add_method_args", "build_term_blocks", "term_columns", "map_terms", "needs",
+           "components", "available_components", "COMPONENTS"]
+
+DETECTORS = {"ssd": "SSD", "frcnn": "Faster R-CNN"}
+
+#: A flag of a distillation term: ``parser.add_argument(option, dest=dest, type=type,
+#: default=default, help=help)``
+Flag = collections.namedtuple("Flag", "option dest type default help")
+
+#: One row per ``--method`` component (the GAN's critics are the step's, not a loss block):
+#: ``column`` the log column of its weighted term; ``block(args, channels)`` its loss block
+#: (None: no block); ``reads`` the flags (dests) it reads; ``needs`` what the objective must
+#: give it (``teacher_head``: the teacher's class / box outputs, ``teacher_maps``: its
+#: feature maps); ``detectors`` where it is defined, and ``why_not`` the reason elsewhere;
+#: ``group`` components that exclude each other; ``weight``: for a *map term* (a block
+#: ``(student map, teacher map) -> loss`` per map, the student's map adapted to the
+#: teacher's channels) the dest of the flag it is multiplied by, the objectives then weigh it
+#: the same for every detector (:func:`map_terms`); None: the detector's objective weighs it;
+#: ``flags``: :class:`Flag` s of its own that :func:`add_method_args` adds. The rows' order
+#: is the log columns' order and the order the terms are summed in.
+Term = collections.namedtuple(
+    "Term", "column block reads needs detectors why_not group weight flags")
+Term.__new__.__defaults__ = (None, ())      # weight, flags
+
+
+def _soft(bg_weight):
+    def make(args, channels):
+        return kd.SoftTargetCrossEntropy(
+            bg_weight=args.kd_bg_weight if bg_weight else 1.0, temperature=args.kd_temperature)
+    return make
+
+
+def _kl(args, channels):
+    return kd.KLDistillation(temperature=args.ko_temperature)
+
+
+def _bounded(args, channels):
+    return kd.TeacherBoundedL2(margin=args.kd_margin)
+
+
+def _l2(args, channels):
+    return kd.TeacherL2()
+
+
+def _hint(adapt):
+    def make(args, channels):
+        return kd.HintLoss(channels=channels, adapt=adapt, mode=args.hint_mode)
+    return make
+
+
+def _fgfi(args, channels):
+    from ..losses.fgfi import FineGrainedImitationLoss
+    return FineGrainedImitationLoss(channels)
+
+
+_BOTH = ("ssd", "frcnn")
+TERMS = collections.OrderedDict([
+    ("gan", Term("Loss_G", None, (), ("teacher_maps",), _BOTH, None, None)),
+    ("cls", Term("KD_soft", _soft(False), ("kd_mu", "kd_temperature"), ("teacher_head",),
+                 _BOTH, None, "cls")),
+    ("cls-w", Term("KD_soft", _soft(True), ("kd_mu", "kd_temperature", "kd_bg_weight"),
+                   ("teacher_head",), _BOTH, None, "cls")),
+    ("ko", Term("KD_KL", _kl, ("ko_alpha", "ko_temperature"), ("teacher_head",), ("ssd",),
+                "Ko & Yoo's KL distils SSD's classifier (use cls or cls-w)", "cls", flags=(
+                    Flag("--ko-alpha", "ko_alpha", unit_interval, kd.KO_YOO_ALPHA,
+                         "Ko & Yoo Eq. 1: weight of CE with ground truth (alpha + beta = 1)"),
+                    Flag("--ko-temperature", "ko_temperature", positive_float,
+                         kd.KO_YOO_TEMPERATURE,
+                         "Ko & Yoo Eq. 1: temperature of the KL term")))),
+    ("l2-b", Term("KD_L2B", _bounded, ("kd_lambda", "kd_nu", "kd_margin"), ("teacher_head",),
+                  _BOTH, None, "l2")),
+    ("l2", Term("KD_L2", _l2, ("kd_lambda", "kd_nu"), ("teacher_head",), _BOTH, None, "l2")),
+    # Chen Eq. 1: gamma L_hint
+    ("hints", Term("KD_hint", _hint(False), ("kd_gamma", "hint_mode"), ("teacher_maps",),
+                   _BOTH, None, "hints", weight="kd_gamma")),
+    ("hints-a", Term("KD_hint", _hint(True), ("kd_gamma", "hint_mode"), ("teacher_maps",),
+                     _BOTH, None, "hints", weight="kd_gamma")),
+    # fgfi and the hints both imitate the backbone map: one of them
+    ("fgfi", Term("KD_FGFI", _fgfi, ("fgfi_lambda", "fgfi_psi"), ("teacher_maps",),
+                  ("frcnn",), "Wang et al.'s imitation mask is built from the RPN's anchors",
+                  "hints", flags=(
+                      # None: FGFI_LAMBDA, FGFI_PSI (gankd_gluon.losses.fgfi), set by the run
+                      Flag("--fgfi-lambda", "fgfi_lambda", nonnegative_float, None,
+                           "Wang et al. 2019 Eq. 3: imitation weight (default 0.01)"),
+                      Flag("--fgfi-psi", "fgfi_psi", positive_float, None,
+                           "Wang et al. 2019 Sec. 3.1: mask threshold factor (default 0.5)")))),
+])
+
+#: Components in the order of canonical run names (``gankd+hints-a``, ``l2-b+cls-w``); later
+#: :data:`TERMS` entries follow in table order (:func:`components`)
+COMPONENTS = ("gan", "l2", "l2-b", "cls", "cls-w", "hints", "hints-a", "ko", "fgfi")
 ALIASES = {"chen": ("l2-b", "cls-w", "hints-a"), "hint": ("hints-a",), "none": ()}
-EXCLUSIVE = [("l2", "l2-b"), ("cls", "cls-w", "ko"), ("hints", "hints-a")]
-TEACHER_HEAD = ("l2", "l2-b", "cls", "cls-w", "ko")     # components that need P_t / R_t
 
 
-def parse_method(text):
+def components():
+    """Every :data:`TERMS` component, in canonical run-name order."""
+    return [c for c in COMPONENTS if c in TERMS] + [c for c in TERMS if c not in COMPONENTS]
+
+
+def parse_method(text, detector="ssd"):
     """``'gan+hint'`` -> ``frozenset({'gan', 'hints-a'})``; ``'none'`` -> empty set.
 
-    Raises ``ValueError`` naming the bad part for unknown or conflicting components.
+    Parameters
+    ----------
+    text : str
+        ``--method``: aliases (``gan``, ``chen``, ``hint``, ``none``) and :data:`TERMS`
+        components joined by ``+``, case and ``_``/``-`` insensitive.
+    detector : str
+        A key of :data:`DETECTORS`: components defined for another detector are refused.
+
+    Raises
+    ------
+    ValueError
+        Naming the bad part: unknown, not defined for ``detector``, or two components of one
+        :data:`TERMS` group.
     """
     parts = set()
     for raw in text.lower().split("+"):
         p = raw.strip().replace("_", "-")
         if p in ALIASES:
             parts.update(ALIASES[p])
-        elif p in COMPONENTS:
+        elif p in TERMS:
             parts.add(p)
         else:
             raise ValueError("--method %s: unknown part %r; use %s, or a '+' of %s"
-                             % (text, raw, ", ".join(["gan", "chen", "ko", "hint", "none"]),
-                                ", ".join(COMPONENTS)))
-    for group in EXCLUSIVE:
-        both = [g for g in group if g in parts]
+                             % (text, raw, ", ".join(["gan", "chen", "ko", "fgfi", "hint",
+                                                      "none"]),
+                                ", ".join(available_components(detector))))
+    for p in sorted(parts, key=components().index):
+        if detector not in TERMS[p].detectors:
+            raise ValueError("--method %s: %s is not defined for %s: %s"
+                             % (text, p, DETECTORS[detector], TERMS[p].why_not))
+    groups = collections.OrderedDict()
+    for p in TERMS:
+        if p in parts and TERMS[p].group is not None:
+            groups.setdefault(TERMS[p].group, []).append(p)
+    for both in groups.values():
         if len(both) > 1:
-            raise ValueError("--method %s: %s cannot be combined" % (text, " and ".join(both)))
+            raise ValueError("--method %s: %s cannot be combined (choose one)"
+                             % (text, " and ".join(both)))
     return frozenset(parts)
 
 
+def available_components(detector):
+    """The components defined for ``detector``, in canonical order."""
+    return [c for c in components() if detector in TERMS[c].detectors]
+
+
 def method_name(parts):
-    """Canonical name for logs and checkpoints: ``gankd``, ``chen``, ``none``, ``l2-b+cls-w``."""
+    """Canonical name for logs and checkpoints: ``gankd``, ``chen``, ``none``, ``l2-b+cls-w``,
+    ``gankd+fgfi``."""
     if not parts:
         return "none"
     if parts == frozenset({"gan"}):
         return "gankd"
     if parts == frozenset(ALIASES["chen"]):
         return "chen"
-    return "+".join(c for c in COMPONENTS if c in parts).replace("gan", "gankd")
+    return "+".join(c for c in components() if c in parts).replace("gan", "gankd")
 
 
-def _method_arg(text):
+def term_columns(parts):
+    """Log columns of the distillation terms of ``parts`` (not ``gan``), in :data:`TERMS`
+    order."""
+    return [t.column for p, t in TERMS.items() if p in parts and t.block is not None]
+
+
+def needs(parts, what):
+    """Whether a component of ``parts`` needs ``what`` (a :data:`TERMS` ``needs`` entry)."""
+    return any(what in TERMS[p].needs for p in parts)
+
+
+def map_terms(parts, blocks, args, s_maps, t_maps, n):
+    """The weighted map terms of ``parts`` on one device: for each component with a
+    :data:`TERMS` ``weight``, ``args.<weight> * sum_i block_i(s_i, t_i).sum() / n``.
+
+    Parameters
+    ----------
+    parts : frozenset of str
+    blocks : dict of component -> list of HybridBlock
+        One block per map (:func:`build_term_blocks`).
+    args : argparse.Namespace
+    s_maps, t_maps : list of NDArray, each (B, C_i, H_i, W_i)
+        The student's maps (adapted to the teacher's channels where the detector adapts
+        them) and the teacher's, of one device.
+    n : float
+        Global batch size: the terms are per-image sums, averaged over the whole batch.
+
+    Returns
+    -------
+    OrderedDict of log column -> NDArray scalar, in :data:`TERMS` order.
+    """
+    out = collections.OrderedDict()
+    for p, t in TERMS.items():
+        if p in parts and t.weight is not None:
+            out[t.column] = getattr(args, t.weight) * sum(
+                b(s, tm).sum() for b, s, tm in zip(blocks[p], s_maps, t_maps)) / n
+    return out
+
+
+def build_term_blocks(parts, args, channels):
+    """The loss blocks of ``parts``' distillation terms, in :data:`TERMS` order.
+
+    Parameters
+    ----------
+    parts : frozenset of str
+    args : argparse.Namespace
+        The flags of :func:`add_method_args`.
+    channels : list of int
+        The teacher's channels of each map the term sees (the hint and imitation adapters'
+        output); blocks of one map per device get ``channels[0]``.
+
+    Returns
+    -------
+    OrderedDict of component -> HybridBlock, or list of HybridBlock (one per map) for the
+    components that need the teacher's maps.
+    """
+    out = collections.OrderedDict()
+    for p, t in TERMS.items():
+        if p in parts and t.block is not None:
+            if "teacher_maps" in t.needs:
+                out[p] = [t.block(args, ch) for ch in channels]
+            else:
+                out[p] = t.block(args, None)
+    return out
+
+
+def _method_arg(detector):
     """argparse type: check ``--method`` at parse time, so a typo is a usage error."""
-    import argparse
-    try:
-        parse_method(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-    return text
+    def check(text):
+        try:
+            parse_method(text, detector)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+        return text
+    check.__name__ = "method"
+    return check
 
 
-def add_method_args(parser):
-    """``--method`` and the baselines' weights, with the papers' defaults."""
-    from ..losses import kd
-    from ..usage import nonnegative_float, positive_float, unit_interval
-    parser.add_argument("--method", type=_method_arg, default="gan",
-                        help="gan (the paper), chen, ko, hint, none, or components joined by "
-                             "'+': " + ", ".join(COMPONENTS))
+def add_method_args(parser, detector="ssd"):
+    """``--method`` (checked for ``detector``), Chen et al.'s weights (shared by five
+    components) and the :data:`TERMS` flags of the components defined for ``detector``, with
+    the papers' defaults (Wang et al.'s ``--fgfi-lambda``, ``--fgfi-psi``: None stands for
+    :data:`~gankd_gluon.losses.fgfi.FGFI_LAMBDA`, ``FGFI_PSI``)."""
+    aliases = {"ssd": "gan (the paper), chen, ko, hint, none",
+               "frcnn": "gan (the paper), chen (Chen et al. on the RPN, RCNN and the backbone "
+                        "hint), fgfi (Wang et al. 2019, Table 3's comparison row), hint, none"}
+    parser.add_argument("--method", type=_method_arg(detector), default="gan",
+                        help=aliases[detector] + ", or components joined by '+': "
+                        + ", ".join(available_components(detector)))
     parser.add_argument("--kd-lambda", type=nonnegative_float, default=kd.CHEN_LAMBDA,
                         help="Chen: weight of the regression loss (paper: 1)")
     parser.add_argument("--kd-gamma", type=nonnegative_float, default=kd.CHEN_GAMMA,
@@ -95,12 +306,12 @@ def add_method_args(parser):
                         help="Chen Eq. 3: background class weight of CLS-W (paper: 1.5)")
     parser.add_argument("--kd-temperature", type=positive_float, default=kd.CHEN_TEMPERATURE,
                         help="Chen: soft-label temperature (paper: 1 for detection)")
-    parser.add_argument("--ko-alpha", type=unit_interval, default=kd.KO_YOO_ALPHA,
-                        help="Ko & Yoo Eq. 1: weight of CE with ground truth (alpha + beta = 1)")
-    parser.add_argument("--ko-temperature", type=positive_float, default=kd.KO_YOO_TEMPERATURE,
-                        help="Ko & Yoo Eq. 1: temperature of the KL term")
     parser.add_argument("--hint-mode", choices=("l2", "l1"), default="l2",
                         help="Chen Eq. 5/6: L2 (default) or L1 hint distance")
+    for c in available_components(detector):     # the terms' own flags
+        for f in TERMS[c].flags:
+            parser.add_argument(f.option, dest=f.dest, type=f.type, default=f.default,
+                                help=f.help)
     parser.add_argument("--monitor-teacher", action="store_true",
                         help="run the teacher in stage 1 even when no term needs it (--method "
                              "none), so that the log's student-teacher distance "
@@ -126,47 +337,31 @@ class KDObjective:
     """
 
     def __init__(self, parts, args, teacher_channels, ctx):
-        from ..losses import kd
         self.parts = parts
         self.args = args
-        self.needs_teacher_head = any(p in parts for p in TEACHER_HEAD)
+        self.needs_teacher_head = needs(parts, "teacher_head")
         self.blocks = gluon.nn.HybridSequential(prefix="kd_")
         with self.blocks.name_scope():
-            self.soft = self.bounded = self.l2 = self.kl = None
-            self.hints = None
-            if "cls" in parts or "cls-w" in parts:
-                bg = args.kd_bg_weight if "cls-w" in parts else 1.0
-                self.soft = kd.SoftTargetCrossEntropy(bg_weight=bg,
-                                                      temperature=args.kd_temperature)
-            if "l2-b" in parts:
-                self.bounded = kd.TeacherBoundedL2(margin=args.kd_margin)
-            if "l2" in parts:
-                self.l2 = kd.TeacherL2()
-            if "ko" in parts:
-                self.kl = kd.KLDistillation(temperature=args.ko_temperature)
-            if "hints" in parts or "hints-a" in parts:
-                self.hints = gluon.nn.HybridSequential(prefix="hint_")
-                for ch in teacher_channels:
-                    self.hints.add(kd.HintLoss(channels=ch, adapt="hints-a" in parts,
-                                               mode=args.hint_mode))
-                # the adaptation layers are trained with the student (Chen Sec. 3.4)
-                self.blocks.add(self.hints)
+            made = build_term_blocks(parts, args, teacher_channels)
+            # the map terms' blocks, one per map, each term's in one container (the hint
+            # adaptation layers are trained with the student, Chen Sec. 3.4)
+            self.map_blocks = collections.OrderedDict()
+            for p, blocks in made.items():
+                if TERMS[p].weight is not None:
+                    self.map_blocks[p] = gluon.nn.HybridSequential(
+                        prefix="hint_" if p in ("hints", "hints-a") else p.replace("-", "_") + "_")
+                    for b in blocks:
+                        self.map_blocks[p].add(b)
+                    self.blocks.add(self.map_blocks[p])
+        self.soft = made.get("cls", made.get("cls-w"))
+        self.kl = made.get("ko")
+        self.bounded = made.get("l2-b")
+        self.l2 = made.get("l2")
         self.blocks.initialize(ctx=ctx)
 
     def term_names(self):
         """Log columns of the terms this objective computes, in a fixed order."""
-        names = []
-        if self.soft is not None:
-            names.append("KD_soft")
-        if self.kl is not None:
-            names.append("KD_KL")
-        if self.bounded is not None:
-            names.append("KD_L2B")
-        if self.l2 is not None:
-            names.append("KD_L2")
-        if self.hints is not None:
-            names.append("KD_hint")
-        return names
+        return term_columns(self.parts)
 
     def params(self):
         """Trainable parameters of the distillation terms (the hint adapters), or None."""
@@ -199,8 +394,7 @@ class KDObjective:
         total : list of NDArray, one scalar per device
         terms : dict of str -> list of NDArray, the weighted KD terms for the log
         """
-        from ..losses import kd
-        a, p = self.args, self.parts
+        a = self.args
         n_dev = len(cls_preds)
         terms = {}
         w_cls, w_box = 1.0, 1.0
@@ -221,12 +415,13 @@ class KDObjective:
                 loss = self.bounded(bp, tb, bt) if self.bounded is not None else self.l2(bp, tb)
                 vals.append(a.kd_lambda * a.kd_nu * (loss * pos).sum() / num_pos)
             terms[name] = vals
-        if self.hints is not None:                         # Chen Eq. 1: gamma L_hint
-            terms["KD_hint"] = [a.kd_gamma * sum(h(sm, tm).sum() for h, sm, tm in
-                                                  zip(self.hints, s_dev, t_dev)) / batch
-                                for s_dev, t_dev in zip(s_maps, t_maps)]
+        if self.map_blocks:                                # e.g. Chen Eq. 1: gamma L_hint
+            per_device = [map_terms(self.parts, self.map_blocks, a, s_dev, t_dev, batch)
+                          for s_dev, t_dev in zip(s_maps, t_maps)]
+            for name in per_device[0]:
+                terms[name] = [d[name] for d in per_device]
         total = [w_cls * c.sum() + w_box * b.sum() for c, b in zip(cls_loss, box_loss)]
-        for vals in terms.values():
-            total = [t + v for t, v in zip(total, vals)]
+        for name in self.term_names():                     # in TERMS order
+            total = [t + v for t, v in zip(total, terms[name])]
         assert len(total) == n_dev
         return total, terms

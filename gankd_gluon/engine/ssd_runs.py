@@ -35,7 +35,7 @@ from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, ma
                           sync_trainers)
 from .loop import Run, Stage, StepSchedule, open_run, seed_everything
 from .methods import KDObjective, add_method_args, method_name, parse_method
-from .steps import GANStep, Normalizer, SSDStep
+from .steps import GANStep, Normalizer, SSDAdapter, SSDStep
 
 __all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
            "build_gankd_models", "make_dnet", "teacher_statistics", "check_plain_args",
@@ -487,11 +487,13 @@ def run_gankd(args):
             trainers["D"] = trainer_d
             blocks["dnet"] = dnet
         need_teacher = bool(parts) or getattr(args, "monitor_teacher", False)
-        step = GANStep(t_features if need_teacher else None, s_features, s_head, dnet, trainer_g,
-                       trainer_d, det_loss, clamp=(args.clamp_lower, args.clamp_upper),
-                       d_steps=args.d_steps, objective=objective,
-                       teacher_head=t_head if objective and objective.needs_teacher_head else None,
-                       norm=norm, balance_interval=args.critic_balance_interval)
+        detector = SSDAdapter(
+            t_features if need_teacher else None, s_features, s_head, det_loss,
+            teacher_head=t_head if objective and objective.needs_teacher_head else None,
+            norm=norm)
+        step = GANStep(detector, dnet, trainer_g, trainer_d,
+                       clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps,
+                       objective=objective, balance_interval=args.critic_balance_interval)
         gan_cols = [(c, c if dnet is not None else None) for c in GAN_COLUMNS]
         kd_cols = [(c, c) for c in objective.term_names()] if objective else []
         # after the published columns: monitors, nan where not computed (engine/diagnostics.py)

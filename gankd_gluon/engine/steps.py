@@ -20,7 +20,7 @@ from ..models.critics import clip_weights
 from .diagnostics import COSINE_LENGTH, cosine_length_metric, separation_columns
 from .guards import check_finite
 
-__all__ = ["GANStep", "SSDStep", "split_batch", "Normalizer"]
+__all__ = ["GANStep", "SSDAdapter", "SSDStep", "split_batch", "Normalizer"]
 
 
 @contextlib.contextmanager
@@ -128,12 +128,8 @@ class SSDStep:
         return {"CrossEntropy": cls_loss, "SmoothL1": box_loss}
 
 
-class GANStep:
-    """One stage-1 iteration: ``d_steps`` critic steps, then one student step.
-
-    With ``dnet`` (``--method gan``, the paper) this is GAN-KD's iteration; with ``dnet=None``
-    only the student step runs, with the distillation terms of ``objective`` (the baselines of
-    Chen et al. and Ko & Yoo, or none), so every method shares this one step and schedule.
+class SSDAdapter:
+    """What a GAN-KD step needs to know of an SSD: its feature maps and its detection loss.
 
     Parameters
     ----------
@@ -143,53 +139,132 @@ class GANStep:
     student_features, student_head : HybridBlock
         The student's feature block (:class:`~gankd_gluon.models.ssd.StudentFeatures`) and its
         :class:`~gankd_gluon.models.ssd.SSDHead`; together they are the deployable student.
+    det_loss : gluoncv.loss.SSDMultiBoxLoss
+    teacher_head : SSDHead or None
+        The teacher's head, run on the teacher's maps when the objective needs P_t or R_t.
+    norm : Normalizer or None
+        Global batch and positives (several machines); default: this process's.
+
+    A step's batch is ``(data, cls_targets, box_targets)``, each a list over devices of
+    (B, 3, H, W), (B, N) and (B, N, 4).
+    """
+
+    def __init__(self, teacher_features, student_features, student_head, det_loss,
+                 teacher_head=None, norm=None):
+        self.teacher_features = teacher_features
+        self.student_features = student_features
+        self.student_head = student_head
+        self.det_loss = det_loss
+        self.teacher_head = teacher_head
+        self.norm = norm or Normalizer()
+
+    def batch_size(self, data, *targets):
+        """The global batch: Eq. 1's 1/N."""
+        return self.norm.batch(data)
+
+    def forward(self, data, *targets):
+        """Teacher maps (no graph; None without a teacher), student maps on the autograd graph,
+        and the teacher's head outputs when they are needed: ``(t_maps, s_maps, state)``, the
+        maps per device as lists of M (B, C_i, H_i, W_i)."""
+        t_maps = t_cls = t_box = None
+        if self.teacher_features is not None:
+            t_maps = [self.teacher_features(x) for x in data]
+            if self.teacher_head is not None:
+                t_out = [self.teacher_head(*tm) for tm in t_maps]
+                t_cls, t_box = [o[0] for o in t_out], [o[1] for o in t_out]
+        with autograd.record():
+            s_maps = [self.student_features(x) for x in data]
+        return t_maps, s_maps, (t_cls, t_box)
+
+    def backbone_params(self):
+        """The student's backbone parameters (the critics' balance is measured at them)."""
+        from ..models.ssd import backbone_params
+        return backbone_params(self.student_features)
+
+    def student_loss(self, t_maps, s_maps, state, objective, n, data, cls_targets,
+                     box_targets):
+        """The student's objective without the adversarial term; call inside
+        ``autograd.record``. Returns ``(total, losses, monitors)``: the per-device scalars to
+        back-propagate, the losses to check and log (``CrossEntropy``, ``SmoothL1``, (B,), and
+        the weighted terms of ``objective``), and nothing more to log."""
+        t_cls, t_box = state
+        heads = [self.student_head(*sm) for sm in s_maps]
+        cls_preds = [h[0] for h in heads]
+        box_preds = [h[1] for h in heads]
+        num_pos = self.norm.num_pos(cls_targets)
+        sum_loss, cls_loss, box_loss = self.norm.rescale_det(
+            self.det_loss(cls_preds, box_preds, cls_targets, box_targets), cls_targets,
+            num_pos)
+        if objective is None:
+            total, terms = [s.sum() for s in sum_loss], {}
+        else:
+            total, terms = objective(s_maps, t_maps, cls_preds, box_preds, t_cls, t_box,
+                                     cls_targets, box_targets, cls_loss, box_loss, num_pos, n)
+        return total, dict(terms, CrossEntropy=cls_loss, SmoothL1=box_loss), {}
+
+
+class GANStep:
+    """One stage-1 iteration: ``d_steps`` critic steps, then one student step, for any detector.
+
+    With ``dnet`` (``--method gan``, the paper) this is GAN-KD's iteration; with ``dnet=None``
+    only the student step runs, with the distillation terms of ``objective`` (the baselines of
+    Chen et al., Ko & Yoo and Wang et al., or none), so every method shares this one step and
+    schedule. What differs between detectors (the forward pass, the maps the critics and the
+    hints see, the detection loss and its log columns) is the ``detector`` adapter's:
+    :class:`SSDAdapter`, :class:`~.frcnn_steps.FasterRCNNAdapter`.
+
+    Parameters
+    ----------
+    detector : SSDAdapter or FasterRCNNAdapter
     dnet : DNet or None
         One critic per map.
     trainer_g, trainer_d : gluon.Trainer
-        Adam for the student + head, Adam for the critics (paper Sec. 4.1).
-    det_loss : SSDMultiBoxLoss
+        Adam for the student (+ adapters), Adam for the critics (paper Sec. 4.1).
     clamp : (float, float)
         WGAN weight-clipping range (published log: -0.03, 0.03).
     d_steps : int
         Critic steps per student step (paper: 1, they alternate). Extra critic steps reuse the
         same batch's maps: the teacher runs once per iteration.
-    objective : KDObjective or None
+    objective : KDObjective, FasterRCNNKD or None
         Weighs the detection loss and the distillation terms (:mod:`.methods`); None: the
-        paper's ``L_conf + L_loc``.
-    teacher_head : SSDHead or None
-        The teacher's head, run on the teacher's maps when ``objective`` needs P_t or R_t.
-    norm : Normalizer or None
-        Global batch and positives (several machines); default: this process's.
+        detection loss alone.
     balance_interval : int
         Every this many batches of an epoch (and at its first) the critics are weighted so that
         each map gives the same share of the adversarial gradient at the student's backbone
         (:meth:`balance_critics`); 0: all weights 1 from the first step on (the paper's plain
         sum, Eq. 1), also after resuming a balanced run.
+    warmup_epochs : int
+        ``train_D_eopch`` of the published Faster R-CNN log: in epochs ``1..warmup_epochs``
+        the critics learn but the student's objective has no adversarial term yet
+        (``Loss_G`` is still measured); 0: adversarial from the first step.
+    epoch_offset : int
+        Added to the loop's epoch in error messages, so they name the epoch the log prints.
 
-    ``__call__`` returns a dict of per-device lists: the losses (``Loss_D``, ``Loss_D_real``,
-    ``Loss_D_fake``, ``Loss_G`` with ``dnet``; ``CrossEntropy``, ``SmoothL1``; the method's
-    terms) and two monitors that are never optimised (:mod:`.diagnostics`):
-    ``cosine_length_loss_metric`` when the teacher runs, ``W_0..W_{M-1}`` with ``dnet``.
+    ``__call__(*batch, epoch, batch)`` returns a dict of per-device lists: the losses
+    (``Loss_D``, ``Loss_D_real``, ``Loss_D_fake``, ``Loss_G`` with ``dnet``; the detector's
+    losses and metrics; the method's terms) and two monitors that are never optimised
+    (:mod:`.diagnostics`): ``cosine_length_loss_metric`` when the teacher runs, ``W_0..W_{M-1}``
+    with ``dnet``.
     """
 
-    def __init__(self, teacher_features, student_features, student_head, dnet, trainer_g,
-                 trainer_d, det_loss, clamp=(-0.03, 0.03), d_steps=1, objective=None,
-                 teacher_head=None, norm=None, balance_interval=0):
-        self.norm = norm or Normalizer()
-        self.teacher_features = teacher_features
-        self.student_features = student_features
-        self.student_head = student_head
+    def __init__(self, detector, dnet, trainer_g, trainer_d, clamp=(-0.03, 0.03), d_steps=1,
+                 objective=None, balance_interval=0, warmup_epochs=0, epoch_offset=0):
+        self.detector = detector
+        self.norm = detector.norm if detector is not None else Normalizer()
         self.dnet = dnet
         self.trainer_g = trainer_g
         self.trainer_d = trainer_d
-        self.det_loss = det_loss
         self.clamp = clamp
         self.d_steps = d_steps
         self.objective = objective
-        self.teacher_head = teacher_head
+        self.warmup_epochs = warmup_epochs
+        self.epoch_offset = epoch_offset
         self._critic_weights = [] if dnet is None else [
             p for p in dnet.collect_params().values() if p.grad_req != "null"]
         self.balance_interval = balance_interval if hasattr(dnet, "set_critic_weights") else 0
+        if self.balance_interval and not hasattr(detector, "backbone_params"):
+            raise ValueError("critic balancing needs the student's backbone; %s has none"
+                             % type(detector).__name__)
         # interval 0 is the paper's plain sum: weights 1 from the first step on, also when a
         # checkpoint of a balanced run was resumed (its weights would otherwise stay frozen)
         self._unit_weights_pending = hasattr(dnet, "set_critic_weights") and not balance_interval
@@ -223,17 +298,12 @@ class GANStep:
         return ([r.sum() / n for r in d_real], [f.sum() / n for f in d_fake], loss_d,
                 separation)
 
-    def __call__(self, data, cls_targets, box_targets, epoch=0, batch=0):
-        n = self.norm.batch(data)                    # global batch: Eq. 1's 1/N
-        # Teacher: once per iteration, no graph; its maps serve both steps.
-        t_maps = t_cls = t_box = None
-        if self.teacher_features is not None:
-            t_maps = [self.teacher_features(x) for x in data]
-            if self.teacher_head is not None:
-                t_out = [self.teacher_head(*tm) for tm in t_maps]
-                t_cls, t_box = [o[0] for o in t_out], [o[1] for o in t_out]
-        with autograd.record():
-            s_maps = [self.student_features(x) for x in data]
+    def __call__(self, *device_batch, epoch=0, batch=0):
+        shown = epoch + self.epoch_offset            # the epoch of the log, for errors
+        n = self.detector.batch_size(*device_batch)   # global batch: Eq. 1's 1/N
+        # Teacher once per iteration, no graph; the student's maps once, on the graph: both
+        # serve the critic step and the student step.
+        t_maps, s_maps, state = self.detector.forward(*device_batch)
         out = {}
         if t_maps is not None:                       # monitored, never optimised
             out[COSINE_LENGTH] = [cosine_length_metric(sm, tm, n)
@@ -245,7 +315,7 @@ class GANStep:
             self._unit_weights_pending = False
         if self.dnet is not None:
             out["Loss_D_real"], out["Loss_D_fake"], out["Loss_D"], separation = \
-                self.critic_step(t_maps, s_maps, n, epoch, batch)
+                self.critic_step(t_maps, s_maps, n, shown, batch)
             out.update(separation_columns(separation))
             if self.balance_interval and batch % self.balance_interval == 0:
                 self.balance_critics(s_maps)
@@ -254,9 +324,28 @@ class GANStep:
         # The adversarial term back-propagates through the critics to the student's maps; the
         # critics' own weight gradients are not needed (their trainer does not step here), so
         # they are not computed (benchmarks/README.md: about 8% of a stage-1 iteration).
+        adversarial = self.dnet is not None and epoch > self.warmup_epochs \
+            if self.warmup_epochs else self.dnet is not None
         with _no_weight_grads(self._critic_weights):
-            self._student_update(t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
-                                 epoch, batch)
+            with autograd.record():
+                total, losses, monitors = self.detector.student_loss(
+                    t_maps, s_maps, state, self.objective, n, *device_batch)
+                if adversarial:                      # + mean D(student), Eq. 1
+                    adv = [d.sum() / n for d in self.adversarial_scores(t_maps, s_maps)]
+                    total = [t + a for t, a in zip(total, adv)]
+            if self.dnet is not None:
+                if not adversarial:                  # warm-up: measured, not optimised
+                    adv = [d.sum() / n for d in self.adversarial_scores(
+                        t_maps, [[m.detach() for m in sm] for sm in s_maps])]
+                losses["Loss_G"] = adv
+            autograd.backward(total)
+            check_finite(losses, shown, batch)
+            self.trainer_g.step(1)
+        # For the log (as the authors' published logs): Loss_D_real / Loss_D_fake are the
+        # D-Net's batch means in the last critic step; Loss_D = real - fake; Loss_G is the
+        # adversarial term alone.
+        out.update(losses)
+        out.update(monitors)
         return out
 
     def adversarial_scores(self, t_maps, s_maps):
@@ -286,43 +375,12 @@ class GANStep:
         over the devices and, on several machines, over the workers before its norm is taken
         (one host read per critic every ``balance_interval`` batches), so that the weights are
         those of the global batch whatever the number of devices and workers."""
-        from ..models.ssd import backbone_params
         from .balance import balance_weights, critic_gradient_norms
         if self._backbone is None:
-            self._backbone = backbone_params(self.student_features)
+            self._backbone = self.detector.backbone_params()
         reduce = None
         if self.norm.is_dist:
             reduce = lambda a: self.norm.reduce_array(a, "critic_balance")  # noqa: E731
         with _no_weight_grads(self._critic_weights):
             norms = critic_gradient_norms(self.dnet, s_maps, self._backbone, reduce=reduce)
         self.dnet.set_critic_weights(balance_weights(norms))
-
-    def _student_update(self, t_maps, s_maps, t_cls, t_box, cls_targets, box_targets, n, out,
-                        epoch, batch):
-        """Detection loss + the method's terms (+ ``mean D(student)``), backward, update."""
-        with autograd.record():
-            heads = [self.student_head(*sm) for sm in s_maps]
-            cls_preds = [h[0] for h in heads]
-            box_preds = [h[1] for h in heads]
-            num_pos = self.norm.num_pos(cls_targets)
-            sum_loss, cls_loss, box_loss = self.norm.rescale_det(
-                self.det_loss(cls_preds, box_preds, cls_targets, box_targets), cls_targets,
-                num_pos)
-            if self.objective is None:
-                total, terms = [s.sum() for s in sum_loss], {}
-            else:
-                total, terms = self.objective(s_maps, t_maps, cls_preds, box_preds, t_cls, t_box,
-                                              cls_targets, box_targets, cls_loss, box_loss,
-                                              num_pos, n)
-            if self.dnet is not None:
-                adv = [d.sum() / n for d in self.adversarial_scores(t_maps, s_maps)]
-                total = [t + a for t, a in zip(total, adv)]
-                terms["Loss_G"] = adv
-        autograd.backward(total)
-        losses = dict(terms, CrossEntropy=cls_loss, SmoothL1=box_loss)
-        check_finite(losses, epoch, batch)
-        self.trainer_g.step(1)
-        # For the log (as the authors' published SSD log): Loss_D_real / Loss_D_fake are the
-        # D-Net's batch means
-        # in the last critic step; Loss_D = real - fake; Loss_G is the adversarial term alone.
-        out.update(losses)
