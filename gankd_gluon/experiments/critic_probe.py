@@ -96,8 +96,8 @@ def _train_critics(make_dnet, args, real, fake, ctx, rng):
     dnet = make_dnet()
     trainer = mx.gluon.Trainer(dnet.collect_params(), "adam",
                                {"learning_rate": args.lrD, "beta1": args.beta1})
-    step = GANStep(None, None, None, dnet, None, trainer, None,
-                   clamp=(args.clamp_lower, args.clamp_upper), d_steps=1)
+    step = GANStep(None, dnet, None, trainer, clamp=(args.clamp_lower, args.clamp_upper),
+                   d_steps=1)
     n_real, n_fake = real[0].shape[0], fake[0].shape[0]
     b = args.batch_size
     loss_d = float("nan")
