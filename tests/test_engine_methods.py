@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
+from gankd_gluon.engine import methods
 from gankd_gluon.engine.methods import KDObjective, add_method_args, method_name, parse_method
-from gankd_gluon.losses import kd
+from gankd_gluon.losses import fgfi, kd
 
 
 def test_parse_method_aliases_and_table4_names():
@@ -60,11 +61,49 @@ def test_columns_and_needs_come_from_the_table():
 
 def test_method_flag_is_checked_for_the_detector():
     parser = add_method_args(argparse.ArgumentParser(), "frcnn")
-    assert parser.parse_args(["--method", "gan+fgfi"]).fgfi_lambda is None
+    assert parser.parse_args(["--method", "gan+fgfi"]).fgfi_lambda == fgfi.FGFI_LAMBDA
     with pytest.raises(SystemExit):
         parser.parse_args(["--method", "ko"])
     with pytest.raises(SystemExit):
         add_method_args(argparse.ArgumentParser()).parse_args(["--method", "fgfi"])
+
+
+def test_unknown_part_offers_only_the_detectors_methods():
+    """The list after an unknown part names what this detector runs: no fgfi for SSD, no ko
+    for Faster R-CNN; an empty part says so."""
+    with pytest.raises(ValueError) as ssd:
+        parse_method("gan+foo", "ssd")
+    assert "use gan, chen, ko, hint, none, or" in str(ssd.value)
+    with pytest.raises(ValueError) as frcnn:
+        parse_method("gan+foo", "frcnn")
+    assert "use gan, chen, fgfi, hint, none, or" in str(frcnn.value)
+    with pytest.raises(ValueError, match="empty part"):
+        parse_method("gan++hint")
+
+
+def test_fgfi_flags_default_to_the_papers_values_in_help():
+    """--help shows Wang et al.'s values as the defaults, not None."""
+    parser = add_method_args(argparse.ArgumentParser(
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter), "frcnn")
+    args = parser.parse_args([])
+    assert (args.fgfi_lambda, args.fgfi_psi) == (fgfi.FGFI_LAMBDA, fgfi.FGFI_PSI)
+    assert "(default: None)" not in parser.format_help()
+
+
+@pytest.mark.parametrize("field", ["reads", "weight"])
+def test_a_term_reading_a_flag_nobody_sets_stops_the_parser(monkeypatch, field):
+    """A new TERMS entry whose reads / weight names no flag's dest (a typo) is refused when
+    the scripts build their parser, not at the first training step."""
+    good = methods.Term("KD_at", None, ("at_weight",), ("teacher_maps",), ("ssd",), None,
+                        None, weight="at_weight",
+                        flags=(methods.Flag("--at-weight", "at_weight", float, 1.0, "w"),))
+    monkeypatch.setitem(methods.TERMS, "at", good)
+    assert add_method_args(argparse.ArgumentParser()).parse_args([]).at_weight == 1.0
+    add_method_args(argparse.ArgumentParser(), "frcnn")       # not defined there: not checked
+    bad = good._replace(**{field: ("at_wieght",) if field == "reads" else "at_wieght"})
+    monkeypatch.setitem(methods.TERMS, "at", bad)
+    with pytest.raises(ValueError, match="TERMS\\['at'\\] reads at_wieght"):
+        add_method_args(argparse.ArgumentParser())
 
 
 def _args(**kw):

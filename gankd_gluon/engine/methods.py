@@ -40,6 +40,7 @@ import collections
 from mxnet import gluon
 
 from ..losses import kd
+from ..losses.fgfi import FGFI_LAMBDA, FGFI_PSI
 from ..usage import nonnegative_float, positive_float, unit_interval
 
 __all__ = ["Term", "Flag", "TERMS", "DETECTORS", "parse_method", "method_name", "KDObjective",
@@ -124,11 +125,10 @@ TERMS = collections.OrderedDict([
     ("fgfi", Term("KD_FGFI", _fgfi, ("fgfi_lambda", "fgfi_psi"), ("teacher_maps",),
                   ("frcnn",), "Wang et al.'s imitation mask is built from the RPN's anchors",
                   "hints", flags=(
-                      # None: FGFI_LAMBDA, FGFI_PSI (gankd_gluon.losses.fgfi), set by the run
-                      Flag("--fgfi-lambda", "fgfi_lambda", nonnegative_float, None,
-                           "Wang et al. 2019 Eq. 3: imitation weight (default 0.01)"),
-                      Flag("--fgfi-psi", "fgfi_psi", positive_float, None,
-                           "Wang et al. 2019 Sec. 3.1: mask threshold factor (default 0.5)")))),
+                      Flag("--fgfi-lambda", "fgfi_lambda", nonnegative_float, FGFI_LAMBDA,
+                           "Wang et al. 2019 Eq. 3: imitation weight"),
+                      Flag("--fgfi-psi", "fgfi_psi", positive_float, FGFI_PSI,
+                           "Wang et al. 2019 Sec. 3.1: mask threshold factor")))),
 ])
 
 #: Components in the order of canonical run names (``gankd+hints-a``, ``l2-b+cls-w``); later
@@ -167,9 +167,9 @@ def parse_method(text, detector="ssd"):
         elif p in TERMS:
             parts.add(p)
         else:
-            raise ValueError("--method %s: unknown part %r; use %s, or a '+' of %s"
-                             % (text, raw, ", ".join(["gan", "chen", "ko", "fgfi", "hint",
-                                                      "none"]),
+            what = "unknown part %r" % raw if p else "empty part (a '+' too many)"
+            raise ValueError("--method %s: %s; use %s, or a '+' of %s"
+                             % (text, what, ", ".join(_named_methods(detector)),
                                 ", ".join(available_components(detector))))
     for p in sorted(parts, key=components().index):
         if detector not in TERMS[p].detectors:
@@ -184,6 +184,13 @@ def parse_method(text, detector="ssd"):
             raise ValueError("--method %s: %s cannot be combined (choose one)"
                              % (text, " and ".join(both)))
     return frozenset(parts)
+
+
+def _named_methods(detector):
+    """The methods the papers name (``gan``, ``chen``, ``ko``, ``fgfi``, ``hint``, ``none``)
+    that are defined for ``detector``: an alias when all its components are."""
+    return [m for m in ("gan", "chen", "ko", "fgfi", "hint", "none")
+            if all(detector in TERMS[c].detectors for c in ALIASES.get(m, (m,)))]
 
 
 def available_components(detector):
@@ -284,39 +291,56 @@ def _method_arg(detector):
 def add_method_args(parser, detector="ssd"):
     """``--method`` (checked for ``detector``), Chen et al.'s weights (shared by five
     components) and the :data:`TERMS` flags of the components defined for ``detector``, with
-    the papers' defaults (Wang et al.'s ``--fgfi-lambda``, ``--fgfi-psi``: None stands for
-    :data:`~gankd_gluon.losses.fgfi.FGFI_LAMBDA`, ``FGFI_PSI``)."""
+    the papers' defaults.
+
+    Raises
+    ------
+    ValueError
+        When a :data:`TERMS` entry defined for ``detector`` reads (``reads``, ``weight``) a
+        value that no flag sets: a new term's typo stops every script at once, not the
+        training at its first step.
+    """
+    dests = set()
+
+    def add(*flags, **kwargs):
+        dests.add(parser.add_argument(*flags, **kwargs).dest)
+
     aliases = {"ssd": "gan (the paper), chen, ko, hint, none",
                "frcnn": "gan (the paper), chen (Chen et al. on the RPN, RCNN and the backbone "
                         "hint), fgfi (Wang et al. 2019, Table 3's comparison row), hint, none"}
-    parser.add_argument("--method", type=_method_arg(detector), default="gan",
-                        help=aliases[detector] + ", or components joined by '+': "
-                        + ", ".join(available_components(detector)))
-    parser.add_argument("--kd-lambda", type=nonnegative_float, default=kd.CHEN_LAMBDA,
-                        help="Chen: weight of the regression loss (paper: 1)")
-    parser.add_argument("--kd-gamma", type=nonnegative_float, default=kd.CHEN_GAMMA,
-                        help="Chen: weight of the hint loss (paper: 0.5)")
-    parser.add_argument("--kd-mu", type=unit_interval, default=kd.CHEN_MU,
-                        help="Chen Eq. 2: hard/soft balance of the classification loss")
-    parser.add_argument("--kd-nu", type=nonnegative_float, default=kd.CHEN_NU,
-                        help="Chen Eq. 4: weight of the teacher-bounded loss (paper: 0.5)")
-    parser.add_argument("--kd-margin", type=nonnegative_float, default=kd.CHEN_MARGIN,
-                        help="Chen Eq. 4: margin m of the teacher bound")
-    parser.add_argument("--kd-bg-weight", type=nonnegative_float, default=kd.CHEN_BG_WEIGHT,
-                        help="Chen Eq. 3: background class weight of CLS-W (paper: 1.5)")
-    parser.add_argument("--kd-temperature", type=positive_float, default=kd.CHEN_TEMPERATURE,
-                        help="Chen: soft-label temperature (paper: 1 for detection)")
-    parser.add_argument("--hint-mode", choices=("l2", "l1"), default="l2",
-                        help="Chen Eq. 5/6: L2 (default) or L1 hint distance")
+    add("--method", type=_method_arg(detector), default="gan",
+        help=aliases[detector] + ", or components joined by '+': "
+        + ", ".join(available_components(detector)))
+    add("--kd-lambda", type=nonnegative_float, default=kd.CHEN_LAMBDA,
+        help="Chen: weight of the regression loss (paper: 1)")
+    add("--kd-gamma", type=nonnegative_float, default=kd.CHEN_GAMMA,
+        help="Chen: weight of the hint loss (paper: 0.5)")
+    add("--kd-mu", type=unit_interval, default=kd.CHEN_MU,
+        help="Chen Eq. 2: hard/soft balance of the classification loss")
+    add("--kd-nu", type=nonnegative_float, default=kd.CHEN_NU,
+        help="Chen Eq. 4: weight of the teacher-bounded loss (paper: 0.5)")
+    add("--kd-margin", type=nonnegative_float, default=kd.CHEN_MARGIN,
+        help="Chen Eq. 4: margin m of the teacher bound")
+    add("--kd-bg-weight", type=nonnegative_float, default=kd.CHEN_BG_WEIGHT,
+        help="Chen Eq. 3: background class weight of CLS-W (paper: 1.5)")
+    add("--kd-temperature", type=positive_float, default=kd.CHEN_TEMPERATURE,
+        help="Chen: soft-label temperature (paper: 1 for detection)")
+    add("--hint-mode", choices=("l2", "l1"), default="l2",
+        help="Chen Eq. 5/6: L2 (default) or L1 hint distance")
     for c in available_components(detector):     # the terms' own flags
         for f in TERMS[c].flags:
-            parser.add_argument(f.option, dest=f.dest, type=f.type, default=f.default,
-                                help=f.help)
-    parser.add_argument("--monitor-teacher", action="store_true",
-                        help="run the teacher in stage 1 even when no term needs it (--method "
-                             "none), so that the log's student-teacher distance "
-                             "cosine_length_loss_metric is computed for the control too (one "
-                             "teacher forward per step; never optimised)")
+            add(f.option, dest=f.dest, type=f.type, default=f.default,
+                help=f.help)
+    add("--monitor-teacher", action="store_true",
+        help="run the teacher in stage 1 even when no term needs it (--method "
+             "none), so that the log's student-teacher distance "
+             "cosine_length_loss_metric is computed for the control too (one "
+             "teacher forward per step; never optimised)")
+    for c in available_components(detector):
+        unset = [d for d in TERMS[c].reads + (TERMS[c].weight,) if d and d not in dests]
+        if unset:
+            raise ValueError("TERMS[%r] reads %s, which no flag sets (add a Flag with that "
+                             "dest to its flags)" % (c, ", ".join(unset)))
     return parser
 
 
