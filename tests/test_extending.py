@@ -3,6 +3,9 @@ document names (its loss block, one ``engine.methods.TERMS`` entry) reaches the 
 the method grammar, the log columns and the student's objective of both detectors, and
 trains one step with the value computed by hand."""
 import argparse
+import os
+import re
+import textwrap
 
 import mxnet as mx
 import numpy as np
@@ -13,6 +16,7 @@ from mxnet.gluon import HybridBlock, nn
 from gankd_gluon.engine import methods
 from gankd_gluon.engine.frcnn_steps import FasterRCNNKD
 from gankd_gluon.engine.steps import GANStep, SSDAdapter, split_batch
+from gankd_gluon.usage import nonnegative_float
 
 N, SIDE, LR, WEIGHT = 2, 3, 0.1, 0.5
 
@@ -78,6 +82,30 @@ def _det_loss(cls_preds, box_preds, cls_targets, box_targets):
 
 def _set(param, value):
     param.set_data(mx.nd.array(value))
+
+
+def _doc_entry():
+    """The ``TERMS`` entry of docs/extending.md's example, evaluated as written."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "docs", "extending.md"), encoding="utf-8") as f:
+        text = f.read()
+    code = textwrap.dedent(re.search(r"```python\n(.*?)```", text, re.S).group(1))
+    return code, eval(code.strip().rstrip(","), {"Term": methods.Term, "Flag": methods.Flag, "MyLoss": AdaptedL1,
+                             "nonnegative_float": nonnegative_float})
+
+
+def test_the_documented_entry_names_every_field_and_works(monkeypatch):
+    """The doc's example gives every ``Term`` field by name (the reader sees which is which,
+    ``reads`` included), and the entry works as the doc says on both detectors."""
+    code, (name, term) = _doc_entry()
+    assert all(field + "=" in code for field in methods.Term._fields), code
+    monkeypatch.setitem(methods.TERMS, name, term)
+    for detector in ("ssd", "frcnn"):
+        args = methods.add_method_args(argparse.ArgumentParser(), detector).parse_args(
+            ["--method", "gan+" + name, "--my-weight", "0.5"])
+        assert methods.parse_method(args.method, detector) == {"gan", name}
+        assert args.my_weight == 0.5
+        assert methods.term_columns({name}) == ["KD_my"]
 
 
 def test_the_table_entry_reaches_flags_grammar_and_columns(toy):
