@@ -81,6 +81,15 @@ def test_unknown_part_offers_only_the_detectors_methods():
         parse_method("gan++hint")
 
 
+def test_a_bad_method_names_the_flag_once(capsys):
+    """argparse's error line names --method; the reason follows, not the flag again."""
+    with pytest.raises(SystemExit):
+        add_method_args(argparse.ArgumentParser(prog="x")).parse_args(["--method", "gan+foo"])
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith("x: error: argument --method: unknown part 'foo'; use gan, chen")
+    assert line.count("--method") == 1
+
+
 def test_fgfi_flags_default_to_the_papers_values_in_help():
     """--help shows Wang et al.'s values as the defaults, not None."""
     parser = add_method_args(argparse.ArgumentParser(

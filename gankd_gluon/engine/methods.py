@@ -282,7 +282,9 @@ def _method_arg(detector):
         try:
             parse_method(text, detector)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from err
+            # argparse prefixes "argument --method: " already
+            raise argparse.ArgumentTypeError(
+                str(err).replace("--method %s: " % text, "", 1)) from err
         return text
     check.__name__ = "method"
     return check
