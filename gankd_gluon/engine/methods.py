@@ -328,7 +328,7 @@ def add_method_args(parser, detector="ssd"):
     add("--kd-temperature", type=positive_float, default=kd.CHEN_TEMPERATURE,
         help="Chen: soft-label temperature (paper: 1 for detection)")
     add("--hint-mode", choices=("l2", "l1"), default="l2",
-        help="Chen Eq. 5/6: L2 (default) or L1 hint distance")
+        help="Chen Eq. 5/6: L2 or L1 hint distance")
     for c in available_components(detector):     # the terms' own flags
         for f in TERMS[c].flags:
             add(f.option, dest=f.dest, type=f.type, default=f.default,
