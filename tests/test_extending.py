@@ -108,6 +108,22 @@ def test_the_documented_entry_names_every_field_and_works(monkeypatch):
         assert methods.term_columns({name}) == ["KD_my"]
 
 
+def test_readme_lists_every_method_and_points_here():
+    """README's --method section names every TERMS component, for both scripts, and sends a
+    reader who wants to add one to docs/extending.md."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## Distillation methods (`--method`)"):]
+    section = section[:section.index("\n## ", 1)]
+    missing = [c for c in methods.components() if "`%s`" % c not in section]
+    assert not missing, missing
+    missing = [t.column for t in methods.TERMS.values()
+               if t.block is not None and "`%s`" % t.column not in section]
+    assert not missing, missing
+    assert "train_faster_rcnn_gan_kd.py" in section and "docs/extending.md" in section
+
+
 def test_the_table_entry_reaches_flags_grammar_and_columns(toy):
     for detector in ("ssd", "frcnn"):
         args = methods.add_method_args(argparse.ArgumentParser(), detector).parse_args(
