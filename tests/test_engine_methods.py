@@ -177,3 +177,12 @@ def test_ko_objective_is_alpha_ce_plus_beta_kl():
     # box loss unweighted: Ko & Yoo distil classification only
     assert total[0].asscalar() == pytest.approx(0.25 * 0.7 + 0.75 * kl + 0.2, rel=1e-5)
     assert obj.params() is None                            # no trainable KD parameters
+
+
+def test_method_settings_are_the_reads_of_the_methods_terms():
+    from gankd_gluon.engine.methods import method_settings
+    assert method_settings("chen") == ["hint_mode", "kd_bg_weight", "kd_gamma", "kd_lambda",
+                                       "kd_margin", "kd_mu", "kd_nu", "kd_temperature"]
+    assert method_settings("GAN+Hint") == ["hint_mode", "kd_gamma"]
+    assert method_settings("ko") == ["ko_alpha", "ko_temperature"]
+    assert method_settings("gan") == method_settings("none") == method_settings(None) == []

@@ -7,6 +7,7 @@ incomplete checkpoint, and a NaN that stops the run with exit status 1.
 import glob
 import json
 import os
+import shutil
 import sys
 
 import mxnet as mx
@@ -180,6 +181,28 @@ def test_resume_with_other_critics_names_the_flag(full_run, tmp_path, capsys):
     assert run_main(train_ssd_gan_kd.main, args) == 2
     err = capsys.readouterr().err
     assert "dnet parameters differ" in err and "--critic-norm lipschitz (this run: batch)" in err
+
+def test_resume_with_another_distillation_weight_names_the_flag(full_run, tmp_path, capsys):
+    """The weights the method's terms read are run settings: a checkpoint of `--method
+    gan+hint` with --kd-gamma 0.25, resumed with the default --kd-gamma, is refused naming it,
+    before anything is written (the checkpoint is full_run's, its stored args edited)."""
+    src = full_run / "ckA" / "run"
+    manifest = json.load(open(src / "run-epoch-s1-e0001.json"))
+    for name in manifest["parts"].values():
+        shutil.copy(src / name, tmp_path)
+    manifest["args"].update(method="gan+hint", kd_gamma=0.25)
+    with open(tmp_path / "run-epoch-s1-e0001.json", "w") as f:
+        json.dump(manifest, f)
+    args = _gankd_args(full_run, "--save-dir", str(tmp_path / "ck"), "--log-dir",
+                       str(tmp_path / "logs"), "--method", "gan+hint", "--resume",
+                       str(tmp_path / "run-epoch-s1-e0001.json"))
+    assert args.kd_gamma != 0.25
+    assert run_main(train_ssd_gan_kd.main, args) == 2
+    err = capsys.readouterr().err
+    assert "this run's settings differ from the checkpoint's: --kd-gamma 0.25 -> %s" % json.dumps(
+        args.kd_gamma) in err
+    assert not os.path.exists(tmp_path / "ck") and not os.path.exists(tmp_path / "logs")
+
 
 def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
     monkeypatch.setenv("GANKD_FAULT", "loss:1:1")      # NaN box targets in batch 1 of epoch 1

@@ -20,8 +20,9 @@ from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_bes
                            format_frcnn_epoch, format_interrupted, format_interrupted_saved,
                            format_lr_change, format_namespace, format_resumed, format_ssd_batch,
                            format_ssd_epoch, format_start, format_validation)
-from .checkpoint import (check_run_folder, claim_run_folder, compare_settings, load_checkpoint,
-                         prune_checkpoints, save_checkpoint, select_resume)
+from .checkpoint import (RUN_SETTINGS, check_run_folder, claim_run_folder, compare_settings,
+                         load_checkpoint, prune_checkpoints, save_checkpoint, select_resume)
+from .methods import method_settings
 from ..models.weights import CheckpointError, read_checkpoint
 from .guards import FaultSwitch, InputWatch, RunInterrupted, RunningMean, StopFlag, check_weights
 from .steps import split_batch
@@ -179,7 +180,8 @@ def open_run(args, prefix, kind, is_root=True, claim=True):
     ``--resume auto`` takes the newest valid checkpoint (epoch, ``interrupted``, ``best``,
     ``final``; :func:`~.checkpoint.select_resume`) and notes which it skipped and why, or that
     there was none and where it looked; a named ``--resume`` manifest must be valid. The
-    settings that define the run (:data:`~.checkpoint.RUN_SETTINGS`) must equal the
+    settings that define the run (:data:`~.checkpoint.RUN_SETTINGS`, and the weights the
+    ``--method``'s terms read: :func:`~.methods.method_settings`) must equal the
     checkpoint's, except those named in ``--allow-changed`` (noted for the log). Without
     ``--resume``, a folder holding an earlier run's checkpoints is refused unless
     ``--overwrite``; a folder another live run holds is refused. Distributed workers other
@@ -219,8 +221,11 @@ def open_run(args, prefix, kind, is_root=True, claim=True):
     if path:
         with open(path) as f:
             saved = json.load(f)
+        # the method's own weights too: resuming `--method chen` with another --kd-gamma
+        # would otherwise train on under the old name
+        keys = RUN_SETTINGS + tuple(method_settings(getattr(args, "method", None)))
         refused, accepted = compare_settings(saved.get("args"), vars(args),
-                                             _allowed(getattr(args, "allow_changed", "")))
+                                             _allowed(getattr(args, "allow_changed", "")), keys)
         if refused:
             raise CheckpointError("--resume %s: this run's settings differ from the "
                                   "checkpoint's: %s; resume with the same flags, or name them "

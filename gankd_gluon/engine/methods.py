@@ -137,6 +137,22 @@ COMPONENTS = ("gan", "l2", "l2-b", "cls", "cls-w", "hints", "hints-a", "ko", "fg
 ALIASES = {"chen": ("l2-b", "cls-w", "hints-a"), "hint": ("hints-a",), "none": ()}
 
 
+def method_settings(text):
+    """The settings (argparse dests) the terms of ``--method text`` read, sorted: the
+    distillation weights and temperatures a resumed run must share with its checkpoint.
+
+    ``'chen'`` -> ``['hint_mode', 'kd_bg_weight', 'kd_gamma', 'kd_lambda', 'kd_margin',
+    'kd_mu', 'kd_nu', 'kd_temperature']``; ``'gan'`` and ``'none'`` -> ``[]`` (the critics'
+    settings are run settings of their own). Unknown parts are ignored (``--method`` itself
+    is checked where it is parsed).
+    """
+    parts = set()
+    for raw in (text or "").lower().split("+"):
+        p = raw.strip().replace("_", "-")
+        parts.update(ALIASES.get(p, (p,)))
+    return sorted({r for p in parts if p in TERMS for r in TERMS[p].reads})
+
+
 def components():
     """Every :data:`TERMS` component, in canonical run-name order."""
     return [c for c in COMPONENTS if c in TERMS] + [c for c in TERMS if c not in COMPONENTS]

@@ -3,8 +3,8 @@ GAN-KD at tiny scale on the generated dataset, and the SHA-256 of every saved we
 
 Record the hashes on the code before a refactor, then check after every increment::
 
-    python scripts/experiments/bit_identity.py --record hashes.json
-    python scripts/experiments/bit_identity.py --check hashes.json
+    python benchmarks/bit_identity.py --record hashes.json
+    python benchmarks/bit_identity.py --check hashes.json
 
 ``--check`` exits 1 and names every file whose hash differs (or that appeared / went away).
 The runs are those of the end-to-end tests (``tests/test_train_ssd_gan_kd.py``,
@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
