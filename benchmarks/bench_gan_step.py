@@ -332,7 +332,7 @@ def main(args):
             d, c, bt = split_batch(b, ctx)
             mx.nd.waitall()
             mid = time.perf_counter()
-            step(d, c, bt, 0, i)
+            step(d, c, bt, epoch=0, batch=i)
             mx.nd.waitall()
             end = time.perf_counter()
             if i >= args.warmup:
