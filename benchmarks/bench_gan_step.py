@@ -44,6 +44,7 @@ from mxnet import autograd, gluon  # noqa: E402
 from gankd_gluon.experiments.scripts import load_script  # noqa: E402
 from gankd_gluon.data.datasets import dataset_classes, get_dataset  # noqa: E402
 from gankd_gluon.data.loaders import get_ssd_train_loader  # noqa: E402
+from gankd_gluon.engine.diagnostics import cosine_length_metric  # noqa: E402
 from gankd_gluon.engine.loop import seed_everything  # noqa: E402
 from gankd_gluon.engine.ssd_runs import build_gankd_models, get_contexts  # noqa: E402
 from gankd_gluon.engine.ssd_runs import SSD_CRITIC_NORM  # noqa: E402
@@ -242,7 +243,9 @@ def main(args):
             for m in sm:
                 m.attach_grad()
         with autograd.record():
-            adv = [dnet(*sm).sum() / n for sm in leaves]
+            # GANStep.adversarial_scores: the default critics also score the teacher's maps
+            # again (no graph) to put both sides in the critic's current units
+            adv = [d.sum() / n for d in gan_step.adversarial_scores(t_maps, leaves)]
         autograd.backward(adv)
 
     def generator_critic_pass_no_weight_grads():
@@ -250,6 +253,12 @@ def main(args):
         # gradients are not needed there: trainer_d does not step in the student step)
         with _no_weight_grads(gan_step._critic_weights):   # pylint: disable=protected-access
             generator_critic_pass()
+
+    def monitors():
+        # what GANStep computes per batch for the log only: cosine_length_loss_metric
+        # (the W_i separations come out of the critic step's scores at no extra cost)
+        for sm, tm in zip(s_maps_fixed, t_maps):
+            cosine_length_metric(sm, tm, n)
 
     counter = {"batch": 0}
 
@@ -281,6 +290,7 @@ def main(args):
                 ("[extra] student step's pass through the critics (as GANStep)",
                  generator_critic_pass_no_weight_grads),
                 ("[extra] the same computing critic weight gradients", generator_critic_pass),
+                ("[extra] the per-batch monitor (cosine_length_loss_metric)", monitors),
                 ("[extra] one critic balancing (student pass + one backward per critic)",
                  critic_balancing),
                 ("stage-2 iteration (SSDStep, deployable student, SGD)", stage2_iteration),
@@ -313,6 +323,7 @@ def main(args):
     bal = med["[extra] one critic balancing (student pass + one backward per critic)"]
     bal_per_iter = bal / args.critic_balance_interval if args.critic_balance_interval else 0.0
     plain_t = med["plain student step (train_ssd.py net, Adam)"]
+    mon = med["[extra] the per-batch monitor (cosine_length_loss_metric)"]
 
     # ---------------- (d) the real DataLoader with workers ----------------
     def through_loader(step, iters):
@@ -362,6 +373,8 @@ def main(args):
         "a_gan_over_parts_with_generator_pass": gan / (parts + gen),
         "a_critic_weight_grads_skipped_s": gen_w - gen,
         "a_balancing_per_iteration_s": bal_per_iter,
+        "a_monitor_s": mon,
+        "a_gan_over_parts_with_generator_pass_and_monitor": gan / (parts + gen + mon),
         "a_gan_with_balancing_over_parts_with_generator_pass": (gan + bal_per_iter) / (parts + gen),
         "b_gan_over_plain_student": gan / plain_t,
         "c_stage1_over_stage2_step": gan / s2,
@@ -385,6 +398,8 @@ def main(args):
     print("    with the critic balancing amortised (%.4f s every %d iterations, %.4f s per "
           "iteration; the median iteration rarely contains one): %.3f"
           % (bal, args.critic_balance_interval, bal_per_iter, (gan + bal_per_iter) / (parts + gen)))
+    print("    with the per-batch monitor (cosine_length_loss_metric, %.4f s) as a 5th part: %.3f"
+          % (mon, gan / (parts + gen + mon)))
     print("(b) stage-1 iteration / plain student step %.3f" % (gan / plain_t))
     print("(c) stage-1 / stage-2 time ratio           %.3f per step, %.3f through the loader "
           "(published SSD512, 4x 1080 Ti: %.2f)" % (gan / s2, out["c_stage1_over_stage2_with_loader"],
