@@ -9,9 +9,12 @@ Record the hashes on the code before a refactor, then check after every incremen
 ``--check`` exits 1 and names every file whose hash differs (or that appeared / went away).
 The runs are those of the end-to-end tests (``tests/test_train_ssd_gan_kd.py``,
 ``tests/test_frcnn_train.py``), shortened to two or three epochs, with a learning-rate decay
-inside each stage, for ``--method gan`` and ``--method chen`` on each detector. The baseline
-recorded on the code before the engine refactor is ``bit_identity_baseline.json`` beside
-this script. The teachers (one SSD epoch; an initialised ResNet101
+inside each stage, for ``--method gan`` and ``--method chen`` on each detector. The hashes
+are those of one machine: the same code on another CPU (or another BLAS, or another
+thread count) gives other floating-point sums, so record before and check after on the same
+machine. ``bit_identity_baseline.json`` beside this script is one such record (Faster R-CNN
+at a global batch of 2, the smallest the default critics take), for the 2-core machine of
+the project's CI. The teachers (one SSD epoch; an initialised ResNet101
 Faster R-CNN) are built once per invocation with the same seeds. Weight files only
 (``*.params``), not optimizer states, logs or JSON (which hold paths and times).
 Takes a few minutes of one CPU.
@@ -33,7 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 SSD_COMMON = ["--dataset", "synthetic", "--gpus", "", "--data-shape", "128", "--batch-size", "8",
               "--num-workers", "0", "--augment", "flip", "--pretrained-base", "none",
               "--log-interval", "2", "--no-progress"]
-FRCNN_COMMON = ["--dataset", "synthetic", "--gpus", "", "--batch-size", "1", "--num-workers",
+FRCNN_COMMON = ["--dataset", "synthetic", "--gpus", "", "--batch-size", "2", "--num-workers",
                 "0", "--pretrained-base", "none", "--log-interval", "1", "--no-progress",
                 "--short", "96", "--max-size", "96", "--num-sample", "8", "--roi-size", "7",
                 "--rpn-train-pre-nms", "256", "--rpn-train-post-nms", "64",

@@ -81,7 +81,7 @@ SIZES = ["--short", "128", "--max-size", "128", "--num-sample", "16", "--roi-siz
 
 def _common(args):
     return ["--dataset", "synthetic", "--dataset-root", os.path.join(args.work, "data"),
-            "--gpus", "", "--batch-size", "1", "--num-workers", str(args.num_workers),
+            "--gpus", "", "--batch-size", "2", "--num-workers", str(args.num_workers),
             "--pretrained-base", "none", "--log-interval", "8", "--no-progress",
             "--seed", str(args.seed), "--save-interval", "100", "--keep-last", "1",
             "--log-dir", os.path.join(args.out, "logs"),
@@ -185,7 +185,7 @@ def write_table(args, results, command, total):
         "Settings: %d teacher epochs; %d epochs per student (GAN-KD and FGFI: epochs "
         "0..%d stage 1 with Adam, then plain SGD, as the published log counts them; the "
         "baselines and the teacher use Adam throughout, since a from-scratch net barely moves "
-        "under SGD in a few hundred steps); every optimizer at lr %g; batch 1 on one CPU "
+        "under SGD in a few hundred steps); every optimizer at lr %g; batch 2 on one CPU "
         "context; sizes %s. GAN-KD here: critic warm-up %d epoch(s), clipping +-%g, %d-channel "
         "critic. With the published warm-up (train_D_eopch > 0) and +-0.03 / 128-channel "
         "critics, the from-scratch student diverged at this scale as soon as the adversarial "

@@ -176,3 +176,43 @@ def test_lipschitz_critic_layers():
         assert [b.kw["stride"][0] for b in convs] == strides
         assert [b.kw["num_filter"] for b in convs] == [4, 8, 16]
         assert isinstance(c.out, GainConv2D) and c.out.kw["kernel"] == (1, 1)
+
+
+def _student_push(batch, eps, seed=0):
+    """Norm of the student step's gradient on the fake maps after one critic step's
+    renormalisation, for a 1x1-map critic and fakes ``eps`` from the real maps."""
+    from gankd_gluon.models.critics import channel_stats
+    mx.random.seed(seed)
+    rng = np.random.RandomState(seed)
+    d = DNet([1], base_channels=4, norm="lipschitz", channels=[4])
+    d.initialize()
+    real = mx.nd.array(rng.uniform(0, 3, size=(batch, 4, 1, 1)))
+    direction = mx.nd.array(rng.normal(size=(batch, 4, 1, 1)))
+    d(real)
+    d.set_teacher_stats(channel_stats([mx.nd.array(rng.uniform(0, 3, size=(64, 4, 1, 1)))],
+                                      floor=0.0))
+    fake = real + eps * direction
+    with autograd.record():
+        r, f = d.renormalise([d(real)], [d(fake)])
+    fake.attach_grad()
+    with autograd.record():
+        loss = -d(fake).sum() / batch
+    loss.backward()
+    return float(mx.nd.norm(fake.grad).asscalar()), r[0].asnumpy(), f[0].asnumpy()
+
+
+def test_one_image_a_side_makes_the_push_grow_as_the_student_nears_the_teacher():
+    """Why a global batch of 1 is refused with these critics (``check_critic_args``): the score
+    spread of one real and one fake sample is half their distance, so both normalised scores
+    are +-1 whatever the maps and the student's gradient grows as 1/distance (measured 2.9,
+    12.5, 125, 1250 at distances 1 .. 0.001); from 2 images a side it stays bounded (at most
+    6.5 at 2, 1.6 at 4)."""
+    pushes = [_student_push(1, eps)[0] for eps in (1, 0.1, 0.01, 0.001)]
+    for near, far in zip(pushes[1:], pushes[:-1]):
+        assert near > 4 * far
+    _, r, f = _student_push(1, 0.01)
+    assert abs(r).ravel() == pytest.approx([1.0], rel=1e-4)
+    assert abs(f).ravel() == pytest.approx([1.0], rel=1e-4)
+    for batch in (2, 4):
+        pushes = [_student_push(batch, eps)[0] for eps in (1, 0.1, 0.01, 0.001)]
+        assert max(pushes) < 5 * pushes[0], (batch, pushes)

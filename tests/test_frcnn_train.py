@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 SIZES = ["--short", "96", "--max-size", "96", "--num-sample", "8", "--roi-size", "7",
          "--rpn-train-pre-nms", "256", "--rpn-train-post-nms", "64", "--rpn-test-pre-nms",
          "128", "--rpn-test-post-nms", "8"]
-COMMON = ["--dataset", "synthetic", "--gpus", "", "--batch-size", "1", "--num-workers", "0",
+COMMON = ["--dataset", "synthetic", "--gpus", "", "--batch-size", "2", "--num-workers", "0",
           "--pretrained-base", "none", "--log-interval", "1", "--no-progress"] + SIZES
 PUBLISHED_COLUMNS = ["RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1", "RPNAcc",
                      "RPNL1Loss", "RCNNAcc", "RCNNL1Loss", "Loss_G", "Loss_D"]
@@ -166,14 +166,14 @@ def test_resume_is_exact(full_run):
 
 
 def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
-    # NaN in the last batch element (the RPN box mask) of batch 1 of the loop's first epoch,
-    # which the log counts as epoch 0
-    monkeypatch.setenv("GANKD_FAULT", "loss:1:1")
+    # NaN in the last batch element (the RPN box mask) of batch 0 (the only one: 2 images in
+    # batches of 2) of the loop's first epoch, which the log counts as epoch 0
+    monkeypatch.setenv("GANKD_FAULT", "loss:1:0")
     args = _gankd_args(workdir, "--save-dir", str(workdir / "ckN"), "--log-dir",
                        str(workdir / "logsN"), "--save-prefix", "nan")
     assert run_main(train_faster_rcnn_gan_kd.main, args) == 1
     err = capsys.readouterr().err
-    assert "epoch 0, batch 1" in err and "RPN_SmoothL1=nan" in err
+    assert "epoch 0, batch 0" in err and "RPN_SmoothL1=nan" in err
     assert "non-finite loss" in open(workdir / "logsN" / "nan_train.log").read()
     assert not glob.glob(str(workdir / "ckN" / "nan" / "*.json"))   # nothing saved after it
 

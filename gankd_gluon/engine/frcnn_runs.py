@@ -178,7 +178,8 @@ def check_frcnn_plain_args(args):
 def check_frcnn_gankd_args(args):
     """Refuse ``train_faster_rcnn_gan_kd.py`` arguments that cannot train, before anything is
     built or written: unknown ``--student``/``--teacher``, a stage without epochs (epochs
-    count from 0 over both stages), an empty clipping interval, and the checks of
+    count from 0 over both stages), an empty clipping interval, a global batch of 1 for
+    the default critics in stage 1 (:func:`~.args.check_critic_args`), and the checks of
     :func:`check_frcnn_plain_args`.
 
     Raises
@@ -200,7 +201,8 @@ def check_frcnn_gankd_args(args):
         raise UsageError("--epochs %d leaves no plain epoch after --gan-epochs %d (epochs "
                          "count from 0 over both stages: stage 1 is 0..%d)"
                          % (args.epochs, args.GAN_epochs, args.GAN_epochs))
-    check_critic_args(args)
+    check_critic_args(args, adversarial="gan" in parse_method(args.method, "frcnn")
+                      and args.stage in ("1", "both"))
     _check_sizes(args)
     _check_frcnn_devices(args)
 

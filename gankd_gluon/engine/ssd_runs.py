@@ -186,7 +186,7 @@ def check_gankd_args(args):
     """Refuse ``train_ssd_gan_kd.py`` arguments that cannot train, before anything is built or
     written: unknown ``--student``/``--teacher``, a ``--data-shape`` the teacher's layout
     cannot take, a stage without epochs (unless ``--save-initial``), an empty clipping
-    interval, a ``--teacher-params`` that is neither a file nor an export's prefix, and
+    interval, a global batch of 1 for the default critics in stage 1, a ``--teacher-params`` that is neither a file nor an export's prefix, and
     :func:`~.args.check_run_args`.
 
     Raises
@@ -210,7 +210,8 @@ def check_gankd_args(args):
                  "both": "--epochs 0 --gan-epochs 0"}[args.stage]
         raise UsageError("%s: nothing to train (--save-initial saves the student as it starts)"
                          % given)
-    check_critic_args(args)
+    check_critic_args(args, adversarial="gan" in parse_method(args.method)
+                      and args.stage in ("1", "both") and args.gan_epochs > 0)
     check_run_args(args)
 
 
