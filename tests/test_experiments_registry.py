@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from gankd_gluon.experiments.registry import ROWS, build_chain, get_row, rows_of
+from gankd_gluon.experiments.chains import build_chain
+from gankd_gluon.experiments.rows import ROWS, get_row, rows_of
 from gankd_gluon.experiments.reproduce import (ChainError, append_result, main, parse_args,
                                                step_status)
 

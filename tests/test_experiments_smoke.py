@@ -17,7 +17,9 @@ import time
 
 import pytest
 
-from gankd_gluon.experiments.registry import ROWS, SMOKE, build_chain, get_row, run_names
+from gankd_gluon.experiments.chains import build_chain, run_names
+from gankd_gluon.experiments.recipes import SMOKE
+from gankd_gluon.experiments.rows import ROWS, get_row
 from gankd_gluon.experiments.reproduce import ChainError, step_status
 
 pytestmark = pytest.mark.slow

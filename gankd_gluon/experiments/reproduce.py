@@ -1,4 +1,4 @@
-"""Run a table row's chain of commands (:mod:`.registry`), resuming where it stopped, and append
+"""Run a table row's chain of commands (:mod:`.chains`), resuming where it stopped, and append
 the result to ``logs/results.md``.
 
 ``scripts/reproduce.py`` is the entry point; ``scripts/experiments/<row>.sh`` call it. Each step
@@ -25,8 +25,10 @@ import time
 
 from ..usage import (EXIT_FAULT, EXIT_OK, EXIT_USAGE, UsageError, check_devices, gpu_list,
                      parse_checked)
-from .registry import (REPO_ROOT, SMOKE, TABLES, build_chain, effective_settings,
-                       estimate_hours, get_row, read_eval_map, rows_of, run_names)
+from .chains import REPO_ROOT, build_chain, run_names
+from .estimates import effective_settings, estimate_hours
+from .recipes import SMOKE
+from .rows import TABLES, get_row, rows_of
 
 __all__ = ["parse_args", "main", "list_rows", "step_status", "append_result", "has_result",
            "ChainError"]
@@ -370,3 +372,10 @@ def main(args, argv=None, out=print):
             "paper %s, delta %s" % (results, _fmt(ours), row.paper_text(),
                                      _fmt(ours - row.paper_map, True)))
     return EXIT_OK
+
+
+def read_eval_map(path):
+    """mAP (percent) from an ``eval_voc.py`` / ``eval_coco.py`` ``--out`` JSON; nan if null."""
+    with open(path) as f:
+        value = json.load(f)["ap"]["mAP"]
+    return float("nan") if value is None else 100.0 * float(value)
