@@ -4,7 +4,7 @@ cores (``scripts/demo.py``).
 The demo is the study (:mod:`gankd_gluon.experiments.study`) at a smaller scale and with one
 seed, on the study's own machinery, read top to bottom in :func:`run_demo`:
 
-1. the study's dataset (:func:`~.study.ensure_study_dataset`: the easy generated set, a pool
+1. the study's dataset (:func:`~.runs.ensure_dataset`: the easy generated set, a pool
    for the teacher) and the students' subset, its first ``K`` images
    (:func:`~.study.make_subset_root`);
 2. the teacher (:func:`~.runs.train_teacher`, ``train_ssd.py``'s code), trained once on the pool and
@@ -950,7 +950,8 @@ def _run_demo(cfg, plan, command, demo_log, started, load_start):
     """:func:`run_demo`'s steps, its messages to the terminal and ``demo_log``."""
     from ..data.datasets import get_dataset
     from ..engine.ssd_runs import run_gankd, run_plain
-    from .study import ensure_study_dataset, make_subset_root
+    from .runs import ensure_dataset
+    from .study import make_subset_root
     args = cfg.args
     plain_parse_args, gankd_parse_args = cfg.plain_parse_args, cfg.gankd_parse_args
 
@@ -981,8 +982,9 @@ def _run_demo(cfg, plan, command, demo_log, started, load_start):
     # 1. data
     tic = time.time()
     progress.begin("dataset")
-    ensure_study_dataset(cfg.data_root, a.data_seed, a.num_train, a.num_test, a.difficulty,
-                         lambda msg: say("dataset: " + msg.split("dataset: ", 1)[-1]))
+    ensure_dataset(cfg.data_root, a.data_seed, a.num_train, a.num_test,
+                   say=lambda msg: say("dataset: " + msg.split("dataset: ", 1)[-1]),
+                   difficulty=a.difficulty)
     make_subset_root(cfg.data_root, plan.subset_root, a.student_images)
     progress.finish("dataset")
     res["step_wall_s"]["dataset"] = time.time() - tic

@@ -21,24 +21,33 @@ def shell_command(script, argv):
     return shlex.join(["python", "scripts/" + script] + list(argv))
 
 
-def ensure_dataset(root, seed, num_train, num_test, say=print):
-    """Generate the synthetic set under ``root`` unless it is already complete there."""
-    from ..data.synthetic import make_synthetic_voc
-    sets = os.path.join(root, "VOCdevkit", "VOC2007", "ImageSets", "Main")
+def ensure_dataset(root, seed, num_train, num_test, say=print, image_size=(256, 256),
+                   difficulty="default"):
+    """Generate the synthetic set under ``root`` unless it is already there with these
+    settings (recorded in ``<root>/generated.json`` when it is made; a set without that record
+    is made again: same seed, same bytes).
 
-    def count(split):
-        path = os.path.join(sets, split + ".txt")
-        if not os.path.isfile(path):
-            return -1
-        with open(path) as f:
-            return sum(1 for line in f if line.strip())
-    if count("trainval") == num_train and count("test") == num_test:
-        say("dataset: cached at %s" % root)
-        return False
+    Returns
+    -------
+    bool
+        True when the set was generated, False when the cached one was used.
+    """
+    from ..data.synthetic import make_synthetic_voc
+    settings = {"seed": seed, "num_train": num_train, "num_test": num_test,
+                "image_size": list(image_size), "difficulty": difficulty}
+    record = os.path.join(root, "generated.json")
+    if os.path.isfile(record):
+        with open(record) as f:
+            if json.load(f) == settings:
+                say("dataset: cached at %s" % root)
+                return False
     tic = time.time()
-    make_synthetic_voc(root, seed=seed, num_train=num_train, num_test=num_test)
-    say("dataset: generated %d train + %d test images at %s in %.1f s"
-        % (num_train, num_test, root, time.time() - tic))
+    make_synthetic_voc(root, seed=seed, num_train=num_train, num_test=num_test,
+                       image_size=tuple(image_size), difficulty=difficulty)
+    with open(record, "w") as f:
+        json.dump(settings, f)
+    say("dataset: generated %d train + %d test %s images at %s in %.1f s"
+        % (num_train, num_test, difficulty, root, time.time() - tic))
     return True
 
 

@@ -241,27 +241,6 @@ def eta_seconds(walls, remaining):
 
 
 # -- data -----------------------------------------------------------------------------------------
-def ensure_study_dataset(root, seed, num_train, num_test, difficulty, say=print):
-    """Generate the pool under ``root`` unless a complete one with the same settings is there."""
-    from ..data.synthetic import make_synthetic_voc
-    stamp = os.path.join(root, "study_dataset.json")
-    settings = {"seed": seed, "num_train": num_train, "num_test": num_test,
-                "difficulty": difficulty}
-    if os.path.isfile(stamp):
-        with open(stamp) as f:
-            if json.load(f) == settings:
-                say("dataset: cached at %s" % root)
-                return False
-    tic = time.time()
-    make_synthetic_voc(root, seed=seed, num_train=num_train, num_test=num_test,
-                       difficulty=difficulty)
-    with open(stamp, "w") as f:
-        json.dump(settings, f)
-    say("dataset: generated %d train + %d test %s images at %s in %.1f s"
-        % (num_train, num_test, difficulty, root, time.time() - tic))
-    return True
-
-
 def make_subset_root(pool_root, subset_root, k):
     """A VOC tree whose ``trainval`` is the first ``k`` training images of ``pool_root``.
 
@@ -383,12 +362,12 @@ def run_study(cfg, study, command, say=print):
     """
     from ..data.datasets import get_dataset
     from ..engine.ssd_runs import run_gankd, run_plain
-    from .runs import evaluate_exported, git_state, train_teacher
+    from .runs import ensure_dataset, evaluate_exported, git_state, train_teacher
     a = cfg.args
     plan = StudyPlan(cfg, study)
     os.makedirs(plan.logs_dir, exist_ok=True)
-    ensure_study_dataset(cfg.data_root, a.data_seed, a.num_train, a.num_test, study.difficulty,
-                         say)
+    ensure_dataset(cfg.data_root, a.data_seed, a.num_train, a.num_test, say=say,
+                   difficulty=study.difficulty)
     make_subset_root(cfg.data_root, plan.subset_root, study.student_images)
     test = get_dataset("synthetic", cfg.data_root, "test")
 
