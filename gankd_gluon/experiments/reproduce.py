@@ -29,6 +29,7 @@ from .chains import REPO_ROOT, build_chain, run_names
 from .estimates import effective_settings, estimate_hours
 from .recipes import SMOKE
 from .rows import TABLES, get_row, rows_of
+from .runs import git_state
 
 __all__ = ["parse_args", "main", "list_rows", "step_status", "append_result", "has_result",
            "ChainError"]
@@ -211,16 +212,9 @@ def step_status(step):
 
 # ------------------------------------------------------------------------------ results
 def _git_commit():
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=30)
-        if head.returncode != 0:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
-        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """``<commit>`` of the checkout, ``<commit>-dirty`` with local changes to tracked files."""
+    state = git_state()
+    return state["commit"] + ("-dirty" if state["dirty"] else "")
 
 
 def _fmt(x, sign=False):
