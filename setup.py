@@ -7,6 +7,8 @@ setup(
     description=("GAN-Knowledge Distillation for object detection (Hong, Yu, Fan 2019) "
                  "with the Chen et al. 2017 and Ko & Yoo baselines, on MXNet Gluon + GluonCV"),
     packages=find_packages(include=["gankd_gluon", "gankd_gluon.*"]),
+    # report templates read at run time (experiments/demo.py)
+    package_data={"gankd_gluon.experiments": ["templates/*.md"]},
     python_requires=">=3.8,<3.12",
     # Exact pins live in requirements.txt (CPU) and requirements-gpu.txt (CUDA 11.2); here only
     # what the package imports, so `pip install --no-deps -e .` works beside either file.

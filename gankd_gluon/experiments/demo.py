@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import re
+import string
 import time
 
 import numpy as np
@@ -680,103 +681,47 @@ DISTRACTORS = {
 }
 
 
-def write_results(cfg, res, path):
-    """``results.md`` from the numbers gathered by :func:`run_demo`."""
-    a = cfg.args
-    lines = []
-    w = lines.append
-    m = res["map"]
-    w("# GAN-KD demo: one seed of the study's regime, at a small scale")
-    w("")
-    w("Written by `scripts/demo.py` (%s). It is a small version of the controlled study "
-      "(`scripts/study_gankd.py`) with one seed: a %s SSD teacher trained on a pool of %d "
-      "generated images (%s set, %d px), and two %s students trained on its first %d images "
-      "with the same schedule (stage 1: %d epochs, Adam; stage 2: %d epochs, SGD), the "
-      "teacher's head (`--head %s`), the adapters and the same seed (%d). They differ only in "
-      "the distillation: the baseline is `--method none`, the GAN-KD student is `--method gan` "
-      "with `train_ssd_gan_kd.py`'s own critics."
-      % (time.strftime("%Y-%m-%d %H:%M", time.localtime(res["started"])), a.teacher,
-         a.num_train, res["difficulty"], a.data_shape, a.student, a.student_images,
-         a.gan_epochs, a.student_epochs - a.gan_epochs, a.head, a.seed))
-    w("")
-    w("## Command")
-    w("")
-    w("```")
-    w(res["command"])
-    w("```")
-    w("")
-    w("Wall time: **%.1f min**, %s. Load average at start / end: %s / %s (%d cores)."
-      % (res["wall_s"] / 60.0, "teacher from the cache" if res["teacher"]["cached"]
-         else "teacher trained in this run", " ".join("%.1f" % x for x in res["load_start"]),
-         " ".join("%.1f" % x for x in res["load_end"]), os.cpu_count() or 0))
-    dirty = res["git"]["dirty"]
-    w("Code: commit `%s`%s." % (res["git"]["commit"], " (with local changes in: %s)"
-                                % ", ".join(dirty) if dirty else ", clean working tree"))
-    reference = not res["teacher"]["cached"] and not dirty
-    w("")
-    w("%s" % ("This run can serve as the committed reference (`logs/demo/`): it trained the "
-              "teacher and ran from a clean working tree." if reference else
-              "Not a reference run for `logs/demo/`: that needs %s." % " and ".join(
-                  x for x in ("an empty cache (the teacher was cached here)"
-                              if res["teacher"]["cached"] else "",
-                              "a clean working tree" if dirty else "") if x)))
-    w("")
-    w("## This run (one seed; VOC07 11-point mAP at IoU 0.5, %d test images)" % a.num_test)
-    w("")
-    w("| model | training | mAP | wall time |")
-    w("|---|---|---|---|")
-    for key, label, what in res["rows"]:
-        wall = res["train_wall_s"].get(key)
-        w("| %s | %s | **%s** | %s%s |" % (
-            label, what, _fmt(m[key]), _fmt(None if wall is None else wall / 60.0, "%.1f min"),
-            " (cached: the run that trained it)" if key == "teacher" and res["teacher"]["cached"]
-            else ""))
-    w("")
-    diff = m["gan"] - m["none"]
-    w("**GAN-KD - baseline: %+.3f mAP in this run** (teacher %s, %s above the baseline). "
-      "One seed on one machine: read it against the noise below and the study's conclusion."
-      % (diff, _fmt(m["teacher"]), _fmt(m["teacher"] - m["none"])))
-    w("")
-    w("Per-class AP:")
-    w("")
-    names = res["class_names"]
-    w("| model | " + " | ".join(names) + " |")
-    w("|---|" + "---|" * len(names))
-    for key, label, _ in res["rows"]:
-        w("| %s | " % label + " | ".join(_fmt(v) for v in res["aps"][key]) + " |")
-    w("")
-    w("## What the committed study concluded")
-    w("")
+#: The report's text, with ``string.Template`` fields (``$name``) for the numbers and tables
+RESULTS_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates",
+                                "demo_results.md")
+
+
+def md_table(header, rows):
+    """A markdown table: a header row, its rule, then one line per row (cells as given)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _study_text(res):
+    """The committed study's conclusion (or why there is none), markdown."""
     sc = res["study"]
     if sc is None:
-        w("No committed study found (looked for `%s`). Run `python scripts/study_gankd.py` "
-          "for several seeds, controls and confidence intervals." % _repo_relative(
-              res["study_path"]))
-    elif "error" in sc:
-        w("The committed study's results could not be read (`%s`: %s)."
-          % (_repo_relative(sc["path"]), sc["error"]))
-    else:
-        w("From `%s` (recomputed with `gankd_gluon.experiments.study.recompute_statistics`; "
-          "the full report is `report.md` beside it): teacher %s mAP, students on the first %s "
-          "of %s images, %s test images, minimum meaningful effect %s mAP."
-          % (_repo_relative(sc["path"]), _fmt(sc["teacher_map"]), sc["student_images"],
-             sc["num_train"], sc["num_test"], _fmt(sc["min_effect"], "%.3f")))
-        w("")
-        w("| arm | seeds | mean mAP | std |")
-        w("|---|---|---|---|")
-        for arm, s in sc["stats"]["arms"].items():
-            w("| %s | %d | %s | %s |" % (arm, s["n"], _fmt(s["mean"], "%.4f"),
-                                         _fmt(s["std"], "%.4f")))
-        w("")
-        for d in sc["stats"]["differences"]:
-            w("- `%s - %s`: %s mAP (95%% CI %s to %s, %d paired seeds, p %s)" % (
-                d["a"], d["b"], _fmt(d["mean"], "%+.4f"), _fmt(d["ci_low"], "%.4f"),
-                _fmt(d["ci_high"], "%.4f"), len(d["seeds"]), _fmt(d["p"], "%.3g")))
-        w("")
-        w(sc["verdict"])
-    w("")
-    w("## How much these numbers move")
-    w("")
+        return ("No committed study found (looked for `%s`). Run `python scripts/study_gankd.py` "
+                "for several seeds, controls and confidence intervals."
+                % _repo_relative(res["study_path"]))
+    if "error" in sc:
+        return ("The committed study's results could not be read (`%s`: %s)."
+                % (_repo_relative(sc["path"]), sc["error"]))
+    arms = md_table(["arm", "seeds", "mean mAP", "std"],
+                    [[arm, "%d" % s["n"], _fmt(s["mean"], "%.4f"), _fmt(s["std"], "%.4f")]
+                     for arm, s in sc["stats"]["arms"].items()])
+    differences = "\n".join(
+        "- `%s - %s`: %s mAP (95%% CI %s to %s, %d paired seeds, p %s)" % (
+            d["a"], d["b"], _fmt(d["mean"], "%+.4f"), _fmt(d["ci_low"], "%.4f"),
+            _fmt(d["ci_high"], "%.4f"), len(d["seeds"]), _fmt(d["p"], "%.3g"))
+        for d in sc["stats"]["differences"])
+    return ("From `%s` (recomputed with `gankd_gluon.experiments.study.recompute_statistics`; "
+            "the full report is `report.md` beside it): teacher %s mAP, students on the first %s "
+            "of %s images, %s test images, minimum meaningful effect %s mAP.\n\n%s\n\n%s\n\n%s"
+            % (_repo_relative(sc["path"]), _fmt(sc["teacher_map"]), sc["student_images"],
+               sc["num_train"], sc["num_test"], _fmt(sc["min_effect"], "%.3f"), arms,
+               differences, sc["verdict"]))
+
+
+def _noise_text(res, num_test):
+    """How much the numbers move: machine, seed, and the committed study's noise, markdown."""
+    sc = res["study"]
     noise = (sc or {}).get("eval_noise") or {}
     none_std = ((sc or {}).get("stats") or {}).get("arms", {}).get("none", {}).get("std")
     text = ("These numbers vary from machine to machine and from seed to seed: another CPU, "
@@ -787,66 +732,85 @@ def write_results(cfg, res, path):
                  "deviation of the teacher's mAP over %s bootstrap resamples of its %s test "
                  "images; this run's %d test images make it larger)"
                  % (_fmt(noise["std"], "%.4f"), noise.get("samples"),
-                    noise.get("num_test_images"), a.num_test))
+                    noise.get("num_test_images"), num_test))
         if none_std is not None and math.isfinite(none_std):
             text += (" and a seed-to-seed standard deviation of %s mAP for the baseline arm"
                      % _fmt(none_std, "%.4f"))
         text += "."
     else:
         text += " No committed study measurement of the noise is available."
-    text += (" A single-seed difference between the two students says little on its own; the "
-             "study's paired seeds and intervals do.")
-    w(text)
-    w("")
-    w("## Detections on the same test images")
-    w("")
-    fig = res["figures"]["detections"]
-    w("Columns: the ground truth, the teacher, the baseline student (`--method none`), the "
-      "GAN-KD student (`--method gan`); rows: test images %s. Boxes are drawn with GluonCV's "
-      "`plot_bbox` at scores >= %.2f (at most %d per image), labelled with the class and score. "
-      "The five object classes, each in its own colour and texture (the box takes the object's "
-      "colour; the legend repeats it): %s. %s"
-      % (a.draw_images, a.draw_thresh, res["max_boxes"],
-         "; ".join("**%s** %s, %s" % ((c,) + CLASS_LOOK[c][:2]) for c in names
-                   if c in CLASS_LOOK), DISTRACTORS[res["difficulty"]]))
-    w("")
-    w("![detections](detections.png)")
-    w("")
-    w("(Labels: %.1f pt at %d dpi, %.1f px high, inside their boxes; %d of %d overlap a title "
-      "or the legend.)" % (fig["label_fontsize"], fig["dpi"], fig["label_px"],
-                          fig["label_title_overlaps"], fig["labels"]))
-    w("")
-    w("## Training curves of the two students")
-    w("")
-    w("Per epoch, read back from the training logs with `gankd_gluon.logs.parse.parse_log`: the "
-      "detection losses of both students, the GAN-KD critics' `Loss_D` and `Loss_G` in stage 1 "
-      "(the baseline has no critics; in stage 2 the adversarial columns print `nan`, as in the "
-      "published log), and the validation mAP. The dotted line is the switch to stage 2.")
-    w("")
-    w("![losses](losses.png)")
-    w("")
-    w("| epoch | stage | baseline CE | baseline SmoothL1 | GAN-KD CE | GAN-KD SmoothL1 | "
-      "Loss_D | Loss_G |")
-    w("|---|---|---|---|---|---|---|---|")
+    return text + (" A single-seed difference between the two students says little on its own; "
+                   "the study's paired seeds and intervals do.")
+
+
+def write_results(cfg, res, path):
+    """``results.md`` from the numbers gathered by :func:`run_demo`, through
+    :data:`RESULTS_TEMPLATE`."""
+    a = cfg.args
+    m = res["map"]
+    dirty = res["git"]["dirty"]
+    cached = res["teacher"]["cached"]
+    if not cached and not dirty:
+        reference = ("This run can serve as the committed reference (`logs/demo/`): it trained "
+                     "the teacher and ran from a clean working tree.")
+    else:
+        reference = "Not a reference run for `logs/demo/`: that needs %s." % " and ".join(
+            x for x in ("an empty cache (the teacher was cached here)" if cached else "",
+                        "a clean working tree" if dirty else "") if x)
+    map_rows = []
+    for key, label, what in res["rows"]:
+        wall = res["train_wall_s"].get(key)
+        map_rows.append([label, what, "**%s**" % _fmt(m[key]),
+                         _fmt(None if wall is None else wall / 60.0, "%.1f min")
+                         + (" (cached: the run that trained it)"
+                            if key == "teacher" and cached else "")])
+    names = res["class_names"]
     base = {e: mm for e, _, mm, _ in res["logs"]["none"]["epochs"]}
+    curves = []
     for e, stage, mm, _ in res["logs"]["gan"]["epochs"]:
         bm = base.get(e, {})
-        w("| %d | %d | %s | %s | %s | %s | %s | %s |" % (
-            e, stage, _fmt(bm.get(CE)), _fmt(bm.get(L1)), _fmt(mm.get(CE)), _fmt(mm.get(L1)),
-            _fmt(mm.get("Loss_D")), _fmt(mm.get("Loss_G"))))
-    w("")
-    w("## Logs and commands")
-    w("")
-    for key, label, _ in res["rows"]:
-        s = res["logs"][key]
-        w("- %s: `%s` (%d lines, %d unreadable by the parser)" % (
-            label, os.path.relpath(res["log_paths"][key], cfg.out), s["n_lines"],
-            s["unreadable"]))
-    w("- the demo's own messages: `demo.log`; every run's command: `results.json` "
-      "(`commands`)")
-    w("")
+        curves.append(["%d" % e, "%d" % stage] + [
+            _fmt(v) for v in (bm.get(CE), bm.get(L1), mm.get(CE), mm.get(L1),
+                              mm.get("Loss_D"), mm.get("Loss_G"))])
+    fig = res["figures"]["detections"]
+    fields = dict(
+        started=time.strftime("%Y-%m-%d %H:%M", time.localtime(res["started"])),
+        teacher=a.teacher, num_train=a.num_train, difficulty=res["difficulty"],
+        data_shape=a.data_shape, student=a.student, student_images=a.student_images,
+        gan_epochs=a.gan_epochs, stage2_epochs=a.student_epochs - a.gan_epochs, head=a.head,
+        seed=a.seed, command=res["command"], wall_min="%.1f" % (res["wall_s"] / 60.0),
+        teacher_source="teacher from the cache" if cached else "teacher trained in this run",
+        load_start=" ".join("%.1f" % x for x in res["load_start"]),
+        load_end=" ".join("%.1f" % x for x in res["load_end"]), cores=os.cpu_count() or 0,
+        commit=res["git"]["commit"],
+        tree=" (with local changes in: %s)" % ", ".join(dirty) if dirty
+        else ", clean working tree",
+        reference=reference, num_test=a.num_test,
+        map_table=md_table(["model", "training", "mAP", "wall time"], map_rows),
+        difference="%+.3f" % (m["gan"] - m["none"]), teacher_map=_fmt(m["teacher"]),
+        teacher_gap=_fmt(m["teacher"] - m["none"]),
+        ap_table=md_table(["model"] + list(names),
+                          [[label] + [_fmt(v) for v in res["aps"][key]]
+                           for key, label, _ in res["rows"]]),
+        study=_study_text(res), noise=_noise_text(res, a.num_test),
+        draw_images=a.draw_images, draw_thresh="%.2f" % a.draw_thresh,
+        max_boxes=res["max_boxes"],
+        class_looks="; ".join("**%s** %s, %s" % ((c,) + CLASS_LOOK[c][:2]) for c in names
+                              if c in CLASS_LOOK),
+        distractors=DISTRACTORS[res["difficulty"]],
+        label_fontsize="%.1f" % fig["label_fontsize"], dpi=fig["dpi"],
+        label_px="%.1f" % fig["label_px"], label_overlaps=fig["label_title_overlaps"],
+        labels=fig["labels"],
+        curve_table=md_table(["epoch", "stage", "baseline CE", "baseline SmoothL1", "GAN-KD CE",
+                              "GAN-KD SmoothL1", "Loss_D", "Loss_G"], curves),
+        log_list="\n".join("- %s: `%s` (%d lines, %d unreadable by the parser)" % (
+            label, os.path.relpath(res["log_paths"][key], cfg.out),
+            res["logs"][key]["n_lines"], res["logs"][key]["unreadable"])
+            for key, label, _ in res["rows"]))
+    with open(RESULTS_TEMPLATE) as f:
+        text = string.Template(f.read()).substitute(fields)
     with open(path, "w") as f:
-        f.write("\n".join(lines))
+        f.write(text)
     return path
 
 
