@@ -40,7 +40,9 @@ def run_ablation(cfg, rows, say=print):
     -------
     list of dict : name, method, mAP, per-class APs, wall seconds, log path, argv.
     """
-    from ..engine.ssd_runs import run_gankd
+    from ..engine.runs import run_gankd as run
+    from ..engine.ssd_runs import SSDPart
+    run_gankd = lambda run_args: run(run_args, SSDPart())   # noqa: E731
     from ..data.datasets import get_dataset
     from .demo import gankd_argv
     from .runs import ensure_dataset, evaluate_exported, finished_with, train_teacher

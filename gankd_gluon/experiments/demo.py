@@ -949,7 +949,10 @@ def run_demo(args, plain_parse_args, gankd_parse_args, command):
 def _run_demo(cfg, plan, command, demo_log, started, load_start):
     """:func:`run_demo`'s steps, its messages to the terminal and ``demo_log``."""
     from ..data.datasets import get_dataset
-    from ..engine.ssd_runs import run_gankd, run_plain
+    from ..engine import runs as engine_runs
+    from ..engine.ssd_runs import SSDPart
+    run_gankd = lambda args: engine_runs.run_gankd(args, SSDPart())   # noqa: E731
+    run_plain = lambda args: engine_runs.run_plain(args, SSDPart())   # noqa: E731
     from .study import ensure_study_dataset, make_subset_root
     args = cfg.args
     plain_parse_args, gankd_parse_args = cfg.plain_parse_args, cfg.gankd_parse_args

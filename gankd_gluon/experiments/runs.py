@@ -78,9 +78,10 @@ def train_teacher(cfg, say=print):
         fresh_log(cached_log)
         say("teacher: training %s for %d epochs: %s"
             % (a.teacher, a.teacher_epochs, shell_command("train_ssd.py", argv)))
-        from ..engine.ssd_runs import run_plain
+        from ..engine.runs import run_plain
+        from ..engine.ssd_runs import SSDPart
         tic = time.time()
-        run_plain(cfg.plain_parse_args(argv))
+        run_plain(cfg.plain_parse_args(argv), SSDPart())
         info = {"cached": False, "wall_s": time.time() - tic, "argv": argv}
         with open(meta_path, "w") as f:
             json.dump(info, f)

@@ -382,7 +382,10 @@ def run_study(cfg, study, command, say=print):
         The gate failed (the message names the teacher's and the plain student's mAP).
     """
     from ..data.datasets import get_dataset
-    from ..engine.ssd_runs import run_gankd, run_plain
+    from ..engine import runs as engine_runs
+    from ..engine.ssd_runs import SSDPart
+    run_gankd = lambda args: engine_runs.run_gankd(args, SSDPart())   # noqa: E731
+    run_plain = lambda args: engine_runs.run_plain(args, SSDPart())   # noqa: E731
     from .runs import evaluate_exported, git_state, train_teacher
     a = cfg.args
     plan = StudyPlan(cfg, study)
