@@ -8,7 +8,7 @@ through a downstream mAP.
 
 **Arms.** The student is trained in stage 1 only (``train_ssd_gan_kd.py --stage 1``, called in
 process through that script's own ``parse_args(argv)`` and
-:func:`gankd_gluon.engine.ssd_runs.run_gankd`), three times per seed, the runs differing in one
+:func:`gankd_gluon.engine.runs.run_gankd`), three times per seed, the runs differing in one
 thing only:
 
 - ``gan``: ``--method gan``, the paper's stage 1 (critics learn with ``--lrD``);
@@ -93,7 +93,8 @@ from gankd_gluon.engine.checkpoint import load_checkpoint  # noqa: E402
 from gankd_gluon.models.weights import read_checkpoint  # noqa: E402
 from gankd_gluon.engine.diagnostics import (cosine_length_distance,  # noqa: E402
                                             cosine_length_metric)
-from gankd_gluon.engine.ssd_runs import build_gankd_models, run_gankd  # noqa: E402
+from gankd_gluon.engine.runs import run_gankd  # noqa: E402
+from gankd_gluon.engine.ssd_runs import SSDPart, build_gankd_models  # noqa: E402
 
 __all__ = ["ARMS", "METRICS", "moment_distance", "map_metrics", "t_interval", "parse_args", "main"]
 
@@ -296,7 +297,7 @@ def train(script, argv):
         os.remove(log)      # logs are opened in append mode; every run here starts afresh
     tic = time.time()
     try:
-        run_gankd(run_args)
+        run_gankd(run_args, SSDPart())
     except FloatingPointError as err:     # a diverged run is a result, not a crash of the check
         return None, time.time() - tic, str(err)
     manifest = os.path.join(run_args.save_dir, run_args.save_prefix,

@@ -65,7 +65,7 @@ from gankd_gluon.data.datasets import (add_dataset_args, dataset_classes, datase
 from gankd_gluon.eval import (add_detector_args, dataset_ground_truth, format_ap_lines,
                               load_detector, score_detections, score_devkit_dir,
                               write_devkit_detections, write_metric_json)
-from gankd_gluon.usage import gpu_list, nonnegative_int, parse_checked, unit_interval
+from gankd_gluon.usage import gpu_list, nonnegative_int, parse_checked
 from gankd_gluon.eval.inputs import add_input_args, check_eval_args, input_mode, predict_dataset
 from gankd_gluon.eval.voc import METRICS
 

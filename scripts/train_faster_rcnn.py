@@ -15,8 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.usage import parse_checked  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
+from gankd_gluon.engine import runs  # noqa: E402
 from gankd_gluon.engine.frcnn_runs import (  # noqa: E402
-    add_frcnn_common_args, check_frcnn_plain_args, run_frcnn_plain)
+    FasterRCNNPart, add_frcnn_common_args, check_frcnn_plain_args)
 
 
 def parse_args(argv=None):
@@ -33,7 +34,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    return run_frcnn_plain(args)
+    return runs.run_plain(args, FasterRCNNPart())
 
 
 if __name__ == "__main__":

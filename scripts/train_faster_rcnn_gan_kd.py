@@ -24,8 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.usage import parse_checked  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
-from gankd_gluon.engine.frcnn_runs import (add_frcnn_common_args, add_frcnn_gankd_args,  # noqa: E402
-                                           check_frcnn_gankd_args, run_frcnn_gankd)
+from gankd_gluon.engine import runs  # noqa: E402
+from gankd_gluon.engine.frcnn_runs import (FasterRCNNPart, add_frcnn_common_args,  # noqa: E402
+                                           add_frcnn_gankd_args, check_frcnn_gankd_args)
 
 
 def parse_args(argv=None):
@@ -36,7 +37,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    return run_frcnn_gankd(args)
+    return runs.run_gankd(args, FasterRCNNPart())
 
 
 if __name__ == "__main__":

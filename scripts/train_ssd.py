@@ -11,7 +11,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.usage import parse_checked  # noqa: E402
-from gankd_gluon.engine.ssd_runs import add_common_args, check_plain_args, run_plain  # noqa: E402
+from gankd_gluon.engine import runs  # noqa: E402
+from gankd_gluon.engine.ssd_runs import SSDPart, add_common_args, check_plain_args  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    return run_plain(args)
+    return runs.run_plain(args, SSDPart())
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.usage import parse_checked  # noqa: E402
+from gankd_gluon.engine import runs  # noqa: E402
 from gankd_gluon.engine.ssd_runs import (  # noqa: E402
-    add_common_args, add_gankd_args, check_gankd_args, run_gankd)
+    SSDPart, add_common_args, add_gankd_args, check_gankd_args)
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    return run_gankd(args)
+    return runs.run_gankd(args, SSDPart())
 
 
 if __name__ == "__main__":

@@ -66,6 +66,60 @@ def train_gankd_argv(root, out, teacher, *extra):
             "--save-prefix", "run"] + _common(root, out) + list(extra)
 
 
+# Faster R-CNN at the sizes of tests/test_frcnn_train.py: 96 px images, 8 RoIs per image
+FRCNN_SIZES = ["--short", "96", "--max-size", "96", "--num-sample", "8", "--roi-size", "7",
+               "--rpn-train-pre-nms", "256", "--rpn-train-post-nms", "64",
+               "--rpn-test-pre-nms", "128", "--rpn-test-post-nms", "8"]
+
+
+def make_frcnn_data(root):
+    """4 training and 2 test images of 96 x 96 px in ``root/frcnn_data``: two global batches
+    of 2 per epoch."""
+    from gankd_gluon.data.synthetic import make_synthetic_voc
+    make_synthetic_voc(str(root / "frcnn_data"), seed=0, num_train=4, num_test=2,
+                       image_size=(96, 96))
+    return root
+
+
+def _frcnn_common(root, out):
+    return ["--dataset", "synthetic", "--dataset-root", str(root / "frcnn_data"), "--gpus", "",
+            "--batch-size", "2", "--num-workers", "0", "--pretrained-base", "none",
+            "--log-interval", "1", "--no-progress", "--save-dir", str(root / out),
+            "--log-dir", str(root / out)] + FRCNN_SIZES
+
+
+def write_frcnn_teacher(path):
+    """An untrained ResNet101 Faster R-CNN for the generated classes, as a .params file."""
+    from mxnet import autograd
+    from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES
+    from gankd_gluon.models.faster_rcnn import build_faster_rcnn, initialize_params
+    mx.random.seed(0)
+    teacher = build_faster_rcnn("resnet101_v1d", SYNTHETIC_CLASSES, short=96, max_size=96,
+                                num_sample=8, roi_size=7, rpn_train_post_nms=64,
+                                rpn_test_post_nms=8)
+    initialize_params(teacher, mx.cpu())
+    with autograd.predict_mode():
+        teacher(mx.nd.zeros((1, 3, 96, 96)))
+    teacher.save_parameters(str(path))
+    return path
+
+
+def train_frcnn_argv(root, out, *extra):
+    """One epoch of plain Faster R-CNN training (ResNet50, SGD); run name ``net``."""
+    return [PY, os.path.join(ROOT, "scripts", "train_faster_rcnn.py"), "--network",
+            "resnet50_v1b", "--epochs", "1", "--lr", "0.01", "--save-prefix", "net"] + \
+        _frcnn_common(root, out) + list(extra)
+
+
+def train_frcnn_gankd_argv(root, out, teacher, *extra):
+    """Faster R-CNN GAN-KD, one epoch of each stage (epoch 0 adversarial with the critic's
+    warm-up off, epoch 1 plain); run name ``run``."""
+    return [PY, os.path.join(ROOT, "scripts", "train_faster_rcnn_gan_kd.py"),
+            "--teacher-params", str(teacher), "--gan-epochs", "0", "--epochs", "2",
+            "--train-D-eopch", "0", "--critic-channels", "8", "--save-prefix", "run"] + \
+        _frcnn_common(root, out) + list(extra)
+
+
 def load_params(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
 

@@ -10,6 +10,9 @@
 * SIGTERM to the launcher during GAN-KD: rank 0 saves ``interrupted``, exit 3, no process left
   (SIGKILL to the launcher and the grace period: test_engine_distributed.py, on stand-in roles).
 * The step watchdog ends a process whose steps stopped.
+* Faster R-CNN, plain and GAN-KD, on 2 workers ends with the weights of one process on two
+  CPU devices: each worker loads its shard of the global batch, the losses are divided by the
+  global batch, and each device's RoI sampling has a seed of its own.
 """
 import os
 import re
@@ -20,7 +23,9 @@ import time
 import numpy as np
 import pytest
 from dist_fixtures import (PY, ROOT, descendants, free_port, kill_left, load_params, make_data,
-                           max_trained_diff, processes_with, train_gankd_argv, write_teacher)
+                           make_frcnn_data, max_trained_diff, processes_with, train_frcnn_argv,
+                           train_frcnn_gankd_argv, train_gankd_argv, write_frcnn_teacher,
+                           write_teacher)
 from dist_fixtures import train_ssd_argv as _train_argv
 
 pytestmark = pytest.mark.slow
@@ -229,3 +234,66 @@ def test_rank0_failing_a_checkpoint_write_stops_the_job_promptly(data):
     assert out.returncode not in (0, 124), out.stderr[-3000:]
     assert time.time() - tic < 120
     assert "not_a_dir" in out.stderr
+
+
+# ------------------------------------------------------------------ Faster R-CNN
+@pytest.fixture(scope="module")
+def frcnn_data(tmp_path_factory):
+    root = make_frcnn_data(tmp_path_factory.mktemp("dist_frcnn"))
+    write_frcnn_teacher(root / "teacher.params")
+    return root
+
+
+def _dist_and_single(argv, root):
+    """``argv`` on 2 dist_sync workers (``dist``) and in one process on 2 CPUs (``single``)."""
+    dist = subprocess.run(_launcher("--timeout", "600") + argv(root, "dist", "--kvstore",
+                                                               "dist_sync",
+                                                               "--watchdog-timeout", "120"),
+                          capture_output=True, text=True, timeout=700)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    single = subprocess.run(argv(root, "single", "--cpu-devices", "2"), capture_output=True,
+                            text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    return dist, single
+
+
+def _frcnn_logged_losses(path):
+    from gankd_gluon.logs.parse import parse_log
+    return [e.metrics for e in parse_log(str(path)).run().epochs]
+
+
+def test_frcnn_two_workers_equal_one_process_on_two_devices(frcnn_data):
+    """Plain Faster R-CNN (train_faster_rcnn.py), one epoch of two global batches of 2."""
+    dist, _ = _dist_and_single(train_frcnn_argv, frcnn_data)
+    a = load_params(frcnn_data / "dist" / "net" / "net-final.net.params")
+    b = load_params(frcnn_data / "single" / "net" / "net-final.net.params")
+    worst = max_trained_diff(a, b)
+    assert worst < 1e-4, worst                   # float32 summation order only
+    assert max(float(np.abs(a[k]).max()) for k in a if "weight" in k) > 0
+    assert [f for f in os.listdir(frcnn_data / "dist") if f.endswith(".log")] == \
+        ["net_train.log"]
+    assert "[rank 1]" in dist.stderr
+    # the logged losses and metrics are the global batch's, as in the one-process log
+    ours = _frcnn_logged_losses(frcnn_data / "dist" / "net_train.log")
+    ref = _frcnn_logged_losses(frcnn_data / "single" / "net_train.log")
+    for mine, theirs in zip(ours, ref):
+        for name in theirs:
+            assert mine[name] == pytest.approx(theirs[name], abs=2e-3), name
+
+
+def test_frcnn_gankd_two_workers_equal_one_process_on_two_devices(frcnn_data):
+    """Faster R-CNN GAN-KD: stage 1 (student, adapter and critic, the critic's scores
+    renormalised over the workers) and stage 2, on dist_sync as on two devices."""
+    _dist_and_single(lambda root, out, *extra: train_frcnn_gankd_argv(
+        root, out, root / "teacher.params", *extra), frcnn_data)
+    for part in ("student", "dnet"):
+        a = load_params(frcnn_data / "dist" / "run" / ("run-final.%s.params" % part))
+        b = load_params(frcnn_data / "single" / "run" / ("run-final.%s.params" % part))
+        worst = max_trained_diff(a, b)
+        assert worst < 1e-4, (part, worst)       # float32 summation order only
+    ours = _frcnn_logged_losses(frcnn_data / "dist" / "run_train.log")
+    ref = _frcnn_logged_losses(frcnn_data / "single" / "run_train.log")
+    assert len(ours) == len(ref) == 2
+    for mine, theirs in zip(ours, ref):
+        for name in ("RPN_Conf", "RCNN_CrossEntropy", "Loss_G", "Loss_D"):
+            assert mine[name] == pytest.approx(theirs[name], abs=2e-3, nan_ok=True), name

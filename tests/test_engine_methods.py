@@ -186,3 +186,33 @@ def test_method_settings_are_the_reads_of_the_methods_terms():
     assert method_settings("GAN+Hint") == ["hint_mode", "kd_gamma"]
     assert method_settings("ko") == ["ko_alpha", "ko_temperature"]
     assert method_settings("gan") == method_settings("none") == method_settings(None) == []
+
+
+def test_every_output_level_term_is_weighted_by_its_detectors_objective():
+    """The table as it stands: each detector's objective weighs every output-level term
+    (weight None) that TERMS defines for it, and only those are output-level."""
+    from gankd_gluon.engine.frcnn_steps import FasterRCNNKD
+    assert methods.output_terms("ssd") == ["cls", "cls-w", "ko", "l2-b", "l2"]
+    assert methods.output_terms("frcnn") == ["cls", "cls-w", "l2-b", "l2", "fgfi"]
+    methods.check_output_terms("ssd", KDObjective.OUTPUT_TERMS, "KDObjective")
+    methods.check_output_terms("frcnn", FasterRCNNKD.OUTPUT_TERMS, "FasterRCNNKD")
+
+
+def test_an_output_term_no_objective_weighs_stops_the_run_at_start(monkeypatch, tmp_path):
+    """A TERMS entry with weight=None listed for SSD, which KDObjective does not weigh:
+    run_gankd refuses before reading data or writing anything, naming the term, the detector
+    and the objective; Faster R-CNN, for which the entry is not listed, is not concerned."""
+    from gankd_gluon.engine import runs
+    from gankd_gluon.engine.ssd_runs import SSDPart
+    toy = methods.Term("KD_toy", lambda args, channels: kd.KLDistillation(), (),
+                       ("teacher_head",), ("ssd",), None, None)
+    monkeypatch.setitem(methods.TERMS, "toy-out", toy)
+    with pytest.raises(methods.UnweightedTermError,
+                       match="toy-out for SSD, but KDObjective does not weigh it"):
+        methods.check_output_terms("ssd", KDObjective.OUTPUT_TERMS, "KDObjective")
+    methods.check_output_terms("frcnn", methods.output_terms("frcnn"), "FasterRCNNKD")
+    args = argparse.Namespace(method="gan", save_dir=str(tmp_path / "runs"),
+                              log_dir=str(tmp_path / "logs"))
+    with pytest.raises(methods.UnweightedTermError, match="toy-out"):
+        runs.run_gankd(args, SSDPart())
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "logs").exists()

@@ -26,7 +26,7 @@ from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
 from gankd_gluon.data.datasets import get_dataset
 from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
 from gankd_gluon.usage import UsageError
-from gankd_gluon.eval.coco import COCO_SUMMARY_NAMES, coco_evaluate, coco_image_ids
+from gankd_gluon.eval.coco import coco_evaluate, coco_image_ids
 from gankd_gluon.models.faster_rcnn import build_faster_rcnn, initialize_params
 
 from test_eval_coco import eval_coco           # scripts/eval_coco.py as a module

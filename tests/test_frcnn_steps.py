@@ -7,7 +7,7 @@ from mxnet import gluon
 
 from gankd_gluon.data.datasets import get_dataset
 from gankd_gluon.data.synthetic import make_synthetic_voc
-from gankd_gluon.engine.frcnn_runs import get_frcnn_train_loader
+from gankd_gluon.data.loaders import get_frcnn_train_loader
 from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter, FasterRCNNLosses, split_sharded
 from gankd_gluon.engine.steps import GANStep
 from gankd_gluon.models.critics import DNet

@@ -7,7 +7,8 @@ loopback, two processes of one CPU device each):
 * the trainer's update is the *sum* of the workers' gradients (losses are normalised by the
   global batch), checked on one Dense layer with gradients known by hand;
 * a GAN-KD run (one epoch of each stage) ends with the parameters of a one-process run on two
-  CPU devices, and only rank 0 writes the log.
+  CPU devices, and only rank 0 writes the log; for Faster R-CNN GAN-KD too (each device's RoI
+  sampling seeded on its own, losses over the global batch).
 """
 import argparse
 import os
@@ -15,7 +16,8 @@ import subprocess
 
 import mxnet as mx
 import pytest
-from dist_fixtures import (PY, ROOT, load_params, make_data, max_trained_diff, train_gankd_argv,
+from dist_fixtures import (PY, ROOT, load_params, make_data, make_frcnn_data, max_trained_diff,
+                           train_frcnn_gankd_argv, train_gankd_argv, write_frcnn_teacher,
                            write_teacher)
 
 from gankd_gluon.engine.distributed import DistributedSetupError
@@ -234,3 +236,26 @@ def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target)
         read_checkpoint(manifest, need=None)            # every part, its size and checksum
     time.sleep(1)
     assert kill_left(group) == []
+
+
+@pytest.mark.slow
+def test_frcnn_gankd_two_horovod_processes_equal_one_process_on_two_devices(tmp_path):
+    """Faster R-CNN GAN-KD (epoch 0 adversarial, epoch 1 plain, global batch 2) on two Horovod
+    processes of one CPU device each, against one process on two CPU devices."""
+    launcher = _horovodrun(2)                  # skips without Horovod, before any work
+    make_frcnn_data(tmp_path)
+    teacher = write_frcnn_teacher(tmp_path / "teacher.params")
+    hvd = subprocess.run(launcher + train_frcnn_gankd_argv(tmp_path, "hvd", teacher, "--horovod",
+                                                           "--watchdog-timeout", "300"),
+                         capture_output=True, text=True, timeout=900)
+    assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
+    single = subprocess.run(train_frcnn_gankd_argv(tmp_path, "single", teacher,
+                                                   "--cpu-devices", "2"),
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    for part in ("student", "dnet"):
+        a = load_params(tmp_path / "hvd" / "run" / ("run-final.%s.params" % part))
+        b = load_params(tmp_path / "single" / "run" / ("run-final.%s.params" % part))
+        worst = max_trained_diff(a, b)
+        assert worst < 1e-4, (part, worst)       # float32 summation order only
+    assert [f for f in os.listdir(tmp_path / "hvd") if f.endswith(".log")] == ["run_train.log"]

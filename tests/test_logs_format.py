@@ -136,6 +136,25 @@ def test_frcnn_lines():
     assert fmt.format_lr_change(80, 0.0001) == "[Epoch 80] Set learning rate to 0.0001"
 
 
+def test_log_lines_objects_pick_each_formats_lines():
+    """The loop's line kinds per format: SSD prints the epoch's speed and ``best_map is`` after
+    every validation, Faster R-CNN the epoch's wall time and a line per new best only."""
+    metrics = [("Loss_D", -0.091), ("Loss_G", 6.315), ("Loss_D_real", 6.223)]
+    assert fmt.SSD_LINES.batch(1, 99, 35.872, metrics) == fmt.format_ssd_batch(1, 99, 35.872,
+                                                                                metrics)
+    assert fmt.SSD_LINES.epoch(221, 398863.976, 12.5, metrics) == (
+        "[Epoch 221], Speed: 398863.976 samples/sec,Loss_D=-0.091. Loss_G=6.315.Loss_D_real=6.223.")
+    assert fmt.SSD_LINES.new_best is None
+    assert fmt.SSD_LINES.best_so_far(0.5) == "best_map is 0.5"
+    assert fmt.FRCNN_LINES.batch(0, 99, 5.167, metrics[:1]) == (
+        "[Epoch 0][Batch 99], Speed: 5.167 samples/sec, Loss_D=-0.091")
+    assert fmt.FRCNN_LINES.epoch(27, 1.0, 463.796, metrics[:1]) == (
+        "[Epoch 27] Training cost: 463.796, Loss_D=-0.091")
+    assert fmt.FRCNN_LINES.new_best(0, 0.45, 0, "p") == (
+        "[Epoch 0] mAP 0.45 higher than current best [0] saving to p")
+    assert fmt.FRCNN_LINES.best_so_far is None
+
+
 def test_setup_logger_plain_append_no_duplicates(tmp_path):
     path = tmp_path / "deep" / "dir" / "train.log"
     logger = fmt.setup_logger(str(path), name="gankd_test_logger", to_console=False)

@@ -65,3 +65,37 @@ def test_own_dataset_commands(tmp_path):
     with open(str(tmp_path / "logs" / "ppe_student_train.log")) as f:
         log = f.read()
     assert all("\n%s=" % n in log for n in names) and "\ndata: " in log
+
+
+def _script_commands(heading):
+    """``(script, argv)`` of each ``python scripts/<script>.py ...`` in the README block after
+    ``heading``, behind a launcher (``launch_dist.py ... --`` or ``horovodrun ...``), with the
+    ``...`` (the run's other flags) left out."""
+    out = []
+    for line in readme_block(heading):
+        found = re.search(r"python scripts/(train_\w+)\.py (.*)$", line)
+        if found:
+            out.append((found.group(1), [a for a in found.group(2).split() if a != "..."]))
+    return out
+
+
+@pytest.mark.parametrize("heading, flag", [
+    ("`--kvstore dist_sync` (or `dist_device_sync`) trains", "kvstore"),
+    ("**Horovod** (`--horovod`, GluonCV's flag)", "horovod")])
+def test_multi_machine_commands_parse_for_both_detectors(heading, flag, monkeypatch):
+    """README "Several machines": each training command, SSD's and Faster R-CNN's, parses with
+    its script's parser as written (the checks that need the machine's GPUs left out)."""
+    import importlib
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    commands = _script_commands(heading)
+    assert {"train_ssd_gan_kd", "train_faster_rcnn_gan_kd"} <= {s for s, _ in commands}
+    for script, argv in commands:
+        module = importlib.import_module(script)
+        monkeypatch.setattr(module, "parse_checked",
+                            lambda parser, argv, *checks: parser.parse_args(argv))
+        args = module.parse_args(argv)
+        if flag == "kvstore":
+            assert args.kvstore == "dist_sync" and not args.horovod, script
+        else:
+            assert args.horovod and args.kvstore == "device", script
+        assert args.gpus == "0,1"

@@ -1,4 +1,5 @@
-"""SSD data loaders (train with targets, validation with padded labels).
+"""SSD data loaders (train with targets, validation with padded labels) and the Faster R-CNN
+training loader.
 
 Follows upstream GluonCV ``scripts/detection/ssd/train_ssd.py`` ``get_dataloader``: targets are
 generated in the loader (``SSDDefaultTrainTransform(w, h, anchors)``) so that CPU workers share
@@ -23,7 +24,6 @@ import threading
 import weakref
 
 import mxnet as mx
-import numpy as np
 from gluoncv.data.batchify import Pad, Stack, Tuple
 from gluoncv.data.transforms import bbox as tbbox
 from gluoncv.data.transforms import image as timage
@@ -33,7 +33,7 @@ from mxnet import gluon
 from .samplers import GlobalBatchSampler, SampleSeededDataset
 
 __all__ = ['AUGMENTATIONS', 'SSDFlipTrainTransform', 'get_ssd_train_loader', 'get_ssd_val_loader',
-           'DataLoader', 'close_loaders']
+           'get_frcnn_train_loader', 'DataLoader', 'close_loaders']
 
 AUGMENTATIONS = ('default', 'flip')
 
@@ -303,3 +303,50 @@ def get_ssd_val_loader(dataset, data_shape, batch_size, num_workers=0):
     return DataLoader(dataset.transform(SSDDefaultValTransform(width, height)), batch_size,
                       shuffle=False, last_batch='keep', batchify_fn=batchify_fn,
                       num_workers=num_workers, thread_pool=False)
+
+
+def get_frcnn_train_loader(dataset, net, batch_size, num_devices, short=600, max_size=1000,
+                           num_workers=0, shard=None):
+    """GluonCV's Faster R-CNN training batches: ``FasterRCNNDefaultTrainTransform`` (short-side
+    resize, random flip, RPN targets made in the loader) and ``FasterRCNNTrainBatchify``
+    (GluonCV ``scripts/detection/faster_rcnn/train_faster_rcnn.py``, ``get_dataloader``).
+
+    Parameters
+    ----------
+    dataset : gluon Dataset
+        Items ``(img (H, W, 3) uint8, label (M, 5 or 6))`` with at least one box each.
+    net : FasterRCNN
+        For the anchors and the feature-map shapes of the RPN targets.
+    batch_size : int
+        Global batch: images per training step over all distributed workers; each worker's
+        loader yields ``batch_size // num_parts`` of them in ``num_devices`` shards.
+    num_devices : int
+        This worker's devices.
+    short, max_size : int
+        Input short side and long-side cap, in pixels.
+    num_workers : int
+        DataLoader worker processes; 0 loads in the main process.
+    shard : (int, int) or None
+        ``(num_parts, part_index)`` of a distributed job: this worker reads only its slice of
+        every global batch (:class:`~gankd_gluon.data.samplers.GlobalBatchSampler`), which is
+        what devices ``part_index * num_devices ...`` get in a one-process run over all the
+        job's devices. None: ``(1, 0)``.
+
+    Returns
+    -------
+    DataLoader
+        Batches ``(img, label, rpn_cls_t, rpn_box_t, rpn_box_mask)``, each one array per device
+        shard, padded to the shard's largest image (one array when there is one device).
+        Every batch is full; augmentation is seeded per sample, so resume is exact with
+        DataLoader workers too.
+    """
+    from gluoncv.data.batchify import FasterRCNNTrainBatchify
+    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+    num_parts, part_index = shard if shard is not None else (1, 0)
+    transform = FasterRCNNDefaultTrainTransform(short, max_size, net)
+    return DataLoader(
+        SampleSeededDataset(dataset.transform(transform)),
+        batch_sampler=GlobalBatchSampler(len(dataset), batch_size, num_parts, part_index,
+                                         shuffle=True),
+        batchify_fn=FasterRCNNTrainBatchify(net, num_devices), num_workers=num_workers,
+        thread_pool=False)

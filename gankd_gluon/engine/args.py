@@ -7,9 +7,9 @@ import argparse
 import os
 
 from ..usage import (UsageError, check_devices, fraction, gpu_list, nonnegative_float,
-                     nonnegative_int, positive_int)
+                     nonnegative_int, positive_float, positive_int)
 
-__all__ = ["add_run_args", "add_critic_args", "pretrained_base_arg", "check_run_args",
+__all__ = ["add_distributed_args", "add_run_args", "add_critic_args", "pretrained_base_arg", "check_run_args",
            "check_critic_args", "check_weights_file", "check_teacher_classes", "dist_workers"]
 
 
@@ -26,6 +26,24 @@ def dist_workers(args):
         return max(1, int(os.environ.get(name, "1")))
     except ValueError:
         return 1
+
+
+def add_distributed_args(parser):
+    """The flags of a multi-machine run, the same for every detector: ``--kvstore``,
+    ``--horovod`` (GluonCV's flag) and ``--watchdog-timeout``."""
+    parser.add_argument("--kvstore", type=str, default="device",
+                        choices=("device", "local", "dist_sync", "dist_device_sync"),
+                        help="MXNet kvstore: device (one machine, GluonCV's default) or "
+                             "dist_sync / dist_device_sync (several machines; start the job with "
+                             "scripts/launch_dist.py)")
+    parser.add_argument("--horovod", action="store_true",
+                        help="distribute with Horovod instead of the kvstore (GluonCV's flag): "
+                             "one process per device, started by horovodrun; needs Horovod "
+                             "built with MXNet (README)")
+    parser.add_argument("--watchdog-timeout", type=positive_float, default=600.0,
+                        help="distributed runs: exit when no step completes for this many "
+                             "seconds (a dead peer otherwise hangs the job for ever)")
+    return parser
 
 
 def check_run_args(args):

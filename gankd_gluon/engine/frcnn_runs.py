@@ -1,6 +1,8 @@
-"""Assembly of the Faster R-CNN runs behind the scripts (paper Table 3): GAN-KD and the other
-distillation methods (``train_faster_rcnn_gan_kd.py``), plain training of the teacher and the
-baselines (``train_faster_rcnn.py``).
+"""The Faster R-CNN part of the training runs (:mod:`.runs`, paper Table 3): GAN-KD and the
+other distillation methods (``train_faster_rcnn_gan_kd.py``), plain training of the teacher and
+the baselines (``train_faster_rcnn.py``). The scripts parse arguments with the flags added here
+and call ``runs.run_gankd(args, FasterRCNNPart())`` or ``runs.run_plain(args,
+FasterRCNNPart())``; what the runs need to know of Faster R-CNN is :class:`FasterRCNNPart`'s.
 
 Defaults are the published log's (``published_logs/faster_rcnn_resnet50_resnet101_v1b_g_d_voc_
 train.log``, last ``Namespace`` line), and ``dest`` names are its Namespace fields wherever the
@@ -11,14 +13,13 @@ With ``GAN_epochs=26, epochs=38`` epochs 0..26 are adversarial and 27..37 plain 
 are epochs of that count at whose start the learning rate drops (GluonCV's
 ``epoch >= step``; the log's ``[Epoch 5] Set GAN learning rate`` lines).
 """
-import os
 import warnings
 
 import mxnet as mx
-from mxnet import gluon
+from mxnet import autograd
 
-from ..data.datasets import add_dataset_args, add_train_years_arg, get_splits, summary_lines
-from ..logs.format import setup_logger
+from ..data.datasets import add_dataset_args, add_train_years_arg, get_splits
+from ..logs.format import FRCNN_LINES
 from ..models.critics import DNet
 from ..models.export_meta import build_meta
 from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, MapAdapter,
@@ -26,20 +27,20 @@ from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, Map
                                   feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
 from .diagnostics import diagnostic_columns
-from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, FasterRCNNAdapter,
-                          FasterRCNNKD, FasterRCNNStep, split_sharded)
+from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, DeviceSeeds,
+                          FasterRCNNAdapter, FasterRCNNKD, FasterRCNNStep, split_sharded)
 from .checkpoint import deployable_exporter
-from .loop import Run, Stage, StepSchedule, open_run, seed_everything
 from .methods import add_method_args, method_name, parse_method
-from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
-                   check_teacher_classes, check_weights_file)
+from .args import (add_critic_args, add_distributed_args, add_run_args, check_critic_args,
+                   check_run_args, dist_workers, check_teacher_classes, check_weights_file)
 from ..usage import (UsageError, epoch_list, fraction, nonnegative_float, nonnegative_int,
                      positive_float, positive_int)
-from .ssd_runs import get_contexts
+from ..data.loaders import get_frcnn_train_loader
+from .runs import Distillation, StageNumbers
 from .steps import GANStep
 
-__all__ = ["add_frcnn_common_args", "add_frcnn_gankd_args", "run_frcnn_gankd",
-           "run_frcnn_plain", "get_frcnn_train_loader", "frcnn_settings",
+__all__ = ["FasterRCNNPart", "add_frcnn_common_args", "add_frcnn_gankd_args",
+           "frcnn_settings", "frcnn_teacher_statistics",
            "check_frcnn_plain_args", "check_frcnn_gankd_args"]
 
 
@@ -75,6 +76,7 @@ def add_frcnn_common_args(parser):
                         help="SGD gradient clipping, as GluonCV's train_faster_rcnn.py")
     parser.add_argument("--disable-hybridization", action="store_true",
                         help="run imperatively (published Namespace field)")
+    add_distributed_args(parser)
     # the published Faster R-CNN log: save_interval=1, epochs counted from 0
     add_run_args(parser, save_interval=1, start_epoch=0,
                  prefix_example="faster_rcnn_resnet50_v1b_resnet101_v1d_voc_gankd_align")
@@ -152,7 +154,7 @@ def _check_sizes(args):
 
 
 def _check_frcnn_devices(args):
-    devices = check_run_args(args)
+    devices = check_run_args(args) * dist_workers(args)
     if args.batch_size % devices:
         raise UsageError("--batch-size %d does not split evenly over %d devices (Faster R-CNN "
                          "builds its RoI sampler for a fixed per-device batch)"
@@ -219,47 +221,14 @@ def _steps(text):
 # ------------------------------------------------------------------------------------------
 # data and evaluation
 # ------------------------------------------------------------------------------------------
-def get_frcnn_train_loader(dataset, net, batch_size, num_devices, short=600, max_size=1000,
-                           num_workers=0):
-    """GluonCV's Faster R-CNN training batches: ``FasterRCNNDefaultTrainTransform`` (short-side
-    resize, random flip, RPN targets made in the loader) and ``FasterRCNNTrainBatchify``.
-
-    Parameters
-    ----------
-    dataset : detection dataset, items (img, label (M, 5|6)) with at least one box each
-    net : FasterRCNN
-        For the anchors and the feature-map shapes of the RPN targets.
-    batch_size : int
-        Global batch, ``num_devices`` shards of ``batch_size / num_devices`` images.
-    num_devices : int
-    short, max_size : int
-    num_workers : int
-
-    Returns
-    -------
-    DataLoader of ``(img, label, rpn_cls_t, rpn_box_t, rpn_box_mask)``, each one padded array
-    per device (one array when there is one device). Shuffled by the SSD loader's
-    :class:`~gankd_gluon.data.samplers.GlobalBatchSampler` (every batch full) with
-    augmentation seeded per sample, so resume is exact with DataLoader workers too.
-    """
-    from gluoncv.data.batchify import FasterRCNNTrainBatchify
-    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
-    from ..data.loaders import DataLoader
-    from ..data.samplers import GlobalBatchSampler, SampleSeededDataset
-    transform = FasterRCNNDefaultTrainTransform(short, max_size, net)
-    return DataLoader(
-        SampleSeededDataset(dataset.transform(transform)),
-        batch_sampler=GlobalBatchSampler(len(dataset), batch_size, shuffle=True),
-        batchify_fn=FasterRCNNTrainBatchify(net, num_devices), num_workers=num_workers,
-        thread_pool=False)
-
-
 def _per_device_batch(args, ctx):
-    if args.batch_size % len(ctx):
+    """Images per device: the global batch over all devices of all workers."""
+    devices = dist_workers(args) * len(ctx)
+    if args.batch_size % devices:
         raise ValueError("--batch-size %d does not split evenly over %d devices (Faster R-CNN "
                          "builds its RoI sampler for a fixed per-device batch)"
-                         % (args.batch_size, len(ctx)))
-    return args.batch_size // len(ctx)
+                         % (args.batch_size, devices))
+    return args.batch_size // devices
 
 
 def _datasets(args):
@@ -298,6 +267,15 @@ def _student(args, backbone, classes, ctx, per_device):
                             pretrained_base=args.pretrained_base, **frcnn_settings(args))
     _ = net.target_generator          # built lazily by GluonCV; its constants must follow ctx
     initialize_params(net, ctx[0])
+    if dist_workers(args) * len(ctx) > 1:
+        # the heads' Dense layers initialise at their first forward: with more than one
+        # device, here (inference, no random sampling), so that the kvstore or Horovod can
+        # start every worker from rank 0's weights before the first step, and one process on
+        # several devices starts from the same; one device keeps GluonCV's order (at the
+        # first training step)
+        with warnings.catch_warnings(), autograd.predict_mode():
+            warnings.simplefilter("ignore", UserWarning)
+            net(mx.nd.zeros((1, 3, args.short, args.short), ctx=ctx[0]))
     net.collect_params().reset_ctx(ctx)
     # GluonCV trains only collect_train_params() (no conv1/layer1, no BatchNorm)
     net.collect_params().setattr("grad_req", "null")
@@ -317,12 +295,6 @@ def _exporter(net, prefix, args, ctx, what):
     meta = build_meta("faster_rcnn", net.classes, {"short": args.short,
                                                    "max_size": args.max_size}, args)
     return deployable_exporter(write, prefix, what, meta=meta)
-
-
-def _sgd(net, args):
-    return gluon.Trainer(net.collect_train_params(), "sgd",
-                         {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum,
-                          "clip_gradient": args.clip_gradient}, update_on_kvstore=False)
 
 
 def _columns(gan):
@@ -350,166 +322,182 @@ def frcnn_teacher_statistics(teacher, dataset, short, max_size, ctx, count=16):
     return channel_stats([maps])
 
 
-def run_frcnn_gankd(args):
-    """Distillation of a Faster R-CNN student (GAN-KD by default); returns the best mAP.
-
-    Stage 1 (epochs 0..GAN_epochs): Adam for the student (lrG) and the critic (lrD), critic
-    and student steps alternating (:class:`~.steps.GANStep` over
-    :class:`~.frcnn_steps.FasterRCNNAdapter`), or the student
-    step with ``--method``'s terms. Stage 2 (GAN_epochs+1..epochs-1): GluonCV's plain SGD
-    training of the student.
-    """
-    from ..losses.fgfi import FGFI_LAMBDA, FGFI_PSI
-    parts = parse_method(args.method, "frcnn")
-    args.fgfi_lambda = FGFI_LAMBDA if args.fgfi_lambda is None else args.fgfi_lambda
-    args.fgfi_psi = FGFI_PSI if args.fgfi_psi is None else args.fgfi_psi
-    if args.gan_lr_decay is None:
-        args.gan_lr_decay = args.lr_decay
-    check_frcnn_gankd_args(args)         # also for callers that skip parse_args: exit 2
-    ctx = get_contexts(args)
-    seed_everything(args.seed)
-    train, val = _datasets(args)
-    classes = tuple(train.classes)
-    if not args.save_prefix:
-        args.save_prefix = "faster_rcnn_%s_%s_%s_%s_%s" % (
-            args.student, args.teacher, args.dataset, method_name(parts), args.roi_mode)
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
-    start = open_run(args, prefix, _kind(args, classes, student=args.student,
-                                         teacher=args.teacher, method=method_name(parts),
-                                         stage=args.stage))   # before anything is written
-    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
-    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
-    stage1_epochs = args.GAN_epochs + 1
-    stage2_epochs = args.epochs - stage1_epochs
-    per_device = _per_device_batch(args, ctx)
-    hybridize = not args.disable_hybridization
-    student = _student(args, args.student, classes, ctx, per_device)
-    loader = get_frcnn_train_loader(train, student, args.batch_size, len(ctx), args.short,
-                                    args.max_size, args.num_workers)
-
-    blocks = {"student": student}
-    stages = []
-    if args.stage in ("1", "both"):
-        need_teacher = bool(parts)
-        teacher = None
-        t_channels = s_channels = feature_channels(student)
-        if need_teacher:
-            teacher = build_teacher(args.teacher, classes, args.Teacher_param_path, ctx[0],
-                                    **frcnn_settings(args))
-            teacher.collect_params().reset_ctx(ctx)
-            if hybridize:
-                teacher.hybridize()
-            t_channels = feature_channels(teacher)
-        adapter = MapAdapter(s_channels, t_channels)
-        adapter.initialize(ctx=ctx)
-        dnet = None
-        g_params = student.collect_train_params()
-        if adapter.collect_params().keys():
-            g_params.update(adapter.collect_params())
-            blocks["adapter"] = adapter
-        trainers = {}
-        if "gan" in parts:
-            # the critic's depth is set for the smallest map (short side / 16); larger maps
-            # keep some spatial extent, which the critic's global mean averages
-            dnet = DNet([map_size(args.short)], base_channels=args.critic_channels,
-                        norm=args.critic_norm, channels=[t_channels],
-                        clamp=max(abs(args.clamp_lower), abs(args.clamp_upper)))
-            dnet.initialize(ctx=ctx)
-            if teacher is not None:
-                # the critic's frozen input standardisation (a resumed run loads the same)
-                dnet.set_teacher_stats(frcnn_teacher_statistics(teacher, train, args.short,
-                                                                args.max_size, ctx[0]))
-            blocks["dnet"] = dnet
-        objective = None
-        if parts - {"gan"}:
-            objective = FasterRCNNKD(parts, args, t_channels, ctx)
-            if objective.params() is not None:
-                g_params.update(objective.params())
-                blocks["kd"] = objective.blocks
-        adam = {"learning_rate": args.lrG, "beta1": args.beta1}
-        trainers["G"] = gluon.Trainer(g_params, "adam", adam, update_on_kvstore=False)
-        if dnet is not None:
-            trainers["D"] = gluon.Trainer(dnet.collect_params(), "adam",
-                                          {"learning_rate": args.lrD, "beta1": args.beta1},
-                                          update_on_kvstore=False)
-            if hybridize:
-                dnet.hybridize()
-        step = GANStep(FasterRCNNAdapter(teacher, student, adapter, hybridize), dnet,
-                       trainers["G"], trainers.get("D"),
-                       clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps,
-                       objective=objective, warmup_epochs=args.train_D_eopch, epoch_offset=-1)
-        # after the published columns: the method's terms, then the monitors (nan where not
-        # computed; engine/diagnostics.py), on the batch and the epoch lines
-        extra_cols = [(c, c) for c in objective.term_names()] if objective else []
-        extra_cols += diagnostic_columns(1, need_teacher, dnet is not None)
-        bases = {"G": args.lrG, "D": args.lrD} if dnet is not None else {"G": args.lrG}
-        stages.append(Stage(1, stage1_epochs, step, trainers,
-                            StepSchedule(bases, args.gan_lr_decay,
-                                         _steps(args.lr_decay_GAN_epoch), logger, "GAN",
-                                         offset=-1, convention="at"),
-                            _columns(dnet is not None) + extra_cols, split=split_sharded,
-                            epoch_offset=-1,
-                            epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS) +
-                            [c for c, _ in extra_cols]))
-    if args.stage in ("2", "both"):
-        trainer = _sgd(student, args)
-        stages.append(Stage(2, stage2_epochs,
-                            FasterRCNNStep(student, trainer, hybridize, args.GAN_epochs),
-                            {"SGD": trainer},
-                            StepSchedule({"SGD": args.lr}, args.lr_decay,
-                                         _steps(args.lr_decay_epoch), logger,
-                                         offset=args.GAN_epochs, convention="at"),
-                            _columns(False), split=split_sharded, epoch_offset=args.GAN_epochs,
-                            epoch_columns=list(LOSS_COLUMNS + GAN_COLUMNS)))
-
-    run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
-              args.keep_last, before_epoch=lambda: setattr(student, "_gankd_hybrid", None),
-              export=_exporter(student, prefix, args, ctx, "student"), val_title="Validation",
-              log_style="frcnn", start=start)
-    return run.fit(stages)
-
-
 def _kind(args, classes, **networks):
     """The kind of run every manifest records (a checkpoint of another kind is refused)."""
     return dict(networks, detector="faster_rcnn", classes=list(classes),
                 roi_mode=args.roi_mode, short=args.short)
 
 
-def run_frcnn_plain(args):
-    """Plain Faster R-CNN training as GluonCV's train_faster_rcnn.py (the teacher and the
-    no-distillation rows of Table 3), on the data, schedule and evaluation of GAN-KD's stage 2.
+class FasterRCNNPart:
+    """What the runs of :mod:`.runs` need to know of Faster R-CNN (:func:`~.runs.run_gankd`,
+    :func:`~.runs.run_plain`; the list of methods is in :mod:`.runs`' docstring).
+
+    Epochs count from 0 through both stages, as the published log and GluonCV's
+    ``train_faster_rcnn.py``, and the rates decay *at* each listed epoch (module docstring).
+    Stage 1 is :class:`~.steps.GANStep` over :class:`~.frcnn_steps.FasterRCNNAdapter` with the
+    critic warm-up ``train_D_eopch``; stage 2 and plain training are GluonCV's step
+    (:class:`~.frcnn_steps.FasterRCNNStep`), SGD with gradient clipping over
+    ``collect_train_params()``.
     """
-    check_frcnn_plain_args(args)         # also for callers that skip parse_args: exit 2
-    ctx = get_contexts(args)
-    seed_everything(args.seed)
-    train, val = _datasets(args)
-    classes = tuple(train.classes)
-    if not args.save_prefix:
-        args.save_prefix = "faster_rcnn_%s_%s_%s" % (args.network, args.dataset, args.roi_mode)
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
-    start = open_run(args, prefix, _kind(args, classes, network=args.network))
-    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
-    logger = setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
-    per_device = _per_device_batch(args, ctx)
-    net = _student(args, args.network, classes, ctx, per_device)
-    loader = get_frcnn_train_loader(train, net, args.batch_size, len(ctx), args.short,
-                                    args.max_size, args.num_workers)
-    optimizer = getattr(args, "optimizer", "sgd")
-    if optimizer == "sgd":
-        trainer = _sgd(net, args)
-    else:
-        trainer = gluon.Trainer(net.collect_train_params(), optimizer,
-                                {"learning_rate": args.lr, "wd": args.wd},
-                                update_on_kvstore=False)
-    stage = Stage(2, args.epochs,
-                  FasterRCNNStep(net, trainer, not args.disable_hybridization, -1),
-                  {"opt": trainer},
-                  StepSchedule({"opt": args.lr}, args.lr_decay, _steps(args.lr_decay_epoch),
-                               logger, offset=-1, convention="at"),
-                  [(c, c) for c in LOSS_COLUMNS + METRIC_COLUMNS], split=split_sharded,
-                  epoch_offset=-1, epoch_columns=list(LOSS_COLUMNS))
-    run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
-              args.keep_last, before_epoch=lambda: setattr(net, "_gankd_hybrid", None),
-              export=_exporter(net, prefix, args, ctx, "net"), val_title="Validation",
-              log_style="frcnn", start=start)
-    return run.fit([stage])
+
+    key = "frcnn"
+    objective = FasterRCNNKD
+    lines = FRCNN_LINES
+    val_titles = ("Validation", "Validation")
+    convention = "at"
+    split = staticmethod(split_sharded)
+    network_settings = ("student", "teacher", "roi_mode", "short", "max_size", "dataset")
+
+    def __init__(self):
+        self._seeds = None       # DeviceSeeds of this run's steps (None: not yet decided)
+
+    def _device_seeds(self, net, norm):
+        """One :class:`~.frcnn_steps.DeviceSeeds` for the run's steps when the job has more
+        than one device; None with one device (its draws stay those of the loop's seed)."""
+        if self._seeds is None:
+            local = len(next(iter(net.collect_params().values())).list_ctx())
+            env = norm.env
+            workers, rank = (env.num_workers, env.rank) if env is not None else (1, 0)
+            self._seeds = DeviceSeeds(rank * local) if workers * local > 1 else False
+        return self._seeds or None
+
+    def prepare_gankd(self, args):
+        """Fill the defaults that follow other flags (FGFI's weights, the stage-1 decay factor)
+        and check the flags: also for callers that skip ``parse_args`` (exit 2)."""
+        from ..losses.fgfi import FGFI_LAMBDA, FGFI_PSI
+        args.fgfi_lambda = FGFI_LAMBDA if args.fgfi_lambda is None else args.fgfi_lambda
+        args.fgfi_psi = FGFI_PSI if args.fgfi_psi is None else args.fgfi_psi
+        if args.gan_lr_decay is None:
+            args.gan_lr_decay = args.lr_decay
+        check_frcnn_gankd_args(args)
+
+    def prepare_plain(self, args):
+        """Check the flags: also for callers that skip ``parse_args`` (exit 2)."""
+        check_frcnn_plain_args(args)
+
+    def load_data(self, args):
+        return _datasets(args)
+
+    def gankd_name(self, args, parts):
+        return "faster_rcnn_%s_%s_%s_%s_%s" % (args.student, args.teacher, args.dataset,
+                                               method_name(parts), args.roi_mode)
+
+    def plain_name(self, args):
+        return "faster_rcnn_%s_%s_%s" % (args.network, args.dataset, args.roi_mode)
+
+    def kind(self, args, classes, **networks):
+        return _kind(args, classes, **networks)
+
+    def build_gankd(self, args, classes, ctx, parts):
+        """The student, then for stage 1 the teacher (when a term needs it), the map adapter,
+        the critic (``gan``) and the other terms' objective, in this order (their random
+        initialisation)."""
+        hybridize = not args.disable_hybridization
+        student = _student(args, args.student, classes, ctx, _per_device_batch(args, ctx))
+        teacher = dnet = objective = adapter = None
+        g_params = student.collect_train_params()
+        blocks = {}
+        if args.stage in ("1", "both"):
+            t_channels = s_channels = feature_channels(student)
+            if parts:
+                teacher = build_teacher(args.teacher, classes, args.Teacher_param_path, ctx[0],
+                                        **frcnn_settings(args))
+                teacher.collect_params().reset_ctx(ctx)
+                if hybridize:
+                    teacher.hybridize()
+                t_channels = feature_channels(teacher)
+            adapter = MapAdapter(s_channels, t_channels)
+            adapter.initialize(ctx=ctx)
+            if adapter.collect_params().keys():
+                g_params.update(adapter.collect_params())
+                blocks["adapter"] = adapter
+            if "gan" in parts:
+                # the critic's depth is set for the smallest map (short side / 16); larger
+                # maps keep some spatial extent, which the critic's global mean averages
+                dnet = DNet([map_size(args.short)], base_channels=args.critic_channels,
+                            norm=args.critic_norm, channels=[t_channels],
+                            clamp=max(abs(args.clamp_lower), abs(args.clamp_upper)))
+                dnet.initialize(ctx=ctx)
+                if hybridize:
+                    dnet.hybridize()
+                blocks["dnet"] = dnet
+            if parts - {"gan"}:
+                objective = FasterRCNNKD(parts, args, t_channels, ctx)
+                if objective.params() is not None:
+                    g_params.update(objective.params())
+                    blocks["kd"] = objective.blocks
+        return Distillation(student, teacher, dnet, objective, blocks, g_params,
+                            adapter=adapter, need_teacher=bool(parts))
+
+    def build_plain(self, args, classes, ctx):
+        return _student(args, args.network, classes, ctx, _per_device_batch(args, ctx))
+
+    def train_loader(self, args, net, ctx, env, train):
+        """GluonCV's Faster R-CNN training loader; each distributed worker reads only its
+        slice of every global batch, in one shard per device."""
+        return get_frcnn_train_loader(train, net, args.batch_size, len(ctx), args.short,
+                                      args.max_size, args.num_workers,
+                                      shard=(env.num_workers, env.rank))
+
+    def trainable(self, net):
+        """GluonCV trains only ``collect_train_params()`` (no conv1/layer1, no BatchNorm)."""
+        return net.collect_train_params()
+
+    def sgd(self, args):
+        return {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum,
+                "clip_gradient": args.clip_gradient}
+
+    def numbering(self, args):
+        """Stage 1 is epochs 0..GAN_epochs, stage 2 GAN_epochs+1..epochs-1 (one count)."""
+        stage1 = args.GAN_epochs + 1
+        return {1: StageNumbers(stage1, -1, args.gan_lr_decay, _steps(args.lr_decay_GAN_epoch)),
+                2: StageNumbers(args.epochs - stage1, args.GAN_epochs, args.lr_decay,
+                                _steps(args.lr_decay_epoch))}
+
+    def plain_numbering(self, args):
+        return StageNumbers(args.epochs, -1, args.lr_decay, _steps(args.lr_decay_epoch))
+
+    def gan_step(self, models, trainers, args, norm, numbers):
+        adapter = FasterRCNNAdapter(models.teacher, models.student, models.extra["adapter"],
+                                    not args.disable_hybridization, norm=norm,
+                                    seeds=self._device_seeds(models.student, norm))
+        return GANStep(adapter, models.dnet, trainers["G"], trainers.get("D"),
+                       clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps,
+                       objective=models.objective, warmup_epochs=args.train_D_eopch,
+                       epoch_offset=numbers.offset)
+
+    def plain_step(self, net, trainer, args, norm, numbers):
+        return FasterRCNNStep(net, trainer, not args.disable_hybridization, numbers.offset,
+                              norm=norm, seeds=self._device_seeds(net, norm))
+
+    def gankd_columns(self, models, parts):
+        """The published columns, then the method's terms and the monitors (nan where not
+        computed, :mod:`.diagnostics`), on the batch and the epoch lines; the epoch line
+        leaves out GluonCV's four metrics, as published."""
+        extra = [(c, c) for c in models.objective.term_names()] if models.objective else []
+        extra += diagnostic_columns(1, models.extra["need_teacher"], models.dnet is not None)
+        return (_columns(models.dnet is not None) + extra,
+                list(LOSS_COLUMNS + GAN_COLUMNS) + [c for c, _ in extra])
+
+    def stage2_columns(self):
+        return _columns(False), list(LOSS_COLUMNS + GAN_COLUMNS)
+
+    def plain_columns(self):
+        return [(c, c) for c in LOSS_COLUMNS + METRIC_COLUMNS], list(LOSS_COLUMNS)
+
+    def teacher_statistics(self, models, train, args, ctx):
+        return frcnn_teacher_statistics(models.teacher, train, args.short, args.max_size, ctx)
+
+    def validator(self, net, val, args, ctx):
+        return _validator(net, val, args, ctx)
+
+    def exporter(self, net, prefix, args, ctx, what):
+        return _exporter(net, prefix, args, ctx, what)
+
+    def before_epoch(self, net, args):
+        def start_epoch():
+            # validation traced the network for inference: the step traces it again
+            net._gankd_hybrid = None              # pylint: disable=protected-access
+            if self._seeds:
+                self._seeds.new_epoch()           # right after the loop's per-epoch seed
+        return start_epoch

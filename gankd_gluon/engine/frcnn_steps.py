@@ -40,7 +40,7 @@ from .methods import TERMS, build_term_blocks, map_terms, needs, term_columns
 from .steps import Normalizer
 
 __all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "split_sharded", "FasterRCNNLosses",
-           "FasterRCNNStep", "FasterRCNNAdapter", "FasterRCNNKD"]
+           "FasterRCNNStep", "FasterRCNNAdapter", "FasterRCNNKD", "DeviceSeeds"]
 
 #: published log columns: the four losses (also on the epoch line), GluonCV's four metrics,
 #: then the adversarial pair (nan in stage 2)
@@ -62,9 +62,10 @@ def split_sharded(batch, ctx_list):
     return out
 
 
-def _global_ratio(nums, dens):
-    """Per-device shares of ``sum(nums) / sum(dens)`` (0 where nothing was counted)."""
-    total = sum(float(d.asscalar()) for d in dens)
+def _global_ratio(nums, dens, norm, key):
+    """Per-device shares of ``sum(nums) / sum(dens)`` over the devices of every worker (0
+    where nothing was counted): the logged sums of the shares over workers are the ratio."""
+    total = norm.total(sum(float(d.asscalar()) for d in dens), key)
     return [n / max(total, 1e-12) for n in nums]
 
 
@@ -119,15 +120,16 @@ class FasterRCNNLosses(object):
                 "metrics": metrics}
 
 
-def _log_losses(parts, n):
-    """Published columns from per-device loss dicts: each device's share of the step's batch
-    mean (``RunningMean`` sums the shares), metrics as global ratios."""
+def _log_losses(parts, n, norm):
+    """Published columns from per-device loss dicts: each device's share of the step's global
+    batch mean (``RunningMean`` sums the shares, the loop's reducer the workers'), metrics as
+    global ratios."""
     out = {}
     for col, key in zip(LOSS_COLUMNS, ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")):
         out[col] = [p[key].detach().sum() / n for p in parts]
     for col in METRIC_COLUMNS:
         out[col] = _global_ratio([p["metrics"][col][0] for p in parts],
-                                 [p["metrics"][col][1] for p in parts])
+                                 [p["metrics"][col][1] for p in parts], norm, "metric:" + col)
     return out
 
 
@@ -139,13 +141,64 @@ def _detection_total(p, n, w_cls=1.0):
             + p["rpn_box"].sum() + p["rcnn_box"].sum()) / n
 
 
-def _forward(net, data, label):
-    """The student's training forward on each device: ``net(x, gt_box, gt_label)``."""
+class DeviceSeeds(object):
+    """A reproducible random stream per device for GluonCV's RoI sampler.
+
+    ``RCNNTargetSampler`` shuffles the proposals with ``F.random.uniform`` on the device
+    (gluoncv 0.10.5 ``model_zoo/rcnn/faster_rcnn/rcnn_target.py``). The CPU devices of one
+    process share one generator (MXNet 1.9.1), so in a one-process run over two devices the
+    second device draws after the first, while two processes of one device each draw the
+    first numbers of identically seeded generators: the RoIs sampled, and so the weights,
+    differ. Here each device is seeded before its forward with a seed of its own, from
+    (the epoch's draw, the step within the epoch, the device's index over the whole job), so
+    that every arrangement of the same devices samples the same RoIs, and a resumed epoch the
+    same as the first time (the epoch's draw follows the loop's per-epoch seed).
+
+    Parameters
+    ----------
+    first_device : int
+        Index over the job of this process's first device (rank x local devices).
+    """
+
+    def __init__(self, first_device):
+        self.first_device = first_device
+        self._base = None
+        self._step = -1
+
+    def new_epoch(self):
+        """Draw the epoch's base from MXNet's generator, just seeded by the loop."""
+        self._base = int(mx.nd.random.randint(0, 2 ** 31 - 1, shape=(1,), ctx=mx.cpu(),
+                                              dtype="int32").asscalar())
+        self._step = -1
+
+    def next_step(self):
+        """Count a step (call once per step, before the devices' forwards)."""
+        if self._base is None:
+            self.new_epoch()
+        self._step += 1
+
+    def seed(self, index, ctx):
+        """Seed ``ctx``'s generator for local device ``index`` at this step."""
+        import numpy as np
+        state = np.random.SeedSequence([self._base, self._step, self.first_device + index])
+        mx.random.seed(int(state.generate_state(1)[0] % (2 ** 31)), ctx=ctx)
+
+
+def _forward(net, data, label, seeds=None):
+    """The student's training forward on each device: ``net(x, gt_box, gt_label)``; with
+    ``seeds`` (:class:`DeviceSeeds`), each device's RoI sampling from its own seed."""
+    if seeds is not None:
+        seeds.next_step()
+    outs = []
     with warnings.catch_warnings():
         # GluonCV's RCNN target generator holds encoder constants its graph does not use
         warnings.filterwarnings("ignore", message=".*is not used by any computation")
-        return [net(x, y.slice_axis(axis=-1, begin=0, end=4),
-                    y.slice_axis(axis=-1, begin=4, end=5)) for x, y in zip(data, label)]
+        for i, (x, y) in enumerate(zip(data, label)):
+            if seeds is not None:
+                seeds.seed(i, x.context)
+            outs.append(net(x, y.slice_axis(axis=-1, begin=0, end=4),
+                            y.slice_axis(axis=-1, begin=4, end=5)))
+    return outs
 
 
 class FasterRCNNStep(object):
@@ -161,28 +214,34 @@ class FasterRCNNStep(object):
     epoch_offset : int
         Added to the loop's epoch in error messages, so they name the epoch the log prints
         (``Stage.epoch_offset``).
+    norm : Normalizer or None
+        The global batch (several machines); default: this process's.
+    seeds : DeviceSeeds or None
+        Each device's RoI sampling seeded on its own (more than one device in the job).
 
     ``__call__(data, label, rpn_cls_t, rpn_box_t, rpn_box_mask, epoch, batch)``, each a list
     over devices, returns the published columns (per-device lists).
     """
 
-    def __init__(self, net, trainer, hybridize=True, epoch_offset=0):
+    def __init__(self, net, trainer, hybridize=True, epoch_offset=0, norm=None, seeds=None):
         self.net = net
         self.trainer = trainer
         self.hybridize = hybridize
         self.epoch_offset = epoch_offset
+        self.norm = norm or Normalizer()
+        self.seeds = seeds
         self.losses = FasterRCNNLosses()
 
     def __call__(self, data, label, rpn_cls_t, rpn_box_t, rpn_box_mask, epoch=0, batch=0):
-        n = float(sum(x.shape[0] for x in data))
+        n = self.norm.batch(data)                    # the global batch
         set_hybrid(self.net, "full" if self.hybridize else "off")
         with autograd.record():
-            outs = _forward(self.net, data, label)
+            outs = _forward(self.net, data, label, self.seeds)
             parts = [self.losses(o, c, b, m) for o, c, b, m in
                      zip(outs, rpn_cls_t, rpn_box_t, rpn_box_mask)]
             total = [_detection_total(p, n) for p in parts]
         autograd.backward(total)
-        logs = _log_losses(parts, n)
+        logs = _log_losses(parts, n, self.norm)
         check_finite({c: logs[c] for c in LOSS_COLUMNS}, epoch + self.epoch_offset, batch)
         self.trainer.step(1)
         return logs
@@ -214,6 +273,9 @@ class FasterRCNNKD(object):
         Channels of the teacher's stride-16 map.
     ctx : list of Context
     """
+
+    #: the output-level terms (:func:`~.methods.output_terms`) weighted in :meth:`__call__`
+    OUTPUT_TERMS = ("cls", "cls-w", "l2-b", "l2", "fgfi")
 
     def __init__(self, parts, args, teacher_channels, ctx):
         self.parts = frozenset(parts) - {"gan"}
@@ -353,23 +415,28 @@ class FasterRCNNAdapter(object):
         Student map -> teacher channels (identity for ResNet50 -> ResNet101).
     hybridize : bool
         Hybridize the student's blocks (its top-level forward stays imperative for the tap).
+    norm : Normalizer or None
+        The global batch and sums over workers (several machines); default: this process's.
+    seeds : DeviceSeeds or None
+        Each device's RoI sampling seeded on its own (more than one device in the job).
 
     A step's batch is ``(data, label, rpn_cls_t, rpn_box_t, rpn_box_mask)``, each a list over
     devices of (B, 3, H, W), (B, M, 5), (B, A), (B, A, 4), (B, A, 4).
     """
 
-    def __init__(self, teacher, student, adapter, hybridize=True):
+    def __init__(self, teacher, student, adapter, hybridize=True, norm=None, seeds=None):
         self.teacher = teacher
         self.student = student
         self.adapter = adapter
         self.hybridize = hybridize
-        self.norm = Normalizer()
+        self.norm = norm or Normalizer()
+        self.seeds = seeds
         self.losses = FasterRCNNLosses()
         self.tap = FeatureTap(student.features)
 
     def batch_size(self, data, *targets):
-        """This process's batch (Faster R-CNN trains on one machine)."""
-        return float(sum(x.shape[0] for x in data))
+        """The global batch: Eq. 1's 1/N."""
+        return self.norm.batch(data)
 
     def forward(self, data, label, *targets):
         """``(t_maps, s_maps, outs)``: the teacher's stride-16 map per device (``[[t]]``, no
@@ -380,7 +447,7 @@ class FasterRCNNAdapter(object):
             else None
         self.tap.pop()
         with autograd.record():
-            outs = _forward(self.student, data, label)
+            outs = _forward(self.student, data, label, self.seeds)
             s_maps = [self.adapter(f) for f in self.tap.pop()]
         if len(s_maps) != len(data):
             raise RuntimeError("read %d student maps for %d devices: the student's top-level "
@@ -403,6 +470,8 @@ class FasterRCNNAdapter(object):
             if obj is not None and obj.needs_teacher_heads:
                 t_heads = [obj.teacher_heads(self.teacher, t, o) for t, o in zip(t_feats, outs)]
             num_masked = obj.num_masked(outs, label, feats) if obj is not None else 0.0
+            if obj is not None and obj.fgfi is not None:   # N_p of the whole (global) batch
+                num_masked = self.norm.total(num_masked, "fgfi_num_masked")
         parts = [self.losses(o, c, b, m) for o, c, b, m in
                  zip(outs, rpn_cls_t, rpn_box_t, rpn_box_mask)]
         w_cls = obj.cls_weight if obj is not None else 1.0
@@ -417,7 +486,7 @@ class FasterRCNNAdapter(object):
             for name in obj.term_names():
                 terms[name] = [d[name] for d in per_device]
                 total = [tot + v for tot, v in zip(total, terms[name])]
-        logs = _log_losses(parts, n)
+        logs = _log_losses(parts, n, self.norm)
         losses = {c: logs[c] for c in LOSS_COLUMNS}
         losses.update(terms)
         return total, losses, {c: logs[c] for c in METRIC_COLUMNS}

@@ -7,7 +7,6 @@ trainers, its learning-rate schedule and the log columns it computes.
 """
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -16,10 +15,9 @@ import mxnet as mx
 import numpy as np
 
 from ..data.loaders import close_loaders
-from ..logs.format import (format_best_map, format_frcnn_batch, format_frcnn_best,
-                           format_frcnn_epoch, format_interrupted, format_interrupted_saved,
-                           format_lr_change, format_namespace, format_resumed, format_ssd_batch,
-                           format_ssd_epoch, format_start, format_validation)
+from ..logs.format import (SSD_LINES, format_interrupted, format_interrupted_saved,
+                           format_lr_change, format_namespace, format_resumed, format_start,
+                           format_validation)
 from .checkpoint import (RUN_SETTINGS, check_run_folder, claim_run_folder, compare_settings,
                          load_checkpoint, prune_checkpoints, save_checkpoint, select_resume)
 from .methods import method_settings
@@ -314,8 +312,9 @@ class Run:
         Called at each epoch start (e.g. to re-hybridize a net that was traced for validation).
     val_title : str
         ``StudentNet Validation`` (published GAN-KD log) or ``Validation`` (GluonCV scripts).
-    log_style : {'ssd', 'frcnn'}
-        Line format of the published SSD or Faster R-CNN log (:mod:`gankd_gluon.logs.format`).
+    lines : LogLines
+        The line kinds of the published SSD or Faster R-CNN log
+        (:data:`~gankd_gluon.logs.format.SSD_LINES`, :data:`~gankd_gluon.logs.format.FRCNN_LINES`).
     is_root : bool
         False on distributed workers other than rank 0: they train in lockstep but neither
         validate nor write checkpoints, and do not stop on SIGTERM/SIGINT: rank 0 saves
@@ -337,7 +336,7 @@ class Run:
 
     def __init__(self, args, logger, train_loader, ctx, blocks, validate, prefix, keep_last=3,
                  before_epoch=None, export=None, val_title="StudentNet Validation",
-                 log_style="ssd", is_root=True, watchdog=None, reduce=None, start=None):
+                 lines=SSD_LINES, is_root=True, watchdog=None, reduce=None, start=None):
         self.args = args
         self.logger = logger
         self.loader = train_loader
@@ -349,9 +348,7 @@ class Run:
         self.before_epoch = before_epoch
         self.export = export
         self.val_title = val_title
-        if log_style not in ("ssd", "frcnn"):
-            raise ValueError("log_style must be 'ssd' or 'frcnn', got %r" % log_style)
-        self.log_style = log_style
+        self.lines = lines
         self.is_root = is_root
         self.watchdog = watchdog
         self.reduce = reduce
@@ -505,8 +502,7 @@ class Run:
             if args.log_interval and (i + 1) % args.log_interval == 0:
                 self.inputs.check(shown)
                 speed = seen_since_log / max(time.time() - btic, 1e-9)
-                fmt = format_ssd_batch if self.log_style == "ssd" else format_frcnn_batch
-                self.logger.info(fmt(shown, i, speed, self._values(metrics)))
+                self.logger.info(self.lines.batch(shown, i, speed, self._values(metrics)))
                 btic, seen_since_log = time.time(), 0
             if stop and self.is_root:
                 bar.close()
@@ -524,14 +520,12 @@ class Run:
             # a model with NaN/Inf weights is neither validated for best nor saved
             check_weights(self.blocks, self._all_trainers(stages),
                           "after stage %d, epoch %d" % (st.number, epoch))
-        speed = seen / max(time.time() - tic, 1e-9)
+        cost = time.time() - tic
+        speed = seen / max(cost, 1e-9)
         epoch_metrics = self._values(metrics)
         if st.epoch_columns is not None:
             epoch_metrics = [m for m in epoch_metrics if m[0] in st.epoch_columns]
-        if self.log_style == "ssd":
-            self.logger.info(format_ssd_epoch(shown, speed, epoch_metrics))
-        else:
-            self.logger.info(format_frcnn_epoch(shown, time.time() - tic, epoch_metrics))
+        self.logger.info(self.lines.epoch(shown, speed, cost, epoch_metrics))
         last = epoch == st.epochs
         if self.validate is not None and self.is_root and (epoch % args.val_interval == 0
                                                             or last):
@@ -549,10 +543,10 @@ class Run:
                 self.best_map = mean_ap
                 path = self._save(stages, "best", st.number, epoch, True,
                                   export=self.export is not None)
-                if self.log_style == "frcnn":
-                    self.logger.info(format_frcnn_best(shown, mean_ap, previous, path))
-            if self.log_style == "ssd":
-                self.logger.info(format_best_map(self.best_map))
+                if self.lines.new_best is not None:
+                    self.logger.info(self.lines.new_best(shown, mean_ap, previous, path))
+            if self.lines.best_so_far is not None:
+                self.logger.info(self.lines.best_so_far(self.best_map))
         if epoch % args.save_interval == 0 or last:
             self._save(stages, "epoch-s%d-e%04d" % (st.number, epoch), st.number, epoch, True)
             if self.is_root:

@@ -45,7 +45,8 @@ from ..usage import nonnegative_float, positive_float, unit_interval
 
 __all__ = ["Term", "Flag", "TERMS", "DETECTORS", "parse_method", "method_name", "KDObjective",
            "add_method_args", "build_term_blocks", "term_columns", "map_terms", "needs",
-           "components", "available_components", "COMPONENTS"]
+           "components", "available_components", "COMPONENTS", "output_terms",
+           "check_output_terms", "UnweightedTermError"]
 
 DETECTORS = {"ssd": "SSD", "frcnn": "Faster R-CNN"}
 
@@ -265,6 +266,53 @@ def map_terms(parts, blocks, args, s_maps, t_maps, n):
     return out
 
 
+class UnweightedTermError(RuntimeError):
+    """A :data:`TERMS` entry weighted inside the objectives (``weight=None``) names a detector
+    whose objective does not weigh it: a run would train without the term it asked for."""
+
+
+def output_terms(detector):
+    """The components of :data:`TERMS` defined for ``detector`` that its objective must
+    weigh itself: those with a loss block and no ``weight`` (the output-level terms: soft
+    labels, bounded regression, KL, imitation), in table order."""
+    return [p for p, t in TERMS.items()
+            if detector in t.detectors and t.block is not None and t.weight is None]
+
+
+def check_output_terms(detector, weighted, objective):
+    """Refuse to start when an output-level term of ``detector`` (:func:`output_terms`) is not
+    one the detector's objective weighs.
+
+    A map term is weighted for every detector by :func:`map_terms`; an output-level term
+    reads the detector's own outputs and normalisers, so each objective lists the terms it
+    implements (``OUTPUT_TERMS``). A :data:`TERMS` entry added for a detector without its
+    weighting there would otherwise build its block and log nothing, and the student would
+    train without it under the method's name.
+
+    Parameters
+    ----------
+    detector : str
+        A key of :data:`DETECTORS`.
+    weighted : iterable of str
+        The components the objective weighs (``KDObjective.OUTPUT_TERMS``).
+    objective : str
+        The objective's name, for the message.
+
+    Raises
+    ------
+    UnweightedTermError
+        Naming the terms, the detector and the objective.
+    """
+    missing = [p for p in output_terms(detector) if p not in set(weighted)]
+    if missing:
+        raise UnweightedTermError(
+            "TERMS lists %s for %s, but %s does not weigh %s: add %s weighting to %s.__call__ "
+            "or remove %r from the entry's detectors (docs/extending.md)"
+            % (", ".join(missing), DETECTORS[detector], objective,
+               "it" if len(missing) == 1 else "them", "its" if len(missing) == 1 else "their",
+               objective, detector))
+
+
 def build_term_blocks(parts, args, channels):
     """The loss blocks of ``parts``' distillation terms, in :data:`TERMS` order.
 
@@ -377,6 +425,9 @@ class KDObjective:
 
     ``needs_teacher_head`` says whether the step must run the teacher's head (P_t, R_t).
     """
+
+    #: the output-level terms (:func:`output_terms`) weighted in :meth:`__call__`
+    OUTPUT_TERMS = ("cls", "cls-w", "ko", "l2-b", "l2")
 
     def __init__(self, parts, args, teacher_channels, ctx):
         self.parts = parts

@@ -1,43 +1,40 @@
-"""Assembly of the SSD runs behind the scripts: GAN-KD (``train_ssd_gan_kd.py``) and plain SSD
-training (``train_ssd.py``). The scripts parse arguments and call :func:`run_gankd` or
-:func:`run_plain`; everything here is reusable by benchmarks, tests and the demo.
+"""The SSD part of the training runs (:mod:`.runs`): GAN-KD (``train_ssd_gan_kd.py``) and
+plain SSD training (``train_ssd.py``). The scripts parse arguments with the flags added here
+and call ``runs.run_gankd(args, SSDPart())`` or ``runs.run_plain(args, SSDPart())``; what the
+runs need to know of SSD is :class:`SSDPart`'s.
 
 Defaults follow the paper (Sec. 4.1) and, where the paper is silent, the published log
 (``published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``); each flag's help says
 which.
 """
-import os
-import sys
 import warnings
 
 import mxnet as mx
+from gluoncv.loss import SSDMultiBoxLoss
 from mxnet import autograd
 
 from ..data.datasets import (add_dataset_args, add_train_years_arg, dataset_metric_kind,
-                             get_splits, summary_lines)
+                             get_splits)
 from ..eval.coco import COCO_METRIC, coco_validation
 from ..data.loaders import get_ssd_train_loader
 from ..eval.voc import evaluate_detector, get_eval_loader, predict_detections
-from ..logs.format import setup_logger
+from ..logs.format import SSD_LINES
 from ..models.critics import DNet
 from ..models.export_meta import build_meta
 from ..models.ssd import (STUDENTS, TEACHERS, build_ssd, build_student, build_teacher,
                           deployable, export_detector, feature_channels, initialize_new_params,
                           split_ssd, teacher_layout)
-from .args import (add_critic_args, add_run_args, check_critic_args, check_run_args,
-                   check_teacher_classes, check_weights_file)
-from ..usage import (UsageError, check_devices, epoch_list, fraction, multiple_of_32,
-                     nonnegative_float, nonnegative_int, positive_float, positive_int)
-from .checkpoint import deployable_exporter, load_checkpoint
-from ..models.weights import CheckpointError, read_checkpoint
+from .args import (add_critic_args, add_distributed_args, add_run_args, check_critic_args,
+                   check_run_args, check_teacher_classes, check_weights_file)
+from ..usage import (UsageError, epoch_list, fraction, multiple_of_32, nonnegative_float,
+                     nonnegative_int, positive_float, positive_int)
+from .checkpoint import deployable_exporter
 from .diagnostics import diagnostic_columns
-from .distributed import (DistributedSetupError, StepWatchdog, allreduce_sum, make_env,
-                          sync_trainers)
-from .loop import Run, Stage, StepSchedule, open_run, seed_everything
 from .methods import KDObjective, add_method_args, method_name, parse_method
-from .steps import GANStep, Normalizer, SSDAdapter, SSDStep
+from .runs import Distillation, StageNumbers, get_contexts
+from .steps import GANStep, SSDAdapter, SSDStep, split_batch
 
-__all__ = ["add_common_args", "add_gankd_args", "run_gankd", "run_plain", "get_contexts",
+__all__ = ["SSDPart", "add_common_args", "add_gankd_args", "get_contexts",
            "build_gankd_models", "make_dnet", "teacher_statistics", "check_plain_args",
            "check_gankd_args", "SSD_NETWORKS"]
 
@@ -86,18 +83,7 @@ def add_common_args(parser):
     parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (paper)")
     parser.add_argument("--wd", type=nonnegative_float, default=0.0005,
                         help="SGD weight decay (paper)")
-    parser.add_argument("--kvstore", type=str, default="device",
-                        choices=("device", "local", "dist_sync", "dist_device_sync"),
-                        help="MXNet kvstore: device (one machine, GluonCV's default) or "
-                             "dist_sync / dist_device_sync (several machines; start the job with "
-                             "scripts/launch_dist.py)")
-    parser.add_argument("--horovod", action="store_true",
-                        help="distribute with Horovod instead of the kvstore (GluonCV's flag): "
-                             "one process per device, started by horovodrun; needs Horovod "
-                             "built with MXNet (README)")
-    parser.add_argument("--watchdog-timeout", type=positive_float, default=600.0,
-                        help="distributed runs: exit when no step completes for this many "
-                             "seconds (a dead peer otherwise hangs the job for ever)")
+    add_distributed_args(parser)
     parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
     parser.add_argument("--save-initial", action="store_true",
                         help="with no epoch to train (--epochs 0, and --gan-epochs 0 for "
@@ -215,33 +201,6 @@ def check_gankd_args(args):
     check_run_args(args)
 
 
-def get_contexts(args, env=None):
-    """Devices from ``--gpus`` / ``--cpu-devices``, with a clear error when a GPU is missing.
-
-    Under Horovod (``env.one_device_per_process``) each process takes one device, as GluonCV's
-    ``--horovod``: GPU number ``local_rank`` of ``--gpus`` (``mx.gpu(hvd.local_rank())`` with
-    the default list), or ``cpu(local_rank)``.
-    """
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
-    per_process = env is not None and env.one_device_per_process
-    if per_process and not gpus:
-        if args.cpu_devices > 1:
-            raise DistributedSetupError("--horovod runs one device per process; start more "
-                                        "processes (horovodrun -np) instead of --cpu-devices %d"
-                                        % args.cpu_devices)
-        return [mx.cpu(env.local_rank)]
-    if per_process:
-        if env.local_rank >= len(gpus):
-            raise DistributedSetupError("--horovod: local process %d has no GPU in --gpus %s "
-                                        "(one GPU per process on each machine)"
-                                        % (env.local_rank, args.gpus))
-        gpus = [gpus[env.local_rank]]
-    if not gpus:
-        return [mx.cpu(i) for i in range(max(1, args.cpu_devices))]
-    check_devices(args)                  # a GPU the machine lacks: one line, exit 2
-    return [mx.gpu(int(g)) for g in gpus]
-
-
 def _decay_epochs(value):
     return [int(e) for e in value.split(",") if e.strip()]
 
@@ -272,39 +231,6 @@ def load_data(args):
     return get_splits(args.dataset, args.dataset_root, getattr(args, "classes", None),
                       getattr(args, "train_years", None), getattr(args, "train_split", None),
                       getattr(args, "val_split", None))
-
-
-def _data(args, anchors, env, train):
-    # each distributed worker reads only its slice of every global batch
-    return get_ssd_train_loader(train, anchors, args.data_shape, args.batch_size,
-                                num_workers=args.num_workers, augment=args.augment,
-                                shard=(env.num_workers, env.rank))
-
-
-def _logger(args, env):
-    """Rank 0 writes ``<log-dir>/<save-prefix>_train.log``; other workers print only."""
-    if env.is_root:
-        return setup_logger(os.path.join(args.log_dir, args.save_prefix + "_train.log"))
-    import logging
-    logger = logging.getLogger("gankd.rank%d" % env.rank)
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[rank %d] %%(message)s" % env.rank))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-    return logger
-
-
-def _reducer(env):
-    """Sum logged losses over workers (each holds its share of the global-batch loss)."""
-    if not env.is_dist:
-        return None
-    return lambda name, value: allreduce_sum(env, "log:" + name, value)
-
-
-def _watchdog(args, env):
-    return StepWatchdog(args.watchdog_timeout, 5 * args.watchdog_timeout) if env.is_dist else None
 
 
 def _validator(net, val, args, ctx):
@@ -374,41 +300,9 @@ def _anchors(net, data_shape, ctx):
     return anchors.as_in_context(mx.cpu())
 
 
-# the settings that shape the student's parameters (named in a mismatch message)
-_NETWORK_SETTINGS = ("student", "teacher", "data_shape", "dataset")
-
-
-def _check_init_from(args):
-    """Refuse a ``--init-from`` that cannot work, before the models are built."""
-    if args.resume:
-        raise CheckpointError("--init-from %s: not with --resume %s (resuming restores the "
-                              "student, the optimizers and the epoch; use one of the two)"
-                              % (args.init_from, args.resume))
-    read_checkpoint(args.init_from, ["student"], "--init-from")
-    run_dir = os.path.abspath(os.path.join(args.save_dir, args.save_prefix))
-    if os.path.dirname(os.path.abspath(args.init_from)) == run_dir:
-        raise CheckpointError("--init-from %s: a checkpoint of this run's own folder %s, whose "
-                              "best/final/epoch checkpoints this run would replace; give it "
-                              "another --save-prefix (e.g. %s_stage%s)"
-                              % (args.init_from, run_dir, args.save_prefix, args.stage))
-
-
 def _kind(args, classes, **networks):
     """The kind of run every manifest records (a checkpoint of another kind is refused)."""
     return dict(networks, detector="ssd", classes=list(classes), data_shape=args.data_shape)
-
-
-def _init_student(args, student, ctx, env, kind):
-    """Load the student's weights (only) from ``--init-from``; says where they came from."""
-    state = load_checkpoint(args.init_from, {"student": student}, {}, ctx, flag="--init-from",
-                            settings={k: getattr(args, k) for k in _NETWORK_SETTINGS},
-                            kind=kind, kind_keys=["detector", "classes"])
-    if env.is_root:
-        # the log itself records it as init_from=... in its Namespace line
-        print("Student weights from %s (run %s, stage %s, epoch %s); optimizers and epochs "
-              "start afresh" % (args.init_from, state.get("args", {}).get("save_prefix", "?"),
-                                state.get("stage", "?"), state.get("epoch", "?")),
-              file=sys.stderr)
 
 
 def _ssd_exporter(net, prefix, args, ctx, what):
@@ -420,161 +314,149 @@ def _ssd_exporter(net, prefix, args, ctx, what):
         prefix, what, meta=meta)
 
 
-def run_gankd(args):
-    """Distillation training (GAN-KD by default), stage 1 and/or stage 2; returns the best mAP.
+class SSDPart:
+    """What the runs of :mod:`.runs` need to know of SSD (:func:`~.runs.run_gankd`,
+    :func:`~.runs.run_plain`; the list of methods is in :mod:`.runs`' docstring).
 
-    ``--method`` picks the stage-1 terms (:mod:`.methods`); every method shares the teacher,
-    student, head, data, schedule, logs and checkpoints, so runs differ only in distillation.
-    ``--init-from`` starts the student from a checkpoint's weights (e.g. ``--stage 2`` from a
-    ``--stage 1`` run); a checkpoint that cannot serve stops the run before its log or a
-    checkpoint is written.
+    Epochs count from 1 and restart at 1 in stage 2, as the published SSD log; the rates decay
+    *after* each listed epoch (GluonCV's ``train_ssd.py``). The student's maps feed the
+    critics and the distillation terms through :class:`~.steps.SSDAdapter`; every loss is
+    divided by the global batch and the global positive count (:class:`~.steps.Normalizer`),
+    so the same update is made on one device, several, or several machines.
     """
-    from gluoncv.loss import SSDMultiBoxLoss
-    parts = parse_method(args.method)
-    env = make_env(args)
-    ctx = get_contexts(args, env)
-    watchdog = _watchdog(args, env)
-    seed_everything(args.seed)
-    train, val = load_data(args)
-    classes = tuple(train.classes)
-    if not args.save_prefix:
-        args.save_prefix = "ssd_%d_%s_%s_%s_%s" % (args.data_shape, args.student, args.teacher,
-                                                    args.dataset, method_name(parts))
-    if args.init_from:
-        _check_init_from(args)
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
-    kind = _kind(args, classes, student=args.student, teacher=args.teacher,
-                 method=method_name(parts), stage=args.stage)
-    start = open_run(args, prefix, kind, env.is_root, claim=False)   # checks, no writes
-    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
-    teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
-    if args.init_from:
-        _init_student(args, student, ctx, env, kind)
-    start.claim()                    # the run folder's lock: the first write
-    logger = _logger(args, env)      # after the --init-from checks: a refused run writes nothing
-    loader = _data(args, _anchors(student, args.data_shape, ctx[0]), env, train)
-    norm = Normalizer(env)
-    s_features, s_head = split_ssd(student)
-    t_features, t_head = split_ssd(teacher)
-    kd_parts = parts - {"gan"}
-    objective = None
-    if kd_parts:
-        t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
-        objective = KDObjective(kd_parts, args, t_channels, ctx)
-    if "gan" not in parts:
-        dnet = None
-    if args.hybridize:
-        for b in (t_features, t_head, s_features, s_head, dnet,
-                  objective.blocks if objective else None):
-            if b is not None:
-                b.hybridize()
 
-    det_loss = SSDMultiBoxLoss()
-    blocks = {"student": student}
-    stages = []
-    if args.stage in ("1", "both"):
-        # paper Sec. 4.1: Adam, lr 0.0005 for both; beta1 0.5 from the published log
-        adam = {"learning_rate": args.lrG, "beta1": args.beta1}
+    key = "ssd"
+    objective = KDObjective
+    lines = SSD_LINES
+    val_titles = ("StudentNet Validation", "Validation")
+    convention = "after"
+    split = staticmethod(split_batch)
+    # the settings that shape the student's parameters (named in an --init-from mismatch)
+    network_settings = ("student", "teacher", "data_shape", "dataset")
+
+    def prepare_gankd(self, args):
+        """Nothing to complete: ``parse_args`` checked everything (:func:`check_gankd_args`)."""
+
+    def prepare_plain(self, args):
+        """Nothing to complete: ``parse_args`` checked everything (:func:`check_plain_args`)."""
+
+    def load_data(self, args):
+        return load_data(args)
+
+    def gankd_name(self, args, parts):
+        return "ssd_%d_%s_%s_%s_%s" % (args.data_shape, args.student, args.teacher,
+                                       args.dataset, method_name(parts))
+
+    def plain_name(self, args):
+        return "ssd_%d_%s_%s" % (args.data_shape, args.network, args.dataset)
+
+    def kind(self, args, classes, **networks):
+        return _kind(args, classes, **networks)
+
+    def build_gankd(self, args, classes, ctx, parts):
+        """Teacher, student, critics (``gan``), then the other terms' objective, in this order
+        (their random initialisation); the teacher's and student's parts hybridized."""
+        teacher, student, dnet, layout = build_gankd_models(args, classes, ctx)
+        objective = None
+        if parts - {"gan"}:
+            t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
+            objective = KDObjective(parts - {"gan"}, args, t_channels, ctx)
+        if "gan" not in parts:
+            dnet = None
+        s_features, s_head = split_ssd(student)
+        t_features, t_head = split_ssd(teacher)
+        if args.hybridize:
+            for b in (t_features, t_head, s_features, s_head, dnet,
+                      objective.blocks if objective else None):
+                if b is not None:
+                    b.hybridize()
         g_params = student.collect_params()
+        blocks = {}
         if objective is not None and objective.params():
             g_params.update(objective.params())     # hint adaptation layers learn too
             blocks["kd"] = objective.blocks
-        trainer_g = env.trainer(g_params, "adam", adam, "s1_G")
-        trainers = {"G": trainer_g}
-        trainer_d = None
         if dnet is not None:
-            trainer_d = env.trainer(dnet.collect_params(), "adam",
-                                    {"learning_rate": args.lrD, "beta1": args.beta1}, "s1_D")
-            trainers["D"] = trainer_d
             blocks["dnet"] = dnet
-        need_teacher = bool(parts) or getattr(args, "monitor_teacher", False)
+        return Distillation(student, teacher, dnet, objective, blocks, g_params, layout=layout,
+                            halves=(s_features, s_head, t_features, t_head),
+                            need_teacher=bool(parts) or getattr(args, "monitor_teacher", False))
+
+    def build_plain(self, args, classes, ctx):
+        dataset_kind = "coco" if args.dataset == "coco" else "voc"
+        layout = teacher_layout(args.network, args.data_shape, dataset_kind)
+        net = build_ssd(args.network, layout, classes, pretrained_base=args.pretrained_base)
+        initialize_new_params(net, ctx[0])
+        net.collect_params().reset_ctx(ctx)
+        # hybridized by before_epoch: the loader's anchors come from an imperative forward
+        # first, which completes the deferred initialisation layer by layer (a hybridized
+        # first forward initialises the same parameters in another order, other values)
+        return net
+
+    def train_loader(self, args, net, ctx, env, train):
+        """GluonCV's SSD training loader with the network's anchors; each distributed worker
+        reads only its slice of every global batch."""
+        return get_ssd_train_loader(train, _anchors(net, args.data_shape, ctx[0]),
+                                    args.data_shape, args.batch_size,
+                                    num_workers=args.num_workers, augment=args.augment,
+                                    shard=(env.num_workers, env.rank))
+
+    def trainable(self, net):
+        return net.collect_params()
+
+    def sgd(self, args):
+        return {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
+
+    def numbering(self, args):
+        return {1: StageNumbers(args.gan_epochs, 0, args.lr_decay,
+                                _decay_epochs(args.gan_lr_decay_epoch)),
+                2: self.plain_numbering(args)}
+
+    def plain_numbering(self, args):
+        return StageNumbers(args.epochs, 0, args.lr_decay, _decay_epochs(args.lr_decay_epoch))
+
+    def gan_step(self, models, trainers, args, norm, numbers):
+        s_features, s_head, t_features, t_head = models.extra["halves"]
+        objective = models.objective
         detector = SSDAdapter(
-            t_features if need_teacher else None, s_features, s_head, det_loss,
+            t_features if models.extra["need_teacher"] else None, s_features, s_head,
+            SSDMultiBoxLoss(),
             teacher_head=t_head if objective and objective.needs_teacher_head else None,
             norm=norm)
-        step = GANStep(detector, dnet, trainer_g, trainer_d,
+        return GANStep(detector, models.dnet, trainers["G"], trainers.get("D"),
                        clamp=(args.clamp_lower, args.clamp_upper), d_steps=args.d_steps,
                        objective=objective, balance_interval=args.critic_balance_interval)
+
+    def plain_step(self, net, trainer, args, norm, numbers):
+        return SSDStep(net, trainer, SSDMultiBoxLoss(), norm)
+
+    def gankd_columns(self, models, parts):
+        """The published columns, the method's terms, then the monitors (nan where not
+        computed, :mod:`.diagnostics`); the epoch line prints them all."""
+        dnet, objective = models.dnet, models.objective
         gan_cols = [(c, c if dnet is not None else None) for c in GAN_COLUMNS]
         kd_cols = [(c, c) for c in objective.term_names()] if objective else []
-        # after the published columns: monitors, nan where not computed (engine/diagnostics.py)
-        diag_cols = diagnostic_columns(layout.num_maps, need_teacher, dnet is not None)
-        bases = {"G": args.lrG, "D": args.lrD}
-        stages.append(Stage(1, args.gan_epochs, step, trainers,
-                            StepSchedule({k: bases[k] for k in trainers}, args.lr_decay,
-                                         _decay_epochs(args.gan_lr_decay_epoch), logger, "GAN"),
-                            gan_cols + DET_COLUMNS + kd_cols + diag_cols))
-    if args.stage in ("2", "both"):
-        sgd = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
-        trainer = env.trainer(student.collect_params(), "sgd", sgd, "s2_SGD")
-        stages.append(Stage(2, args.epochs, SSDStep(student, trainer, det_loss, norm),
-                            {"SGD": trainer},
-                            StepSchedule({"SGD": args.lr}, args.lr_decay,
-                                         _decay_epochs(args.lr_decay_epoch), logger),
-                            [(c, None) for c in GAN_COLUMNS] + DET_COLUMNS))
+        diag_cols = diagnostic_columns(models.extra["layout"].num_maps,
+                                       models.extra["need_teacher"], dnet is not None)
+        return gan_cols + DET_COLUMNS + kd_cols + diag_cols, None
 
-    def rehybridize():
-        # validation traces the student in inference mode; trace it again for training
-        if args.hybridize:
-            student.hybridize()
-    sync_trainers(env, [tr for st in stages for tr in st.trainers.values()],
-                  dict(blocks, teacher=teacher))
-    if dnet is not None:
-        # the critics' frozen input standardisation: the same values on every worker (the same
-        # images), a resumed run loads them again from its checkpoint. After the broadcast:
-        # these inference-mode convolutions leave the teacher's weights in oneDNN's layout,
-        # which Horovod's broadcast refuses.
-        dnet.set_teacher_stats(teacher_statistics(teacher.features, train, args.data_shape,
-                                                  ctx[0]))
-    run = Run(args, logger, loader, ctx, blocks, _validator(student, val, args, ctx), prefix,
-              args.keep_last, before_epoch=rehybridize,
-              export=_ssd_exporter(student, prefix, args, ctx, "student"),
-              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env), start=start)
-    return run.fit(stages)
+    def stage2_columns(self):
+        return [(c, None) for c in GAN_COLUMNS] + DET_COLUMNS, None
 
+    def plain_columns(self):
+        return [("CrossEntropy", "CrossEntropy"), ("SmoothL1", "SmoothL1")], None
 
-def run_plain(args):
-    """Plain SSD training of any backbone (teachers and the '-' rows of the tables)."""
-    from gluoncv.loss import SSDMultiBoxLoss
-    env = make_env(args)
-    ctx = get_contexts(args, env)
-    watchdog = _watchdog(args, env)
-    seed_everything(args.seed)
-    train, val = load_data(args)
-    classes = tuple(train.classes)
-    dataset_kind = "coco" if args.dataset == "coco" else "voc"
-    if not args.save_prefix:
-        args.save_prefix = "ssd_%d_%s_%s" % (args.data_shape, args.network, args.dataset)
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
-    start = open_run(args, prefix, _kind(args, classes, network=args.network), env.is_root)
-    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
-    logger = _logger(args, env)
-    layout = teacher_layout(args.network, args.data_shape, dataset_kind)
-    net = build_ssd(args.network, layout, classes, pretrained_base=args.pretrained_base)
-    initialize_new_params(net, ctx[0])
-    anchors = _anchors(net, args.data_shape, ctx[0])
-    net.collect_params().reset_ctx(ctx)
-    loader = _data(args, anchors, env, train)
-    if args.hybridize:
-        net.hybridize()
-    optimizer = getattr(args, "optimizer", "sgd")
-    if optimizer == "sgd":
-        opt_args = {"learning_rate": args.lr, "wd": args.wd, "momentum": args.momentum}
-    else:
-        opt_args = {"learning_rate": args.lr, "wd": args.wd}
-    trainer = env.trainer(net.collect_params(), optimizer, opt_args, "s2_opt")
-    sync_trainers(env, [trainer], {"net": net})
-    stage = Stage(2, args.epochs, SSDStep(net, trainer, SSDMultiBoxLoss(), Normalizer(env)),
-                  {"opt": trainer},
-                  StepSchedule({"opt": args.lr}, args.lr_decay, _decay_epochs(args.lr_decay_epoch),
-                               logger),
-                  [("CrossEntropy", "CrossEntropy"), ("SmoothL1", "SmoothL1")])
+    def teacher_statistics(self, models, train, args, ctx):
+        return teacher_statistics(models.teacher.features, train, args.data_shape, ctx)
 
-    def rehybridize():
-        if args.hybridize:
-            net.hybridize()
-    run = Run(args, logger, loader, ctx, {"net": net}, _validator(net, val, args, ctx), prefix,
-              args.keep_last, before_epoch=rehybridize, val_title="Validation",
-              export=_ssd_exporter(net, prefix, args, ctx, "net"),
-              is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env), start=start)
-    return run.fit([stage])
+    def validator(self, net, val, args, ctx):
+        return _validator(net, val, args, ctx)
+
+    def exporter(self, net, prefix, args, ctx, what):
+        return _ssd_exporter(net, prefix, args, ctx, what)
+
+    def before_epoch(self, net, args):
+        def rehybridize():
+            # validation traces the network in inference mode; trace it again for training
+            if args.hybridize:
+                net.hybridize()
+        return rehybridize

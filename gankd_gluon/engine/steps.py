@@ -61,6 +61,14 @@ class Normalizer:
         from .distributed import allreduce_array
         return allreduce_array(self.env, key, array)
 
+    def total(self, value, key):
+        """A Python float summed over distributed workers (``value`` on one machine); ``key``
+        names the sum, the same on every worker."""
+        if not self.is_dist:
+            return value
+        from .distributed import allreduce_sum
+        return allreduce_sum(self.env, key, value)
+
     def batch(self, data):
         n = float(sum(x.shape[0] for x in data))
         return n * (self.env.num_workers if self.env is not None else 1)

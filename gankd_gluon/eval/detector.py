@@ -349,7 +349,6 @@ def model_meta(args):
     CheckpointError
         An unreadable manifest.
     """
-    from ..data.datasets import dataset_classes
     from ..models.export_meta import build_meta, read_meta
     if getattr(args, "detections", None):
         return None

@@ -40,7 +40,7 @@ def run_ablation(cfg, rows, say=print):
     -------
     list of dict : name, method, mAP, per-class APs, wall seconds, log path, argv.
     """
-    from ..engine.ssd_runs import run_gankd
+    from .runs import train_ssd_gankd as run_gankd
     from ..data.datasets import get_dataset
     from .demo import gankd_argv
     from .runs import ensure_dataset, evaluate_exported, finished_with, train_teacher

@@ -913,8 +913,7 @@ def run_demo(args, plain_parse_args, gankd_parse_args, command):
 def _run_demo(cfg, plan, command, demo_log, started, load_start):
     """:func:`run_demo`'s steps, its messages to the terminal and ``demo_log``."""
     from ..data.datasets import get_dataset
-    from ..engine.ssd_runs import run_gankd, run_plain
-    from .runs import ensure_dataset
+    from .runs import ensure_dataset, train_ssd_gankd as run_gankd, train_ssd_plain as run_plain
     from .study import make_subset_root
     args = cfg.args
     plain_parse_args, gankd_parse_args = cfg.plain_parse_args, cfg.gankd_parse_args

@@ -11,8 +11,24 @@ import shlex
 import shutil
 import time
 
-__all__ = ["shell_command", "ensure_dataset", "fresh_log", "teacher_cached", "train_teacher",
+__all__ = ["train_ssd_gankd", "train_ssd_plain", "shell_command", "ensure_dataset", "fresh_log", "teacher_cached", "train_teacher",
            "finished_with", "evaluate_exported", "git_state"]
+
+
+def train_ssd_gankd(args):
+    """One ``train_ssd_gan_kd.py`` run in this process, on parsed arguments
+    (:func:`gankd_gluon.engine.runs.run_gankd` over an SSD part)."""
+    from ..engine.runs import run_gankd
+    from ..engine.ssd_runs import SSDPart
+    return run_gankd(args, SSDPart())
+
+
+def train_ssd_plain(args):
+    """One ``train_ssd.py`` run in this process, on parsed arguments
+    (:func:`gankd_gluon.engine.runs.run_plain` over an SSD part)."""
+    from ..engine.runs import run_plain
+    from ..engine.ssd_runs import SSDPart
+    return run_plain(args, SSDPart())
 
 
 def shell_command(script, argv):
@@ -87,9 +103,8 @@ def train_teacher(cfg, say=print):
         fresh_log(cached_log)
         say("teacher: training %s for %d epochs: %s"
             % (a.teacher, a.teacher_epochs, shell_command("train_ssd.py", argv)))
-        from ..engine.ssd_runs import run_plain
         tic = time.time()
-        run_plain(cfg.plain_parse_args(argv))
+        train_ssd_plain(cfg.plain_parse_args(argv))
         info = {"cached": False, "wall_s": time.time() - tic, "argv": argv}
         with open(meta_path, "w") as f:
             json.dump(info, f)

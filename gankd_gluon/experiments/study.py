@@ -361,8 +361,8 @@ def run_study(cfg, study, command, say=print):
         The gate failed (the message names the teacher's and the plain student's mAP).
     """
     from ..data.datasets import get_dataset
-    from ..engine.ssd_runs import run_gankd, run_plain
-    from .runs import ensure_dataset, evaluate_exported, git_state, train_teacher
+    from .runs import (ensure_dataset, evaluate_exported, git_state, train_teacher,
+                       train_ssd_gankd as run_gankd, train_ssd_plain as run_plain)
     a = cfg.args
     plan = StudyPlan(cfg, study)
     os.makedirs(plan.logs_dir, exist_ok=True)

@@ -43,7 +43,7 @@ __all__ = [
     "format_validation", "format_best_map", "format_frcnn_batch", "format_frcnn_epoch",
     "format_frcnn_best", "format_frcnn_saving", "format_lr_change", "format_resumed",
     "format_interrupted", "format_interrupted_saved", "format_stopping", "setup_logger",
-    "LogWriteError",
+    "LogWriteError", "LogLines", "SSD_LINES", "FRCNN_LINES",
 ]
 
 
@@ -281,6 +281,46 @@ def format_frcnn_best(epoch, current_map, best_map, path):
 def format_frcnn_saving(epoch, path):
     """Format ``[Epoch E] Saving parameters to path`` (GluonCV's periodic checkpoint line)."""
     return "[Epoch %d] Saving parameters to %s" % (epoch, path)
+
+
+class LogLines:
+    """The line kinds in which two published logs differ, for the training loop: one object
+    per format, so that the loop asks it for a line instead of asking which format it writes.
+
+    Parameters
+    ----------
+    batch : callable
+        ``batch(epoch, batch, speed, metrics)`` -> the batch line (speed in samples/s,
+        metrics a list of (name, value)).
+    epoch : callable
+        ``epoch(epoch, speed, cost, metrics)`` -> the end-of-epoch line (speed in samples/s,
+        cost the epoch's wall time in s); each format prints one of the two.
+    new_best : callable or None
+        ``new_best(epoch, mean_ap, previous_best, path)`` -> the line written when a
+        validation beats the best mAP (after its checkpoint is saved); None: no such line.
+    best_so_far : callable or None
+        ``best_so_far(best_map)`` -> the line written after every validation; None: none.
+    """
+
+    def __init__(self, batch, epoch, new_best=None, best_so_far=None):
+        self.batch = batch
+        self.epoch = epoch
+        self.new_best = new_best
+        self.best_so_far = best_so_far
+
+
+def _ssd_epoch_line(epoch, speed, cost, metrics):      # the SSD line prints the speed
+    return format_ssd_epoch(epoch, speed, metrics)
+
+
+def _frcnn_epoch_line(epoch, speed, cost, metrics):    # the Faster R-CNN line the wall time
+    return format_frcnn_epoch(epoch, cost, metrics)
+
+
+#: The published SSD log: ``best_map is x`` after every validation
+SSD_LINES = LogLines(format_ssd_batch, _ssd_epoch_line, best_so_far=format_best_map)
+#: The published Faster R-CNN log (GluonCV's ``train_faster_rcnn.py``): a line per new best
+FRCNN_LINES = LogLines(format_frcnn_batch, _frcnn_epoch_line, new_best=format_frcnn_best)
 
 
 def format_lr_change(epoch, lr, what=""):
