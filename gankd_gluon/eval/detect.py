@@ -142,21 +142,18 @@ def draw_detections(path, img, boxes, class_ids, scores, class_names):
     class_ids, scores : np.ndarray, (K,)
     class_names : list of str
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from gluoncv.utils.viz import plot_bbox
+    from ..logs.plots import new_figure
     height, width = img.shape[:2]
     dpi = 100.0
     # at least 640 px wide, so that labels stay readable on small images
     scale = max(1.0, 640.0 / width)
-    fig = plt.figure(figsize=(width * scale / dpi, height * scale / dpi), dpi=dpi)
+    fig = new_figure(width * scale / dpi, height * scale / dpi, dpi=dpi)
     ax = fig.add_axes([0, 0, 1, 1])
     plot_bbox(img, boxes, scores=scores, labels=class_ids, thresh=0.0, class_names=class_names,
               ax=ax, linewidth=2.0, fontsize=10)
     ax.axis("off")
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
 
 
 def output_names(paths):

@@ -449,20 +449,17 @@ def detections_figure(prefixes, titles, dataset, indices, data_shape, path, thre
         ``labels`` (count), ``label_title_overlaps`` (rendered labels that overlap a title or
         the legend: 0), ``labels_outside`` (rendered labels reaching outside their image: 0).
     """
-    import matplotlib
-    matplotlib.use("Agg")
     import mxnet as mx
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from ..logs.plots import new_figure
     from ..eval.detector import import_symbol_detector
     classes = list(dataset.classes)
     colors = _class_colors(classes)
     nets = [import_symbol_detector(p, [mx.cpu()]) for p in prefixes]
     ncols, nrows = 1 + len(nets), len(indices)
     legend_in = 0.75
-    fig = Figure(figsize=(3.3 * ncols, 3.3 * nrows + legend_in), dpi=FIGURE_DPI)
-    canvas = FigureCanvasAgg(fig)
+    fig = new_figure(3.3 * ncols, 3.3 * nrows + legend_in, dpi=FIGURE_DPI)
+    canvas = fig.canvas
     labels, axes_of = [], []
     for r, idx in enumerate(indices):
         img, label = dataset[idx]
@@ -538,12 +535,8 @@ def loss_curves_figure(runs, gan_epochs, path):
     gan_epochs : int
         Stage-1 length (a dashed line marks the switch to stage 2).
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(12, 8), dpi=FIGURE_DPI)
-    FigureCanvasAgg(fig)
+    from ..logs.plots import new_figure
+    fig = new_figure(12, 8, dpi=FIGURE_DPI)
     palette = ("tab:blue", "tab:orange", "tab:gray", "tab:green")
     critic_colour = {"Loss_D": "tab:red", "Loss_G": "tab:purple"}
     colour = {label: palette[i % len(palette)] for i, label in enumerate(runs)}

@@ -484,13 +484,8 @@ def _write_json(res, path):
 
 # -- plots ----------------------------------------------------------------------------------------
 def _figure(w, h):
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(w, h), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
+    from ..logs.plots import new_figure
+    return new_figure(w, h)
 
 
 def map_figure(res, path):

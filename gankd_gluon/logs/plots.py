@@ -18,12 +18,13 @@ __all__ = ["COLORS", "new_figure", "plot_losses", "plot_map", "plot_per_class_ap
 COLORS = ("tab:blue", "tab:orange")
 
 
-def new_figure(width, height):
-    """A matplotlib ``Figure`` of ``width`` x ``height`` inches at 100 dpi on an Agg canvas
-    (``fig.savefig`` works without pyplot or a display)."""
+def new_figure(width, height, dpi=100):
+    """A matplotlib ``Figure`` of ``width`` x ``height`` inches at ``dpi`` on an Agg canvas
+    (``fig.canvas``; ``fig.savefig`` works without pyplot or a display, and without changing
+    the process's matplotlib backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(fig)
     return fig
 
