@@ -196,6 +196,8 @@ TABLE = [
     (table3_demo, ["--epochs", "2", "--gan-epochs", "1"],
      "--epochs 2 leaves no plain epoch after --gan-epochs 1"),
     (table3_demo, ["--num-train", "0"], "--num-train: 0: must be at least 1"),
+    (table3_demo, ["--num-train", "1"], "--num-train 1: fewer images than one batch of 2"),
+    (table3_demo, ["--out", os.devnull], "--out /dev/null: a file, not a folder"),
     (table3_demo, ["--clamp", "0"], "--clamp: 0: must be a finite number above 0"),
     (reproduce, ["--table", "1"], "give --list, or --table T --row R"),
     (reproduce, ["--table", "1", "--row", "99"], "--row 99: Table 1 has no row '99'"),
@@ -545,3 +547,11 @@ def test_teacher_of_other_classes_is_refused_before_the_data_is_read(no_gpu, tmp
                 in lines[0], lines
         assert module.parse_args(argv + ["--classes", "cat,dog"]).classes == ("cat", "dog")
     assert os.listdir(str(no_gpu)) == []
+
+
+def test_table3_demo_folders_are_the_callers(no_gpu):
+    """The Table 3 demo starts the training scripts from the repository's root: relative
+    ``--out`` and ``--work`` are taken from where it is called, not from there."""
+    args = table3_demo.parse_args(["--out", "out", "--work", "work"])
+    assert args.out == os.path.join(str(no_gpu), "out")
+    assert args.work == os.path.join(str(no_gpu), "work")

@@ -163,7 +163,8 @@ def check_critic_args(args, adversarial=False):
                          "their scores by the spread of one step's real and fake scores, "
                          "which at one image a side makes the adversarial gradient grow as "
                          "the student nears the teacher; use a global --batch-size of 2 or "
-                         "more (or --critic-norm none)" % args.batch_size)
+                         "more (or --critic-norm none; to resume a run of batch 1 after its "
+                         "stage 1: --stage 2 --allow-changed stage)" % args.batch_size)
 
 
 def pretrained_base_arg(value):

@@ -83,7 +83,8 @@ def parse_args(argv=None):
                              "GluonCV's scripts and the published logs keep it) or the last")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="distillation rows: skip the baseline (then the gain is reported "
-                             "only if the '-' row was already evaluated)")
+                             "only if the '-' row was already evaluated); without it the "
+                             "baseline runs")
     parser.add_argument("--python", type=str, default=sys.executable,
                         help="interpreter that runs the steps")
     return parse_checked(parser, argv, _check_args)

@@ -70,6 +70,13 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=233)
     p.add_argument("--num-workers", type=nonnegative_int, default=0)
     args = p.parse_args(argv)
+    for flag, path in (("--out", args.out), ("--work", args.work)):
+        if os.path.exists(path) and not os.path.isdir(path):
+            p.error("%s %s: a file, not a folder" % (flag, path))
+    # the training scripts run from the repository's root: relative folders are the caller's
+    args.out, args.work = os.path.abspath(args.out), os.path.abspath(args.work)
+    if args.num_train < BATCH:
+        p.error("--num-train %d: fewer images than one batch of %d" % (args.num_train, BATCH))
     if args.epochs < args.gan_epochs + 2:
         # train_faster_rcnn_gan_kd.py counts epochs from 0: stage 1 is 0..gan_epochs
         p.error("--epochs %d leaves no plain epoch after --gan-epochs %d (stage 1 is epochs "
@@ -146,7 +153,7 @@ def _summary(args, name, code, wall):
     for stage, seg in zip(stages, run.segments):
         costs = [e.cost for e in run.epochs if e.segment == seg.index and e.cost is not None]
         if costs:
-            iterations = -(-args.num_train // BATCH)       # the last batch may be short
+            iterations = args.num_train // BATCH       # the loader drops a short last batch
             row["s_per_it"][stage] = sum(costs) / len(costs) / iterations
     return row
 
@@ -161,12 +168,12 @@ def write_table(args, results, command, total, state=None):
     lines = [
         "# Table 3 at CPU-demo scale (Faster R-CNN GAN-KD)", "",
         "**The numbers below mean nothing about the method.** They come from a from-scratch "
-        "ResNet50/ResNet101 Faster R-CNN trained for a few epochs on %d generated 128 px images "
+        "ResNet50/ResNet101 Faster R-CNN trained for a few epochs on %d generated %d px images "
         "(5 shape classes) and evaluated on %d, at 16 sampled RoIs per image with 7x7 RoI "
         "pooling, without the ImageNet weights and VOC data the paper uses (no internet here). "
         "What the run shows is that every row of the paper's Table 3 trains through both "
         "stages, logs in the published Faster R-CNN format and evaluates with the VOC07 "
-        "metric." % (args.num_train, args.num_test), "",
+        "metric." % (args.num_train, args.image_size, args.num_test), "",
         "Command (%.0f min on 2 shared CPU cores):" % (total / 60.0), "",
         "```", command, "```", "",
         "Code: commit `%s`%s." % ((state or {}).get("commit", "unknown"),
@@ -234,6 +241,10 @@ def main(args, argv=None):
         results.append((name, _summary(args, name, code, wall)))
         print("%-15s exit %d, %.0f s" % (name, code, wall), flush=True)
         write_table(args, results, command, time.time() - start, state)
+        if name == "teacher" and code != 0:
+            print("the teacher's run failed (its output: %s): no student can be distilled"
+                  % os.path.join(args.out, "logs", name + ".stdout.txt"), file=sys.stderr)
+            break
     if not args.keep_work:
         shutil.rmtree(args.work, ignore_errors=True)
     return 0 if all(r["code"] == 0 for _, r in results) else 1
