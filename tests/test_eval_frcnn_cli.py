@@ -60,7 +60,7 @@ def trained(tmp_path_factory):
     and :func:`evaluate_frcnn` on its best weights, loaded independently of eval_voc.py."""
     root = tmp_path_factory.mktemp("eval_frcnn")
     data = str(root / "data")
-    make_synthetic_voc(data, seed=3, num_train=1, num_test=8, image_size=(96, 96),
+    make_synthetic_voc(data, seed=3, num_train=2, num_test=8, image_size=(96, 96),
                        image_size_max=(150, 128))
     args = train_faster_rcnn.parse_args(COMMON + [
         "--dataset-root", data, "--max-size", str(MAX_SIZE), "--rpn-test-post-nms", "32",
