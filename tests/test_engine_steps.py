@@ -7,7 +7,7 @@ from mxnet import autograd, gluon
 
 from gankd_gluon.engine.guards import RunningMean, check_finite
 from gankd_gluon.engine.steps import GANStep, SSDAdapter, split_batch
-from gankd_gluon.models.critics import Critic, DNet, clip_weights, num_downsamplings
+from gankd_gluon.models.critics import DNet
 from gankd_gluon.models.ssd import (build_ssd, build_student, build_teacher, feature_channels,
                                     initialize_new_params, split_ssd, teacher_layout)
 
@@ -70,72 +70,6 @@ def _values(block, trainable_only=False):
     training-mode forward updates."""
     return {k: v.data().asnumpy().copy() for k, v in block.collect_params().items()
             if not (trainable_only and v.grad_req == "null")}
-
-
-def test_num_downsamplings_reach_one_by_one():
-    assert [num_downsamplings(s) for s in (32, 16, 8, 4, 2, 1, 5, 3)] == [5, 4, 3, 2, 1, 0, 2, 1]  # 5->2->1, 3->1
-
-
-def test_clip_weights_clamps_every_weight_but_not_moving_statistics():
-    d = DNet([8, 1])
-    d.initialize(mx.init.Uniform(1.0))
-    d(mx.nd.ones((1, 3, 8, 8)), mx.nd.ones((1, 3, 1, 1)))
-    for p in d.collect_params().values():
-        p.set_data(mx.nd.ones(p.shape) * 5)
-    clip_weights(d.collect_params(), -0.03, 0.03)
-    kinds = set()
-    for k, p in d.collect_params().items():
-        v = p.data().asnumpy()
-        kind = k.rsplit("_", 1)[-1]
-        kinds.add(kind)
-        if p.grad_req == "null":          # running_mean / running_var, the critics' weights
-            assert kind in ("mean", "var", "weights") and (v == 5).all()
-        else:                                               # conv weights, gamma, beta
-            assert (v == 0.03).all(), k
-    assert {"weight", "gamma", "beta", "mean", "var"} <= kinds
-
-
-def test_critic_layers_follow_wgans_reference_dcgan_critic():
-    """A 16x16 map: four 4x4/s2 convs (16->8->4->2->1) with no bias, BatchNorm after every conv
-    but the first, LeakyReLU after each, then the 1x1 scoring conv; ``none`` drops the
-    BatchNorms and keeps biases."""
-    from mxnet.gluon import nn
-    c = Critic(16, base_channels=4, norm="batch")
-    kinds = [type(b).__name__ for b in c.body]
-    assert kinds == ["Conv2D", "LeakyReLU"] + ["Conv2D", "BatchNorm", "LeakyReLU"] * 3
-    assert [b._channels for b in c.body if isinstance(b, nn.Conv2D)] == [4, 8, 16, 32]
-    assert all(b.bias is None for b in c.body if isinstance(b, nn.Conv2D)) and c.out.bias is None
-    c = Critic(16, base_channels=4, norm="none")
-    assert [type(b).__name__ for b in c.body] == ["Conv2D", "LeakyReLU"] * 4
-    assert c.out.bias is not None
-    with pytest.raises(ValueError, match="critic norm 'layer'"):
-        Critic(16, norm="layer")
-    with pytest.raises(ValueError, match="LipschitzCritic"):     # not a BatchNorm-less Critic
-        Critic(16, norm="lipschitz")
-
-
-def test_batchnorm_critic_output_is_bounded_by_the_clamp_whatever_the_feature_scale():
-    """The reason for the BatchNorm (models/critics.py): after clipping, the output of a
-    BatchNorm critic does not grow with the scale of its input, a normalisation-free one does
-    in proportion. Worked bound for the BatchNorm critic: after the last BatchNorm each
-    activation is gamma * z + beta with |gamma|, |beta| <= c, and z has zero mean and unit
-    variance over the batch, so the 1x1 output conv over K channels gives at most
-    K * c * (c * |z| + c) per position."""
-    rng = np.random.RandomState(0)
-    x = mx.nd.array(rng.normal(size=(8, 64, 8, 8)))
-    out = {}
-    for norm in ("batch", "none"):
-        mx.random.seed(1)
-        c = Critic(8, base_channels=16, norm=norm)
-        c.initialize(mx.init.Uniform(1.0))
-        c(x)
-        clip_weights(c.collect_params(), -0.03, 0.03)
-        with autograd.train_mode():
-            out[norm] = [np.abs(c(x * s).asnumpy()).max() for s in (1.0, 100.0)]
-    assert out["none"][1] == pytest.approx(100 * out["none"][0], rel=1e-3)   # linear in scale
-    assert out["batch"][1] == pytest.approx(out["batch"][0], rel=0.05)       # scale-free
-    # 3 convs: 16 -> 32 -> 64 channels; z of a batch of 8 is at most sqrt(7) in magnitude
-    assert out["batch"][0] <= 64 * 0.03 * (0.03 * np.sqrt(7) + 0.03)
 
 
 def test_gan_step_updates_student_and_critics_never_teacher(teacher_file):
@@ -216,7 +150,6 @@ def test_two_devices_match_one_device(teacher_file):
     assert total2 == pytest.approx(out1["Loss_D_real"][0].asscalar(), rel=1e-4, abs=0)
     for key in ("Loss_D_fake", "CrossEntropy", "SmoothL1"):
         assert all(np.isfinite(v.asnumpy()).all() for v in out2[key])
-
 
 
 def test_two_devices_log_the_monitors_of_one_device(teacher_file):
@@ -328,7 +261,6 @@ def test_gan_step_balances_the_critics_on_its_balance_batches(teacher_file):
         maps = step.detector.student_features(x)
     g = critic_gradient_norms(dnet, maps, backbone_params(step.detector.student_features))
     np.testing.assert_allclose(w * g, np.full(len(g), (w * g).mean()), rtol=1e-3)
-
 
 
 class _PlainFeatures(gluon.HybridBlock):

@@ -24,14 +24,12 @@ from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
 from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
 
 from gankd_gluon.data.datasets import get_dataset
-from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES
 from gankd_gluon.usage import UsageError
 from gankd_gluon.eval.coco import coco_evaluate, coco_image_ids
-from gankd_gluon.models.faster_rcnn import build_faster_rcnn, initialize_params
 
 from test_eval_coco import eval_coco           # scripts/eval_coco.py as a module
-from test_eval_frcnn_cli import _fake_frcnn_checkpoint, _fake_frcnn_symbol
-from test_frcnn_train import COMMON            # the tiny sizes of the Faster R-CNN tests
+from frcnn_fixtures import COMMON, fake_checkpoint, fake_symbol, make_data, tiny_frcnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -102,20 +100,12 @@ def frcnn(tmp_path_factory):
     """The generated set, a seeded tiny Faster R-CNN saved as a train_faster_rcnn.py checkpoint
     (manifest with the run's args + part 'net'), and its COCO results written by hand."""
     root = tmp_path_factory.mktemp("eval_coco_frcnn")
-    data = str(root / "data")
-    make_synthetic_voc(data, seed=3, num_train=0, num_test=8, image_size=(96, 96),
-                       image_size_max=(150, 128))
+    data = make_data(root / "data", num_train=0, num_test=8, seed=3, image_size_max=(150, 128))
     run = train_faster_rcnn.parse_args(COMMON + ["--dataset-root", data, "--max-size",
                                                  str(MAX_SIZE), "--rpn-test-post-nms", "32"])
     assert (run.short, run.max_size) == (SHORT, MAX_SIZE)
-    mx.random.seed(0)
-    net = build_faster_rcnn(run.network, SYNTHETIC_CLASSES, run.roi_mode, short=SHORT,
-                            max_size=MAX_SIZE, num_sample=8, roi_size=7, rpn_train_pre_nms=256,
-                            rpn_train_post_nms=64, rpn_test_pre_nms=128, rpn_test_post_nms=32)
-    initialize_params(net, mx.cpu())
+    net = tiny_frcnn(run.network, roi_mode=run.roi_mode, max_size=MAX_SIZE, rpn_test_post_nms=32)
     net.hybridize()                     # as the script's network: the same graph, same floats
-    with mx.autograd.predict_mode():
-        net(mx.nd.zeros((1, 3, SHORT, SHORT)))
     folder = root / "ck"
     folder.mkdir()
     net.save_parameters(str(folder / "run-best.net.params"))
@@ -237,8 +227,8 @@ def test_wrong_resize_flag_is_one_error_line(tmp_path, argv, line):
     ("unknown", ["--short", "600", "--data-shape", "512"], r"exclude each other"),
 ])
 def test_wrong_resize_flag_for_checkpoints_and_exports(tmp_path, source, flags, message):
-    source = {"checkpoint": lambda: ["--checkpoint", _fake_frcnn_checkpoint(tmp_path)],
-              "symbol": lambda: ["--symbol", _fake_frcnn_symbol(tmp_path)],
+    source = {"checkpoint": lambda: ["--checkpoint", fake_checkpoint(tmp_path)],
+              "symbol": lambda: ["--symbol", fake_symbol(tmp_path)],
               "ssd": lambda: ["--network", "ssd_512_mobilenet1.0_coco"],
               "unknown": lambda: ["--network", "yolo3_darknet53_coco"]}[source]()
     args = eval_coco.parse_args(["--dataset", "synthetic_coco", "--dataset-root",

@@ -21,14 +21,13 @@ import numpy as np
 import pytest
 
 from gankd_gluon.data.datasets import get_dataset
-from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc
+from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES
 from gankd_gluon.engine.cli import run_main
 from gankd_gluon.usage import UsageError
 from gankd_gluon.eval.devkit import read_devkit_detections
 from gankd_gluon.eval.frcnn import evaluate_frcnn
-from gankd_gluon.models.faster_rcnn import build_faster_rcnn
 
-from test_frcnn_train import COMMON    # the tiny sizes of the Faster R-CNN end-to-end tests
+from frcnn_fixtures import COMMON, fake_checkpoint, fake_symbol, make_data, tiny_frcnn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -59,9 +58,7 @@ def trained(tmp_path_factory):
     """One SGD step of train_faster_rcnn.py (checkpoints and export as a real run writes them)
     and :func:`evaluate_frcnn` on its best weights, loaded independently of eval_voc.py."""
     root = tmp_path_factory.mktemp("eval_frcnn")
-    data = str(root / "data")
-    make_synthetic_voc(data, seed=3, num_train=2, num_test=8, image_size=(96, 96),
-                       image_size_max=(150, 128))
+    data = make_data(root / "data", num_train=2, num_test=8, seed=3, image_size_max=(150, 128))
     args = train_faster_rcnn.parse_args(COMMON + [
         "--dataset-root", data, "--max-size", str(MAX_SIZE), "--rpn-test-post-nms", "32",
         "--epochs", "1", "--keep-last", "0", "--save-dir", str(root / "ck"), "--log-dir",
@@ -73,10 +70,9 @@ def trained(tmp_path_factory):
         manifest = json.load(f)
 
     dataset = get_dataset("synthetic", data, "test")
-    net = build_faster_rcnn("resnet50_v1b", SYNTHETIC_CLASSES, "align", short=SHORT,
-                            max_size=MAX_SIZE, num_sample=8, roi_size=7, rpn_train_pre_nms=256,
-                            rpn_train_post_nms=64, rpn_test_pre_nms=128, rpn_test_post_nms=32)
-    _ = net.target_generator              # its constants are in the saved file too
+    # the run's network (its target generator's constants are in the saved file too)
+    net = tiny_frcnn("resnet50_v1b", max_size=MAX_SIZE, rpn_test_post_nms=32,
+                     target_generator=True)
     net.load_parameters(prefix + "-best.net.params")
     expected = {}
     for metric in ("voc07", "area"):
@@ -162,26 +158,6 @@ def test_distillation_checkpoint_loads_its_student(trained, tmp_path):
     _assert_same_aps(dict(zip(names, values)), trained["expected"]["voc07"][0])
 
 
-def _fake_frcnn_checkpoint(tmp_path):
-    """A manifest as train_faster_rcnn.py writes it, without weights: enough for the flags."""
-    args = vars(train_faster_rcnn.parse_args(COMMON))
-    path = str(tmp_path / "run-best.json")
-    with open(path, "w") as f:
-        json.dump({"args": args, "parts": {"net": "run-best.net.params"}, "tag": "best"}, f,
-                  default=str)
-    return path
-
-
-def _fake_frcnn_symbol(tmp_path):
-    """The part of an exported Faster R-CNN symbol that says what it is."""
-    prefix = str(tmp_path / "frcnn")
-    with open(prefix + "-symbol.json", "w") as f:
-        json.dump({"nodes": [{"op": "null", "name": "data", "inputs": []},
-                             {"op": "ROIPooling", "name": "roipool0", "inputs": [[0, 0, 0]]}]},
-                  f)
-    return prefix
-
-
 @pytest.mark.parametrize("argv, line", [
     (["--network", "faster_rcnn_resnet50_v1b_voc", "--data-shape", "512"],
      "error: --data-shape is for SSD's square resize; --network faster_rcnn_resnet50_v1b_voc is "
@@ -209,8 +185,8 @@ def test_wrong_resize_flag_is_one_error_line(tmp_path, argv, line):
     ("ssd", ["--max-size", "1000"], r"^--max-size is for Faster R-CNN"),
 ])
 def test_wrong_resize_flag_for_checkpoints_and_exports(tmp_path, source, flags, message):
-    source = {"checkpoint": lambda: ["--checkpoint", _fake_frcnn_checkpoint(tmp_path)],
-              "symbol": lambda: ["--symbol", _fake_frcnn_symbol(tmp_path)],
+    source = {"checkpoint": lambda: ["--checkpoint", fake_checkpoint(tmp_path)],
+              "symbol": lambda: ["--symbol", fake_symbol(tmp_path)],
               "ssd": lambda: ["--network", "ssd_512_mobilenet1.0_voc"]}[source]()
     args = eval_voc.parse_args(["--dataset", "synthetic", "--dataset-root",
                                 str(tmp_path / "none")] + source + flags)
@@ -225,11 +201,11 @@ def test_input_mode_defaults(tmp_path):
         return eval_voc.input_mode(eval_voc.parse_args(["--dataset", "synthetic"] + list(argv)))
     assert mode("--network", "faster_rcnn_resnet50_v1b_voc") == (
         "faster_rcnn", {"short": 600, "max_size": 1000})
-    checkpoint = _fake_frcnn_checkpoint(tmp_path)
+    checkpoint = fake_checkpoint(tmp_path)
     assert mode("--checkpoint", checkpoint) == ("faster_rcnn", {"short": 96, "max_size": 96})
     assert mode("--checkpoint", checkpoint, "--max-size", "160") == (
         "faster_rcnn", {"short": 96, "max_size": 160})
-    assert mode("--symbol", _fake_frcnn_symbol(tmp_path)) == (
+    assert mode("--symbol", fake_symbol(tmp_path)) == (
         "faster_rcnn", {"short": 600, "max_size": 1000})
     assert mode("--network", "yolo3_darknet53_voc", "--short", "300") == (
         "faster_rcnn", {"short": 300, "max_size": 1000})

@@ -11,9 +11,9 @@ from gankd_gluon.models.faster_rcnn import (ZOO_SETTINGS, FeatureTap, MapAdapter
                                             set_hybrid)
 from gankd_gluon.models.ssd import WeightsNotFoundError
 
+from frcnn_fixtures import SMALL
+
 CLASSES = ("circle", "square", "triangle")
-SMALL = dict(short=96, max_size=96, num_sample=8, roi_size=7, rpn_train_pre_nms=256,
-             rpn_train_post_nms=64, rpn_test_pre_nms=128, rpn_test_post_nms=8)
 GT_BOX = mx.nd.array([[[8, 8, 60, 50], [40, 30, 90, 90]]])
 GT_LABEL = mx.nd.array([[[0], [2]]])
 

@@ -6,38 +6,31 @@ import pytest
 from mxnet import gluon
 
 from gankd_gluon.data.datasets import get_dataset
-from gankd_gluon.data.synthetic import make_synthetic_voc
 from gankd_gluon.data.loaders import get_frcnn_train_loader
 from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter, FasterRCNNLosses, split_sharded
 from gankd_gluon.engine.steps import GANStep
 from gankd_gluon.models.critics import DNet
-from gankd_gluon.models.faster_rcnn import (MapAdapter, build_faster_rcnn, initialize_params,
-                                            set_hybrid)
+from gankd_gluon.models.faster_rcnn import MapAdapter, set_hybrid
 
-SMALL = dict(short=96, max_size=96, num_sample=8, roi_size=7, rpn_train_pre_nms=256,
-             rpn_train_post_nms=64, rpn_test_pre_nms=128, rpn_test_post_nms=8)
+from frcnn_fixtures import make_data, tiny_frcnn
+
 CTX = [mx.cpu()]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("frcnn_steps")
-    make_synthetic_voc(str(root), seed=0, num_train=2, num_test=1, image_size=(96, 96))
+    make_data(root, num_train=2, num_test=1)
     dataset = get_dataset("synthetic", str(root), "train")
     classes = tuple(dataset.classes)
 
     def build(backbone="resnet50_v1b"):
-        mx.random.seed(1)
-        net = build_faster_rcnn(backbone, classes, "align", **SMALL)
-        _ = net.target_generator
-        initialize_params(net, CTX[0])
+        net = tiny_frcnn(backbone, classes, seed=1, ctx=CTX[0], target_generator=True)
         net.collect_params().setattr("grad_req", "null")
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net.collect_train_params().setattr("grad_req", "write")
-        with mx.autograd.predict_mode():
-            net(mx.nd.zeros((1, 3, 96, 96)))          # materialise deferred shapes
         return net
     student = build()
     init = str(root / "student.params")

@@ -20,17 +20,13 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import train_faster_rcnn  # noqa: E402
 import train_faster_rcnn_gan_kd  # noqa: E402
-from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES, make_synthetic_voc  # noqa: E402
+from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.logs.parse import parse_log  # noqa: E402
+from frcnn_fixtures import COMMON, make_data, save_teacher  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-SIZES = ["--short", "96", "--max-size", "96", "--num-sample", "8", "--roi-size", "7",
-         "--rpn-train-pre-nms", "256", "--rpn-train-post-nms", "64", "--rpn-test-pre-nms",
-         "128", "--rpn-test-post-nms", "8"]
-COMMON = ["--dataset", "synthetic", "--gpus", "", "--batch-size", "2", "--num-workers", "0",
-          "--pretrained-base", "none", "--log-interval", "1", "--no-progress"] + SIZES
 PUBLISHED_COLUMNS = ["RPN_Conf", "RPN_SmoothL1", "RCNN_CrossEntropy", "RCNN_SmoothL1", "RPNAcc",
                      "RPNL1Loss", "RCNNAcc", "RCNNL1Loss", "Loss_G", "Loss_D"]
 
@@ -41,18 +37,9 @@ def workdir(tmp_path_factory):
     have to stay fixed; training one is train_faster_rcnn.py's job, tested below). A Faster
     R-CNN checkpoint is about 0.5 GB (weights + optimizer states): all deleted at the end."""
     import shutil
-    from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES
-    from gankd_gluon.models.faster_rcnn import build_faster_rcnn, initialize_params
     root = tmp_path_factory.mktemp("frcnn_e2e")
-    make_synthetic_voc(str(root / "data"), seed=0, num_train=2, num_test=2, image_size=(96, 96))
-    mx.random.seed(0)
-    teacher = build_faster_rcnn("resnet101_v1d", SYNTHETIC_CLASSES, short=96, max_size=96,
-                                num_sample=8, roi_size=7, rpn_train_post_nms=64,
-                                rpn_test_post_nms=8)
-    initialize_params(teacher, mx.cpu())
-    with mx.autograd.predict_mode():
-        teacher(mx.nd.zeros((1, 3, 96, 96)))
-    teacher.save_parameters(str(root / "teacher.params"))
+    make_data(root / "data", num_train=2, num_test=2)
+    save_teacher(root / "teacher.params")
     yield root
     shutil.rmtree(str(root), ignore_errors=True)
 

@@ -1,12 +1,14 @@
-"""The default critics (``--critic-norm lipschitz``): standardisation with the teacher's
-statistics, gain-bounded convs, score scale, per-critic weights and their balancing."""
+"""models/critics.py: the reference DCGAN critic (``Critic``, ``--critic-norm batch``), the
+default critics (``LipschitzCritic`` over ``Standardize`` and ``GainConv2D``, ``--critic-norm
+lipschitz``), the ``DNet`` that holds one per map (teacher statistics, score scale, per-critic
+weights), ``channel_stats`` and the WGAN weight clipping."""
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import autograd, gluon
+from mxnet import autograd
 
-from gankd_gluon.engine.balance import balance_weights, critic_gradient_norms
-from gankd_gluon.models.critics import DNet, GainConv2D, channel_stats, clip_weights
+from gankd_gluon.models.critics import (Critic, DNet, GainConv2D, LipschitzCritic, channel_stats,
+                                        clip_weights, num_downsamplings)
 
 
 def _dnet(sizes=(8, 1), channels=(6, 4), base=4):
@@ -19,6 +21,73 @@ def _maps(n=5, seed=0):
     rng = np.random.RandomState(seed)
     return [mx.nd.array(rng.uniform(0, 3, size=(n, 6, 8, 8))),
             mx.nd.array(rng.uniform(0, 3, size=(n, 4, 1, 1)))]
+
+
+def test_num_downsamplings_reach_one_by_one():
+    # 5 -> 2 -> 1, 3 -> 1 (a 4x4/s2/p1 conv floors an odd side)
+    assert [num_downsamplings(s) for s in (32, 16, 8, 4, 2, 1, 5, 3)] == [5, 4, 3, 2, 1, 0, 2, 1]
+
+
+def test_clip_weights_clamps_every_weight_but_not_moving_statistics():
+    d = DNet([8, 1])
+    d.initialize(mx.init.Uniform(1.0))
+    d(mx.nd.ones((1, 3, 8, 8)), mx.nd.ones((1, 3, 1, 1)))
+    for p in d.collect_params().values():
+        p.set_data(mx.nd.ones(p.shape) * 5)
+    clip_weights(d.collect_params(), -0.03, 0.03)
+    kinds = set()
+    for k, p in d.collect_params().items():
+        v = p.data().asnumpy()
+        kind = k.rsplit("_", 1)[-1]
+        kinds.add(kind)
+        if p.grad_req == "null":          # running_mean / running_var, the critics' weights
+            assert kind in ("mean", "var", "weights") and (v == 5).all()
+        else:                                               # conv weights, gamma, beta
+            assert (v == 0.03).all(), k
+    assert {"weight", "gamma", "beta", "mean", "var"} <= kinds
+
+
+def test_critic_layers_follow_wgans_reference_dcgan_critic():
+    """A 16x16 map: four 4x4/s2 convs (16->8->4->2->1) with no bias, BatchNorm after every conv
+    but the first, LeakyReLU after each, then the 1x1 scoring conv; ``none`` drops the
+    BatchNorms and keeps biases."""
+    from mxnet.gluon import nn
+    c = Critic(16, base_channels=4, norm="batch")
+    kinds = [type(b).__name__ for b in c.body]
+    assert kinds == ["Conv2D", "LeakyReLU"] + ["Conv2D", "BatchNorm", "LeakyReLU"] * 3
+    assert [b._channels for b in c.body if isinstance(b, nn.Conv2D)] == [4, 8, 16, 32]
+    assert all(b.bias is None for b in c.body if isinstance(b, nn.Conv2D)) and c.out.bias is None
+    c = Critic(16, base_channels=4, norm="none")
+    assert [type(b).__name__ for b in c.body] == ["Conv2D", "LeakyReLU"] * 4
+    assert c.out.bias is not None
+    with pytest.raises(ValueError, match="critic norm 'layer'"):
+        Critic(16, norm="layer")
+    with pytest.raises(ValueError, match="LipschitzCritic"):     # not a BatchNorm-less Critic
+        Critic(16, norm="lipschitz")
+
+
+def test_batchnorm_critic_output_is_bounded_by_the_clamp_whatever_the_feature_scale():
+    """The reason for the BatchNorm (models/critics.py): after clipping, the output of a
+    BatchNorm critic does not grow with the scale of its input, a normalisation-free one does
+    in proportion. Worked bound for the BatchNorm critic: after the last BatchNorm each
+    activation is gamma * z + beta with |gamma|, |beta| <= c, and z has zero mean and unit
+    variance over the batch, so the 1x1 output conv over K channels gives at most
+    K * c * (c * |z| + c) per position."""
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.normal(size=(8, 64, 8, 8)))
+    out = {}
+    for norm in ("batch", "none"):
+        mx.random.seed(1)
+        c = Critic(8, base_channels=16, norm=norm)
+        c.initialize(mx.init.Uniform(1.0))
+        c(x)
+        clip_weights(c.collect_params(), -0.03, 0.03)
+        with autograd.train_mode():
+            out[norm] = [np.abs(c(x * s).asnumpy()).max() for s in (1.0, 100.0)]
+    assert out["none"][1] == pytest.approx(100 * out["none"][0], rel=1e-3)   # linear in scale
+    assert out["batch"][1] == pytest.approx(out["batch"][0], rel=0.05)       # scale-free
+    # 3 convs: 16 -> 32 -> 64 channels; z of a batch of 8 is at most sqrt(7) in magnitude
+    assert out["batch"][0] <= 64 * 0.03 * (0.03 * np.sqrt(7) + 0.03)
 
 
 def test_gain_conv_output_bounded_by_input_whatever_the_width():
@@ -103,67 +172,6 @@ def test_critic_weights_scale_the_scores():
     np.testing.assert_allclose(d(*maps).asnumpy(), base * [2.0, 0.5], rtol=1e-6)
 
 
-def test_balance_weights_by_hand():
-    assert balance_weights([1.0, 2.0, 4.0]) == pytest.approx(
-        np.array([1.0, 0.5, 0.25]) / (1.75 / 3))
-    w = balance_weights([1.0, 0.0])          # a dead critic: the largest finite weight
-    assert w == pytest.approx([1.0, 1.0])
-    assert balance_weights([0.0, 0.0]) == pytest.approx([1.0, 1.0])
-
-
-def test_critic_gradient_norms_match_a_hand_computation():
-    """One linear 'backbone' x -> W x shared by two maps; the critics' input gradients are read
-    off with autograd, the backbone gradient norms computed by hand from them."""
-    d = _dnet(sizes=(2, 1), channels=(3, 3))
-    w = gluon.Parameter("mobilenet0_w", shape=(3, 3))
-    w.initialize(mx.init.Uniform(1.0))
-    x = mx.nd.random.uniform(shape=(2, 3, 2, 2))
-
-    def maps_of(weight):
-        m0 = mx.nd.Convolution(x, weight.reshape((3, 3, 1, 1)), no_bias=True, kernel=(1, 1),
-                               num_filter=3)
-        return [m0, mx.nd.mean(m0, axis=(2, 3), keepdims=True)]
-    d(*maps_of(w.data()))
-    d.set_critic_weights([3.0, 0.5])         # measured unweighted whatever the weights
-    with autograd.record():
-        maps = maps_of(w.data())
-    norms = critic_gradient_norms(d, maps, [w])
-    # by hand: dD_i/dW = sum over the map's input gradient (x)_channel, per critic
-    expect = []
-    for i in range(2):
-        ms = [m.copy() for m in maps_of(w.data())]
-        for m in ms:
-            m.attach_grad()
-        with autograd.record():
-            s = (d(*ms) / mx.nd.array([3.0, 0.5]).reshape((1, 2)))[:, i].sum()
-        s.backward()
-        g_map0 = ms[0].grad.asnumpy() + ms[1].grad.asnumpy() / 4.0          # mean over 2x2
-        gw = np.einsum("bohw,bihw->oi", g_map0, x.asnumpy())
-        expect.append(np.sqrt((gw ** 2).sum()))
-    assert norms == pytest.approx(expect, rel=1e-4)
-
-
-def test_teacher_statistics_by_hand_over_the_first_images():
-    """``teacher_statistics``: per map, channel mean and standard deviation of the teacher's
-    maps of the first ``count`` images (validation transform, in batches), by hand."""
-    from gluoncv.data.transforms.presets.ssd import SSDDefaultValTransform
-    from gankd_gluon.engine.ssd_runs import teacher_statistics
-    rng = np.random.RandomState(0)
-    label = np.array([[1, 1, 10, 10, 0, 0]], dtype="float32")
-    dataset = [(mx.nd.array(rng.randint(0, 255, size=(40, 48, 3)), dtype="uint8"), label)
-               for _ in range(5)]
-
-    def features(x):             # two "maps": the image, and its 2x2 average pool
-        return [x * 2 + 1, mx.nd.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="avg")]
-    stats = teacher_statistics(features, dataset, 32, mx.cpu(), count=3, batch=2)
-    transform = SSDDefaultValTransform(32, 32)
-    x = mx.nd.stack(*[transform(*dataset[i])[0] for i in range(3)])
-    for (mean, std), m in zip(stats, features(x)):
-        m = m.asnumpy()
-        np.testing.assert_allclose(mean.asnumpy(), m.mean(axis=(0, 2, 3)), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(std.asnumpy(), m.std(axis=(0, 2, 3)), rtol=2e-3)
-
-
 def test_lipschitz_critic_layers():
     """3x3 conv + LeakyReLU, then ``depth`` 4x4/s2 convs + LeakyReLU (3x3/s1 once the map is
     1x1: the same depth for every map), then the 1x1 scoring conv; every conv gain-bounded."""
@@ -176,6 +184,19 @@ def test_lipschitz_critic_layers():
         assert [b.kw["stride"][0] for b in convs] == strides
         assert [b.kw["num_filter"] for b in convs] == [4, 8, 16]
         assert isinstance(c.out, GainConv2D) and c.out.kw["kernel"] == (1, 1)
+
+
+def test_channel_stats_by_hand():
+    m = mx.nd.array(np.arange(2 * 2 * 1 * 2, dtype="float32").reshape(2, 2, 1, 2))
+    (mean, std), = channel_stats([m], floor=0.0)
+    x = m.asnumpy()
+    np.testing.assert_allclose(mean.asnumpy(), x.mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(std.asnumpy(), x.std(axis=(0, 2, 3)), rtol=1e-5)
+    # a constant channel gets the floor (1% of the map's RMS), not 0
+    z = mx.nd.concat(m, mx.nd.ones((2, 1, 1, 2)) * 3, dim=1)
+    (_, std2), = channel_stats([z])
+    rms = np.sqrt((z.asnumpy() ** 2).mean())
+    assert abs(std2.asnumpy()[2] - 0.01 * rms) < 1e-4 * rms
 
 
 def _student_push(batch, eps, seed=0):
