@@ -177,3 +177,21 @@ def test_sigkill_to_the_launcher_kills_the_roles(tmp_path):
         time.sleep(0.1)
     left = kill_left(pids)
     assert not [p for p in workers if p in left]      # PR_SET_PDEATHSIG
+
+
+@pytest.mark.slow
+def test_a_worker_killed_by_a_signal_stops_the_job_with_exit_1(tmp_path):
+    """A worker killed by SIGKILL (the OOM killer, say): one line naming the signal, the
+    other roles stopped, exit 1 (a runtime fault), not 256 - 9."""
+    import signal as sig
+    proc, pids = _launch_fake(tmp_path, "ignore", grace=2.0)
+    os.kill(pids[0], sig.SIGKILL)
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert "launch: a worker was killed by SIGKILL; stopping the job" in err
+    time.sleep(0.5)
+    assert not kill_left(pids)

@@ -543,8 +543,16 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
             failed = [(r, c) for r, c in codes if c not in (None, 0)]
             if failed:
                 role, status = failed[0]
-                sys.stderr.write("launch: a %s exited with status %d; stopping the job\n"
-                                 % (role, status))
+                if status < 0:
+                    # killed by a signal (Popen gives -signum): a runtime fault of the job,
+                    # not a status of ours (sys.exit(-9) would exit with 247)
+                    from ..usage import EXIT_FAULT   # pylint: disable=import-outside-toplevel
+                    sys.stderr.write("launch: a %s was killed by %s; stopping the job\n"
+                                     % (role, signal.Signals(-status).name))
+                    status = EXIT_FAULT
+                else:
+                    sys.stderr.write("launch: a %s exited with status %d; stopping the job\n"
+                                     % (role, status))
                 break
             if all(c == 0 for _, c in codes):
                 return 0
