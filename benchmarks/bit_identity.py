@@ -9,7 +9,9 @@ Record the hashes on the code before a refactor, then check after every incremen
 ``--check`` exits 1 and names every file whose hash differs (or that appeared / went away).
 The runs are those of the end-to-end tests (``tests/test_train_ssd_gan_kd.py``,
 ``tests/test_frcnn_train.py``), shortened to two or three epochs, with a learning-rate decay
-inside each stage, for ``--method gan`` and ``--method chen`` on each detector. The hashes
+inside each stage, for ``--method`` ``gan``, ``chen``, ``ko`` and ``gan+l2+cls+hints``
+(SSD) and ``gan``, ``chen``, ``fgfi`` and ``l2+cls`` (Faster R-CNN): every distillation
+term at least once. The hashes
 are those of one machine: the same code on another CPU (or another BLAS, or another
 thread count) gives other floating-point sums, so record before and check after on the same
 machine. ``bit_identity_baseline.json`` beside this script is one such record (Faster R-CNN
@@ -41,8 +43,9 @@ FRCNN_COMMON = ["--dataset", "synthetic", "--gpus", "", "--batch-size", "2", "--
                 "--short", "96", "--max-size", "96", "--num-sample", "8", "--roi-size", "7",
                 "--rpn-train-pre-nms", "256", "--rpn-train-post-nms", "64",
                 "--rpn-test-pre-nms", "128", "--rpn-test-post-nms", "8"]
-SSD_METHODS = ("gan", "chen")
-FRCNN_METHODS = ("gan", "chen")
+#: every term of the one objective at least once, on each detector it is defined for
+SSD_METHODS = ("gan", "chen", "ko", "gan+l2+cls+hints")
+FRCNN_METHODS = ("gan", "chen", "fgfi", "l2+cls")
 
 
 #: exported symbol blocks are named ``<run>-student-<random hex>-0000.params`` (a fresh name per

@@ -8,6 +8,7 @@ from mxnet import autograd
 
 from gankd_gluon.engine import methods
 from gankd_gluon.engine.methods import KDObjective, add_method_args, method_name, parse_method
+from gankd_gluon.engine.steps import SSD_OUTPUT_TERMS, SSDOutputs
 from gankd_gluon.losses import fgfi, kd
 
 
@@ -100,9 +101,9 @@ def test_fgfi_flags_default_to_the_papers_values_in_help():
     assert "(default)" not in parser.format_help()      # said once, by the formatter
 
 
-@pytest.mark.parametrize("field", ["reads", "weight"])
+@pytest.mark.parametrize("field", ["reads", "weight", "hard"])
 def test_a_term_reading_a_flag_nobody_sets_stops_the_parser(monkeypatch, field):
-    """A new TERMS entry whose reads / weight names no flag's dest (a typo) is refused when
+    """A new TERMS entry whose reads / weight / hard names no flag's dest (a typo) is refused when
     the scripts build their parser, not at the first training step."""
     good = methods.Term("KD_at", None, ("at_weight",), ("teacher_maps",), ("ssd",), None,
                         None, weight="at_weight",
@@ -110,7 +111,8 @@ def test_a_term_reading_a_flag_nobody_sets_stops_the_parser(monkeypatch, field):
     monkeypatch.setitem(methods.TERMS, "at", good)
     assert add_method_args(argparse.ArgumentParser()).parse_args([]).at_weight == 1.0
     add_method_args(argparse.ArgumentParser(), "frcnn")       # not defined there: not checked
-    bad = good._replace(**{field: ("at_wieght",) if field == "reads" else "at_wieght"})
+    typo = {"reads": ("at_wieght",), "weight": "at_wieght", "hard": ("cls", "at_wieght")}
+    bad = good._replace(**{field: typo[field]})
     monkeypatch.setitem(methods.TERMS, "at", bad)
     with pytest.raises(ValueError, match="TERMS\\['at'\\] reads at_wieght"):
         add_method_args(argparse.ArgumentParser())
@@ -144,39 +146,68 @@ def _tiny():
     return cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map
 
 
+def _ssd_objective(method, args):
+    return KDObjective(parse_method(method), args, [2], [mx.cpu()], "ssd", SSD_OUTPUT_TERMS)
+
+
+def _ssd_total(obj, terms, ce, sl1):
+    """The SSD adapter's total: the hard losses with the objective's weights, plus the terms."""
+    w_cls, w_box = obj.hard_weights()
+    return obj.total(w_cls * ce.sum() + w_box * sl1.sum(), terms)
+
+
 def test_chen_objective_weights_each_term_as_the_paper():
     """total = mu CE + (1-mu) soft + lambda (SmoothL1 + nu L_b) + gamma hint (Chen Eq. 1-4),
     with soft on the hard loss's anchors and L_b on positives, both over num_pos."""
     cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map = _tiny()
     args = _args(kd_mu=0.3, kd_lambda=2.0, kd_nu=0.5, kd_gamma=0.25, kd_margin=0.0)
-    obj = KDObjective(parse_method("chen"), args, [2], [mx.cpu()])
+    obj = _ssd_objective("chen", args)
     ce, sl1 = mx.nd.array([0.7]), mx.nd.array([0.2])
+    assert obj.hard_weights() == (0.3, 2.0)
     with autograd.record():
-        total, terms = obj([s_map], [t_map], [cls_p], [box_p], [t_cls], [t_box], [cls_t],
-                           [box_t], [ce], [sl1], num_pos=1.0, batch=1.0)
+        terms = obj(SSDOutputs(cls_p, box_p, t_cls, t_box, cls_t, box_t, 1.0), s_map, t_map,
+                    1.0)
+        total = _ssd_total(obj, terms, ce, sl1)
     mask = kd.ssd_mining_mask(cls_p, cls_t).asnumpy()     # positive + 3 hardest negatives
     assert mask.sum() == 3                                 # only 2 negatives exist
     soft = (kd.SoftTargetCrossEntropy(1.5)(cls_p, t_cls).asnumpy() * mask).sum()
     lb = kd.TeacherBoundedL2(0.0)(box_p, t_box, box_t).asnumpy()[0, 0]
     hint = obj.map_blocks["hints-a"][0](s_map[0], t_map[0]).asnumpy().sum()
     expected = 0.3 * 0.7 + 0.7 * soft + 2.0 * 0.2 + 2.0 * 0.5 * lb + 0.25 * hint
-    assert total[0].asscalar() == pytest.approx(expected, rel=1e-5)
-    assert terms["KD_soft"][0].asscalar() == pytest.approx(0.7 * soft, rel=1e-5)
-    assert sorted(terms) == ["KD_L2B", "KD_hint", "KD_soft"] == sorted(obj.term_names())
+    assert total.asscalar() == pytest.approx(expected, rel=1e-5)
+    assert terms["KD_soft"].asscalar() == pytest.approx(0.7 * soft, rel=1e-5)
+    assert terms["KD_L2B"].asscalar() == pytest.approx(2.0 * 0.5 * lb, rel=1e-5)
+    assert terms["KD_hint"].asscalar() == pytest.approx(0.25 * hint, rel=1e-5)
+    assert list(terms) == ["KD_soft", "KD_L2B", "KD_hint"] == obj.term_names()
 
 
 def test_ko_objective_is_alpha_ce_plus_beta_kl():
     cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map = _tiny()
-    obj = KDObjective(parse_method("ko"), _args(ko_alpha=0.25, ko_temperature=2.0), [2],
-                      [mx.cpu()])
+    obj = _ssd_objective("ko", _args(ko_alpha=0.25, ko_temperature=2.0))
     ce, sl1 = mx.nd.array([0.7]), mx.nd.array([0.2])
-    total, terms = obj([s_map], [t_map], [cls_p], [box_p], [t_cls], [t_box], [cls_t], [box_t],
-                       [ce], [sl1], num_pos=2.0, batch=1.0)
+    terms = obj(SSDOutputs(cls_p, box_p, t_cls, t_box, cls_t, box_t, 2.0), s_map, t_map, 1.0)
+    total = _ssd_total(obj, terms, ce, sl1)
     mask = kd.ssd_mining_mask(cls_p, cls_t).asnumpy()
     kl = (kd.KLDistillation(2.0)(cls_p, t_cls).asnumpy() * mask).sum() / 2.0
     # box loss unweighted: Ko & Yoo distil classification only
-    assert total[0].asscalar() == pytest.approx(0.25 * 0.7 + 0.75 * kl + 0.2, rel=1e-5)
+    assert obj.hard_weights() == (0.25, 1.0)
+    assert total.asscalar() == pytest.approx(0.25 * 0.7 + 0.75 * kl + 0.2, rel=1e-5)
     assert obj.params() is None                            # no trainable KD parameters
+
+
+def test_plain_l2_objective_weighs_regression_by_lambda_and_nu():
+    """``l2`` alone: the hard regression loss gets lambda (Chen Eq. 1), the L2 to the
+    teacher's offsets lambda nu on the positive anchors over num_pos; classification keeps 1."""
+    cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map = _tiny()
+    obj = _ssd_objective("l2", _args(kd_lambda=3.0, kd_nu=0.5))
+    ce, sl1 = mx.nd.array([0.7]), mx.nd.array([0.2])
+    terms = obj(SSDOutputs(cls_p, box_p, t_cls, t_box, cls_t, box_t, 2.0), s_map, t_map, 1.0)
+    l2 = ((box_p.asnumpy() - t_box.asnumpy()) ** 2).sum(axis=-1)[0, 0]   # the one positive
+    assert l2 == pytest.approx(kd.TeacherL2()(box_p, t_box).asnumpy()[0, 0], rel=1e-6)
+    assert obj.hard_weights() == (1.0, 3.0)
+    assert terms["KD_L2"].asscalar() == pytest.approx(3.0 * 0.5 * l2 / 2.0, rel=1e-5)
+    assert _ssd_total(obj, terms, ce, sl1).asscalar() == pytest.approx(
+        0.7 + 3.0 * 0.2 + 3.0 * 0.5 * l2 / 2.0, rel=1e-5)
 
 
 def test_method_settings_are_the_reads_of_the_methods_terms():
@@ -189,28 +220,32 @@ def test_method_settings_are_the_reads_of_the_methods_terms():
 
 
 def test_every_output_level_term_is_weighted_by_its_detectors_objective():
-    """The table as it stands: each detector's objective weighs every output-level term
-    (weight None) that TERMS defines for it, and only those are output-level."""
-    from gankd_gluon.engine.frcnn_steps import FasterRCNNKD
+    """The table as it stands: each detector's output-term table has a function for every
+    output-level term (weight None) that TERMS defines for it, and only those are
+    output-level."""
+    from gankd_gluon.engine.frcnn_steps import FRCNN_OUTPUT_TERMS
     assert methods.output_terms("ssd") == ["cls", "cls-w", "ko", "l2-b", "l2"]
     assert methods.output_terms("frcnn") == ["cls", "cls-w", "l2-b", "l2", "fgfi"]
-    methods.check_output_terms("ssd", KDObjective.OUTPUT_TERMS, "KDObjective")
-    methods.check_output_terms("frcnn", FasterRCNNKD.OUTPUT_TERMS, "FasterRCNNKD")
+    methods.check_output_terms("ssd", SSD_OUTPUT_TERMS)
+    methods.check_output_terms("frcnn", FRCNN_OUTPUT_TERMS)
 
 
 def test_an_output_term_no_objective_weighs_stops_the_run_at_start(monkeypatch, tmp_path):
-    """A TERMS entry with weight=None listed for SSD, which KDObjective does not weigh:
-    run_gankd refuses before reading data or writing anything, naming the term, the detector
-    and the objective; Faster R-CNN, for which the entry is not listed, is not concerned."""
+    """A TERMS entry with weight=None listed for SSD, which the SSD adapter's table lacks:
+    run_gankd refuses before reading data or writing anything, and the objective refuses to
+    be built, naming the term, the detector and the table; Faster R-CNN, for which the entry
+    is not listed, is not concerned."""
     from gankd_gluon.engine import runs
     from gankd_gluon.engine.ssd_runs import SSDPart
     toy = methods.Term("KD_toy", lambda args, channels: kd.KLDistillation(), (),
                        ("teacher_head",), ("ssd",), None, None)
     monkeypatch.setitem(methods.TERMS, "toy-out", toy)
-    with pytest.raises(methods.UnweightedTermError,
-                       match="toy-out for SSD, but KDObjective does not weigh it"):
-        methods.check_output_terms("ssd", KDObjective.OUTPUT_TERMS, "KDObjective")
-    methods.check_output_terms("frcnn", methods.output_terms("frcnn"), "FasterRCNNKD")
+    message = "toy-out for SSD, but the output-term table of the SSD adapter has no function"
+    with pytest.raises(methods.UnweightedTermError, match=message):
+        methods.check_output_terms("ssd", SSD_OUTPUT_TERMS)
+    with pytest.raises(methods.UnweightedTermError, match=message):
+        _ssd_objective("chen", _args())
+    methods.check_output_terms("frcnn", methods.output_terms("frcnn"))
     args = argparse.Namespace(method="gan", save_dir=str(tmp_path / "runs"),
                               log_dir=str(tmp_path / "logs"))
     with pytest.raises(methods.UnweightedTermError, match="toy-out"):

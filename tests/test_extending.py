@@ -14,8 +14,8 @@ from mxnet import autograd, gluon
 from mxnet.gluon import HybridBlock, nn
 
 from gankd_gluon.engine import methods
-from gankd_gluon.engine.frcnn_steps import FasterRCNNKD
-from gankd_gluon.engine.steps import GANStep, SSDAdapter, split_batch
+from gankd_gluon.engine.frcnn_steps import FRCNN_OUTPUT_TERMS
+from gankd_gluon.engine.steps import SSD_OUTPUT_TERMS, GANStep, SSDAdapter, split_batch
 from gankd_gluon.usage import nonnegative_float
 
 N, SIDE, LR, WEIGHT = 2, 3, 0.1, 0.5
@@ -155,7 +155,8 @@ def test_ssd_step_trains_the_toy_term_by_hand(toy):
     teacher.collect_params().setattr("grad_req", "null")
     args = methods.add_method_args(argparse.ArgumentParser()).parse_args(
         ["--method", "toy-l1", "--toy-weight", str(WEIGHT)])
-    objective = methods.KDObjective(methods.parse_method(args.method), args, [2], [mx.cpu()])
+    objective = methods.KDObjective(methods.parse_method(args.method), args, [2], [mx.cpu()],
+                                    "ssd", SSD_OUTPUT_TERMS)
     adapt = objective.map_blocks["toy-l1"][0].adapt
     _set(adapt.weight, val["a"])
     _set(adapt.bias, val["c"])
@@ -185,22 +186,24 @@ def test_ssd_step_trains_the_toy_term_by_hand(toy):
 
 
 def test_faster_rcnn_objective_weighs_the_toy_term_the_same(toy):
-    """FasterRCNNKD on the stride-16 map: the same ``w sum_b |A s_b + c - t_b| / N``, with N
-    the global batch (here twice this device's), and the adapter among its parameters."""
+    """The same objective on Faster R-CNN's stride-16 map: the same
+    ``w sum_b |A s_b + c - t_b| / N``, with N the global batch (here twice this device's),
+    and the adapter among its parameters; the detector's record is not read by a map term."""
     rng = np.random.RandomState(1)
     s, t = rng.normal(size=(1, 2, SIDE, SIDE)), rng.normal(size=(1, 2, SIDE, SIDE))
     a, c = rng.normal(0, 0.5, (2, 2, 1, 1)), rng.normal(0, 0.5, (2,))
     args = methods.add_method_args(argparse.ArgumentParser(), "frcnn").parse_args(
         ["--method", "toy-l1", "--toy-weight", str(WEIGHT)])
-    obj = FasterRCNNKD(methods.parse_method(args.method, "frcnn"), args, 2, [mx.cpu()])
-    assert obj.term_names() == ["KD_toy"] and not obj.needs_teacher_heads
+    obj = methods.KDObjective(methods.parse_method(args.method, "frcnn"), args, [2],
+                              [mx.cpu()], "frcnn", FRCNN_OUTPUT_TERMS)
+    assert obj.term_names() == ["KD_toy"] and not obj.needs_teacher_head
+    assert obj.hard_weights() == (1.0, 1.0)
     adapt = obj.map_blocks["toy-l1"][0].adapt
     assert adapt.weight.name in obj.params().keys()
     _set(adapt.weight, a)
     _set(adapt.bias, c)
     with autograd.record():
-        terms = obj(None, None, None, None, None, mx.nd.array(s), mx.nd.array(t), None, None,
-                    2.0, 0.0)
+        terms = obj(None, [mx.nd.array(s)], [mx.nd.array(t)], 2.0)
     r = np.einsum("oc,bchw->bohw", a[:, :, 0, 0], s) + c[None, :, None, None] - t
     assert terms["KD_toy"].asscalar() == pytest.approx(WEIGHT * np.abs(r).sum() / 2.0,
                                                        rel=1e-5)

@@ -27,10 +27,10 @@ from ..models.faster_rcnn import (BACKBONES, STUDENT, TEACHER, ZOO_SETTINGS, Map
                                   feature_channels, initialize_params, map_size)
 from ..models.ssd import export_detector
 from .diagnostics import diagnostic_columns
-from .frcnn_steps import (GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS, DeviceSeeds,
-                          FasterRCNNAdapter, FasterRCNNKD, FasterRCNNStep, split_sharded)
+from .frcnn_steps import (FRCNN_OUTPUT_TERMS, GAN_COLUMNS, LOSS_COLUMNS, METRIC_COLUMNS,
+                          DeviceSeeds, FasterRCNNAdapter, FasterRCNNStep, split_sharded)
 from .checkpoint import deployable_exporter
-from .methods import add_method_args, method_name, parse_method
+from .methods import KDObjective, add_method_args, method_name, parse_method
 from .args import (add_critic_args, add_distributed_args, add_run_args, check_critic_args,
                    check_run_args, dist_workers, check_teacher_classes, check_weights_file)
 from ..usage import (UsageError, epoch_list, fraction, nonnegative_float, nonnegative_int,
@@ -341,7 +341,7 @@ class FasterRCNNPart:
     """
 
     key = "frcnn"
-    objective = FasterRCNNKD
+    output_terms = FRCNN_OUTPUT_TERMS
     lines = FRCNN_LINES
     val_titles = ("Validation", "Validation")
     convention = "at"
@@ -422,7 +422,8 @@ class FasterRCNNPart:
                     dnet.hybridize()
                 blocks["dnet"] = dnet
             if parts - {"gan"}:
-                objective = FasterRCNNKD(parts, args, t_channels, ctx)
+                objective = KDObjective(parts, args, [t_channels], ctx, "frcnn",
+                                        FRCNN_OUTPUT_TERMS)
                 if objective.params() is not None:
                     g_params.update(objective.params())
                     blocks["kd"] = objective.blocks

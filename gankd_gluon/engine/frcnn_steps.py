@@ -29,18 +29,20 @@ The stage-1 step is :class:`~.steps.GANStep` (the alternation, written once) ove
 its detection loss; the student's adversarial term starts after the critic warm-up
 (``train_D_eopch``).
 """
+import collections
 import warnings
 
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from ..losses.fgfi import imitation_mask
 from ..models.faster_rcnn import FeatureTap, rcnn_on_rois, rpn_raw_outputs, set_hybrid
 from .guards import check_finite
-from .methods import TERMS, build_term_blocks, map_terms, needs, term_columns
 from .steps import Normalizer
 
 __all__ = ["LOSS_COLUMNS", "METRIC_COLUMNS", "GAN_COLUMNS", "split_sharded", "FasterRCNNLosses",
-           "FasterRCNNStep", "FasterRCNNAdapter", "FasterRCNNKD", "DeviceSeeds"]
+           "FasterRCNNStep", "FasterRCNNAdapter", "FasterRCNNOutputs", "FRCNN_OUTPUT_TERMS",
+           "DeviceSeeds"]
 
 #: published log columns: the four losses (also on the epoch line), GluonCV's four metrics,
 #: then the adversarial pair (nan in stage 2)
@@ -133,12 +135,15 @@ def _log_losses(parts, n, norm):
     return out
 
 
-def _detection_total(p, n, w_cls=1.0):
+def _detection_total(p, n, w_cls=1.0, w_box=1.0):
     """One device's detection loss divided by the global batch: GluonCV's
     ``rpn_loss.sum() + rcnn_loss.sum()`` (``w_cls`` weighs the two classification terms, Chen
-    et al.'s mu; 1 otherwise)."""
+    et al.'s mu, ``w_box`` the two regression terms, their lambda; 1 otherwise)."""
+    if w_box == 1.0:                             # GluonCV's sum, to the last bit
+        return (w_cls * (p["rpn_cls"].sum() + p["rcnn_cls"].sum())
+                + p["rpn_box"].sum() + p["rcnn_box"].sum()) / n
     return (w_cls * (p["rpn_cls"].sum() + p["rcnn_cls"].sum())
-            + p["rpn_box"].sum() + p["rcnn_box"].sum()) / n
+            + w_box * (p["rpn_box"].sum() + p["rcnn_box"].sum())) / n
 
 
 class DeviceSeeds(object):
@@ -247,152 +252,68 @@ class FasterRCNNStep(object):
         return logs
 
 
-class FasterRCNNKD(object):
-    """The distillation terms of ``--method`` on a Faster R-CNN student, weighted here and
-    nowhere else; the loss blocks are :mod:`gankd_gluon.losses`' (plain blocks without weights).
+#: One device's Faster R-CNN outputs for the output-level distillation terms: the student's
+#: 12 training outputs, its :class:`FasterRCNNLosses` dict (normalisers, targets), the RPN's
+#: targets (B, A), (B, A, 4), (B, A, 4), the teacher's heads (:meth:`FasterRCNNAdapter.
+#: teacher_heads`, None unless a term needs them), Wang et al.'s imitation mask (B, H, W) and
+#: its count over the whole batch ``N_p`` (None / 0 unless ``fgfi``), and the device's share
+#: of the global batch ``B_d / N`` (the hard losses' per-device batch means enter the total
+#: as ``mean * B_d / N``)
+FasterRCNNOutputs = collections.namedtuple(
+    "FasterRCNNOutputs",
+    "out losses rpn_cls_t rpn_box_t rpn_box_mask t_heads imitation_mask num_masked share")
 
-    Chen et al. 2017 define their terms on Faster R-CNN (Eq. 1): ``L_RPN`` and ``L_RCN`` each
-    get the soft classification loss (Eq. 2-3, hard part weighted ``mu``) and the
-    teacher-bounded regression (Eq. 4, weight ``nu``), over the anchors / RoIs their hard
-    losses use and with the same normalisers (the sampled anchors and RoIs, ``1/M`` and
-    ``1/N``); the hint (Eq. 5, weight ``gamma``) compares the backbone maps. The teacher
-    classifies and regresses the *student's* RoIs (:func:`rcnn_on_rois`) and the same anchors
-    (both RPNs tile the stride-16 map identically). The RPN's one sigmoid logit ``z`` is
-    Eq. 3's two-class case: logits ``(0, z)``, background first, so CLS-W's background weight
-    applies to ``1 - sigmoid(z)``. Wang et al.'s imitation (``fgfi``) is
-    :mod:`gankd_gluon.losses.fgfi`, weight lambda.
 
-    Parameters
-    ----------
-    parts : frozenset of str
-        From :func:`~.methods.parse_method` (``detector='frcnn'``); ``gan`` is the step's
-        business, not this one's.
-    args : argparse.Namespace
-        ``kd_*`` weights (:func:`~.methods.add_method_args`), ``fgfi_lambda``, ``fgfi_psi``.
-    teacher_channels : int
-        Channels of the teacher's stride-16 map.
-    ctx : list of Context
-    """
+def _soft_labels(block, a, o, s_maps, t_maps):
+    """Chen et al. Eq. 2-3 on ``L_RPN`` and ``L_RCN``: ``(1 - mu) L_soft`` over the anchors
+    and RoIs the hard losses use, with their normalisers (the sampled anchors and RoIs). The
+    RPN's one sigmoid logit ``z`` is Eq. 3's two-class case: logits ``(0, z)``, background
+    first, so CLS-W's background weight applies to ``1 - sigmoid(z)``."""
+    out, p = o.out, o.losses
+    t_score, _, t_cls, _ = o.t_heads
+    s_rpn = mx.nd.concat(mx.nd.zeros_like(out[5]), out[5], dim=-1)
+    t_rpn = mx.nd.concat(mx.nd.zeros_like(t_score), t_score, dim=-1)
+    rpn = (block(s_rpn, t_rpn) * (o.rpn_cls_t >= 0)).sum() / p["num_rpn"]
+    rcnn = (block(out[0], t_cls) * (out[8] >= 0)).sum() / p["num_rcnn"]
+    return (1 - a.kd_mu) * (rpn + rcnn) * o.share
 
-    #: the output-level terms (:func:`~.methods.output_terms`) weighted in :meth:`__call__`
-    OUTPUT_TERMS = ("cls", "cls-w", "l2-b", "l2", "fgfi")
 
-    def __init__(self, parts, args, teacher_channels, ctx):
-        self.parts = frozenset(parts) - {"gan"}
-        self.args = args
-        self.blocks = gluon.nn.HybridSequential(prefix="kd_")
-        with self.blocks.name_scope():
-            made = build_term_blocks(self.parts, args, [teacher_channels])
-        self.soft = made.get("cls", made.get("cls-w"))
-        self.bounded = made.get("l2-b")
-        self.l2 = made.get("l2")
-        # the map terms' blocks (one map: the stride-16 one), then FGFI's; their adapters
-        # learn with the student
-        self.map_blocks = {p: b for p, b in made.items() if TERMS[p].weight is not None}
-        self.fgfi = made.get("fgfi", [None])[0]
-        for block in [b[0] for b in self.map_blocks.values()] + [self.fgfi]:
-            if block is not None:
-                self.blocks.add(block)
-        self.blocks.initialize(ctx=ctx)
-        self.needs_teacher_heads = needs(self.parts, "teacher_head")
+def _regression(bounded):
+    """Chen et al. Eq. 4 on the RPN's positive anchors and each positive RoI's ground-truth
+    class column: ``lambda nu L_b`` (teacher-bounded) or ``lambda nu L2`` to the teacher."""
+    def term(block, a, o, s_maps, t_maps):
+        out, p = o.out, o.losses
+        _, t_box, _, t_rcnn_box = o.t_heads
+        box_pred, box_t, box_mask = out[1], out[9], out[10]
+        rpn_pos = o.rpn_box_mask.sum(axis=-1) > 0
+        sel = lambda x: (x * box_mask).sum(axis=2)               # (B, P, C, 4) -> (B, P, 4)
+        rcnn_pos = box_mask.sum(axis=(2, 3)) > 0
+        if bounded:
+            rpn = block(out[6], t_box, o.rpn_box_t)
+            rcnn = block(sel(box_pred), sel(t_rcnn_box), sel(box_t))
+        else:
+            rpn = block(out[6], t_box)
+            rcnn = block(sel(box_pred), sel(t_rcnn_box))
+        return a.kd_lambda * a.kd_nu * ((rpn * rpn_pos).sum() / p["num_rpn"]
+                                        + (rcnn * rcnn_pos).sum() / p["num_rcnn"]) * o.share
+    return term
 
-    def term_names(self):
-        """Log columns of the terms computed, in a fixed order."""
-        return term_columns(self.parts)
 
-    def params(self):
-        """Trainable parameters of the terms (hint / imitation adapters), or None."""
-        params = self.blocks.collect_params()
-        return params if list(params.keys()) else None
+def _imitation(blocks, a, o, s_maps, t_maps):
+    """Wang et al. Eq. 2-3: ``lambda / (2 N_p) sum I (f_adap(s) - t)^2`` on the stride-16 map,
+    ``N_p`` the imitated locations of the whole batch."""
+    return a.fgfi_lambda * blocks[0](s_maps[0], t_maps[0], o.imitation_mask).sum() / \
+        (2.0 * max(o.num_masked, 1.0))
 
-    @property
-    def cls_weight(self):
-        """Weight of the hard classification losses: Chen's ``mu`` with a soft term, else 1."""
-        return self.args.kd_mu if self.soft is not None else 1.0
 
-    def teacher_heads(self, teacher, t_feat, out):
-        """Teacher RPN on its map and teacher RCNN on the student's RoIs (no graph).
-
-        Returns (raw RPN scores (B, A, 1), raw RPN boxes (B, A, 4), RCNN class logits
-        (B, N, C+1), RCNN boxes of the positive RoIs (B, P, C, 4)).
-        """
-        with autograd.pause():
-            t_score, t_box = rpn_raw_outputs(teacher, t_feat)
-            t_cls, t_rcnn_box = rcnn_on_rois(teacher, t_feat, out[2], out[11])
-        return t_score, t_box, t_cls, t_rcnn_box
-
-    def __call__(self, out, p, rpn_cls_t, rpn_box_t, rpn_box_mask, s_feat, t_feat, t_heads,
-                 gt_box, n, num_masked):
-        """Weighted terms of one device, each already divided as its hard counterpart; call
-        inside ``autograd.record``.
-
-        Parameters
-        ----------
-        out : list of NDArray
-            The student's 12 train outputs on this device.
-        p : dict
-            :class:`FasterRCNNLosses` of this device (normalisers, targets).
-        rpn_cls_t (B, A), rpn_box_t (B, A, 4), rpn_box_mask (B, A, 4) : NDArray
-        s_feat, t_feat : NDArray (B, C, H, W)
-            Student (adapted) and teacher stride-16 maps.
-        t_heads : tuple or None
-            :meth:`teacher_heads`.
-        gt_box : NDArray (B, M, 4)
-        n : float
-            Global batch.
-        num_masked : float
-            FGFI's ``N_p`` over the whole batch.
-
-        Returns
-        -------
-        dict of str -> NDArray scalar
-        """
-        a = self.args
-        terms = {}
-        b = float(s_feat.shape[0])
-        # the hard losses' per-device batch mean enters the total as mean * B_d / n
-        share = b / n
-        if t_heads is not None:
-            t_score, t_box, t_cls, t_rcnn_box = t_heads
-            cls_pred, box_pred, box_t, box_mask, cls_t = out[0], out[1], out[9], out[10], out[8]
-        if self.soft is not None:                                    # Chen Eq. 2-3
-            s_rpn = mx.nd.concat(mx.nd.zeros_like(out[5]), out[5], dim=-1)
-            t_rpn = mx.nd.concat(mx.nd.zeros_like(t_score), t_score, dim=-1)
-            rpn = (self.soft(s_rpn, t_rpn) * (rpn_cls_t >= 0)).sum() / p["num_rpn"]
-            rcnn = (self.soft(cls_pred, t_cls) * (cls_t >= 0)).sum() / p["num_rcnn"]
-            terms["KD_soft"] = (1 - a.kd_mu) * (rpn + rcnn) * share
-        if self.bounded is not None or self.l2 is not None:          # Chen Eq. 4
-            # RPN: positive anchors; RCNN: each positive RoI's ground-truth class column
-            rpn_pos = rpn_box_mask.sum(axis=-1) > 0
-            sel = lambda x: (x * box_mask).sum(axis=2)               # (B, P, C, 4) -> (B, P, 4)
-            rcnn_pos = box_mask.sum(axis=(2, 3)) > 0
-            if self.bounded is not None:
-                rpn = self.bounded(out[6], t_box, rpn_box_t)
-                rcnn = self.bounded(sel(box_pred), sel(t_rcnn_box), sel(box_t))
-                name, w = "KD_L2B", a.kd_lambda * a.kd_nu
-            else:
-                rpn = self.l2(out[6], t_box)
-                rcnn = self.l2(sel(box_pred), sel(t_rcnn_box))
-                name, w = "KD_L2", a.kd_lambda * a.kd_nu
-            terms[name] = w * ((rpn * rpn_pos).sum() / p["num_rpn"]
-                               + (rcnn * rcnn_pos).sum() / p["num_rcnn"]) * share
-        # map terms, weighed as for every detector (e.g. Chen Eq. 1, 5: gamma L_hint)
-        terms.update(map_terms(self.parts, self.map_blocks, a, [s_feat], [t_feat], n))
-        if self.fgfi is not None:                                    # Wang Eq. 2-3
-            from ..losses.fgfi import imitation_mask
-            mask = imitation_mask(out[7], gt_box, s_feat.shape[2:], psi=a.fgfi_psi)
-            terms["KD_FGFI"] = a.fgfi_lambda * self.fgfi(s_feat, t_feat, mask).sum() / \
-                (2.0 * max(num_masked, 1.0))
-        return terms
-
-    def num_masked(self, outs, label, feats):
-        """FGFI's ``N_p``: imitated locations over the whole batch (one host read)."""
-        if self.fgfi is None:
-            return 0.0
-        from ..losses.fgfi import imitation_mask
-        return float(sum(imitation_mask(o[7], y.slice_axis(axis=-1, begin=0, end=4),
-                                        f.shape[2:], psi=self.args.fgfi_psi).sum().asscalar()
-                         for o, y, f in zip(outs, label, feats)))
+#: Faster R-CNN's output-level distillation terms (:class:`~.methods.KDObjective`):
+#: component -> ``fn(block, args, FasterRCNNOutputs, s_maps, t_maps)``, the weighted term of
+#: one device. Sources: Chen, Choi, Yu, Han, Chandraker, "Learning Efficient Object Detection
+#: Models with Knowledge Distillation", NIPS 2017 (Eq. 1-4 are written for Faster R-CNN);
+#: Wang, Yuan, Zhang, Feng, "Distilling Object Detectors with Fine-grained Feature
+#: Imitation", CVPR 2019, https://arxiv.org/abs/1906.03609.
+FRCNN_OUTPUT_TERMS = {"cls": _soft_labels, "cls-w": _soft_labels, "l2-b": _regression(True),
+                      "l2": _regression(False), "fgfi": _imitation}
 
 
 class FasterRCNNAdapter(object):
@@ -456,37 +377,52 @@ class FasterRCNNAdapter(object):
         t_maps = [[t] for t in t_feats] if t_feats is not None else None
         return t_maps, [[s] for s in s_maps], outs
 
+    def teacher_heads(self, t_feat, out):
+        """The teacher's RPN on its map and its RCNN on the student's RoIs (no graph): the
+        raw RPN scores (B, A, 1) and boxes (B, A, 4), the RCNN class logits (B, N, C+1) and
+        the boxes of the positive RoIs (B, P, C, 4). Both RPNs tile the stride-16 map the
+        same way, so the anchors are the student's."""
+        with autograd.pause():
+            t_score, t_box = rpn_raw_outputs(self.teacher, t_feat)
+            t_cls, t_rcnn_box = rcnn_on_rois(self.teacher, t_feat, out[2], out[11])
+        return t_score, t_box, t_cls, t_rcnn_box
+
     def student_loss(self, t_maps, s_maps, outs, objective, n, data, label, rpn_cls_t,
                      rpn_box_t, rpn_box_mask):
         """The student's objective without the adversarial term; call inside
         ``autograd.record``. Returns ``(total, losses, monitors)``: per-device scalars to
         back-propagate, the losses to check and log (the four published loss columns and the
         weighted terms of ``objective``), and GluonCV's four metrics (logged, not checked)."""
-        obj = objective
-        t_feats = [tm[0] for tm in t_maps] if t_maps is not None else [None] * len(data)
-        feats = [sm[0] for sm in s_maps]
-        with autograd.pause():                       # the teacher's heads; FGFI's N_p
-            t_heads = [None] * len(data)
-            if obj is not None and obj.needs_teacher_heads:
-                t_heads = [obj.teacher_heads(self.teacher, t, o) for t, o in zip(t_feats, outs)]
-            num_masked = obj.num_masked(outs, label, feats) if obj is not None else 0.0
-            if obj is not None and obj.fgfi is not None:   # N_p of the whole (global) batch
-                num_masked = self.norm.total(num_masked, "fgfi_num_masked")
         parts = [self.losses(o, c, b, m) for o, c, b, m in
                  zip(outs, rpn_cls_t, rpn_box_t, rpn_box_mask)]
-        w_cls = obj.cls_weight if obj is not None else 1.0
-        total = [_detection_total(p, n, w_cls) for p in parts]
-        terms = {}
-        if obj is not None:
-            per_device = [obj(o, p, c, b, m, s, t, th, y.slice_axis(axis=-1, begin=0, end=4),
-                              n, num_masked)
-                          for o, p, c, b, m, s, t, th, y in
-                          zip(outs, parts, rpn_cls_t, rpn_box_t, rpn_box_mask, feats,
-                              t_feats, t_heads, label)]
-            for name in obj.term_names():
-                terms[name] = [d[name] for d in per_device]
-                total = [tot + v for tot, v in zip(total, terms[name])]
         logs = _log_losses(parts, n, self.norm)
         losses = {c: logs[c] for c in LOSS_COLUMNS}
+        monitors = {c: logs[c] for c in METRIC_COLUMNS}
+        if objective is None:
+            return [_detection_total(p, n) for p in parts], losses, monitors
+        t_feats = [tm[0] for tm in t_maps] if t_maps is not None else [None] * len(data)
+        feats = [sm[0] for sm in s_maps]
+        with autograd.pause():                       # the teacher's heads; FGFI's mask, N_p
+            t_heads = [None] * len(data)
+            if objective.needs_teacher_head:
+                t_heads = [self.teacher_heads(t, o) for t, o in zip(t_feats, outs)]
+            masks, num_masked = [None] * len(data), 0.0
+            if objective.needs("imitation_mask"):
+                masks = [imitation_mask(o[7], y.slice_axis(axis=-1, begin=0, end=4),
+                                        f.shape[2:], psi=objective.args.fgfi_psi)
+                         for o, y, f in zip(outs, label, feats)]
+                # N_p of the whole (global) batch: one host read
+                num_masked = self.norm.total(float(sum(m.sum().asscalar() for m in masks)),
+                                             "fgfi_num_masked")
+        w_cls, w_box = objective.hard_weights()
+        total, terms = [], {name: [] for name in objective.term_names()}
+        for d in range(len(data)):
+            out = FasterRCNNOutputs(outs[d], parts[d], rpn_cls_t[d], rpn_box_t[d],
+                                    rpn_box_mask[d], t_heads[d], masks[d], num_masked,
+                                    float(feats[d].shape[0]) / n)
+            dev = objective(out, s_maps[d], t_maps[d] if t_maps is not None else None, n)
+            for name, value in dev.items():
+                terms[name].append(value)
+            total.append(objective.total(_detection_total(parts[d], n, w_cls, w_box), dev))
         losses.update(terms)
-        return total, losses, {c: logs[c] for c in METRIC_COLUMNS}
+        return total, losses, monitors

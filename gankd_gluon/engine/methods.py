@@ -1,6 +1,6 @@
-"""Which distillation runs: ``--method``, its one grammar for both detectors, and the table of
-distillation terms that the objectives (:class:`KDObjective` for SSD,
-:class:`~.frcnn_steps.FasterRCNNKD` for Faster R-CNN) are built from.
+"""Which distillation runs: ``--method``, its one grammar for both detectors, the table of
+distillation terms, and the one objective built from it for every detector
+(:class:`KDObjective`).
 
 ``--method`` is ``gan`` (the paper, default), ``chen`` (Chen et al. 2017: L2-B + CLS-W +
 Hints-A), ``ko`` (Ko & Yoo: KL on classification, SSD only), ``fgfi`` (Wang et al. 2019,
@@ -27,12 +27,14 @@ Efficient Object Detection Models with Knowledge Distillation", NIPS 2017; Ko, Y
 https://doi.org/10.1109/ICTC49870.2020.9289463; Wang, Yuan, Zhang, Feng, "Distilling Object
 Detectors with Fine-grained Feature Imitation", CVPR 2019, https://arxiv.org/abs/1906.03609.
 
-The loss blocks (:mod:`gankd_gluon.losses`) hold no weights; the objectives apply Chen's
+The loss blocks (:mod:`gankd_gluon.losses`) hold no weights; the objective applies Chen's
 lambda, gamma, mu, nu, Ko & Yoo's alpha and Wang et al.'s lambda, and nowhere else. Adding a
 method whose term compares feature maps: its loss block in :mod:`gankd_gluon.losses` and one
 :data:`TERMS` entry here (with ``weight``; :func:`map_terms` weighs it for every detector). A
-term on the detectors' outputs also needs its weighting in the objective of each detector it
-is defined for (:class:`KDObjective`, :class:`~.frcnn_steps.FasterRCNNKD`).
+term on the detectors' outputs also needs its function in the output-term table of each
+detector it is defined for (:data:`~.steps.SSD_OUTPUT_TERMS`,
+:data:`~.frcnn_steps.FRCNN_OUTPUT_TERMS`), which reads that detector's tensors and
+normalisers.
 """
 import argparse
 import collections
@@ -58,16 +60,18 @@ Flag = collections.namedtuple("Flag", "option dest type default help")
 #: ``column`` the log column of its weighted term; ``block(args, channels)`` its loss block
 #: (None: no block); ``reads`` the flags (dests) it reads; ``needs`` what the objective must
 #: give it (``teacher_head``: the teacher's class / box outputs, ``teacher_maps``: its
-#: feature maps); ``detectors`` where it is defined, and ``why_not`` the reason elsewhere;
+#: feature maps, ``imitation_mask``: Wang et al.'s mask near objects); ``detectors`` where it is defined, and ``why_not`` the reason elsewhere;
 #: ``group`` components that exclude each other; ``weight``: for a *map term* (a block
 #: ``(student map, teacher map) -> loss`` per map, the student's map adapted to the
 #: teacher's channels) the dest of the flag it is multiplied by, the objectives then weigh it
 #: the same for every detector (:func:`map_terms`); None: the detector's objective weighs it;
-#: ``flags``: :class:`Flag` s of its own that :func:`add_method_args` adds. The rows' order
-#: is the log columns' order and the order the terms are summed in.
+#: ``flags``: :class:`Flag` s of its own that :func:`add_method_args` adds; ``hard``:
+#: ``(loss, dest)`` when the term reweighs the detection loss's ``'cls'`` or ``'box'`` terms
+#: by that flag (:meth:`KDObjective.hard_weights`). The rows' order is the log columns' order
+#: and the order the terms are summed in.
 Term = collections.namedtuple(
-    "Term", "column block reads needs detectors why_not group weight flags")
-Term.__new__.__defaults__ = (None, ())      # weight, flags
+    "Term", "column block reads needs detectors why_not group weight flags hard")
+Term.__new__.__defaults__ = (None, (), None)      # weight, flags, hard
 
 
 def _soft(bg_weight):
@@ -103,27 +107,32 @@ def _fgfi(args, channels):
 _BOTH = ("ssd", "frcnn")
 TERMS = collections.OrderedDict([
     ("gan", Term("Loss_G", None, (), ("teacher_maps",), _BOTH, None, None)),
+    # Chen Eq. 2: mu L_hard + (1 - mu) L_soft
     ("cls", Term("KD_soft", _soft(False), ("kd_mu", "kd_temperature"), ("teacher_head",),
-                 _BOTH, None, "cls")),
+                 _BOTH, None, "cls", hard=("cls", "kd_mu"))),
     ("cls-w", Term("KD_soft", _soft(True), ("kd_mu", "kd_temperature", "kd_bg_weight"),
-                   ("teacher_head",), _BOTH, None, "cls")),
+                   ("teacher_head",), _BOTH, None, "cls", hard=("cls", "kd_mu"))),
     ("ko", Term("KD_KL", _kl, ("ko_alpha", "ko_temperature"), ("teacher_head",), ("ssd",),
                 "Ko & Yoo's KL distils SSD's classifier (use cls or cls-w)", "cls", flags=(
                     Flag("--ko-alpha", "ko_alpha", unit_interval, kd.KO_YOO_ALPHA,
                          "Ko & Yoo Eq. 1: weight of CE with ground truth (alpha + beta = 1)"),
                     Flag("--ko-temperature", "ko_temperature", positive_float,
                          kd.KO_YOO_TEMPERATURE,
-                         "Ko & Yoo Eq. 1: temperature of the KL term")))),
+                         "Ko & Yoo Eq. 1: temperature of the KL term")),
+                hard=("cls", "ko_alpha"))),
+    # Chen Eq. 1, 4: L_reg = lambda (L_sL1 + nu L_b)
     ("l2-b", Term("KD_L2B", _bounded, ("kd_lambda", "kd_nu", "kd_margin"), ("teacher_head",),
-                  _BOTH, None, "l2")),
-    ("l2", Term("KD_L2", _l2, ("kd_lambda", "kd_nu"), ("teacher_head",), _BOTH, None, "l2")),
+                  _BOTH, None, "l2", hard=("box", "kd_lambda"))),
+    ("l2", Term("KD_L2", _l2, ("kd_lambda", "kd_nu"), ("teacher_head",), _BOTH, None, "l2",
+                hard=("box", "kd_lambda"))),
     # Chen Eq. 1: gamma L_hint
     ("hints", Term("KD_hint", _hint(False), ("kd_gamma", "hint_mode"), ("teacher_maps",),
                    _BOTH, None, "hints", weight="kd_gamma")),
     ("hints-a", Term("KD_hint", _hint(True), ("kd_gamma", "hint_mode"), ("teacher_maps",),
                      _BOTH, None, "hints", weight="kd_gamma")),
     # fgfi and the hints both imitate the backbone map: one of them
-    ("fgfi", Term("KD_FGFI", _fgfi, ("fgfi_lambda", "fgfi_psi"), ("teacher_maps",),
+    ("fgfi", Term("KD_FGFI", _fgfi, ("fgfi_lambda", "fgfi_psi"),
+                  ("teacher_maps", "imitation_mask"),
                   ("frcnn",), "Wang et al.'s imitation mask is built from the RPN's anchors",
                   "hints", flags=(
                       Flag("--fgfi-lambda", "fgfi_lambda", nonnegative_float, FGFI_LAMBDA,
@@ -267,50 +276,53 @@ def map_terms(parts, blocks, args, s_maps, t_maps, n):
 
 
 class UnweightedTermError(RuntimeError):
-    """A :data:`TERMS` entry weighted inside the objectives (``weight=None``) names a detector
-    whose objective does not weigh it: a run would train without the term it asked for."""
+    """A :data:`TERMS` entry weighted by the detector (``weight=None``) names a detector whose
+    table of output-level terms lacks it: a run would train without the term it asked for."""
 
 
 def output_terms(detector):
-    """The components of :data:`TERMS` defined for ``detector`` that its objective must
-    weigh itself: those with a loss block and no ``weight`` (the output-level terms: soft
+    """The components of :data:`TERMS` defined for ``detector`` that the detector must
+    compute itself: those with a loss block and no ``weight`` (the output-level terms: soft
     labels, bounded regression, KL, imitation), in table order."""
     return [p for p, t in TERMS.items()
             if detector in t.detectors and t.block is not None and t.weight is None]
 
 
-def check_output_terms(detector, weighted, objective):
-    """Refuse to start when an output-level term of ``detector`` (:func:`output_terms`) is not
-    one the detector's objective weighs.
+def check_output_terms(detector, table, name=None):
+    """Refuse to start when an output-level term of ``detector`` (:func:`output_terms`) is
+    missing from the detector's table of output-level terms.
 
-    A map term is weighted for every detector by :func:`map_terms`; an output-level term
-    reads the detector's own outputs and normalisers, so each objective lists the terms it
-    implements (``OUTPUT_TERMS``). A :data:`TERMS` entry added for a detector without its
-    weighting there would otherwise build its block and log nothing, and the student would
-    train without it under the method's name.
+    A map term is weighted for every detector by :func:`map_terms`; an output-level term reads
+    the detector's own outputs and normalisers, so each detector lists the functions that
+    compute them (:data:`~.steps.SSD_OUTPUT_TERMS`, :data:`~.frcnn_steps.FRCNN_OUTPUT_TERMS`).
+    A :data:`TERMS` entry added for a detector without its function there would otherwise
+    build its block and log nothing, and the student would train without it under the
+    method's name.
 
     Parameters
     ----------
     detector : str
         A key of :data:`DETECTORS`.
-    weighted : iterable of str
-        The components the objective weighs (``KDObjective.OUTPUT_TERMS``).
-    objective : str
-        The objective's name, for the message.
+    table : iterable of str
+        The components the detector computes (the keys of its table).
+    name : str or None
+        The table's name, for the message (default: the detector adapter's output-term
+        table).
 
     Raises
     ------
     UnweightedTermError
-        Naming the terms, the detector and the objective.
+        Naming the terms, the detector and the table.
     """
-    missing = [p for p in output_terms(detector) if p not in set(weighted)]
+    missing = [p for p in output_terms(detector) if p not in set(table)]
+    name = name or "the output-term table of the %s adapter" % DETECTORS[detector]
     if missing:
         raise UnweightedTermError(
-            "TERMS lists %s for %s, but %s does not weigh %s: add %s weighting to %s.__call__ "
-            "or remove %r from the entry's detectors (docs/extending.md)"
-            % (", ".join(missing), DETECTORS[detector], objective,
-               "it" if len(missing) == 1 else "them", "its" if len(missing) == 1 else "their",
-               objective, detector))
+            "TERMS lists %s for %s, but %s has no function for %s: add %s there or remove %r "
+            "from the entry's detectors (docs/extending.md)"
+            % (", ".join(missing), DETECTORS[detector], name,
+               "it" if len(missing) == 1 else "them", "one" if len(missing) == 1 else "them",
+               detector))
 
 
 def build_term_blocks(parts, args, channels):
@@ -362,7 +374,8 @@ def add_method_args(parser, detector="ssd"):
     Raises
     ------
     ValueError
-        When a :data:`TERMS` entry defined for ``detector`` reads (``reads``, ``weight``) a
+        When a :data:`TERMS` entry defined for ``detector`` reads (``reads``, ``weight``,
+        ``hard``) a
         value that no flag sets: a new term's typo stops every script at once, not the
         training at its first step.
     """
@@ -403,7 +416,8 @@ def add_method_args(parser, detector="ssd"):
              "cosine_length_loss_metric is computed for the control too (one "
              "teacher forward per step; never optimised)")
     for c in available_components(detector):
-        unset = [d for d in TERMS[c].reads + (TERMS[c].weight,) if d and d not in dests]
+        hard = TERMS[c].hard[1] if TERMS[c].hard else None
+        unset = [d for d in TERMS[c].reads + (TERMS[c].weight, hard) if d and d not in dests]
         if unset:
             raise ValueError("TERMS[%r] reads %s, which no flag sets (add a Flag with that "
                              "dest to its flags)" % (c, ", ".join(unset)))
@@ -411,110 +425,128 @@ def add_method_args(parser, detector="ssd"):
 
 
 class KDObjective:
-    """The student's objective: detection loss plus the chosen distillation terms, weighted.
+    """The student's distillation objective for any detector: the terms of ``--method``,
+    weighted here and nowhere else, and the weights of the detection loss they change.
+
+    Every term comes from :data:`TERMS`. A *map term* (``weight`` set) is
+    ``args.<weight> * sum_i block_i(s_i, t_i).sum() / N`` on any detector (:func:`map_terms`).
+    An *output-level term* (``weight`` None: soft labels, bounded regression, KL, imitation)
+    reads the detector's own outputs and normalisers, so the detector supplies it:
+    ``output_terms`` maps each such component to ``fn(block, args, out, s_maps, t_maps)``, the
+    weighted term of one device, with ``out`` the detector's record of that device
+    (:data:`~.steps.SSD_OUTPUT_TERMS`, :data:`~.frcnn_steps.FRCNN_OUTPUT_TERMS`). A term with a
+    ``hard`` entry changes the weight of a detection loss (Chen et al.'s ``mu`` on the
+    classification loss and ``lambda`` on the regression loss, Ko & Yoo's ``alpha``).
 
     Parameters
     ----------
     parts : frozenset of str
-        From :func:`parse_method` (``gan`` is handled by the step's critics, not here).
+        From :func:`parse_method`; ``gan`` is the step's critics, not a term here.
     args : argparse.Namespace
-        The weights (``kd_*``, ``ko_*``, ``hint_mode``).
+        The flags of :func:`add_method_args` (``kd_*``, ``hint_mode`` and the terms' own).
     teacher_channels : list of int
-        Channels of each map, for the hint adaptation layers.
+        The teacher's channels of each map the terms see (the adaptation layers' output).
     ctx : list of Context
+    detector : str
+        A key of :data:`DETECTORS`.
+    output_terms : dict of str -> callable
+        The detector's output-level terms (above); every one of :func:`output_terms`
+        (``detector``) must be there.
 
-    ``needs_teacher_head`` says whether the step must run the teacher's head (P_t, R_t).
+    Raises
+    ------
+    UnweightedTermError
+        When ``output_terms`` lacks an output-level term :data:`TERMS` defines for
+        ``detector`` (:func:`check_output_terms`).
+
+    ``needs_teacher_head`` says whether the detector must run the teacher's heads
+    (class scores and boxes) for the terms.
     """
 
-    #: the output-level terms (:func:`output_terms`) weighted in :meth:`__call__`
-    OUTPUT_TERMS = ("cls", "cls-w", "ko", "l2-b", "l2")
-
-    def __init__(self, parts, args, teacher_channels, ctx):
-        self.parts = parts
+    def __init__(self, parts, args, teacher_channels, ctx, detector="ssd", output_terms=None):
+        self.output_terms = dict(output_terms or {})
+        check_output_terms(detector, self.output_terms)
+        self.parts = frozenset(parts) - {"gan"}
         self.args = args
-        self.needs_teacher_head = needs(parts, "teacher_head")
+        self.detector = detector
+        self.needs_teacher_head = needs(self.parts, "teacher_head")
         self.blocks = gluon.nn.HybridSequential(prefix="kd_")
         with self.blocks.name_scope():
-            made = build_term_blocks(parts, args, teacher_channels)
-            # the map terms' blocks, one per map, each term's in one container (the hint
-            # adaptation layers are trained with the student, Chen Sec. 3.4)
-            self.map_blocks = collections.OrderedDict()
+            made = build_term_blocks(self.parts, args, teacher_channels)
+            # one block per map, held by the objective's blocks (their adaptation layers are
+            # trained with the student, Chen Sec. 3.4): several maps' in one container per
+            # term, a one-map detector's block itself (the checkpoints' structural names)
+            self.term_blocks = collections.OrderedDict()
             for p, blocks in made.items():
-                if TERMS[p].weight is not None:
-                    self.map_blocks[p] = gluon.nn.HybridSequential(
+                if isinstance(blocks, list) and len(blocks) > 1:
+                    container = gluon.nn.HybridSequential(
                         prefix="hint_" if p in ("hints", "hints-a") else p.replace("-", "_") + "_")
                     for b in blocks:
-                        self.map_blocks[p].add(b)
-                    self.blocks.add(self.map_blocks[p])
-        self.soft = made.get("cls", made.get("cls-w"))
-        self.kl = made.get("ko")
-        self.bounded = made.get("l2-b")
-        self.l2 = made.get("l2")
+                        container.add(b)
+                    self.blocks.add(container)
+                elif isinstance(blocks, list):
+                    self.blocks.add(blocks[0])
+                self.term_blocks[p] = blocks
+        self.map_blocks = collections.OrderedDict(
+            (p, b) for p, b in self.term_blocks.items() if TERMS[p].weight is not None)
         self.blocks.initialize(ctx=ctx)
 
+    def needs(self, what):
+        """Whether a term needs ``what`` (a :data:`TERMS` ``needs`` entry)."""
+        return needs(self.parts, what)
+
     def term_names(self):
-        """Log columns of the terms this objective computes, in a fixed order."""
+        """Log columns of the terms this objective computes, in :data:`TERMS` order."""
         return term_columns(self.parts)
 
     def params(self):
-        """Trainable parameters of the distillation terms (the hint adapters), or None."""
+        """Trainable parameters of the distillation terms (their adaptation layers), or None."""
         params = self.blocks.collect_params()
         return params if list(params.keys()) else None
 
-    def __call__(self, s_maps, t_maps, cls_preds, box_preds, t_cls, t_box, cls_targets,
-                 box_targets, cls_loss, box_loss, num_pos, batch):
-        """Weighted per-device terms; call inside ``autograd.record``.
+    def hard_weights(self):
+        """``(w_cls, w_box)``: the weights of the detection loss's classification and
+        regression terms (1 unless a term's :data:`TERMS` ``hard`` entry sets one)."""
+        w = {"cls": 1.0, "box": 1.0}
+        for p, t in TERMS.items():
+            if p in self.parts and t.hard is not None:
+                w[t.hard[0]] = getattr(self.args, t.hard[1])
+        return w["cls"], w["box"]
+
+    def __call__(self, out, s_maps, t_maps, n):
+        """The weighted terms of one device, in :data:`TERMS` order; call inside
+        ``autograd.record``.
 
         The log's ``KD_*`` columns are these weighted terms, as added to the objective; the
-        ``train_student_ori_net_*`` columns stay the unweighted hard losses, so they compare
-        across methods.
+        detection loss columns stay unweighted, so they compare across methods.
 
         Parameters
         ----------
-        s_maps, t_maps : list (devices) of list (maps) of NDArray (B, C_i, H_i, W_i)
-        cls_preds, t_cls : list of NDArray (B, N, C+1); box_preds, t_box : (B, N, 4)
-            Student and teacher head outputs (teacher ones None unless needed).
-        cls_targets (B, N), box_targets (B, N, 4) : list of NDArray
-        cls_loss, box_loss : list of NDArray (B,)
-            SSDMultiBoxLoss's hard terms, already divided by ``num_pos``.
-        num_pos : float
-            Positive anchors over the whole batch (SSDMultiBoxLoss's normaliser).
-        batch : float
+        out : object
+            The detector's record of this device, passed to its output-level terms.
+        s_maps, t_maps : list of NDArray (B, C_i, H_i, W_i)
+            The student's maps (adapted to the teacher's channels where the detector adapts
+            them) and the teacher's on this device (``t_maps`` None when no term needs them).
+        n : float
             Global batch size (the 1/N of per-image terms).
 
         Returns
         -------
-        total : list of NDArray, one scalar per device
-        terms : dict of str -> list of NDArray, the weighted KD terms for the log
+        OrderedDict of log column -> NDArray scalar
         """
-        a = self.args
-        n_dev = len(cls_preds)
-        terms = {}
-        w_cls, w_box = 1.0, 1.0
-        if self.soft is not None:                          # Chen Eq. 2
-            w_cls = a.kd_mu
-            terms["KD_soft"] = [(1 - a.kd_mu) * (self.soft(cp, tc) * kd.ssd_mining_mask(
-                cp, ct)).sum() / num_pos for cp, tc, ct in zip(cls_preds, t_cls, cls_targets)]
-        if self.kl is not None:                            # Ko & Yoo Eq. 1
-            w_cls = a.ko_alpha
-            terms["KD_KL"] = [(1 - a.ko_alpha) * (self.kl(cp, tc) * kd.ssd_mining_mask(
-                cp, ct)).sum() / num_pos for cp, tc, ct in zip(cls_preds, t_cls, cls_targets)]
-        if self.bounded is not None or self.l2 is not None:
-            w_box = a.kd_lambda                           # Chen: L = L_cls + lambda L_reg
-            name = "KD_L2B" if self.bounded is not None else "KD_L2"
-            vals = []
-            for bp, tb, ct, bt in zip(box_preds, t_box, cls_targets, box_targets):
-                pos = ct > 0                               # positives only (Chen Eq. 4)
-                loss = self.bounded(bp, tb, bt) if self.bounded is not None else self.l2(bp, tb)
-                vals.append(a.kd_lambda * a.kd_nu * (loss * pos).sum() / num_pos)
-            terms[name] = vals
-        if self.map_blocks:                                # e.g. Chen Eq. 1: gamma L_hint
-            per_device = [map_terms(self.parts, self.map_blocks, a, s_dev, t_dev, batch)
-                          for s_dev, t_dev in zip(s_maps, t_maps)]
-            for name in per_device[0]:
-                terms[name] = [d[name] for d in per_device]
-        total = [w_cls * c.sum() + w_box * b.sum() for c, b in zip(cls_loss, box_loss)]
-        for name in self.term_names():                     # in TERMS order
-            total = [t + v for t, v in zip(total, terms[name])]
-        assert len(total) == n_dev
-        return total, terms
+        terms = collections.OrderedDict()
+        for p, t in TERMS.items():
+            if p not in self.parts or t.block is None:
+                continue
+            if t.weight is not None:
+                terms.update(map_terms({p}, self.map_blocks, self.args, s_maps, t_maps, n))
+            else:
+                terms[t.column] = self.output_terms[p](self.term_blocks[p], self.args, out,
+                                                       s_maps, t_maps)
+        return terms
+
+    def total(self, detection, terms):
+        """``detection + sum(terms)``, summed in :data:`TERMS` order (one device)."""
+        for name in self.term_names():
+            detection = detection + terms[name]
+        return detection

@@ -7,8 +7,9 @@ s, starts every worker from the same weights and hands all of it to :class:`~.lo
 differs between detectors is a small *detector part* (:class:`~.ssd_runs.SSDPart`,
 :class:`~.frcnn_runs.FasterRCNNPart`), which supplies
 
-- ``key`` (a :data:`~.methods.DETECTORS` key), ``objective`` (the class of its distillation
-  objective, whose ``OUTPUT_TERMS`` :func:`~.methods.check_output_terms` checks), ``lines``
+- ``key`` (a :data:`~.methods.DETECTORS` key), ``output_terms`` (its table of output-level
+  distillation terms for :class:`~.methods.KDObjective`, which
+  :func:`~.methods.check_output_terms` checks against :data:`~.methods.TERMS`), ``lines``
   (its log's line kinds, :class:`~gankd_gluon.logs.format.LogLines`), ``val_titles``
   (``(distillation, plain)`` titles of its validation lines) and ``network_settings``
   (the flags that shape the student's weights, named when ``--init-from`` refuses them);
@@ -70,7 +71,7 @@ class Distillation:
         Frozen; None when no term needs it (and no monitor).
     dnet : DNet or None
         The critics (``--method`` with ``gan``).
-    objective : KDObjective, FasterRCNNKD or None
+    objective : KDObjective or None
         The distillation terms other than ``gan``.
     blocks : dict of str -> Block
         Everything a checkpoint holds besides the student (adapters, ``kd``, ``dnet``), in
@@ -203,12 +204,12 @@ def run_gankd(args, part):
     Raises
     ------
     UnweightedTermError
-        When :data:`~.methods.TERMS` lists an output-level term for this detector that its
-        objective does not weigh (:func:`~.methods.check_output_terms`), before anything is
+        When :data:`~.methods.TERMS` lists an output-level term for this detector that the
+        part's ``output_terms`` lack (:func:`~.methods.check_output_terms`), before anything is
         read or written.
     """
     parts = parse_method(args.method, part.key)
-    check_output_terms(part.key, part.objective.OUTPUT_TERMS, part.objective.__name__)
+    check_output_terms(part.key, part.output_terms)
     part.prepare_gankd(args)
     env = make_env(args)
     ctx = get_contexts(args, env)

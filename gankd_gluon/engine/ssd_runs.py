@@ -32,7 +32,7 @@ from .checkpoint import deployable_exporter
 from .diagnostics import diagnostic_columns
 from .methods import KDObjective, add_method_args, method_name, parse_method
 from .runs import Distillation, StageNumbers, get_contexts
-from .steps import GANStep, SSDAdapter, SSDStep, split_batch
+from .steps import SSD_OUTPUT_TERMS, GANStep, SSDAdapter, SSDStep, split_batch
 
 __all__ = ["SSDPart", "add_common_args", "add_gankd_args", "get_contexts",
            "build_gankd_models", "make_dnet", "teacher_statistics", "check_plain_args",
@@ -326,7 +326,7 @@ class SSDPart:
     """
 
     key = "ssd"
-    objective = KDObjective
+    output_terms = SSD_OUTPUT_TERMS
     lines = SSD_LINES
     val_titles = ("StudentNet Validation", "Validation")
     convention = "after"
@@ -360,7 +360,7 @@ class SSDPart:
         objective = None
         if parts - {"gan"}:
             t_channels = feature_channels(teacher.features, args.data_shape, layout.num_maps)
-            objective = KDObjective(parts - {"gan"}, args, t_channels, ctx)
+            objective = KDObjective(parts, args, t_channels, ctx, "ssd", SSD_OUTPUT_TERMS)
         if "gan" not in parts:
             dnet = None
         s_features, s_head = split_ssd(student)

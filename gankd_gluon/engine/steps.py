@@ -12,15 +12,18 @@ All losses are normalised by the global batch on every device, so ``trainer.step
 same update whatever the number of devices (GluonCV's SSDMultiBoxLoss already normalises by the
 positives of the whole batch).
 """
+import collections
 import contextlib
 
 from mxnet import autograd, gluon
 
+from ..losses import kd
 from ..models.critics import clip_weights
 from .diagnostics import COSINE_LENGTH, cosine_length_metric, separation_columns
 from .guards import check_finite
 
-__all__ = ["GANStep", "SSDAdapter", "SSDStep", "split_batch", "Normalizer"]
+__all__ = ["GANStep", "SSDAdapter", "SSDStep", "split_batch", "Normalizer", "SSDOutputs",
+           "SSD_OUTPUT_TERMS"]
 
 
 @contextlib.contextmanager
@@ -136,6 +139,49 @@ class SSDStep:
         return {"CrossEntropy": cls_loss, "SmoothL1": box_loss}
 
 
+#: One device's SSD outputs for the output-level distillation terms: the student's class
+#: scores (B, N, C+1) and box offsets (B, N, 4), the teacher's (None unless a term needs them),
+#: the anchors' targets (B, N) and (B, N, 4), and the positives of the whole batch
+#: (SSDMultiBoxLoss's normaliser, a float)
+SSDOutputs = collections.namedtuple(
+    "SSDOutputs", "cls_pred box_pred t_cls t_box cls_targets box_targets num_pos")
+
+
+def _soft_labels(block, a, o, s_maps, t_maps):
+    """Chen et al. Eq. 2: ``(1 - mu) L_soft`` on the anchors SSD's hard loss uses (positives
+    and the mined negatives), over the positives."""
+    return (1 - a.kd_mu) * (block(o.cls_pred, o.t_cls) * kd.ssd_mining_mask(
+        o.cls_pred, o.cls_targets)).sum() / o.num_pos
+
+
+def _kl(block, a, o, s_maps, t_maps):
+    """Ko & Yoo Eq. 1: ``beta KL(T/Temp || S/Temp)``, ``beta = 1 - alpha``, on the same
+    anchors, over the positives."""
+    return (1 - a.ko_alpha) * (block(o.cls_pred, o.t_cls) * kd.ssd_mining_mask(
+        o.cls_pred, o.cls_targets)).sum() / o.num_pos
+
+
+def _regression(bounded):
+    """Chen et al. Eq. 4: ``lambda nu L_b`` (teacher-bounded) or ``lambda nu L2`` to the
+    teacher's offsets, on the positive anchors, over the positives."""
+    def term(block, a, o, s_maps, t_maps):
+        pos = o.cls_targets > 0
+        loss = block(o.box_pred, o.t_box, o.box_targets) if bounded else \
+            block(o.box_pred, o.t_box)
+        return a.kd_lambda * a.kd_nu * (loss * pos).sum() / o.num_pos
+    return term
+
+
+#: SSD's output-level distillation terms (:class:`~.methods.KDObjective`): component ->
+#: ``fn(block, args, SSDOutputs, s_maps, t_maps)``, the weighted term of one device.
+#: Sources: Chen, Choi, Yu, Han, Chandraker, "Learning Efficient Object Detection Models with
+#: Knowledge Distillation", NIPS 2017; Ko, Yoo, "Knowledge Distillation based Compact Model
+#: Learning Method for Object Detection", ICTC 2020,
+#: https://doi.org/10.1109/ICTC49870.2020.9289463.
+SSD_OUTPUT_TERMS = {"cls": _soft_labels, "cls-w": _soft_labels, "ko": _kl,
+                    "l2-b": _regression(True), "l2": _regression(False)}
+
+
 class SSDAdapter:
     """What a GAN-KD step needs to know of an SSD: its feature maps and its detection loss.
 
@@ -204,10 +250,19 @@ class SSDAdapter:
             self.det_loss(cls_preds, box_preds, cls_targets, box_targets), cls_targets,
             num_pos)
         if objective is None:
-            total, terms = [s.sum() for s in sum_loss], {}
-        else:
-            total, terms = objective(s_maps, t_maps, cls_preds, box_preds, t_cls, t_box,
-                                     cls_targets, box_targets, cls_loss, box_loss, num_pos, n)
+            return [s.sum() for s in sum_loss], {"CrossEntropy": cls_loss,
+                                                  "SmoothL1": box_loss}, {}
+        w_cls, w_box = objective.hard_weights()
+        total, terms = [], {name: [] for name in objective.term_names()}
+        for d in range(len(data)):
+            out = SSDOutputs(cls_preds[d], box_preds[d], t_cls[d] if t_cls else None,
+                             t_box[d] if t_box else None, cls_targets[d], box_targets[d],
+                             num_pos)
+            dev = objective(out, s_maps[d], t_maps[d] if t_maps is not None else None, n)
+            for name, value in dev.items():
+                terms[name].append(value)
+            total.append(objective.total(w_cls * cls_loss[d].sum() + w_box * box_loss[d].sum(),
+                                         dev))
         return total, dict(terms, CrossEntropy=cls_loss, SmoothL1=box_loss), {}
 
 
@@ -233,7 +288,7 @@ class GANStep:
     d_steps : int
         Critic steps per student step (paper: 1, they alternate). Extra critic steps reuse the
         same batch's maps: the teacher runs once per iteration.
-    objective : KDObjective, FasterRCNNKD or None
+    objective : KDObjective or None
         Weighs the detection loss and the distillation terms (:mod:`.methods`); None: the
         detection loss alone.
     balance_interval : int

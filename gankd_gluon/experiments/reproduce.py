@@ -29,7 +29,7 @@ from .chains import REPO_ROOT, build_chain, run_names
 from .estimates import effective_settings, estimate_hours
 from .recipes import SMOKE
 from .rows import TABLES, get_row, rows_of
-from .runs import git_state
+from .runs import checkpoint_status, git_state, mtime
 
 __all__ = ["parse_args", "main", "list_rows", "step_status", "append_result", "has_result",
            "ChainError"]
@@ -129,22 +129,6 @@ def list_rows(table=None, out=print):
 
 
 # ------------------------------------------------------------------------------ step status
-def _mtime(path):
-    return os.path.getmtime(path) if os.path.exists(path) else None
-
-
-def _same(recorded, wanted):
-    """Does a manifest's stored arg equal a command-line value (given as a string)?"""
-    if isinstance(recorded, bool) or recorded is None:
-        return str(recorded).lower() == str(wanted).lower()
-    if isinstance(recorded, (int, float)):
-        try:
-            return math.isclose(float(recorded), float(wanted), rel_tol=1e-9, abs_tol=0.0)
-        except ValueError:
-            return False
-    return str(recorded) == str(wanted)
-
-
 def _split_files_count(path):
     if not os.path.isfile(path):
         return -1
@@ -180,35 +164,20 @@ def step_status(step):
                 json.load(f)["ap"]["mAP"]
         except (ValueError, KeyError, TypeError):
             return False, "unreadable evaluation %s" % path
-        newer = [p for p in step.inputs if (_mtime(p) or 0) > _mtime(path)]
+        newer = [p for p in step.inputs if (mtime(p) or 0) > mtime(path)]
         if newer:
             return False, "evaluation %s is older than %s" % (path, newer[0])
         return True, "evaluated: %s" % path
     manifest = outs["manifest"]
-    if not os.path.isfile(manifest):
-        return False, "no final checkpoint %s" % manifest
-    try:
-        with open(manifest) as f:
-            state = json.load(f)
-    except ValueError:
-        return False, "unreadable checkpoint manifest %s" % manifest
+    status, why = checkpoint_status(manifest, step.recipe, step.inputs, outs.get("files", []))
     folder = os.path.dirname(os.path.abspath(manifest))
-    missing = [p for p in state.get("parts", {}).values()
-               if not os.path.isfile(os.path.join(folder, p))]
-    missing += [p for p in outs.get("files", []) if not os.path.isfile(p)]
-    if missing:
-        return False, "checkpoint %s is incomplete (missing %s)" % (manifest, missing[0])
-    recorded = state.get("args", {})
-    differ = ["%s=%s (command: %s)" % (k, recorded.get(k), v) for k, v in step.recipe.items()
-              if k in recorded and not _same(recorded[k], v)]
-    if differ:
+    if status == "differs":
         raise ChainError("%s was trained with other settings: %s. Delete %s (or use another "
-                         "--work-dir) to train it again." % (manifest, "; ".join(differ), folder))
-    newer = [p for p in step.inputs if p and (_mtime(p) or 0) > _mtime(manifest)]
-    if newer:
+                         "--work-dir) to train it again." % (manifest, why, folder))
+    if status == "stale":
         raise ChainError("%s is older than its input %s (rewritten since). Delete %s to train "
-                         "it again with the new input." % (manifest, newer[0], folder))
-    return True, "finished: %s" % manifest
+                         "it again with the new input." % (manifest, why, folder))
+    return status == "done", why
 
 
 # ------------------------------------------------------------------------------ results

@@ -1,18 +1,21 @@
-"""What the experiment runners (:mod:`.demo`, :mod:`.study`, :mod:`.ablation`) share: the
-generated dataset, the cached teacher, a run reused when it finished with the same settings,
+"""What the experiment runners (:mod:`.reproduce`, :mod:`.demo`, :mod:`.study`,
+:mod:`.ablation`, :mod:`.table3`) share: the generated dataset, the cached teacher, the one
+test of whether a run finished with the wanted settings (:func:`checkpoint_status`),
 the evaluation of an exported detector, the checkout's git state.
 
 The runners import this module, never each other's internals, so the import graph of
 ``experiments`` has no cycle (checked by ``tests/test_layers.py``).
 """
 import json
+import math
 import os
 import shlex
 import shutil
 import time
 
 __all__ = ["train_ssd_gankd", "train_ssd_plain", "shell_command", "ensure_dataset", "fresh_log", "teacher_cached", "train_teacher",
-           "finished_with", "evaluate_exported", "git_state"]
+           "finished_with", "checkpoint_status", "same_setting", "mtime", "evaluate_exported",
+           "git_state"]
 
 
 def train_ssd_gankd(args):
@@ -113,29 +116,94 @@ def train_teacher(cfg, say=print):
     return info
 
 
-def finished_with(cfg, prefix, run_args, log, argv=()):
-    """True when ``prefix``'s final checkpoint was written by a run with every setting of
-    ``run_args`` (the ablation shares its run folder across budgets: a different
-    ``--student-epochs`` must train again) and its log is in the output folder.
+def mtime(path):
+    """The modification time of ``path`` (seconds since the epoch), None when it is absent."""
+    return os.path.getmtime(path) if os.path.exists(path) else None
 
-    A setting the checkpoint does not record belongs to a flag added to the script after that
-    run: it counts as equal when ``argv`` (the run's command-line arguments) does not give the
-    flag, because a flag's default keeps the behaviour from before the flag existed."""
-    manifest = os.path.join(cfg.runs_dir, prefix, prefix + "-final.json")
-    if not (os.path.isfile(manifest) and os.path.isfile(log)):
-        return False
-    with open(manifest) as f:
-        stored = json.load(f).get("args", {})
-    given = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
-    for k, v in vars(run_args).items():
-        if k == "progress":
-            continue
-        if k not in stored:
-            if k in given:
-                return False
-        elif stored[k] != (list(v) if isinstance(v, tuple) else v):
+
+def same_setting(recorded, wanted):
+    """Does a checkpoint's recorded setting equal ``wanted``: a parsed value (a tuple counts as
+    the list JSON stores), or a command-line string (``'0.5'`` equals ``0.5``, ``'true'``
+    equals ``True``)?"""
+    if isinstance(wanted, tuple):
+        wanted = list(wanted)
+    if not isinstance(wanted, str):
+        return recorded == wanted
+    if isinstance(recorded, bool) or recorded is None:
+        return str(recorded).lower() == wanted.lower()
+    if isinstance(recorded, (int, float)):
+        try:
+            return math.isclose(float(recorded), float(wanted), rel_tol=1e-9, abs_tol=0.0)
+        except ValueError:
             return False
-    return True
+    return str(recorded) == wanted
+
+
+def checkpoint_status(manifest, wanted, inputs=(), files=(), given=None):
+    """Is a step's training done: the one test every experiment runner applies to a run's
+    final checkpoint before it trains (or reuses) that run.
+
+    Parameters
+    ----------
+    manifest : str
+        The run's final checkpoint manifest (``<prefix>-final.json``).
+    wanted : dict of str -> value
+        The settings (argparse dests) the run must have been trained with: parsed values or
+        command-line strings (:func:`same_setting`).
+    inputs : iterable of str
+        Files the run was made from (a teacher's weights): one rewritten since makes it stale.
+    files : iterable of str
+        Further outputs that must exist (an export).
+    given : set of str or None
+        The dests the command line gives. A setting the manifest does not record belongs to a
+        flag added to the script after that run, and its default keeps the behaviour from
+        before the flag existed: it differs only when ``given`` names it (None: never).
+
+    Returns
+    -------
+    (status, why) : (str, str)
+        ``status`` is ``'done'``; ``'absent'`` (no readable manifest); ``'incomplete'`` (a
+        file of its checkpoint set or of ``files`` is missing: a kill during the write);
+        ``'differs'`` (``why`` lists ``key=recorded (command: wanted)``); or ``'stale'`` (an
+        input is newer than the manifest). The callers decide: the table rows stop and ask
+        (:func:`~.reproduce.step_status`), the ablation and the study train again.
+    """
+    if not os.path.isfile(manifest):
+        return "absent", "no final checkpoint %s" % manifest
+    try:
+        with open(manifest) as f:
+            state = json.load(f)
+    except ValueError:
+        return "absent", "unreadable checkpoint manifest %s" % manifest
+    folder = os.path.dirname(os.path.abspath(manifest))
+    missing = [p for p in state.get("parts", {}).values()
+               if not os.path.isfile(os.path.join(folder, p))]
+    missing += [p for p in files if not os.path.isfile(p)]
+    if missing:
+        return "incomplete", "checkpoint %s is incomplete (missing %s)" % (manifest, missing[0])
+    recorded = state.get("args", {})
+    differ = ["%s=%s (command: %s)" % (k, recorded.get(k), v) for k, v in wanted.items()
+              if (k in recorded and not same_setting(recorded[k], v))
+              or (k not in recorded and given is not None and k in given)]
+    if differ:
+        return "differs", "; ".join(differ)
+    newer = [p for p in inputs if p and (mtime(p) or 0) > mtime(manifest)]
+    if newer:
+        return "stale", newer[0]
+    return "done", "finished: %s" % manifest
+
+
+def finished_with(cfg, prefix, run_args, log, argv=()):
+    """True when ``prefix``'s final checkpoint is complete and was written by a run with every
+    setting of ``run_args`` (:func:`checkpoint_status`; the ablation shares its run folder
+    across budgets: a different ``--student-epochs`` must train again) and its log is in the
+    output folder. ``argv``: the run's command-line arguments (settings the checkpoint does not
+    record count as equal unless ``argv`` gives them)."""
+    manifest = os.path.join(cfg.runs_dir, prefix, prefix + "-final.json")
+    given = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    wanted = {k: v for k, v in vars(run_args).items() if k != "progress"}
+    status, _ = checkpoint_status(manifest, wanted, given=given)
+    return status == "done" and os.path.isfile(log)
 
 
 def evaluate_exported(prefix, dataset, data_shape, batch_size, num_workers=0, collect=None):
