@@ -25,7 +25,9 @@ def parse_args(argv=None):
                              "../shared/published_logs)" % ENV_VAR)
     parser.add_argument("--base-url", default=BASE_URL,
                         help="where the files are (<base-url>/<file>); a mirror or file:// URL")
+    parser.set_defaults(verify=True)       # on the parser: the help shows no "(default: True)"
     parser.add_argument("--no-verify", dest="verify", action="store_false",
+                        default=argparse.SUPPRESS,
                         help="keep a file whose SHA-256 differs from the tested copy's")
     return parser.parse_args(argv)
 

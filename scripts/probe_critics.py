@@ -83,7 +83,11 @@ def parse_args(argv=None):
     parser.add_argument("--gpus", type=gpu_list, default="", help="GPU id ('' = CPU)")
     parser.add_argument("--cpu-devices", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=233)
-    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
+    parser.set_defaults(hybridize=True)    # on the parser: the help shows no "(default: True)"
+    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
+                        default=argparse.SUPPRESS,
+                        help="run the networks imperatively (slower; for debugging), not as "
+                             "hybridized graphs")
     parser.add_argument("--out", default="", help="write the result as JSON here")
     add_critic_args(parser, critic_norm=SSD_CRITIC_NORM, critic_norm_help=SSD_CRITIC_NORM_HELP)
     args = parser.parse_args(argv)

@@ -58,13 +58,14 @@ Flag = collections.namedtuple("Flag", "option dest type default help")
 
 #: One row per ``--method`` component (the GAN's critics are the step's, not a loss block):
 #: ``column`` the log column of its weighted term; ``block(args, channels)`` its loss block
-#: (None: no block); ``reads`` the flags (dests) it reads; ``needs`` what the objective must
+#: (None: no block); ``reads`` the flags (dests) it reads; ``needs`` what the detector must
 #: give it (``teacher_head``: the teacher's class / box outputs, ``teacher_maps``: its
-#: feature maps, ``imitation_mask``: Wang et al.'s mask near objects); ``detectors`` where it is defined, and ``why_not`` the reason elsewhere;
-#: ``group`` components that exclude each other; ``weight``: for a *map term* (a block
-#: ``(student map, teacher map) -> loss`` per map, the student's map adapted to the
-#: teacher's channels) the dest of the flag it is multiplied by, the objectives then weigh it
-#: the same for every detector (:func:`map_terms`); None: the detector's objective weighs it;
+#: feature maps, ``imitation_mask``: Wang et al.'s mask near objects); ``detectors`` where it
+#: is defined, and ``why_not`` the reason elsewhere; ``group`` components that exclude each
+#: other; ``weight``: for a *map term* (a block ``(student map, teacher map) -> loss`` per
+#: map, the student's map adapted to the teacher's channels) the dest of the flag it is
+#: multiplied by, the objective then weighs it the same for every detector
+#: (:func:`map_terms`); None: the detector computes it (its table of output-level terms);
 #: ``flags``: :class:`Flag` s of its own that :func:`add_method_args` adds; ``hard``:
 #: ``(loss, dest)`` when the term reweighs the detection loss's ``'cls'`` or ``'box'`` terms
 #: by that flag (:meth:`KDObjective.hard_weights`). The rows' order is the log columns' order

@@ -178,6 +178,38 @@ def _schedule(bases, numbers, logger, convention, what=""):
                         offset=numbers.offset, convention=convention)
 
 
+#: What every run has once its flags are checked (:func:`_start`): the distributed environment,
+#: the devices, the step watchdog, the datasets, their class names and the checkpoint prefix
+_Started = collections.namedtuple("_Started", "env ctx watchdog train val classes prefix")
+
+
+def _start(args, part, default_name):
+    """The start every run shares, in the order that fixes its random draws: the environment,
+    the devices, the watchdog, the seed, then the data; ``--save-prefix`` defaults to
+    ``default_name()``."""
+    env = make_env(args)
+    ctx = get_contexts(args, env)
+    watchdog = _watchdog(args, env)
+    seed_everything(args.seed)
+    train, val = part.load_data(args)
+    if not args.save_prefix:
+        args.save_prefix = default_name()
+    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
+    return _Started(env, ctx, watchdog, train, val, tuple(train.classes), prefix)
+
+
+def _fit(args, part, run, logger, loader, blocks, net, what, val_title, start, stages):
+    """Train ``stages`` with the loop every run shares (:class:`~.loop.Run`): ``net`` is the
+    network validated and exported (as ``what``) after each epoch."""
+    loop = Run(args, logger, loader, run.ctx, blocks,
+               part.validator(net, run.val, args, run.ctx), run.prefix, args.keep_last,
+               before_epoch=part.before_epoch(net, args),
+               export=part.exporter(net, run.prefix, args, run.ctx, what),
+               val_title=val_title, lines=part.lines, is_root=run.env.is_root,
+               watchdog=run.watchdog, reduce=_reducer(run.env), start=start)
+    return loop.fit(stages)
+
+
 def run_gankd(args, part):
     """Distillation training (GAN-KD by default), stage 1 and/or stage 2; returns the best mAP.
 
@@ -211,18 +243,12 @@ def run_gankd(args, part):
     parts = parse_method(args.method, part.key)
     check_output_terms(part.key, part.output_terms)
     part.prepare_gankd(args)
-    env = make_env(args)
-    ctx = get_contexts(args, env)
-    watchdog = _watchdog(args, env)
-    seed_everything(args.seed)
-    train, val = part.load_data(args)
-    classes = tuple(train.classes)
-    if not args.save_prefix:
-        args.save_prefix = part.gankd_name(args, parts)
+    run = _start(args, part, lambda: part.gankd_name(args, parts))
+    env, ctx, train, val, classes, prefix = \
+        run.env, run.ctx, run.train, run.val, run.classes, run.prefix
     init_from = getattr(args, "init_from", "")
     if init_from:
         _check_init_from(args)
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
     kind = part.kind(args, classes, student=args.student, teacher=args.teacher,
                      method=method_name(parts), stage=args.stage)
     start = open_run(args, prefix, kind, env.is_root, claim=False)   # checks, no writes
@@ -273,12 +299,8 @@ def run_gankd(args, part):
         # inference-mode convolutions leave the teacher's weights in oneDNN's layout, which
         # Horovod's broadcast refuses.
         dnet.set_teacher_stats(part.teacher_statistics(models, train, args, ctx[0]))
-    run = Run(args, logger, loader, ctx, blocks, part.validator(student, val, args, ctx),
-              prefix, args.keep_last, before_epoch=part.before_epoch(student, args),
-              export=part.exporter(student, prefix, args, ctx, "student"),
-              val_title=part.val_titles[0], lines=part.lines, is_root=env.is_root,
-              watchdog=watchdog, reduce=_reducer(env), start=start)
-    return run.fit(stages)
+    return _fit(args, part, run, logger, loader, blocks, student, "student", part.val_titles[0],
+                start, stages)
 
 
 def run_plain(args, part):
@@ -298,20 +320,14 @@ def run_plain(args, part):
         The best validation mAP (nan if never validated).
     """
     part.prepare_plain(args)
-    env = make_env(args)
-    ctx = get_contexts(args, env)
-    watchdog = _watchdog(args, env)
-    seed_everything(args.seed)
-    train, val = part.load_data(args)
-    classes = tuple(train.classes)
-    if not args.save_prefix:
-        args.save_prefix = part.plain_name(args)
-    prefix = os.path.join(args.save_dir, args.save_prefix, args.save_prefix)
-    start = open_run(args, prefix, part.kind(args, classes, network=args.network), env.is_root)
-    start.notes.extend(summary_lines(train, val))      # the log records what was skipped
+    run = _start(args, part, lambda: part.plain_name(args))
+    env, ctx = run.env, run.ctx
+    start = open_run(args, run.prefix, part.kind(args, run.classes, network=args.network),
+                     env.is_root)
+    start.notes.extend(summary_lines(run.train, run.val))   # the log records what was skipped
     logger = _logger(args, env)
-    net = part.build_plain(args, classes, ctx)
-    loader = part.train_loader(args, net, ctx, env, train)
+    net = part.build_plain(args, run.classes, ctx)
+    loader = part.train_loader(args, net, ctx, env, run.train)
     optimizer = getattr(args, "optimizer", "sgd")
     if optimizer == "sgd":
         opt_args = part.sgd(args)
@@ -326,9 +342,5 @@ def run_plain(args, part):
                   _schedule({"opt": args.lr}, numbers, logger, part.convention),
                   columns, split=part.split, epoch_offset=numbers.offset,
                   epoch_columns=epoch_columns)
-    run = Run(args, logger, loader, ctx, {"net": net}, part.validator(net, val, args, ctx),
-              prefix, args.keep_last, before_epoch=part.before_epoch(net, args),
-              export=part.exporter(net, prefix, args, ctx, "net"), val_title=part.val_titles[1],
-              lines=part.lines, is_root=env.is_root, watchdog=watchdog, reduce=_reducer(env),
-              start=start)
-    return run.fit([stage])
+    return _fit(args, part, run, logger, loader, {"net": net}, net, "net", part.val_titles[1],
+                start, [stage])

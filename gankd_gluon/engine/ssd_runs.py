@@ -7,6 +7,7 @@ Defaults follow the paper (Sec. 4.1) and, where the paper is silent, the publish
 (``published_logs/ssd_512_mobilenet1_0_resnet50_v1_voc_g_d_new_train.log``); each flag's help says
 which.
 """
+import argparse
 import warnings
 
 import mxnet as mx
@@ -84,7 +85,11 @@ def add_common_args(parser):
     parser.add_argument("--wd", type=nonnegative_float, default=0.0005,
                         help="SGD weight decay (paper)")
     add_distributed_args(parser)
-    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false")
+    parser.set_defaults(hybridize=True)    # on the parser: the help shows no "(default: True)"
+    parser.add_argument("--no-hybridize", dest="hybridize", action="store_false",
+                        default=argparse.SUPPRESS,
+                        help="run the networks imperatively (slower; for debugging), not as "
+                             "hybridized graphs")
     parser.add_argument("--save-initial", action="store_true",
                         help="with no epoch to train (--epochs 0, and --gan-epochs 0 for "
                              "GAN-KD): save and export the network as it starts (initialised, or "

@@ -169,8 +169,9 @@ def _smoke_args(args, data_root, dataset, shape, gpus):
     args = _merge(args, [("--dataset", dataset), ("--dataset-root", data_root),
                          ("--data-shape", str(shape)), ("--batch-size", str(SMOKE["batch_size"])),
                          ("--epochs", str(SMOKE["epochs"]))] + SMOKE_OVERRIDES)
-    if any(k == "--gan-epochs" for k, _ in args):
+    if any(k == "--gan-epochs" for k, _ in args):          # a distillation
         _set(args, "--gan-epochs", str(SMOKE["gan_epochs"]))
+        _set(args, "--critic-channels", str(SMOKE["critic_channels"]))
     if not gpus:
         _set(args, "--cpu-devices", str(SMOKE["cpu_devices"]))
     return args + [("--no-progress", None)]

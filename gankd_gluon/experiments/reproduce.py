@@ -81,7 +81,9 @@ def parse_args(argv=None):
     parser.add_argument("--checkpoint", choices=("best", "final"), default="best",
                         help="which exported model is evaluated: best validation mAP (as "
                              "GluonCV's scripts and the published logs keep it) or the last")
+    parser.set_defaults(baseline=True)     # on the parser: the help shows no "(default: True)"
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        default=argparse.SUPPRESS,
                         help="distillation rows: skip the baseline (then the gain is reported "
                              "only if the '-' row was already evaluated); without it the "
                              "baseline runs")

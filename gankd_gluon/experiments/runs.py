@@ -13,9 +13,9 @@ import shlex
 import shutil
 import time
 
-__all__ = ["train_ssd_gankd", "train_ssd_plain", "shell_command", "ensure_dataset", "fresh_log", "teacher_cached", "train_teacher",
-           "finished_with", "checkpoint_status", "same_setting", "mtime", "evaluate_exported",
-           "git_state"]
+__all__ = ["train_ssd_gankd", "train_ssd_plain", "shell_command", "ensure_dataset", "fresh_log",
+           "teacher_cached", "train_teacher", "finished_with", "checkpoint_status",
+           "same_setting", "mtime", "evaluate_exported", "git_state"]
 
 
 def train_ssd_gankd(args):
