@@ -133,14 +133,15 @@ def test_defaults_are_the_papers():
 
 
 def _tiny():
-    """One image, 3 anchors, 2 classes + background; anchor 0 is positive."""
+    """One image, 6 anchors, 2 classes + background; anchor 0 is positive, so hard-negative
+    mining (3 negatives per positive) keeps 3 of the 5 negatives."""
     rng = np.random.RandomState(0)
-    cls_p = mx.nd.array(rng.randn(1, 3, 3))
-    t_cls = mx.nd.array(rng.randn(1, 3, 3))
-    box_p = mx.nd.array(rng.randn(1, 3, 4))
-    t_box = mx.nd.array(rng.randn(1, 3, 4))
-    box_t = mx.nd.array(rng.randn(1, 3, 4))
-    cls_t = mx.nd.array([[1, 0, 0]])
+    cls_p = mx.nd.array(rng.randn(1, 6, 3))
+    t_cls = mx.nd.array(rng.randn(1, 6, 3))
+    box_p = mx.nd.array(rng.randn(1, 6, 4))
+    t_box = mx.nd.array(rng.randn(1, 6, 4))
+    box_t = mx.nd.array(rng.randn(1, 6, 4))
+    cls_t = mx.nd.array([[1, 0, 0, 0, 0, 0]])
     s_map = [mx.nd.array(rng.randn(1, 2, 2, 2))]
     t_map = [mx.nd.array(rng.randn(1, 2, 2, 2))]
     return cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map
@@ -164,14 +165,16 @@ def test_chen_objective_weights_each_term_as_the_paper():
     obj = _ssd_objective("chen", args)
     ce, sl1 = mx.nd.array([0.7]), mx.nd.array([0.2])
     assert obj.hard_weights() == (0.3, 2.0)
-    with autograd.record():
-        terms = obj(SSDOutputs(cls_p, box_p, t_cls, t_box, cls_t, box_t, 1.0), s_map, t_map,
+    with autograd.record():       # num_pos 2: the positives of the whole batch (2 images)
+        terms = obj(SSDOutputs(cls_p, box_p, t_cls, t_box, cls_t, box_t, 2.0), s_map, t_map,
                     1.0)
         total = _ssd_total(obj, terms, ce, sl1)
     mask = kd.ssd_mining_mask(cls_p, cls_t).asnumpy()     # positive + 3 hardest negatives
-    assert mask.sum() == 3                                 # only 2 negatives exist
-    soft = (kd.SoftTargetCrossEntropy(1.5)(cls_p, t_cls).asnumpy() * mask).sum()
-    lb = kd.TeacherBoundedL2(0.0)(box_p, t_box, box_t).asnumpy()[0, 0]
+    assert mask.sum() == 4 and mask[0, 0] == 1
+    soft = (kd.SoftTargetCrossEntropy(1.5)(cls_p, t_cls).asnumpy() * mask).sum() / 2.0
+    assert soft != pytest.approx(
+        kd.SoftTargetCrossEntropy(1.5)(cls_p, t_cls).asnumpy().sum() / 2.0)  # mask matters
+    lb = kd.TeacherBoundedL2(0.0)(box_p, t_box, box_t).asnumpy()[0, 0] / 2.0
     hint = obj.map_blocks["hints-a"][0](s_map[0], t_map[0]).asnumpy().sum()
     expected = 0.3 * 0.7 + 0.7 * soft + 2.0 * 0.2 + 2.0 * 0.5 * lb + 0.25 * hint
     assert total.asscalar() == pytest.approx(expected, rel=1e-5)
@@ -219,7 +222,7 @@ def test_method_settings_are_the_reads_of_the_methods_terms():
     assert method_settings("gan") == method_settings("none") == method_settings(None) == []
 
 
-def test_every_output_level_term_is_weighted_by_its_detectors_objective():
+def test_every_output_level_term_has_a_function_in_its_detectors_table():
     """The table as it stands: each detector's output-term table has a function for every
     output-level term (weight None) that TERMS defines for it, and only those are
     output-level."""
@@ -230,7 +233,7 @@ def test_every_output_level_term_is_weighted_by_its_detectors_objective():
     methods.check_output_terms("frcnn", FRCNN_OUTPUT_TERMS)
 
 
-def test_an_output_term_no_objective_weighs_stops_the_run_at_start(monkeypatch, tmp_path):
+def test_an_output_term_missing_from_the_detectors_table_stops_the_run_at_start(monkeypatch, tmp_path):
     """A TERMS entry with weight=None listed for SSD, which the SSD adapter's table lacks:
     run_gankd refuses before reading data or writing anything, and the objective refuses to
     be built, naming the term, the detector and the table; Faster R-CNN, for which the entry
@@ -240,7 +243,8 @@ def test_an_output_term_no_objective_weighs_stops_the_run_at_start(monkeypatch, 
     toy = methods.Term("KD_toy", lambda args, channels: kd.KLDistillation(), (),
                        ("teacher_head",), ("ssd",), None, None)
     monkeypatch.setitem(methods.TERMS, "toy-out", toy)
-    message = "toy-out for SSD, but the output-term table of the SSD adapter has no function"
+    message = ("toy-out for SSD, but SSD_OUTPUT_TERMS \\(gankd_gluon/engine/steps.py\\) has no "
+               "function")
     with pytest.raises(methods.UnweightedTermError, match=message):
         methods.check_output_terms("ssd", SSD_OUTPUT_TERMS)
     with pytest.raises(methods.UnweightedTermError, match=message):
@@ -251,3 +255,103 @@ def test_an_output_term_no_objective_weighs_stops_the_run_at_start(monkeypatch, 
     with pytest.raises(methods.UnweightedTermError, match="toy-out"):
         runs.run_gankd(args, SSDPart())
     assert not (tmp_path / "runs").exists() and not (tmp_path / "logs").exists()
+
+
+def test_a_map_term_without_teacher_maps_or_a_bad_hard_loss_stops_the_parser(monkeypatch):
+    """Two mistakes a new TERMS entry can make that would otherwise surface mid-training: a
+    map term (weight set) whose needs lack 'teacher_maps' (it would get one block, not one
+    per map), and a ``hard`` entry naming a detection loss that does not exist."""
+    flag = (methods.Flag("--at-weight", "at_weight", float, 1.0, "w"),)
+    no_maps = methods.Term("KD_at", lambda a, c: kd.TeacherL2(), ("at_weight",),
+                           ("teacher_head",), ("ssd",), None, None, weight="at_weight",
+                           flags=flag)
+    monkeypatch.setitem(methods.TERMS, "at", no_maps)
+    with pytest.raises(ValueError, match="TERMS\\['at'\\] is a map term .* lack 'teacher_maps'"):
+        add_method_args(argparse.ArgumentParser())
+    bad_hard = no_maps._replace(needs=("teacher_maps",), hard=("bbox", "at_weight"))
+    monkeypatch.setitem(methods.TERMS, "at", bad_hard)
+    with pytest.raises(ValueError, match="hard=\\('bbox', 'at_weight'\\) reweighs 'bbox'"):
+        add_method_args(argparse.ArgumentParser())
+    monkeypatch.setitem(methods.TERMS, "at", bad_hard._replace(hard=("box", "at_weight")))
+    assert add_method_args(argparse.ArgumentParser()).parse_args([]).at_weight == 1.0
+
+
+def test_an_output_level_block_with_parameters_learns_with_the_student(monkeypatch):
+    """An output-level term whose block has weights (a learned projection of the logits):
+    the objective initialises it, lists it in params() (the student's trainer) and holds it
+    in blocks (the checkpoint); parameter-free blocks stay out of both."""
+    from mxnet import gluon
+
+    class Projected(gluon.HybridBlock):
+        def __init__(self, **kw):
+            super(Projected, self).__init__(**kw)
+            with self.name_scope():
+                self.proj = gluon.nn.Dense(3, flatten=False, in_units=3)
+
+        def hybrid_forward(self, F, s, t):
+            return F.sum(F.abs(self.proj(s) - t), axis=-1)
+
+    term = methods.Term("KD_proj", lambda a, c: Projected(), (), ("teacher_head",), ("ssd",),
+                        None, None)
+    monkeypatch.setitem(methods.TERMS, "proj", term)
+    table = dict(SSD_OUTPUT_TERMS, proj=lambda b, a, o, s, t: b(o.cls_pred, o.t_cls).sum())
+    obj = KDObjective(parse_method("proj+cls"), _args(), [2], [mx.cpu()], "ssd", table)
+    names = list(obj.params().keys())
+    assert len(names) == 2 and all("dense" in n for n in names)
+    assert len(obj.blocks) == 1                   # the soft-label block has no weights
+    cls_p, t_cls, box_p, t_box, cls_t, box_t, s_map, t_map = _tiny()
+    terms = obj(SSDOutputs(cls_p, box_p, t_cls, t_box, cls_t, box_t, 1.0), s_map, t_map, 1.0)
+    assert list(terms) == ["KD_soft", "KD_proj"] and np.isfinite(terms["KD_proj"].asscalar())
+
+
+def test_the_ssd_adapter_sums_weighted_hard_losses_and_each_devices_terms():
+    """SSDAdapter.student_loss on two devices (1 + 2 images) with ``cls+l2`` (mu 0.3, lambda
+    2): each device's total is ``mu CrossEntropy + lambda SmoothL1`` (SSDMultiBoxLoss's
+    terms, already over the batch's positives) plus that device's terms, and each term sees
+    the positives of the whole batch. Stand-in terms return ``10 num_pos`` and ``100``."""
+    from gluoncv.loss import SSDMultiBoxLoss
+    from mxnet import gluon
+    from gankd_gluon.engine.steps import SSDAdapter
+
+    class Maps(gluon.HybridBlock):                 # one map (B, 2, 2, 2)
+        def __init__(self, **kw):
+            super(Maps, self).__init__(**kw)
+            with self.name_scope():
+                self.conv = gluon.nn.Conv2D(2, 1, in_channels=3)
+
+        def hybrid_forward(self, F, x):
+            return [self.conv(x)]
+
+    class Head(gluon.HybridBlock):                 # 3 anchors, 2 classes + background
+        def __init__(self, **kw):
+            super(Head, self).__init__(**kw)
+            with self.name_scope():
+                self.cls = gluon.nn.Dense(9, in_units=8)
+                self.box = gluon.nn.Dense(12, in_units=8)
+
+        def hybrid_forward(self, F, m):
+            return self.cls(m).reshape((0, 3, 3)), self.box(m).reshape((0, 3, 4))
+
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    feats, head = Maps(), Head()
+    for b in (feats, head):
+        b.initialize(ctx=ctx)
+    table = dict(SSD_OUTPUT_TERMS,
+                 cls=lambda b, a, o, s, t: 10.0 * o.num_pos * mx.nd.ones((1,), ctx=s[0].context),
+                 l2=lambda b, a, o, s, t: 100.0 * mx.nd.ones((1,), ctx=s[0].context))
+    obj = KDObjective(parse_method("l2+cls"), _args(kd_mu=0.3, kd_lambda=2.0), [2], ctx, "ssd",
+                      table)
+    det = SSDAdapter(None, feats, head, SSDMultiBoxLoss())
+    rng = np.random.RandomState(5)
+    x = mx.nd.array(rng.uniform(-1, 1, (3, 3, 2, 2)))
+    cls_t = mx.nd.array([[1, 0, 0], [2, 0, 0], [1, 2, 0]])     # 4 positives in all
+    box_t = mx.nd.array(rng.uniform(-1, 1, (3, 3, 4)))
+    batch = [[b[:1].as_in_context(ctx[0]), b[1:].as_in_context(ctx[1])] for b in (x, cls_t, box_t)]
+    t_maps, s_maps, state = det.forward(*batch)
+    with autograd.record():
+        total, losses, _ = det.student_loss(t_maps, s_maps, state, obj, 3.0, *batch)
+    for d in range(2):
+        hard = 0.3 * losses["CrossEntropy"][d].sum().asscalar() + \
+            2.0 * losses["SmoothL1"][d].sum().asscalar()
+        assert losses["KD_soft"][d].asscalar() == pytest.approx(40.0)
+        assert total[d].asscalar() == pytest.approx(hard + 40.0 + 100.0, rel=1e-5)

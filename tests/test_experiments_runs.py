@@ -58,7 +58,7 @@ def test_checkpoint_status_names_each_way_a_run_is_not_done(tmp_path):
     manifest.write_text(json.dumps({"args": {"lr": 0.001, "epochs": 4, "hybridize": True,
                                              "steps": [1, 2]},
                                     "parts": {"net": "r-final.net.params"}}))
-    wanted = {"lr": "0.001", "epochs": 4, "hybridize": "true", "steps": (1, 2)}
+    wanted = {"lr": "1e-3", "epochs": 4, "hybridize": "true", "steps": (1, 2)}
     assert checkpoint_status(str(manifest), wanted) == ("done", "finished: %s" % manifest)
     assert checkpoint_status(str(manifest), dict(wanted, lr=0.01)) == \
         ("differs", "lr=0.001 (command: 0.01)")

@@ -126,3 +126,42 @@ def test_chen_total_sums_the_hard_losses_and_every_term():
     hard = 0.3 * (0.4 + 0.6) + 2.0 * (0.1 + 0.2)
     assert total == pytest.approx(hard + sum(v.asscalar() for v in terms.values()), rel=1e-6)
     assert _detection_total(p, 2.0).asscalar() == pytest.approx((0.4 + 0.6 + 0.1 + 0.2) / 2)
+
+
+def test_the_adapter_sums_weighted_hard_losses_and_each_devices_terms():
+    """FasterRCNNAdapter.student_loss on two devices (1 + 2 images, global batch 3) with
+    ``cls+l2`` (mu 0.3, lambda 2): each device's total is ``mu (rpn_cls + rcnn_cls) +
+    lambda (rpn_box + rcnn_box)`` over the global batch plus that device's terms, and a term
+    sees its device's share ``B_d / N`` of the batch. The terms are stand-ins that return
+    ``10 share`` and ``100 share`` (the real ones are checked above); the detection losses
+    are the stand-ins of ``test_objective_eq1.py``."""
+    from mxnet import autograd
+    from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter
+    from gankd_gluon.models.faster_rcnn import MapAdapter
+    from test_objective_eq1 import QuadRCNNLosses, TinyRCNN
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    teacher, student, adapter = TinyRCNN(), TinyRCNN(), MapAdapter(2, 2)
+    for b in (teacher, student, adapter):
+        b.initialize(ctx=ctx)
+    const = lambda k: lambda b, a, o, s, t: k * o.share * mx.nd.ones((1,), ctx=s[0].context)
+    table = dict(FRCNN_OUTPUT_TERMS, cls=const(10.0), l2=const(100.0))
+    obj = methods.KDObjective(methods.parse_method("l2+cls", "frcnn"),
+                              _args("l2+cls", kd_mu=0.3, kd_lambda=2.0), [2], ctx, "frcnn",
+                              table)
+    det = FasterRCNNAdapter(teacher, student, adapter, hybridize=False)
+    det.losses = QuadRCNNLosses()
+    det.teacher_heads = lambda t_feat, out: None          # the stand-in terms do not read them
+    rng = np.random.RandomState(4)
+    x, y = mx.nd.array(rng.uniform(-1, 1, (3, 3, 2, 2))), mx.nd.array(rng.uniform(-1, 1, (3, 4)))
+    batch = [x, mx.nd.zeros((3, 1, 5)), y, mx.nd.zeros((3, 4)), mx.nd.zeros((3, 4))]
+    batch = [[b[:1].as_in_context(ctx[0]), b[1:].as_in_context(ctx[1])] for b in batch]
+    t_maps, s_maps, outs = det.forward(*batch)
+    with autograd.record():
+        total, losses, _ = det.student_loss(t_maps, s_maps, outs, obj, 3.0, *batch)
+    for d, share in enumerate((1 / 3.0, 2 / 3.0)):
+        col = lambda c: losses[c][d].asscalar()                    # noqa: E731
+        hard = 0.3 * (col("RPN_Conf") + col("RCNN_CrossEntropy")) + \
+            2.0 * (col("RPN_SmoothL1") + col("RCNN_SmoothL1"))
+        assert col("KD_soft") == pytest.approx(10 * share, rel=1e-6)
+        assert col("KD_L2") == pytest.approx(100 * share, rel=1e-6)
+        assert total[d].asscalar() == pytest.approx(hard + 110 * share, rel=1e-5)

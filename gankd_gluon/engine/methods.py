@@ -51,6 +51,9 @@ __all__ = ["Term", "Flag", "TERMS", "DETECTORS", "parse_method", "method_name", 
            "check_output_terms", "UnweightedTermError"]
 
 DETECTORS = {"ssd": "SSD", "frcnn": "Faster R-CNN"}
+#: Where each detector's output-level terms are computed (named when one is missing)
+OUTPUT_TABLES = {"ssd": "SSD_OUTPUT_TERMS (gankd_gluon/engine/steps.py)",
+                 "frcnn": "FRCNN_OUTPUT_TERMS (gankd_gluon/engine/frcnn_steps.py)"}
 
 #: A flag of a distillation term: ``parser.add_argument(option, dest=dest, type=type,
 #: default=default, help=help)``
@@ -316,7 +319,7 @@ def check_output_terms(detector, table, name=None):
         Naming the terms, the detector and the table.
     """
     missing = [p for p in output_terms(detector) if p not in set(table)]
-    name = name or "the output-term table of the %s adapter" % DETECTORS[detector]
+    name = name or OUTPUT_TABLES.get(detector, "the output-term table of %s" % DETECTORS[detector])
     if missing:
         raise UnweightedTermError(
             "TERMS lists %s for %s, but %s has no function for %s: add %s there or remove %r "
@@ -375,8 +378,9 @@ def add_method_args(parser, detector="ssd"):
     Raises
     ------
     ValueError
-        When a :data:`TERMS` entry defined for ``detector`` reads (``reads``, ``weight``,
-        ``hard``) a
+        When a :data:`TERMS` entry defined for ``detector`` is a map term without
+        ``teacher_maps`` in its ``needs``, reweighs a detection loss other than ``'cls'`` or
+        ``'box'``, or reads (``reads``, ``weight``, ``hard``) a
         value that no flag sets: a new term's typo stops every script at once, not the
         training at its first step.
     """
@@ -417,6 +421,14 @@ def add_method_args(parser, detector="ssd"):
              "cosine_length_loss_metric is computed for the control too (one "
              "teacher forward per step; never optimised)")
     for c in available_components(detector):
+        t = TERMS[c]
+        if t.weight is not None and "teacher_maps" not in t.needs:
+            raise ValueError("TERMS[%r] is a map term (weight=%r) but its needs lack "
+                             "'teacher_maps': a map term gets one block per map"
+                             % (c, t.weight))
+        if t.hard is not None and t.hard[0] not in ("cls", "box"):
+            raise ValueError("TERMS[%r]: hard=%r reweighs %r; use 'cls' or 'box'"
+                             % (c, t.hard, t.hard[0]))
         hard = TERMS[c].hard[1] if TERMS[c].hard else None
         unset = [d for d in TERMS[c].reads + (TERMS[c].weight, hard) if d and d not in dests]
         if unset:
@@ -435,7 +447,10 @@ class KDObjective:
     reads the detector's own outputs and normalisers, so the detector supplies it:
     ``output_terms`` maps each such component to ``fn(block, args, out, s_maps, t_maps)``, the
     weighted term of one device, with ``out`` the detector's record of that device
-    (:data:`~.steps.SSD_OUTPUT_TERMS`, :data:`~.frcnn_steps.FRCNN_OUTPUT_TERMS`). A term with a
+    (:data:`~.steps.SSD_OUTPUT_TERMS`, :data:`~.frcnn_steps.FRCNN_OUTPUT_TERMS`); ``block``
+    is the term's loss block, built once as ``block(args, None)``, or the list of its blocks
+    (one per map) when its ``needs`` has ``teacher_maps``. A block with parameters learns with
+    the student (:meth:`params`). A term with a
     ``hard`` entry changes the weight of a detection loss (Chen et al.'s ``mu`` on the
     classification loss and ``lambda`` on the regression loss, Ko & Yoo's ``alpha``).
 
@@ -464,8 +479,8 @@ class KDObjective:
     (class scores and boxes) for the terms.
     """
 
-    def __init__(self, parts, args, teacher_channels, ctx, detector="ssd", output_terms=None):
-        self.output_terms = dict(output_terms or {})
+    def __init__(self, parts, args, teacher_channels, ctx, detector, output_terms):
+        self.output_terms = dict(output_terms)
         check_output_terms(detector, self.output_terms)
         self.parts = frozenset(parts) - {"gan"}
         self.args = args
@@ -487,6 +502,8 @@ class KDObjective:
                     self.blocks.add(container)
                 elif isinstance(blocks, list):
                     self.blocks.add(blocks[0])
+                elif blocks.collect_params().keys():   # an output-level block that learns
+                    self.blocks.add(blocks)
                 self.term_blocks[p] = blocks
         self.map_blocks = collections.OrderedDict(
             (p, b) for p, b in self.term_blocks.items() if TERMS[p].weight is not None)

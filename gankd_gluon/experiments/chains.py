@@ -110,7 +110,8 @@ def _dest(flag, detector="ssd"):
 RECIPE_FLAGS = ("--network", "--student", "--teacher", "--method", "--dataset", "--data-shape",
                 "--batch-size", "--epochs", "--gan-epochs", "--lr", "--lrG", "--lrD",
                 "--lr-decay-epoch", "--momentum", "--wd", "--optimizer", "--roi-mode", "--seed",
-                "--head", "--stage", "--short", "--lr-decay-gan-epoch", "--train-D-eopch")
+                "--head", "--stage", "--short", "--lr-decay-gan-epoch", "--train-D-eopch",
+                "--critic-channels")
 
 
 def _recipe(args, detector="ssd"):

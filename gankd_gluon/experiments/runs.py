@@ -166,7 +166,8 @@ def checkpoint_status(manifest, wanted, inputs=(), files=(), given=None):
         file of its checkpoint set or of ``files`` is missing: a kill during the write);
         ``'differs'`` (``why`` lists ``key=recorded (command: wanted)``); or ``'stale'`` (an
         input is newer than the manifest). The callers decide: the table rows stop and ask
-        (:func:`~.reproduce.step_status`), the ablation and the study train again.
+        (:func:`~.reproduce.step_status`); the ablation and the study, which give no inputs,
+        train again a run that is not done.
     """
     if not os.path.isfile(manifest):
         return "absent", "no final checkpoint %s" % manifest
