@@ -20,6 +20,7 @@ deleted at the end unless ``--keep-work``.
 import argparse
 import os
 import shutil
+import string
 import subprocess
 import sys
 import time
@@ -162,64 +163,44 @@ def _fmt(x):
     return "-" if x != x else "%.3f" % x
 
 
-def write_table(args, results, command, total, state=None):
-    rows = _rows(args)
+#: The README's text, with ``string.Template`` fields (``$name``) for the numbers and the table
+RESULTS_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates",
+                                "table3_results.md")
+
+
+def write_table(args, results, command, total, state=None, compare=None):
+    """``--out``/README.md from :data:`RESULTS_TEMPLATE`: the rows run so far, the command,
+    its wall time (``total``, seconds), the code's git state and, when ``compare`` names a
+    report beside it, that report."""
     by = dict(results)
-    lines = [
-        "# Table 3 at CPU-demo scale (Faster R-CNN GAN-KD)", "",
-        "**The numbers below mean nothing about the method.** They come from a from-scratch "
-        "ResNet50/ResNet101 Faster R-CNN trained for a few epochs on %d generated %d px images "
-        "(5 shape classes) and evaluated on %d, at 16 sampled RoIs per image with 7x7 RoI "
-        "pooling, without the ImageNet weights and VOC data the paper uses (no internet here). "
-        "What the run shows is that every row of the paper's Table 3 trains through both "
-        "stages, logs in the published Faster R-CNN format and evaluates with the VOC07 "
-        "metric." % (args.num_train, args.image_size, args.num_test), "",
-        "Command (%.0f min on 2 shared CPU cores):" % (total / 60.0), "",
-        "```", command, "```", "",
-        "Code: commit `%s`%s." % ((state or {}).get("commit", "unknown"),
-                                 " with local changes to " + ", ".join((state or {})["dirty"])
-                                 if (state or {}).get("dirty") else ""), "",
-        "| row | run | mAP (last epoch) | best mAP | s/iteration stage 1 | s/iteration "
-        "stage 2 | exit |",
-        "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, label, _, _ in rows:
+    rows = []
+    for name, label, _, _ in _rows(args):
         r = by.get(name)
         if r is None:
             continue
         its = r["s_per_it"]
         s1 = its.get(1) if name.startswith(("gankd", "fgfi")) else None
         s2 = its.get(2)
-        lines.append("| %s | `%s` | %s | %s | %s | %s | %d |" % (
+        rows.append("| %s | `%s` | %s | %s | %s | %s | %d |" % (
             label, name, _fmt(r["final"]), _fmt(r["best"]),
             "-" if s1 is None else "%.2f" % s1, "-" if s2 is None else "%.2f" % s2, r["code"]))
-    lines += [
-        "", "Paper (VOC2007 test, ImageNet-pretrained, full schedule): teacher 74.8; ResNet50 "
-        "roipooling 67.0 -> 73.8 with GAN-KD; roialign 71.7 -> 74.0; fine-grained imitation "
-        "69.0 -> 72.0.", "",
-        "Settings: %d teacher epochs; %d epochs per student (GAN-KD and FGFI: epochs "
-        "0..%d stage 1 with Adam, then plain SGD, as the published log counts them; the "
-        "baselines and the teacher use Adam throughout, since a from-scratch net barely moves "
-        "under SGD in a few hundred steps); every optimizer at lr %g; batch %d on one CPU "
-        "context; sizes %s. GAN-KD here: critic warm-up %d epoch(s), clipping +-%g, %d-channel "
-        "critic (the default critics, --critic-norm lipschitz). With the BatchNorm critic "
-        "(--critic-norm batch, the default of an earlier version of this demo), the published "
-        "warm-up (train_D_eopch > 0) and +-0.03 / 128-channel critics, the from-scratch "
-        "student diverged at this scale as soon as the adversarial term was switched on "
-        "(critic margin Loss_D about -1000 after the warm-up epoch; then losses of 1e6 and "
-        "more); these defaults keep that earlier demo's settings."
-        % (args.teacher_epochs, args.epochs, args.gan_epochs, args.lr, BATCH, " ".join(SIZES),
-           args.train_D_eopch, args.clamp, args.critic_channels),
-        "Seconds per iteration are the logged epoch costs over the iterations per epoch (stage 2 "
-        "of a baseline is its only stage). For scale: one training iteration at GluonCV's "
-        "preset sizes (128 RoIs, 14x14 RoIAlign, 2000 proposals) on a 192 px image took "
-        "34-56 s for the ResNet50 student on this machine, and one ResNet101 inference 22-40 s "
-        "(the RoIs through layer4 dominate); the demo sizes bring it to the 1-3 s above.",
-        "", "Logs (published format; compare with "
-        "`python scripts/compare_logs.py ../shared/published_logs/"
-        "faster_rcnn_resnet50_resnet101_v1b_g_d_voc_train.log logs/table3/logs/<run>_train.log`"
-        "): `logs/`."]
+    state = state or {}
+    fields = {
+        "num_train": args.num_train, "image_size": args.image_size, "num_test": args.num_test,
+        "wall_min": "%.0f" % (total / 60.0), "command": command,
+        "commit": state.get("commit", "unknown"),
+        "tree": " with local changes to " + ", ".join(state["dirty"]) if state.get("dirty")
+        else "",
+        "rows": "\n".join(rows), "teacher_epochs": args.teacher_epochs, "epochs": args.epochs,
+        "gan_epochs": args.gan_epochs, "lr": "%g" % args.lr, "batch": BATCH,
+        "sizes": " ".join(SIZES), "warmup": args.train_D_eopch, "clamp": "%g" % args.clamp,
+        "critic_channels": args.critic_channels,
+        "compare": (" `%s` is that report for the GAN-KD RoI-pooling run." % compare)
+        if compare else ""}
+    with open(RESULTS_TEMPLATE) as f:
+        text = string.Template(f.read()).substitute(fields)
     with open(os.path.join(args.out, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
 
 
 def main(args, argv=None):
@@ -245,6 +226,36 @@ def main(args, argv=None):
             print("the teacher's run failed (its output: %s): no student can be distilled"
                   % os.path.join(args.out, "logs", name + ".stdout.txt"), file=sys.stderr)
             break
+    compare = _compare_with_published(args, results)
+    if compare:
+        write_table(args, results, command, time.time() - start, state, compare)
     if not args.keep_work:
         shutil.rmtree(args.work, ignore_errors=True)
     return 0 if all(r["code"] == 0 for _, r in results) else 1
+
+
+#: The comparison of the GAN-KD RoI-pooling run with the authors' published log, beside README
+COMPARE_REPORT = "compare_gankd_pool_vs_published.md"
+
+
+def _compare_with_published(args, results):
+    """When the authors' Faster R-CNN log is at hand (:func:`~gankd_gluon.logs.published.
+    published_log`) and the GAN-KD RoI-pooling run ended with 0, write the log comparison of
+    the two (:func:`~gankd_gluon.logs.report.compare_logs`, report only) as
+    ``--out``/:data:`COMPARE_REPORT`; return its file name, or None (and remove a stale one)."""
+    from ..logs.published import FRCNN_LOG, published_log
+    from ..logs.report import compare_logs
+    target = os.path.join(args.out, COMPARE_REPORT)
+    if os.path.exists(target):
+        os.remove(target)
+    published = published_log(FRCNN_LOG)
+    if published is None or dict(results).get("gankd_pool", {}).get("code") != 0:
+        return None
+    scratch = os.path.join(args.work, "compare")
+    result = compare_logs(published, os.path.join(args.out, "logs", "gankd_pool_train.log"),
+                          scratch, plots=False)
+    if result.exit_code != 0:
+        print("log comparison failed: %s" % "; ".join(result.messages), file=sys.stderr)
+        return None
+    shutil.copyfile(os.path.join(scratch, "report.md"), target)
+    return COMPARE_REPORT
