@@ -10,6 +10,7 @@ import argparse
 import mxnet as mx
 import numpy as np
 import pytest
+from mxnet import autograd
 
 from gankd_gluon.engine import methods
 from gankd_gluon.engine.frcnn_steps import (FRCNN_OUTPUT_TERMS, FasterRCNNOutputs,
@@ -135,7 +136,6 @@ def test_the_adapter_sums_weighted_hard_losses_and_each_devices_terms():
     sees its device's share ``B_d / N`` of the batch. The terms are stand-ins that return
     ``10 share`` and ``100 share`` (the real ones are checked above); the detection losses
     are the stand-ins of ``test_objective_eq1.py``."""
-    from mxnet import autograd
     from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter
     from gankd_gluon.models.faster_rcnn import MapAdapter
     from test_objective_eq1 import QuadRCNNLosses, TinyRCNN
@@ -165,3 +165,37 @@ def test_the_adapter_sums_weighted_hard_losses_and_each_devices_terms():
         assert col("KD_soft") == pytest.approx(10 * share, rel=1e-6)
         assert col("KD_L2") == pytest.approx(100 * share, rel=1e-6)
         assert total[d].asscalar() == pytest.approx(hard + 110 * share, rel=1e-5)
+
+
+def test_the_adapter_gives_fgfi_the_imitated_locations_of_the_whole_batch(monkeypatch):
+    """Wang et al.'s N_p counts the imitated locations of the whole batch, not of one device:
+    with every location of the 2x2 maps imitated (a stand-in mask) and 1 + 2 images on two
+    devices, both devices' terms see N_p = 12, and the mask reaches the term unchanged."""
+    from gankd_gluon.engine import frcnn_steps
+    from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter
+    from gankd_gluon.models.faster_rcnn import MapAdapter
+    from test_objective_eq1 import QuadRCNNLosses, TinyRCNN
+    ctx = [mx.cpu(0), mx.cpu(1)]
+    teacher, student, adapter = TinyRCNN(), TinyRCNN(), MapAdapter(2, 2)
+    for b in (teacher, student, adapter):
+        b.initialize(ctx=ctx)
+    monkeypatch.setattr(frcnn_steps, "imitation_mask", lambda anchors, gt, shape, psi: mx.nd.ones(
+        (gt.shape[0],) + tuple(shape), ctx=gt.context))
+    seen = []
+
+    def term(blocks, a, o, s, t):
+        seen.append((o.num_masked, o.imitation_mask.shape))
+        return o.num_masked * mx.nd.ones((1,), ctx=s[0].context)
+    obj = methods.KDObjective(methods.parse_method("fgfi", "frcnn"), _args("fgfi"), [2], ctx,
+                              "frcnn", dict(FRCNN_OUTPUT_TERMS, fgfi=term))
+    det = FasterRCNNAdapter(teacher, student, adapter, hybridize=False)
+    det.losses = QuadRCNNLosses()
+    rng = np.random.RandomState(6)
+    x, y = mx.nd.array(rng.uniform(-1, 1, (3, 3, 2, 2))), mx.nd.array(rng.uniform(-1, 1, (3, 4)))
+    batch = [x, mx.nd.zeros((3, 1, 5)), y, mx.nd.zeros((3, 4)), mx.nd.zeros((3, 4))]
+    batch = [[b[:1].as_in_context(ctx[0]), b[1:].as_in_context(ctx[1])] for b in batch]
+    t_maps, s_maps, outs = det.forward(*batch)
+    with autograd.record():
+        _, losses, _ = det.student_loss(t_maps, s_maps, outs, obj, 3.0, *batch)
+    assert seen == [(12.0, (1, 2, 2)), (12.0, (2, 2, 2))]
+    assert [v.asscalar() for v in losses["KD_FGFI"]] == [12.0, 12.0]
