@@ -55,11 +55,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def tree_bytes(path):
+def tree_bytes(path, depth=0):
     """Bytes under ``path`` as ``du -sb`` counts them (apparent sizes, each inode once); files
-    that vanish while it walks are skipped. 0 if ``path`` does not exist."""
-    total, seen = 0, set()
+    that vanish while it walks are skipped. 0 if ``path`` does not exist. With ``depth`` > 0,
+    returns ``(total, parts)`` with ``parts`` the bytes under each folder ``depth`` levels
+    below ``path`` (a hard-linked file counts where it is met first)."""
+    total, seen, parts = 0, set(), collections.Counter()
     for dirpath, dirnames, filenames in os.walk(path):
+        rel = os.path.relpath(dirpath, path).split(os.sep)
         for name in dirnames + filenames:
             try:
                 st = os.lstat(os.path.join(dirpath, name))
@@ -68,18 +71,25 @@ def tree_bytes(path):
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_size
-    return total
+                where = [c for c in rel if c != "."] + [name]
+                if depth and len(where) > depth:
+                    parts[os.sep.join(where[:depth])] += st.st_size
+    return (total, parts) if depth else total
 
 
 class Sampler(threading.Thread):
     """Samples the bytes under each of ``paths`` every ``interval`` seconds until ``stop()``;
-    ``peaks[path]`` is the largest sample of each, ``samples`` the count."""
+    ``peaks[path]`` is the largest sample of each, ``peak_parts[path]`` the largest folders
+    ``depth`` levels down at that sample (under the basetemp: worker, test's folder), and
+    ``samples`` the count."""
 
-    def __init__(self, paths, interval):
+    def __init__(self, paths, interval, depth=3):
         super().__init__(daemon=True)
         self.paths, self.interval = list(paths), interval
         self.peaks = {p: 0 for p in self.paths}
         self.peak_times = {p: 0.0 for p in self.paths}
+        self.peak_parts = {p: [] for p in self.paths}
+        self.depth = depth
         self.samples = 0
         self._stop_event = threading.Event()
         self._t0 = time.monotonic()
@@ -87,9 +97,10 @@ class Sampler(threading.Thread):
     def run(self):
         while True:
             for p in self.paths:
-                size = tree_bytes(p)
+                size, parts = tree_bytes(p, depth=self.depth)
                 if size > self.peaks[p]:
                     self.peaks[p], self.peak_times[p] = size, time.monotonic() - self._t0
+                    self.peak_parts[p] = parts.most_common(8)
             self.samples += 1
             if self._stop_event.wait(self.interval):
                 return
@@ -156,6 +167,7 @@ def main(args):
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "peak_tmp_bytes": sampler.peaks[scratch], "peak_tmp_at_s": round(sampler.peak_times[scratch], 1),
         "peak_basetemp_bytes": sampler.peaks[basetemp],
+        "peak_parts": [[d, n] for d, n in sampler.peak_parts[scratch]],
         "samples": sampler.samples, "interval_s": args.interval,
         "load_average_end": os.getloadavg(),
         "modules": [{"module": m, "seconds": round(t, 1), "tests": n} for m, t, n in modules],
@@ -166,6 +178,8 @@ def main(args):
           "%d samples every %g s" % (gib(result["peak_tmp_bytes"]), result["peak_tmp_bytes"],
                                      result["peak_tmp_at_s"], gib(result["peak_basetemp_bytes"]),
                                      sampler.samples, args.interval))
+    for d, n in result["peak_parts"]:
+        print("suite_cost:   at the peak %.2f GiB in %s" % (gib(n), d))
     print("suite_cost: pytest exit %d: %s" % (code, summary))
     print("suite_cost: load average at the end %.2f %.2f %.2f" % result["load_average_end"])
     if modules:
