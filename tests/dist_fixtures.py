@@ -1,6 +1,7 @@
 """Shared pieces of the multi-process tests, test_distributed.py (kvstore) and test_horovod.py
 (helper, no tests): the generated dataset, the training commands, parameter comparison."""
 import os
+import shutil
 import socket
 import sys
 import time
@@ -118,6 +119,15 @@ def train_frcnn_gankd_argv(root, out, teacher, *extra):
             "--teacher-params", str(teacher), "--gan-epochs", "0", "--epochs", "2",
             "--train-D-eopch", "0", "--critic-channels", "8", "--save-prefix", "run"] + \
         _frcnn_common(root, out) + list(extra)
+
+
+def drop_checkpoints(root, run, sides=("dist", "single")):
+    """A passed comparison's checkpoint folders ``root/<side>/<run>`` (full-size Faster R-CNN
+    sets, 0.3-0.7 GB each), deleted as soon as the test has read them, as the smoke rows drop
+    theirs; the logs beside them stay. ``GANKD_KEEP_TMP=1`` keeps them."""
+    if not os.environ.get("GANKD_KEEP_TMP"):
+        for side in sides:
+            shutil.rmtree(str(root / side / run), ignore_errors=True)
 
 
 def load_params(path):

@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 import pytest
-from dist_fixtures import (PY, ROOT, descendants, free_port, kill_left, load_params, make_data,
+from dist_fixtures import (PY, ROOT, descendants, drop_checkpoints, free_port, kill_left,
+                           load_params, make_data,
                            make_frcnn_data, max_trained_diff, processes_with, train_frcnn_argv,
                            train_frcnn_gankd_argv, train_gankd_argv, write_frcnn_teacher,
                            write_teacher)
@@ -279,6 +280,7 @@ def test_frcnn_two_workers_equal_one_process_on_two_devices(frcnn_data):
     for mine, theirs in zip(ours, ref):
         for name in theirs:
             assert mine[name] == pytest.approx(theirs[name], abs=2e-3), name
+    drop_checkpoints(frcnn_data, "net")
 
 
 def test_frcnn_gankd_two_workers_equal_one_process_on_two_devices(frcnn_data):
@@ -297,3 +299,4 @@ def test_frcnn_gankd_two_workers_equal_one_process_on_two_devices(frcnn_data):
     for mine, theirs in zip(ours, ref):
         for name in ("RPN_Conf", "RCNN_CrossEntropy", "Loss_G", "Loss_D"):
             assert mine[name] == pytest.approx(theirs[name], abs=2e-3, nan_ok=True), name
+    drop_checkpoints(frcnn_data, "run")

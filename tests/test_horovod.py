@@ -16,9 +16,9 @@ import subprocess
 
 import mxnet as mx
 import pytest
-from dist_fixtures import (PY, ROOT, load_params, make_data, make_frcnn_data, max_trained_diff,
-                           train_frcnn_gankd_argv, train_gankd_argv, write_frcnn_teacher,
-                           write_teacher)
+from dist_fixtures import (PY, ROOT, drop_checkpoints, load_params, make_data, make_frcnn_data,
+                           max_trained_diff, train_frcnn_gankd_argv, train_gankd_argv,
+                           write_frcnn_teacher, write_teacher)
 
 from gankd_gluon.engine.distributed import DistributedSetupError
 from gankd_gluon.engine.ssd_runs import get_contexts
@@ -259,3 +259,4 @@ def test_frcnn_gankd_two_horovod_processes_equal_one_process_on_two_devices(tmp_
         worst = max_trained_diff(a, b)
         assert worst < 1e-4, (part, worst)       # float32 summation order only
     assert [f for f in os.listdir(tmp_path / "hvd") if f.endswith(".log")] == ["run_train.log"]
+    drop_checkpoints(tmp_path, "run", sides=("hvd", "single"))
