@@ -129,13 +129,10 @@ def test_chen_total_sums_the_hard_losses_and_every_term():
     assert _detection_total(p, 2.0).asscalar() == pytest.approx((0.4 + 0.6 + 0.1 + 0.2) / 2)
 
 
-def test_the_adapter_sums_weighted_hard_losses_and_each_devices_terms():
-    """FasterRCNNAdapter.student_loss on two devices (1 + 2 images, global batch 3) with
-    ``cls+l2`` (mu 0.3, lambda 2): each device's total is ``mu (rpn_cls + rcnn_cls) +
-    lambda (rpn_box + rcnn_box)`` over the global batch plus that device's terms, and a term
-    sees its device's share ``B_d / N`` of the batch. The terms are stand-ins that return
-    ``10 share`` and ``100 share`` (the real ones are checked above); the detection losses
-    are the stand-ins of ``test_objective_eq1.py``."""
+def _adapter_losses(method, args, table, seed, no_teacher_heads=False):
+    """``FasterRCNNAdapter.student_loss`` over two devices (1 + 2 images, global batch 3)
+    with tiny stand-in networks and detection losses (``test_objective_eq1.py``) and the
+    objective of ``method`` over ``table``: ``(total, losses)``."""
     from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter
     from gankd_gluon.models.faster_rcnn import MapAdapter
     from test_objective_eq1 import QuadRCNNLosses, TinyRCNN
@@ -143,21 +140,32 @@ def test_the_adapter_sums_weighted_hard_losses_and_each_devices_terms():
     teacher, student, adapter = TinyRCNN(), TinyRCNN(), MapAdapter(2, 2)
     for b in (teacher, student, adapter):
         b.initialize(ctx=ctx)
-    const = lambda k: lambda b, a, o, s, t: k * o.share * mx.nd.ones((1,), ctx=s[0].context)
-    table = dict(FRCNN_OUTPUT_TERMS, cls=const(10.0), l2=const(100.0))
-    obj = methods.KDObjective(methods.parse_method("l2+cls", "frcnn"),
-                              _args("l2+cls", kd_mu=0.3, kd_lambda=2.0), [2], ctx, "frcnn",
+    obj = methods.KDObjective(methods.parse_method(method, "frcnn"), args, [2], ctx, "frcnn",
                               table)
     det = FasterRCNNAdapter(teacher, student, adapter, hybridize=False)
     det.losses = QuadRCNNLosses()
-    det.teacher_heads = lambda t_feat, out: None          # the stand-in terms do not read them
-    rng = np.random.RandomState(4)
+    if no_teacher_heads:                       # the stand-in terms do not read them
+        det.teacher_heads = lambda t_feat, out: None
+    rng = np.random.RandomState(seed)
     x, y = mx.nd.array(rng.uniform(-1, 1, (3, 3, 2, 2))), mx.nd.array(rng.uniform(-1, 1, (3, 4)))
     batch = [x, mx.nd.zeros((3, 1, 5)), y, mx.nd.zeros((3, 4)), mx.nd.zeros((3, 4))]
     batch = [[b[:1].as_in_context(ctx[0]), b[1:].as_in_context(ctx[1])] for b in batch]
     t_maps, s_maps, outs = det.forward(*batch)
     with autograd.record():
         total, losses, _ = det.student_loss(t_maps, s_maps, outs, obj, 3.0, *batch)
+    return total, losses
+
+
+def test_the_adapter_sums_weighted_hard_losses_and_each_devices_terms():
+    """FasterRCNNAdapter.student_loss on two devices (1 + 2 images, global batch 3) with
+    ``cls+l2`` (mu 0.3, lambda 2): each device's total is ``mu (rpn_cls + rcnn_cls) +
+    lambda (rpn_box + rcnn_box)`` over the global batch plus that device's terms, and a term
+    sees its device's share ``B_d / N`` of the batch. The terms are stand-ins that return
+    ``10 share`` and ``100 share`` (the real ones are checked above)."""
+    const = lambda k: lambda b, a, o, s, t: k * o.share * mx.nd.ones((1,), ctx=s[0].context)
+    table = dict(FRCNN_OUTPUT_TERMS, cls=const(10.0), l2=const(100.0))
+    total, losses = _adapter_losses("l2+cls", _args("l2+cls", kd_mu=0.3, kd_lambda=2.0), table,
+                                    4, no_teacher_heads=True)
     for d, share in enumerate((1 / 3.0, 2 / 3.0)):
         col = lambda c: losses[c][d].asscalar()                    # noqa: E731
         hard = 0.3 * (col("RPN_Conf") + col("RCNN_CrossEntropy")) + \
@@ -172,13 +180,6 @@ def test_the_adapter_gives_fgfi_the_imitated_locations_of_the_whole_batch(monkey
     with every location of the 2x2 maps imitated (a stand-in mask) and 1 + 2 images on two
     devices, both devices' terms see N_p = 12, and the mask reaches the term unchanged."""
     from gankd_gluon.engine import frcnn_steps
-    from gankd_gluon.engine.frcnn_steps import FasterRCNNAdapter
-    from gankd_gluon.models.faster_rcnn import MapAdapter
-    from test_objective_eq1 import QuadRCNNLosses, TinyRCNN
-    ctx = [mx.cpu(0), mx.cpu(1)]
-    teacher, student, adapter = TinyRCNN(), TinyRCNN(), MapAdapter(2, 2)
-    for b in (teacher, student, adapter):
-        b.initialize(ctx=ctx)
     monkeypatch.setattr(frcnn_steps, "imitation_mask", lambda anchors, gt, shape, psi: mx.nd.ones(
         (gt.shape[0],) + tuple(shape), ctx=gt.context))
     seen = []
@@ -186,16 +187,6 @@ def test_the_adapter_gives_fgfi_the_imitated_locations_of_the_whole_batch(monkey
     def term(blocks, a, o, s, t):
         seen.append((o.num_masked, o.imitation_mask.shape))
         return o.num_masked * mx.nd.ones((1,), ctx=s[0].context)
-    obj = methods.KDObjective(methods.parse_method("fgfi", "frcnn"), _args("fgfi"), [2], ctx,
-                              "frcnn", dict(FRCNN_OUTPUT_TERMS, fgfi=term))
-    det = FasterRCNNAdapter(teacher, student, adapter, hybridize=False)
-    det.losses = QuadRCNNLosses()
-    rng = np.random.RandomState(6)
-    x, y = mx.nd.array(rng.uniform(-1, 1, (3, 3, 2, 2))), mx.nd.array(rng.uniform(-1, 1, (3, 4)))
-    batch = [x, mx.nd.zeros((3, 1, 5)), y, mx.nd.zeros((3, 4)), mx.nd.zeros((3, 4))]
-    batch = [[b[:1].as_in_context(ctx[0]), b[1:].as_in_context(ctx[1])] for b in batch]
-    t_maps, s_maps, outs = det.forward(*batch)
-    with autograd.record():
-        _, losses, _ = det.student_loss(t_maps, s_maps, outs, obj, 3.0, *batch)
+    _, losses = _adapter_losses("fgfi", _args("fgfi"), dict(FRCNN_OUTPUT_TERMS, fgfi=term), 6)
     assert seen == [(12.0, (1, 2, 2)), (12.0, (2, 2, 2))]
     assert [v.asscalar() for v in losses["KD_FGFI"]] == [12.0, 12.0]
