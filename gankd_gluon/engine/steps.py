@@ -147,18 +147,15 @@ SSDOutputs = collections.namedtuple(
     "SSDOutputs", "cls_pred box_pred t_cls t_box cls_targets box_targets num_pos")
 
 
-def _soft_labels(block, a, o, s_maps, t_maps):
-    """Chen et al. Eq. 2: ``(1 - mu) L_soft`` on the anchors SSD's hard loss uses (positives
-    and the mined negatives), over the positives."""
-    return (1 - a.kd_mu) * (block(o.cls_pred, o.t_cls) * kd.ssd_mining_mask(
-        o.cls_pred, o.cls_targets)).sum() / o.num_pos
-
-
-def _kl(block, a, o, s_maps, t_maps):
-    """Ko & Yoo Eq. 1: ``beta KL(T/Temp || S/Temp)``, ``beta = 1 - alpha``, on the same
-    anchors, over the positives."""
-    return (1 - a.ko_alpha) * (block(o.cls_pred, o.t_cls) * kd.ssd_mining_mask(
-        o.cls_pred, o.cls_targets)).sum() / o.num_pos
+def _mined(weight):
+    """``(1 - args.<weight>) sum(block(S, T) * mask) / num_pos`` on the anchors SSD's hard
+    loss uses (positives and the mined negatives), over the positives: Chen et al. Eq. 2's
+    ``(1 - mu) L_soft`` (``weight='kd_mu'``) or Ko & Yoo Eq. 1's ``beta KL(T/Temp || S/Temp)``,
+    ``beta = 1 - alpha`` (``weight='ko_alpha'``)."""
+    def term(block, a, o, s_maps, t_maps):
+        return (1 - getattr(a, weight)) * (block(o.cls_pred, o.t_cls) * kd.ssd_mining_mask(
+            o.cls_pred, o.cls_targets)).sum() / o.num_pos
+    return term
 
 
 def _regression(bounded):
@@ -178,7 +175,7 @@ def _regression(bounded):
 #: Knowledge Distillation", NIPS 2017; Ko, Yoo, "Knowledge Distillation based Compact Model
 #: Learning Method for Object Detection", ICTC 2020,
 #: https://doi.org/10.1109/ICTC49870.2020.9289463.
-SSD_OUTPUT_TERMS = {"cls": _soft_labels, "cls-w": _soft_labels, "ko": _kl,
+SSD_OUTPUT_TERMS = {"cls": _mined("kd_mu"), "cls-w": _mined("kd_mu"), "ko": _mined("ko_alpha"),
                     "l2-b": _regression(True), "l2": _regression(False)}
 
 
