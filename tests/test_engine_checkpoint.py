@@ -114,6 +114,54 @@ def test_a_part_whose_file_is_gone_is_written_again(tmp_path):
     assert load_checkpoint(a, {"net": net}, {}, mx.cpu())["tag"] == "a"
 
 
+class _CountingTrainer(gluon.Trainer):
+    """A trainer that counts its ``save_states`` calls (the files written for it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.saves = 0
+
+    def save_states(self, fname):
+        self.saves += 1
+        super().save_states(fname)
+
+
+def test_reuse_names_a_resting_trainers_states_and_writes_the_rest(tmp_path):
+    """Stage 2 of a run: the stage-1 trainer ``g`` has not stepped since save ``a``; ``reuse``
+    names a's file of its states (the same inode, nothing written for it); the stepped
+    trainer's states and the changed weights are written."""
+    net = gluon.nn.Dense(2, in_units=3)
+    net.initialize(mx.init.Constant(1.0))
+    g = _CountingTrainer(net.collect_params(), "adam", {"learning_rate": 0.1})
+    sgd = _CountingTrainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    _step(net, g)
+    prefix = str(tmp_path / "run")
+    a = save_checkpoint(prefix, "epoch-s1-e0001", {"net": net}, {"g": g, "sgd": sgd}, {})
+    old = json.load(open(a))["parts"]
+    inode = os.stat(tmp_path / old["trainer:g"]).st_ino
+    _step(net, sgd)
+    b = save_checkpoint(prefix, "epoch-s2-e0001", {"net": net}, {"g": g, "sgd": sgd}, {},
+                        reuse={"trainer:g": a})
+    new = json.load(open(b))["parts"]
+    assert new["trainer:g"] == old["trainer:g"]
+    assert os.stat(tmp_path / new["trainer:g"]).st_ino == inode
+    assert (g.saves, sgd.saves) == (1, 2)
+    assert new["net"] != old["net"] and new["trainer:sgd"] != old["trainer:sgd"]
+    # what b names loads, g's Adam state included
+    net2 = gluon.nn.Dense(2, in_units=3)
+    net2.initialize()
+    g2 = gluon.Trainer(net2.collect_params(), "adam", {"learning_rate": 0.1})
+    sgd2 = gluon.Trainer(net2.collect_params(), "sgd", {"learning_rate": 0.1})
+    load_checkpoint(b, {"net": net2}, {"g": g2, "sgd": sgd2}, mx.cpu())
+    assert g2._optimizer.num_update == 1 and sgd2._optimizer.num_update == 1
+    # the control: where a's file is gone, the states are written again
+    os.remove(tmp_path / old["trainer:g"])
+    c = save_checkpoint(prefix, "epoch-s2-e0002", {"net": net}, {"g": g, "sgd": sgd}, {},
+                        reuse={"trainer:g": a})
+    assert g.saves == 2 and json.load(open(c))["parts"]["trainer:g"] == old["trainer:g"]
+    assert os.path.isfile(tmp_path / old["trainer:g"])
+
+
 def _exporter(net, prefix, calls):
     net.hybridize()
     net(mx.nd.ones((1, 3)))
@@ -168,6 +216,37 @@ def test_a_silently_truncated_write_is_caught_and_changes_nothing(tmp_path):
                                                    r"\d+ \(.+\); [\d.]+ MB free on that disk"):
         save_checkpoint(prefix, "best", {"net": bad}, {}, {"epoch": 2})
     assert {f: open(tmp_path / f, "rb").read() for f in _files(tmp_path)} == before
+    assert json.load(open(best))["epoch"] == 1
+
+
+class _TruncatingStates(gluon.Trainer):
+    """Optimizer states cut short without an error (the last 10 bytes of the pickle)."""
+
+    def save_states(self, fname):
+        super().save_states(fname)
+        with open(fname, "r+b") as f:
+            f.truncate(os.path.getsize(fname) - 10)
+
+
+def test_a_silently_truncated_states_write_is_caught_and_changes_nothing(tmp_path):
+    net, trainer = _net_and_trainer(1.0)
+    _step(net, trainer)
+    prefix = str(tmp_path / "run")
+    best = save_checkpoint(prefix, "best", {"net": net}, {"opt": trainer}, {"epoch": 1})
+    before = {f: open(tmp_path / f, "rb").read() for f in _files(tmp_path)}
+    bad = _TruncatingStates(net.collect_params(), "adam", {"learning_rate": 0.1})
+    _step(net, bad)
+    # (the cut falls inside the pickle's last opcode: the walk says how many bytes it missed)
+    with pytest.raises(CheckpointWriteError, match=r"^could not write \S+run\.opt\.states\."
+                                                   r"tmp-\d+ \(.*(only \d+ remain|exhausted)"
+                                                   r".*\); [\d.]+ MB free on that disk"):
+        save_checkpoint(prefix, "best", {"net": net}, {"opt": bad}, {"epoch": 2})
+    # every file there was is as it was; the new weights part, written before the states,
+    # is named by no manifest (removed at the run's next start) and no temporary file is left
+    assert {f: open(tmp_path / f, "rb").read() for f in before} == before
+    assert [f for f in _files(tmp_path) if f not in before] == \
+        [os.path.basename(p) for p in glob.glob(str(tmp_path / "run.net.*.params"))
+         if os.path.basename(p) not in before]
     assert json.load(open(best))["epoch"] == 1
 
 

@@ -23,7 +23,8 @@ from gankd_gluon.engine.cli import run_main
 from gankd_gluon.usage import EXIT_FAULT, EXIT_INTERRUPTED
 from gankd_gluon.engine.guards import (FaultSwitch, FaultSwitchError, InputWatch,
                                        RunInterrupted, StopFlag, check_weights,
-                                       first_non_finite, trainer_state_arrays)
+                                       first_non_finite, trainer_state_arrays,
+                                       update_signature)
 from gankd_gluon.logs.format import LogWriteError, format_namespace, format_start
 
 NAN, INF = float("nan"), float("inf")
@@ -78,6 +79,30 @@ def test_states_a_local_kvstore_keeps_are_checked_too():
     trainer._kvstore._updater.states[0][:] = NAN
     with pytest.raises(FloatingPointError, match=r"optimizer state opt:dense\d+_"):
         check_weights({"net": net}, {"opt": trainer}, "before saving")
+
+
+def test_update_signature_moves_with_every_step_and_rate_and_only_then():
+    """A checkpoint names a trainer's earlier states file while its signature stays: a step
+    (on one device or the local kvstore's updater) or a new learning rate must move it."""
+    for update_on_kvstore in (False, True):
+        net, trainer = _net_on([mx.cpu(0), mx.cpu(1)], update_on_kvstore)
+        sig = update_signature(trainer)
+        assert sig is not None and update_signature(trainer) == sig
+        with autograd.record():
+            losses = [net(mx.nd.ones((1, 3), ctx=c)).sum() for c in (mx.cpu(0), mx.cpu(1))]
+        autograd.backward(losses)
+        trainer.step(1)
+        assert update_signature(trainer) != sig
+        sig = update_signature(trainer)
+        trainer.set_learning_rate(0.01)
+        assert update_signature(trainer) != sig
+        # one parameter's update alone moves it too
+        sig = update_signature(trainer)
+        trainer._optimizer._update_count(1)
+        assert update_signature(trainer) != sig
+    # a trainer of another network with the same history has its own signature
+    other = _net_on([mx.cpu(0)])[1]
+    assert update_signature(other) != update_signature(_net_on([mx.cpu(0)])[1])
 
 
 def test_input_watch_reports_the_first_bad_batch_at_the_check():

@@ -95,6 +95,16 @@ def test_checkpoints_and_exported_student(full_run):
     assert set(final) == set(last) == {"student", "dnet", "trainer:s1_G", "trainer:s1_D",
                                        "trainer:s2_SGD"}
     assert all(os.path.samefile(ck / final[k], ck / last[k]) for k in final)
+    # stage 2 does not step the stage-1 trainers: its checkpoint names the optimizer states
+    # file of stage 1's last save, not written again (older than that save's manifest, which
+    # is written after its parts)
+    s1 = json.load(open(ck / "run-epoch-s1-e0002.json"))["parts"]
+    written = os.stat(ck / "run-epoch-s1-e0002.json").st_mtime_ns
+    for part in ("trainer:s1_G", "trainer:s1_D"):
+        assert last[part] == s1[part]
+        assert os.stat(ck / last[part]).st_mtime_ns <= written, part
+    assert os.stat(ck / last["student"]).st_mtime_ns > written
+    assert last["student"] != s1["student"] and last["trainer:s2_SGD"] != s1["trainer:s2_SGD"]
     best = json.load(open(ck / "run-best.json"))
     same = (best["stage"], best["epoch"]) == (2, 1)
     assert os.path.samefile(ck / "run-best-student-0000.params",

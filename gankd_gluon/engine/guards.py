@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["check_finite", "RunningMean", "StopFlag", "RunInterrupted", "check_weights",
            "first_non_finite", "trainer_state_arrays", "InputWatch", "FaultSwitch",
-           "FaultSwitchError"]
+           "FaultSwitchError", "update_signature"]
 
 
 def check_finite(losses, epoch, batch):
@@ -184,6 +184,22 @@ def trainer_state_arrays(trainers):
                 for i, a in enumerate(_state_arrays(state)):
                     out.append(("optimizer state %s:%s[%d]" % (tname, pname, i), a))
     return out
+
+
+def update_signature(trainer):
+    """What a trainer's saved states (``Trainer.save_states``: the optimizer, its update
+    counts and learning rate, and each parameter's state) depend on, as a value that changes
+    whenever they do: the number of parameter updates so far (each ``step`` adds one per
+    updated parameter), the largest count and the learning rate. None where that is not
+    visible here (states kept on a distributed kvstore's servers), which never compares equal
+    to a recorded signature."""
+    opt = getattr(trainer, "_optimizer", None)
+    counts = getattr(opt, "_index_update_count", None)
+    kv = getattr(trainer, "_kvstore", None)
+    if counts is None or (getattr(trainer, "_update_on_kvstore", False)
+                          and "dist" in str(getattr(kv, "type", ""))):
+        return None
+    return (id(trainer), sum(counts.values()), opt.num_update, trainer.learning_rate)
 
 
 def check_weights(blocks, trainers, when):

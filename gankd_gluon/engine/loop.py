@@ -22,7 +22,8 @@ from .checkpoint import (RUN_SETTINGS, check_run_folder, claim_run_folder, compa
                          load_checkpoint, prune_checkpoints, save_checkpoint, select_resume)
 from .methods import method_settings
 from ..models.weights import CheckpointError, read_checkpoint
-from .guards import FaultSwitch, InputWatch, RunInterrupted, RunningMean, StopFlag, check_weights
+from .guards import (FaultSwitch, InputWatch, RunInterrupted, RunningMean, StopFlag,
+                     check_weights, update_signature)
 from .steps import split_batch
 
 __all__ = ["Stage", "Run", "step_lr", "StepSchedule", "seed_everything", "average_device_copies",
@@ -361,6 +362,8 @@ class Run:
         # training step, if any: a save with nothing trained since names its files again
         self._unchanged = None
         self._unchanged_export = None
+        # trainer name -> (update_signature, manifest) of its states' last save
+        self._states_saved = {}
 
     # ------------------------------------------------------------------ checkpoints
     def _all_trainers(self, stages):
@@ -376,15 +379,28 @@ class Run:
         if self.watchdog is not None:
             self.watchdog.pause()
         trainers = self._all_trainers(stages)
-        check_weights(self.blocks, trainers, "before saving %s at stage %d, epoch %d"
-                      % (tag, stage, epoch))
+        same_as = self._unchanged_export if export and self._unchanged_export else \
+            self._unchanged
+        if same_as is None:
+            # (a save with no step since the last one names what that save checked)
+            check_weights(self.blocks, trainers, "before saving %s at stage %d, epoch %d"
+                          % (tag, stage, epoch))
         state = {"stage": stage, "epoch": epoch, "epoch_completed": completed,
                  "best_map": None if math.isnan(self.best_map) else self.best_map,
                  "args": vars(self.args)}
-        same_as = self._unchanged_export if export and self._unchanged_export else \
-            self._unchanged
+        # optimizer states of trainers that have not stepped since they were last saved (a
+        # finished stage's) name that save's file instead of being written again
+        reuse = {}
+        for name, trainer in trainers.items():
+            saved = self._states_saved.get(name)
+            if saved is not None and saved[0] == update_signature(trainer):
+                reuse["trainer:" + name] = saved[1]
         path = save_checkpoint(self.prefix, tag, self.blocks, trainers, state, same_as=same_as,
-                               export=self.export if export else None, kind=self.start.kind)
+                               export=self.export if export else None, kind=self.start.kind,
+                               reuse=reuse)
+        self._states_saved = {name: (update_signature(trainer), path)
+                              for name, trainer in trainers.items()
+                              if update_signature(trainer) is not None}
         self._unchanged = path
         if export:
             self._unchanged_export = path
