@@ -7,8 +7,9 @@ loopback, two processes of one CPU device each):
 * the trainer's update is the *sum* of the workers' gradients (losses are normalised by the
   global batch), checked on one Dense layer with gradients known by hand;
 * a GAN-KD run (one epoch of each stage) ends with the parameters of a one-process run on two
-  CPU devices, and only rank 0 writes the log; for Faster R-CNN GAN-KD too (each device's RoI
-  sampling seeded on its own, losses over the global batch).
+  CPU devices, the default critics' untrained state (statistics, score scales, balanced
+  weights) included, and only rank 0 writes the log; for Faster R-CNN GAN-KD too (each
+  device's RoI sampling seeded on its own, losses over the global batch).
 """
 import argparse
 import os
@@ -134,21 +135,39 @@ def test_horovod_trainer_sums_the_workers_gradients(tmp_path):
 
 @pytest.mark.slow
 def test_two_horovod_processes_equal_one_process_on_two_devices(data):
+    """GAN-KD, one epoch of each stage, on two Horovod processes of one device against one
+    process on two devices. The default critics' state that is not trained (teacher
+    statistics, score normalisation, per-critic weights, balanced here at every batch) is
+    reduced over all workers, so the D-Net ends with the same values too, and the logged
+    losses (the critics' and their weights' included) are the global batch's."""
     teacher = data / "teacher.params"
-    # the default critics: their score statistics and balancing gradients are summed per
-    # device, then over the devices or workers, in the same order in both layouts
+    # their score statistics and balancing gradients are summed per device, then over the
+    # devices or workers, in the same order in both layouts
+    balance = ("--critic-balance-interval", "1")
     hvd = subprocess.run(_horovodrun(2) + train_gankd_argv(data, "hvd", teacher, "--horovod",
-                                                           "--watchdog-timeout", "300"),
+                                                           "--watchdog-timeout", "300",
+                                                           *balance),
                          capture_output=True, text=True, timeout=900)
     assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
-    single = subprocess.run(train_gankd_argv(data, "single", teacher, "--cpu-devices", "2"),
+    single = subprocess.run(train_gankd_argv(data, "single", teacher, "--cpu-devices", "2",
+                                             *balance),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
+    final = {(side, part): load_params(data / side / "run" / ("run-final.%s.params" % part))
+             for side in ("hvd", "single") for part in ("student", "dnet")}
     for part in ("student", "dnet"):      # stage 1 trains both, stage 2 the student
-        a = load_params(data / "hvd" / "run" / ("run-final.%s.params" % part))
-        b = load_params(data / "single" / "run" / ("run-final.%s.params" % part))
-        worst = max_trained_diff(a, b)           # BatchNorm moving statistics are per replica
-        assert worst < 1e-4, (part, worst)       # float32 summation order only
+        # BatchNorm moving statistics are per replica; float32 summation order only
+        worst = max_trained_diff(final["hvd", part], final["single", part])
+        assert worst < 1e-4, (part, worst)
+    # the D-Net's state that is not trained: 6 critics' statistics and scales, and the weights
+    a, b = final["hvd", "dnet"], final["single", "dnet"]
+    state = [k for k in a if k.endswith(("score_scale", "score_mean", "critic_weights",
+                                         "std.mean", "std.std"))]
+    assert any(k.endswith("critic_weights") for k in state) and len(state) == 1 + 6 * 4
+    for k in state:
+        assert a[k] == pytest.approx(b[k], rel=1e-2, abs=1e-12), k
+    weights = [a[k] for k in state if k.endswith("critic_weights")][0]
+    assert not (weights == 1).all()          # balancing ran
     # only rank 0 writes: one log, one set of checkpoints; rank 1 prints
     assert [f for f in os.listdir(data / "hvd") if f.endswith(".log")] == ["run_train.log"]
     assert "[rank 1]" in hvd.stdout + hvd.stderr
@@ -162,37 +181,6 @@ def test_two_horovod_processes_equal_one_process_on_two_devices(data):
             if name in theirs.metrics:
                 assert mine.metrics[name] == pytest.approx(theirs.metrics[name], abs=2e-3,
                                                            nan_ok=True)
-
-
-@pytest.mark.slow
-def test_default_critics_keep_one_state_across_horovod_workers(data):
-    """The default critics' state that is not trained (teacher statistics, score normalisation,
-    per-critic weights) is reduced over all workers: two Horovod processes of one device end
-    stage 1 with the values one process on two devices computes from the same global batches,
-    and the first epoch's logged critic losses agree."""
-    teacher = data / "teacher.params"
-    argv = ("--gan-epochs", "1", "--stage", "1", "--critic-balance-interval", "1")
-    hvd = subprocess.run(_horovodrun(2) + train_gankd_argv(data, "hvd_default", teacher,
-                                                           "--horovod", "--watchdog-timeout",
-                                                           "300", *argv),
-                         capture_output=True, text=True, timeout=900)
-    assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
-    single = subprocess.run(train_gankd_argv(data, "single_default", teacher, "--cpu-devices",
-                                             "2", *argv),
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    a = load_params(data / "hvd_default" / "run" / "run-final.dnet.params")
-    b = load_params(data / "single_default" / "run" / "run-final.dnet.params")
-    state = [k for k in a if k.endswith(("score_scale", "score_mean", "critic_weights",
-                                         "std.mean", "std.std"))]
-    assert any(k.endswith("critic_weights") for k in state) and len(state) == 1 + 6 * 4
-    for k in state:
-        assert a[k] == pytest.approx(b[k], rel=1e-2, abs=1e-12), k
-    weights = [a[k] for k in state if k.endswith("critic_weights")][0]
-    assert not (weights == 1).all()          # balancing ran (every batch here)
-    from gankd_gluon.logs.parse import parse_log
-    ours = parse_log(str(data / "hvd_default" / "run_train.log")).run()
-    ref = parse_log(str(data / "single_default" / "run_train.log")).run()
     for name in ["Loss_D", "W_0", "W_5"]:
         assert ours.epochs[0].metrics[name] == pytest.approx(ref.epochs[0].metrics[name],
                                                              rel=1e-2, abs=1e-3), name
