@@ -114,11 +114,12 @@ def train_frcnn_argv(root, out, *extra):
 
 def train_frcnn_gankd_argv(root, out, teacher, *extra):
     """Faster R-CNN GAN-KD, one epoch of each stage (epoch 0 adversarial with the critic's
-    warm-up off, epoch 1 plain); run name ``run``."""
+    warm-up off, epoch 1 plain); run name ``run``; the last epoch checkpoint kept (with best
+    and final: the tests read final)."""
     return [PY, os.path.join(ROOT, "scripts", "train_faster_rcnn_gan_kd.py"),
             "--teacher-params", str(teacher), "--gan-epochs", "0", "--epochs", "2",
-            "--train-D-eopch", "0", "--critic-channels", "8", "--save-prefix", "run"] + \
-        _frcnn_common(root, out) + list(extra)
+            "--train-D-eopch", "0", "--critic-channels", "8", "--save-prefix", "run",
+            "--keep-last", "1"] + _frcnn_common(root, out) + list(extra)
 
 
 def drop_checkpoints(root, run, sides=("dist", "single")):

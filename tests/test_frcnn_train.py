@@ -150,7 +150,8 @@ def test_resume_is_exact(full_run):
     """Resuming after epoch 0 (stage 1) ends with bit-identical weights (num_workers=0)."""
     src = full_run / "ckA" / "run" / "run-epoch-s1-e0001.json"
     args = _gankd_args(full_run, "--save-dir", str(full_run / "ckB"), "--log-dir",
-                       str(full_run / "logsB"), "--save-prefix", "run", "--resume", str(src))
+                       str(full_run / "logsB"), "--save-prefix", "run", "--resume", str(src),
+                       "--keep-last", "1")
     assert run_main(train_faster_rcnn_gan_kd.main, args) == 0
     for part in ("student", "dnet"):
         a = _params(str(full_run / "ckA" / "run" / ("run-final.%s.params" % part)))
@@ -179,7 +180,7 @@ def test_roi_pooling_on_two_devices_with_gan_and_fgfi(workdir):
     args = _gankd_args(workdir, "--save-dir", str(workdir / "ckP"), "--log-dir",
                        str(workdir / "logsP"), "--roi-mode", "pool", "--cpu-devices", "2",
                        "--batch-size", "2", "--gan-epochs", "0", "--epochs", "2",
-                       "--method", "gan+fgfi", "--train-D-eopch", "0")
+                       "--method", "gan+fgfi", "--train-D-eopch", "0", "--keep-last", "1")
     assert run_main(train_faster_rcnn_gan_kd.main, args) == 0
     assert args.save_prefix.endswith("_gankd+fgfi_pool")
     run = parse_log(str(workdir / "logsP" / (args.save_prefix + "_train.log"))).run()
