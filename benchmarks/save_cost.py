@@ -5,19 +5,20 @@ Measures, on a GluonCV model-zoo network in its full size (random weights: the t
 the bytes, not their values) with an Adam trainer (stage 1: two states per weight) and an SGD
 trainer with momentum (stage 2: one), on one CPU context:
 
-(a) a stage-1 save: the weights and both trainers' states written, fsynced, read back once,
+(a) a stage-1 save: the weights and both trainers' states written, fsynced, read back,
     verified and hashed;
 (b) a stage-2 save after an SGD step, the Adam trainer resting: with ``reuse`` naming the
-    stage-1 save's file of its states (what the training loop passes), and without (every
-    part written again, as before ``reuse`` existed);
-(c) verifying a states file read back: unpickling it (``pickle.loads``, what the save did
-    before) against walking its opcodes to the STOP at its end (what it does now).
+    stage-1 save's file of its states (what the training loop passes), and the same save
+    with ``reuse`` empty (every part written again, as every save did before ``reuse``);
+(c) verifying a states file read back from disk: unpickling it (``pickle.load``, what the
+    save did before) against walking its opcodes to the STOP at its end (what it does now).
 
 Each figure is the median of ``--repeats`` rounds, the variants interleaved round by round so
 that load from other processes hits them alike. Prints a table and, with ``--json``, writes it.
 
-    python benchmarks/save_cost.py                                    # about 1 minute
-    python benchmarks/save_cost.py --network faster_rcnn_resnet50_v1b_voc --repeats 3
+    python benchmarks/save_cost.py                                    # about 15 s
+    python benchmarks/save_cost.py --network faster_rcnn_resnet50_v1b_voc --data-shape 256 \
+        --repeats 3                                                   # about 45 s
 """
 import argparse
 import json
@@ -105,11 +106,9 @@ def main(argv=None):
                 # (both write the weights and the SGD states; they differ in the Adam states)
                 times[variant].append(_timed(lambda: save_checkpoint(
                     prefix, tag, blocks, trainers, {}, reuse=reuse)))
-            with open(states, "rb") as f:
-                data = f.read()
             for variant in (("c_loads", "c_walk") if r % 2 else ("c_walk", "c_loads")):
-                fn = (lambda: pickle.loads(data)) if variant == "c_loads" else \
-                    (lambda: _verify_states(data))
+                fn = (lambda: pickle.load(open(states, "rb"))) if variant == "c_loads" else \
+                    (lambda: _verify_states(states))
                 times[variant].append(_timed(fn))
             shutil.rmtree(folder)
     finally:
@@ -119,8 +118,8 @@ def main(argv=None):
     rows = [
         ("(a) stage-1 save: weights, Adam and SGD states written", med["a"]),
         ("(b) stage-2 save, the resting Adam states named again (reuse)", med["b_reuse"]),
-        ("(b) stage-2 save, every part written again", med["b_write"]),
-        ("(c) verify the Adam states read back: pickle.loads", med["c_loads"]),
+        ("(b) the same save, reuse empty: every part written again", med["b_write"]),
+        ("(c) verify the Adam states read back: pickle.load", med["c_loads"]),
         ("(c) verify the Adam states read back: opcode walk to STOP", med["c_walk"]),
     ]
     print("%s, %s; part sizes (MB): %s" % (

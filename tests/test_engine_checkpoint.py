@@ -11,6 +11,7 @@ import fcntl
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -154,12 +155,27 @@ def test_reuse_names_a_resting_trainers_states_and_writes_the_rest(tmp_path):
     sgd2 = gluon.Trainer(net2.collect_params(), "sgd", {"learning_rate": 0.1})
     load_checkpoint(b, {"net": net2}, {"g": g2, "sgd": sgd2}, mx.cpu())
     assert g2._optimizer.num_update == 1 and sgd2._optimizer.num_update == 1
-    # the control: where a's file is gone, the states are written again
+    # the controls: the states are written again where a's file is gone, where it is not of
+    # the size a records, and where the manifest named is in another folder
     os.remove(tmp_path / old["trainer:g"])
     c = save_checkpoint(prefix, "epoch-s2-e0002", {"net": net}, {"g": g, "sgd": sgd}, {},
                         reuse={"trainer:g": a})
     assert g.saves == 2 and json.load(open(c))["parts"]["trainer:g"] == old["trainer:g"]
     assert os.path.isfile(tmp_path / old["trainer:g"])
+    with open(tmp_path / old["trainer:g"], "ab") as f:
+        f.write(b"x")
+    save_checkpoint(prefix, "epoch-s2-e0003", {"net": net}, {"g": g, "sgd": sgd}, {},
+                    reuse={"trainer:g": a})
+    assert g.saves == 3
+    assert os.path.getsize(tmp_path / old["trainer:g"]) == json.load(open(a))["sizes"][
+        "trainer:g"]
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    shutil.copy(a, elsewhere / "run-epoch-s1-e0001.json")
+    shutil.copy(tmp_path / old["trainer:g"], elsewhere / old["trainer:g"])
+    save_checkpoint(prefix, "epoch-s2-e0004", {"net": net}, {"g": g, "sgd": sgd}, {},
+                    reuse={"trainer:g": str(elsewhere / "run-epoch-s1-e0001.json")})
+    assert g.saves == 4
 
 
 def _exporter(net, prefix, calls):

@@ -81,9 +81,11 @@ def test_states_a_local_kvstore_keeps_are_checked_too():
         check_weights({"net": net}, {"opt": trainer}, "before saving")
 
 
-def test_update_signature_moves_with_every_step_and_rate_and_only_then():
+def test_update_signature_moves_with_every_step_and_setting_and_only_then():
     """A checkpoint names a trainer's earlier states file while its signature stays: a step
-    (on one device or the local kvstore's updater) or a new learning rate must move it."""
+    (on either device, or the local kvstore's updater), an update of one parameter alone, a
+    new learning rate or weight decay must move it; another trainer's step on the same
+    parameters must not."""
     for update_on_kvstore in (False, True):
         net, trainer = _net_on([mx.cpu(0), mx.cpu(1)], update_on_kvstore)
         sig = update_signature(trainer)
@@ -93,16 +95,29 @@ def test_update_signature_moves_with_every_step_and_rate_and_only_then():
         autograd.backward(losses)
         trainer.step(1)
         assert update_signature(trainer) != sig
-        sig = update_signature(trainer)
-        trainer.set_learning_rate(0.01)
-        assert update_signature(trainer) != sig
-        # one parameter's update alone moves it too
-        sig = update_signature(trainer)
-        trainer._optimizer._update_count(1)
-        assert update_signature(trainer) != sig
+        for change in (lambda: trainer.set_learning_rate(0.01),
+                       lambda: setattr(trainer._optimizer, "wd", 1e-4)):
+            sig = update_signature(trainer)
+            change()
+            assert update_signature(trainer) != sig
+        # one parameter updated alone, below the largest count (num_update does not move),
+        # as a step with stale gradients elsewhere (ignore_stale_grad) updates it
+        opt = trainer._optimizer
+        opt._update_count(0)
+        num_update, sig = opt.num_update, update_signature(trainer)
+        opt._update_count(1)
+        assert opt.num_update == num_update and update_signature(trainer) != sig
+    # another trainer stepping the same parameters leaves this one's signature as it was
+    net, trainer = _net_on([mx.cpu(0)])
+    other = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    sig = update_signature(trainer)
+    with autograd.record():
+        loss = net(mx.nd.ones((1, 3))).sum()
+    loss.backward()
+    other.step(1)
+    assert update_signature(trainer) == sig and update_signature(other) is not None
     # a trainer of another network with the same history has its own signature
-    other = _net_on([mx.cpu(0)])[1]
-    assert update_signature(other) != update_signature(_net_on([mx.cpu(0)])[1])
+    assert update_signature(_net_on([mx.cpu(0)])[1]) != sig
 
 
 def test_input_watch_reports_the_first_bad_batch_at_the_check():

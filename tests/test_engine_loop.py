@@ -267,3 +267,46 @@ def test_a_run_killed_inside_a_save_resumes_from_a_whole_checkpoint(data):
     log = (data / "logs" / "killed_train.log").read_text()
     assert "Resumed from %s (stage 2, epoch 1 done)" % (folder / "killed-epoch-s2-e0001.json") \
         in log
+
+
+def _run_with(tmp_path, value):
+    """A :class:`Run` over one Dense layer and an Adam trainer stepped once (stage 1)."""
+    import types
+    import mxnet as mx
+    from mxnet import autograd, gluon
+    from gankd_gluon.engine.loop import Run
+    net = gluon.nn.Dense(2, in_units=3)
+    net.initialize(mx.init.Constant(value))
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.1})
+    with autograd.record():
+        loss = net(mx.nd.ones((1, 3))).sum()
+    loss.backward()
+    trainer.step(1)
+    args = types.SimpleNamespace(resume="")
+    run = Run(args, logging.getLogger("test_engine_loop"), None, [mx.cpu()], {"net": net}, None,
+              str(tmp_path / "run" / "run"))
+    stage = types.SimpleNamespace(number=1, trainers={"G": trainer})
+    return run, net, stage
+
+
+def test_a_save_after_a_step_refuses_non_finite_weights_and_one_after_none_names_the_last(
+        tmp_path):
+    """Every save with a step since the last save checks the weights (an ``interrupted`` save
+    in the middle of an epoch has no epoch-end check before it); a save with none names the
+    files of the last save, which was checked."""
+    import glob
+    import json
+    import pytest as _pytest
+    run, net, stage = _run_with(tmp_path, 1.0)
+    first = run._save([stage], "epoch-s1-e0001", 1, 1, True)
+    net.weight.set_data(net.weight.data() * float("nan"))
+    run._unchanged = None                  # what the loop does when an epoch (a step) starts
+    with _pytest.raises(FloatingPointError, match=r"^non-finite values in parameter net:weight "
+                                                  r"before saving interrupted at stage 1, "
+                                                  r"epoch 2; nothing saved"):
+        run._save([stage], "interrupted", 1, 2, False)
+    assert not glob.glob(str(tmp_path / "run" / "run-interrupted.json"))
+    # no step since ``first``: the save names first's files (the weights it checked)
+    run._unchanged = first
+    best = run._save([stage], "best", 1, 1, True)
+    assert json.load(open(best))["parts"] == json.load(open(first))["parts"]

@@ -187,24 +187,46 @@ def trainer_state_arrays(trainers):
 
 
 def update_signature(trainer):
-    """What a trainer's saved states (``Trainer.save_states``: the optimizer, its update
-    counts and learning rate, and each parameter's state) depend on, as a value that changes
-    whenever they do: the number of parameter updates so far (each ``step`` adds one per
-    updated parameter), the largest count and the learning rate. None where that is not
-    visible here (states kept on a distributed kvstore's servers), which never compares equal
-    to a recorded signature."""
+    """A value that moves with what ``Trainer.save_states`` writes for ``trainer`` (the
+    optimizer, its update counts and each parameter's state), so that a save can name an
+    earlier file of those states while it stays equal.
+
+    The states change when the trainer updates a parameter (every update adds one to that
+    parameter's count on that device: the counts are summed over all devices) and the
+    optimizer's settings change with its hyperparameters (learning rate, weight decay, the
+    gradient scale ``step`` sets, ...: every number, string or flag among its attributes).
+    ``load_states`` replaces the states without necessarily moving either: take a signature
+    after loading, never before.
+
+    Parameters
+    ----------
+    trainer : mxnet.gluon.Trainer
+
+    Returns
+    -------
+    tuple or None
+        ``(id(trainer), updates, settings)``; None where the states are not visible here
+        (kept on a distributed kvstore's servers, ``update_on_kvstore`` with ``dist_*``),
+        which never equals a recorded signature.
+    """
     opt = getattr(trainer, "_optimizer", None)
-    counts = getattr(opt, "_index_update_count", None)
+    counts = getattr(opt, "_all_index_update_counts", None)
+    if counts is None and getattr(opt, "_index_update_count", None) is not None:
+        counts = {0: opt._index_update_count}
     kv = getattr(trainer, "_kvstore", None)
     if counts is None or (getattr(trainer, "_update_on_kvstore", False)
                           and "dist" in str(getattr(kv, "type", ""))):
         return None
-    return (id(trainer), sum(counts.values()), opt.num_update, trainer.learning_rate)
+    updates = sum(sum(c.values()) for c in counts.values())
+    settings = tuple(sorted((k, v) for k, v in vars(opt).items()
+                            if isinstance(v, (bool, int, float, str)) or v is None))
+    return (id(trainer), updates, settings)
 
 
 def check_weights(blocks, trainers, when):
     """Raise ``FloatingPointError`` naming the first parameter (any device's copy) or optimizer
-    state holding NaN or Inf; call before every save and before validating for ``best``.
+    state holding NaN or Inf; call before validating for ``best`` and before every save with a
+    training step since the last check (a save with none names what an earlier save checked).
 
     Parameters
     ----------
