@@ -46,10 +46,21 @@ def parse_args(argv=None):
     p.add_argument("--network", default="ssd_512_mobilenet1.0_voc",
                    help="a GluonCV model-zoo name (built with random weights)")
     p.add_argument("--data-shape", type=int, default=512, help="input side for the first pass")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=_positive, default=5)
     p.add_argument("--dir", default=None, help="where to write (default: a temporary folder)")
     p.add_argument("--json", default=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.network not in model_zoo.get_model_list():
+        p.error("--network %s: not a GluonCV model-zoo name (gluoncv.model_zoo.get_model_list())"
+                % args.network)
+    return args
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def _network(name, side):
@@ -68,6 +79,11 @@ def _step(trainer, params):
         for d in p.list_data():
             d._fresh_grad = True
     trainer.step(1)
+
+
+def _unpickle(path):
+    with open(path, "rb") as f:
+        return pickle.load(f)
 
 
 def _timed(fn):
@@ -107,7 +123,7 @@ def main(argv=None):
                 times[variant].append(_timed(lambda: save_checkpoint(
                     prefix, tag, blocks, trainers, {}, reuse=reuse)))
             for variant in (("c_loads", "c_walk") if r % 2 else ("c_walk", "c_loads")):
-                fn = (lambda: pickle.load(open(states, "rb"))) if variant == "c_loads" else \
+                fn = (lambda: _unpickle(states)) if variant == "c_loads" else \
                     (lambda: _verify_states(states))
                 times[variant].append(_timed(fn))
             shutil.rmtree(folder)

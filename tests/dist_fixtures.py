@@ -122,13 +122,19 @@ def train_frcnn_gankd_argv(root, out, teacher, *extra):
             "--keep-last", "1"] + _frcnn_common(root, out) + list(extra)
 
 
-def drop_checkpoints(root, run, sides=("dist", "single")):
-    """A passed comparison's checkpoint folders ``root/<side>/<run>`` (full-size Faster R-CNN
-    sets, 0.3-0.7 GB each), deleted as soon as the test has read them, as the smoke rows drop
-    theirs; the logs beside them stay. ``GANKD_KEEP_TMP=1`` keeps them."""
+def drop_folders(*folders):
+    """Checkpoint folders a passed test has read and no other test reads (full-size sets,
+    0.3-1 GB each), deleted at once rather than when the module ends, as the smoke rows drop
+    theirs. ``GANKD_KEEP_TMP=1`` keeps them."""
     if not os.environ.get("GANKD_KEEP_TMP"):
-        for side in sides:
-            shutil.rmtree(str(root / side / run), ignore_errors=True)
+        for folder in folders:
+            shutil.rmtree(str(folder), ignore_errors=True)
+
+
+def drop_checkpoints(root, run, sides=("dist", "single")):
+    """A passed comparison's checkpoint folders ``root/<side>/<run>`` (:func:`drop_folders`);
+    the logs beside them stay."""
+    drop_folders(*[root / side / run for side in sides])
 
 
 def load_params(path):

@@ -296,12 +296,11 @@ def test_a_save_after_a_step_refuses_non_finite_weights_and_one_after_none_names
     files of the last save, which was checked."""
     import glob
     import json
-    import pytest as _pytest
     run, net, stage = _run_with(tmp_path, 1.0)
     first = run._save([stage], "epoch-s1-e0001", 1, 1, True)
     net.weight.set_data(net.weight.data() * float("nan"))
     run._unchanged = None                  # what the loop does when an epoch (a step) starts
-    with _pytest.raises(FloatingPointError, match=r"^non-finite values in parameter net:weight "
+    with pytest.raises(FloatingPointError, match=r"^non-finite values in parameter net:weight "
                                                   r"before saving interrupted at stage 1, "
                                                   r"epoch 2; nothing saved"):
         run._save([stage], "interrupted", 1, 2, False)

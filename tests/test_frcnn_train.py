@@ -23,6 +23,7 @@ import train_faster_rcnn_gan_kd  # noqa: E402
 from gankd_gluon.data.synthetic import SYNTHETIC_CLASSES  # noqa: E402
 from gankd_gluon.engine.cli import run_main  # noqa: E402
 from gankd_gluon.logs.parse import parse_log  # noqa: E402
+from dist_fixtures import drop_folders  # noqa: E402
 from frcnn_fixtures import COMMON, make_data, save_teacher  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -53,14 +54,6 @@ def _gankd_args(root, *extra):
 
 def _params(path):
     return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
-
-
-def _drop(folder):
-    """A passed test's checkpoint folder, read by no other test (0.5-1 GB each; the module's
-    folder goes when it ends, but these would be on disk beside the next tests' runs)."""
-    import shutil
-    if not os.environ.get("GANKD_KEEP_TMP"):
-        shutil.rmtree(str(folder), ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +152,7 @@ def test_resume_is_exact(full_run):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), part
     log = parse_log(str(full_run / "logsB" / "run_train.log"))
     assert [e.epoch for e in log.run().epochs] == [1, 2]
-    _drop(full_run / "ckB")
+    drop_folders(full_run / "ckB")
 
 
 def test_nan_loss_stops_the_run_with_exit_1(workdir, monkeypatch, capsys):
@@ -188,7 +181,7 @@ def test_roi_pooling_on_two_devices_with_gan_and_fgfi(workdir):
     assert [e.epoch for e in run.epochs] == [0, 1]
     first = run.epochs[0].metrics
     assert np.isfinite(first["Loss_G"]) and first["KD_FGFI"] > 0
-    _drop(workdir / "ckP")
+    drop_folders(workdir / "ckP")
 
 
 def test_chen_trains_and_logs_its_terms(workdir):
@@ -204,7 +197,7 @@ def test_chen_trains_and_logs_its_terms(workdir):
         assert np.isfinite(metrics[name]) and metrics[name] >= 0, name
     assert np.isnan(metrics["Loss_D"])                        # no critic: "not computed"
     assert np.isnan(metrics["W_0"]) and np.isfinite(metrics["cosine_length_loss_metric"])
-    _drop(workdir / "ckM")
+    drop_folders(workdir / "ckM")
 
 
 def test_plain_training_script(workdir):
@@ -224,4 +217,4 @@ def test_plain_training_script(workdir):
     assert list(run.epochs[0].metrics) == PUBLISHED_COLUMNS[:4]
     assert os.path.isfile(workdir / "ckT" / args.save_prefix /
                           (args.save_prefix + "-final.net.params"))
-    _drop(workdir / "ckT")
+    drop_folders(workdir / "ckT")

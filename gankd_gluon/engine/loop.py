@@ -390,17 +390,15 @@ class Run:
                  "args": vars(self.args)}
         # optimizer states of trainers that have not stepped since they were last saved (a
         # finished stage's) name that save's file instead of being written again
-        reuse = {}
-        for name, trainer in trainers.items():
-            saved = self._states_saved.get(name)
-            if saved is not None and saved[0] == update_signature(trainer):
-                reuse["trainer:" + name] = saved[1]
+        signatures = {name: update_signature(t) for name, t in trainers.items()}
+        reuse = {"trainer:" + name: self._states_saved[name][1]
+                 for name, sig in signatures.items()
+                 if name in self._states_saved and self._states_saved[name][0] == sig}
         path = save_checkpoint(self.prefix, tag, self.blocks, trainers, state, same_as=same_as,
                                export=self.export if export else None, kind=self.start.kind,
                                reuse=reuse)
-        self._states_saved = {name: (update_signature(trainer), path)
-                              for name, trainer in trainers.items()
-                              if update_signature(trainer) is not None}
+        self._states_saved = {name: (sig, path) for name, sig in signatures.items()
+                              if sig is not None}
         self._unchanged = path
         if export:
             self._unchanged_export = path
