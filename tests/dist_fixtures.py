@@ -1,5 +1,6 @@
-"""Shared pieces of the multi-process tests, test_distributed.py (kvstore) and test_horovod.py
-(helper, no tests): the generated dataset, the training commands, parameter comparison."""
+"""Shared pieces of the multi-process tests, test_distributed.py (kvstore and Horovod against
+one process) and test_horovod.py (helper, no tests): the generated dataset, the training
+commands, the launchers, parameter comparison."""
 import os
 import shutil
 import socket
@@ -16,6 +17,15 @@ DATA_SHAPE = 128
 # BatchNorm moving statistics are per replica (gradients are synchronised, not them; the
 # one-process save averages its two device copies), so comparisons leave them out
 MOVING_STATS = ("moving_mean", "moving_var", "running_mean", "running_var")
+
+
+def horovodrun(num_proc):
+    """``horovodrun --gloo`` of this interpreter's Horovod, all processes on this machine (the
+    calling test skips where Horovod is not installed)."""
+    import pytest
+    pytest.importorskip("horovod.mxnet")
+    return [PY, "-m", "horovod.runner.launch", "--gloo", "-np", str(num_proc),
+            "-H", "localhost:%d" % num_proc]
 
 
 def free_port():

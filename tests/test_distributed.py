@@ -1,8 +1,13 @@
-"""dist_sync on loopback: scheduler + 1 server + 2 workers, launched by scripts/launch_dist.py.
+"""Several processes against one: dist_sync on loopback (scheduler + 1 server + 2 workers,
+launched by scripts/launch_dist.py) and Horovod (``horovodrun --gloo``, two processes of one
+CPU device each; these runs skip where Horovod is not installed).
 
 * After one epoch the 2-worker run's parameters equal a one-process run over two CPU devices
   on the same global batches (each worker reads its shard = a device's slice), for plain SSD
-  training and for GAN-KD (both stages: three trainers, each on keys of its own).
+  training and for GAN-KD (both stages: three trainers, each on keys of its own), on the
+  kvstore and on Horovod against the same one-process run: the default critics' untrained
+  state (statistics, score scales, weights balanced at every batch) included, only rank 0
+  writing the log and the checkpoints.
 * The best mAP logged is the one ``eval_voc.py`` gives for the saved best model, on two devices
   (whose BatchNorm statistics differ) and distributed.
 * Killing a worker ends the whole job with a non-zero status within a bounded time; so does
@@ -10,9 +15,10 @@
 * SIGTERM to the launcher during GAN-KD: rank 0 saves ``interrupted``, exit 3, no process left
   (SIGKILL to the launcher and the grace period: test_engine_distributed.py, on stand-in roles).
 * The step watchdog ends a process whose steps stopped.
-* Faster R-CNN, plain and GAN-KD, on 2 workers ends with the weights of one process on two
-  CPU devices: each worker loads its shard of the global batch, the losses are divided by the
-  global batch, and each device's RoI sampling has a seed of its own.
+* Faster R-CNN, plain and GAN-KD, on 2 workers (GAN-KD on Horovod too) ends with the weights
+  of one process on two CPU devices: each worker loads its shard of the global batch, the
+  losses are divided by the global batch, and each device's RoI sampling has a seed of its
+  own.
 """
 import os
 import re
@@ -22,9 +28,9 @@ import time
 
 import numpy as np
 import pytest
-from dist_fixtures import (PY, ROOT, descendants, drop_checkpoints, free_port, kill_left,
-                           load_params, make_data,
-                           make_frcnn_data, max_trained_diff, processes_with, train_frcnn_argv,
+from dist_fixtures import (PY, ROOT, descendants, drop_checkpoints, drop_folders, free_port,
+                           horovodrun, kill_left, load_params, make_data, make_frcnn_data,
+                           max_trained_diff, processes_with, train_frcnn_argv,
                            train_frcnn_gankd_argv, train_gankd_argv, write_frcnn_teacher,
                            write_teacher)
 from dist_fixtures import train_ssd_argv as _train_argv
@@ -125,38 +131,83 @@ def _eval_voc_map(data, *model):
     return float(re.findall(r"^mAP=(\S+)$", out.stdout, re.M)[-1])
 
 
+# The default critics' state that is not trained (teacher statistics, score normalisation,
+# per-critic weights) is reduced over all devices and workers; balancing the critics at every
+# batch makes their weights move at every step, in the same order in every layout.
+GANKD_EXTRA = ("--critic-balance-interval", "1")
+
+
 @pytest.fixture(scope="module")
 def gankd_runs(data):
-    """GAN-KD, one epoch of each stage: 2 workers on dist_sync, and one process on 2 CPUs."""
+    """GAN-KD, one epoch of each stage: 2 workers on dist_sync, and one process on 2 CPUs (the
+    reference of the kvstore and the Horovod runs)."""
     teacher = write_teacher(data / "teacher.params")
     dist = subprocess.run(_launcher("--timeout", "600") +
                           train_gankd_argv(data, "gankd_dist", teacher, "--kvstore", "dist_sync",
-                                           "--watchdog-timeout", "120"),
+                                           "--watchdog-timeout", "120", *GANKD_EXTRA),
                           capture_output=True, text=True, timeout=700)
     assert dist.returncode == 0, dist.stderr[-3000:]
-    single = subprocess.run(train_gankd_argv(data, "gankd_single", teacher, "--cpu-devices", "2"),
+    single = subprocess.run(train_gankd_argv(data, "gankd_single", teacher, "--cpu-devices", "2",
+                                             *GANKD_EXTRA),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     return data / "gankd_dist", data / "gankd_single", dist
 
 
+def _same_gankd_run(run, ref):
+    """``run`` (several processes) ended as ``ref`` (one process on two devices): student and
+    D-Net, the D-Net's untrained state, the logged losses of both stages."""
+    final = {(side, part): load_params(side / "run" / ("run-final.%s.params" % part))
+             for side in (run, ref) for part in ("student", "dnet")}
+    for part in ("student", "dnet"):        # stage 1 trains both, stage 2 the student
+        # BatchNorm moving statistics are per replica; float32 summation order only
+        worst = max_trained_diff(final[run, part], final[ref, part])
+        assert worst < 1e-4, (part, worst)
+    # the D-Net's state that is not trained: 6 critics' statistics and scales, and the weights
+    a, b = final[run, "dnet"], final[ref, "dnet"]
+    state = [k for k in a if k.endswith(("score_scale", "score_mean", "critic_weights",
+                                         "std.mean", "std.std"))]
+    assert any(k.endswith("critic_weights") for k in state) and len(state) == 1 + 6 * 4
+    for k in state:
+        assert a[k] == pytest.approx(b[k], rel=1e-2, abs=1e-12), k
+    weights = [a[k] for k in state if k.endswith("critic_weights")][0]
+    assert not (weights == 1).all()          # balancing ran
+    # only rank 0 writes: one log, one set of checkpoints
+    assert [f for f in os.listdir(run) if f.endswith(".log")] == ["run_train.log"]
+    # the logged losses are the global batch's, as in the one-process log
+    from gankd_gluon.logs.parse import parse_log
+    ours = parse_log(str(run / "run_train.log")).run()
+    theirs = parse_log(str(ref / "run_train.log")).run()
+    assert len(ours.epochs) == len(theirs.epochs) == 2
+    for mine, other in zip(ours.epochs, theirs.epochs):
+        for name in ("CrossEntropy", "SmoothL1", "Loss_D", "Loss_G"):
+            if name in other.metrics:
+                assert mine.metrics[name] == pytest.approx(other.metrics[name], abs=2e-3,
+                                                           nan_ok=True)
+    for name in ["Loss_D", "W_0", "W_5"]:
+        assert ours.epochs[0].metrics[name] == pytest.approx(theirs.epochs[0].metrics[name],
+                                                             rel=1e-2, abs=1e-3), name
+
+
 def test_gankd_two_workers_equal_one_process_on_two_devices(gankd_runs):
     dist, single, out = gankd_runs
-    for part in ("student", "dnet"):        # stage 1 trains both, stage 2 the student
-        a = load_params(dist / "run" / ("run-final.%s.params" % part))
-        b = load_params(single / "run" / ("run-final.%s.params" % part))
-        assert max_trained_diff(a, b) < 1e-4, part    # float32 summation order only
-    assert [f for f in os.listdir(dist) if f.endswith(".log")] == ["run_train.log"]
-    assert "[rank 1]" in out.stderr
-    from gankd_gluon.logs.parse import parse_log
-    ours = parse_log(str(dist / "run_train.log")).run()
-    ref = parse_log(str(single / "run_train.log")).run()
-    assert len(ours.epochs) == len(ref.epochs) == 2
-    for mine, theirs in zip(ours.epochs, ref.epochs):
-        for name in ("CrossEntropy", "SmoothL1", "Loss_D", "Loss_G"):
-            if name in theirs.metrics:
-                assert mine.metrics[name] == pytest.approx(theirs.metrics[name], abs=2e-3,
-                                                           nan_ok=True)
+    _same_gankd_run(dist, single)
+    assert "[rank 1]" in out.stderr             # rank 1 prints, it does not write
+
+
+def test_gankd_two_horovod_processes_equal_one_process_on_two_devices(data, gankd_runs):
+    """``horovodrun --gloo`` on loopback, two processes of one CPU device each, against the
+    one-process run of :func:`gankd_runs`."""
+    launcher = horovodrun(2)                    # skips without Horovod, before any work
+    _, single, _ = gankd_runs
+    hvd = subprocess.run(launcher + train_gankd_argv(data, "gankd_hvd", data / "teacher.params",
+                                                     "--horovod", "--watchdog-timeout", "300",
+                                                     *GANKD_EXTRA),
+                         capture_output=True, text=True, timeout=900)
+    assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
+    _same_gankd_run(data / "gankd_hvd", single)
+    assert "[rank 1]" in hvd.stdout + hvd.stderr
+    drop_folders(data / "gankd_hvd" / "run")
 
 
 def test_logged_best_map_is_eval_voc_of_the_saved_best_model(gankd_runs):
@@ -283,20 +334,57 @@ def test_frcnn_two_workers_equal_one_process_on_two_devices(frcnn_data):
     drop_checkpoints(frcnn_data, "net")
 
 
-def test_frcnn_gankd_two_workers_equal_one_process_on_two_devices(frcnn_data):
-    """Faster R-CNN GAN-KD: stage 1 (student, adapter and critic, the critic's scores
-    renormalised over the workers) and stage 2, on dist_sync as on two devices."""
-    _dist_and_single(lambda root, out, *extra: train_frcnn_gankd_argv(
-        root, out, root / "teacher.params", *extra), frcnn_data)
+@pytest.fixture(scope="module")
+def frcnn_gankd_single(frcnn_data):
+    """Faster R-CNN GAN-KD in one process on 2 CPUs, the reference of the kvstore and the
+    Horovod runs: its final student and D-Net and its logged losses, read, then its checkpoint
+    folder dropped (1 GB)."""
+    single = subprocess.run(train_frcnn_gankd_argv(frcnn_data, "single", frcnn_data /
+                                                   "teacher.params", "--cpu-devices", "2"),
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    return _frcnn_gankd_result(frcnn_data / "single")
+
+
+def _frcnn_gankd_result(side):
+    out = {part: load_params(side / "run" / ("run-final.%s.params" % part))
+           for part in ("student", "dnet")}
+    out["losses"] = _frcnn_logged_losses(side / "run_train.log")
+    drop_folders(side / "run")
+    return out
+
+
+def _same_frcnn_gankd_run(side, ref):
+    assert [f for f in os.listdir(side) if f.endswith(".log")] == ["run_train.log"]
+    run = _frcnn_gankd_result(side)
     for part in ("student", "dnet"):
-        a = load_params(frcnn_data / "dist" / "run" / ("run-final.%s.params" % part))
-        b = load_params(frcnn_data / "single" / "run" / ("run-final.%s.params" % part))
-        worst = max_trained_diff(a, b)
+        worst = max_trained_diff(run[part], ref[part])
         assert worst < 1e-4, (part, worst)       # float32 summation order only
-    ours = _frcnn_logged_losses(frcnn_data / "dist" / "run_train.log")
-    ref = _frcnn_logged_losses(frcnn_data / "single" / "run_train.log")
-    assert len(ours) == len(ref) == 2
-    for mine, theirs in zip(ours, ref):
+    assert len(run["losses"]) == len(ref["losses"]) == 2
+    for mine, theirs in zip(run["losses"], ref["losses"]):
         for name in ("RPN_Conf", "RCNN_CrossEntropy", "Loss_G", "Loss_D"):
             assert mine[name] == pytest.approx(theirs[name], abs=2e-3, nan_ok=True), name
-    drop_checkpoints(frcnn_data, "run")
+
+
+def test_frcnn_gankd_two_workers_equal_one_process_on_two_devices(frcnn_data, frcnn_gankd_single):
+    """Faster R-CNN GAN-KD: stage 1 (student, adapter and critic, the critic's scores
+    renormalised over the workers) and stage 2, on dist_sync as on two devices."""
+    dist = subprocess.run(_launcher("--timeout", "600") + train_frcnn_gankd_argv(
+        frcnn_data, "gankd_dist", frcnn_data / "teacher.params", "--kvstore", "dist_sync",
+        "--watchdog-timeout", "120"), capture_output=True, text=True, timeout=700)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    assert "[rank 1]" in dist.stderr
+    _same_frcnn_gankd_run(frcnn_data / "gankd_dist", frcnn_gankd_single)
+
+
+def test_frcnn_gankd_two_horovod_processes_equal_one_process_on_two_devices(frcnn_data,
+                                                                             frcnn_gankd_single):
+    """Faster R-CNN GAN-KD (epoch 0 adversarial, epoch 1 plain, global batch 2) on two Horovod
+    processes of one CPU device each, against the one-process run on two CPU devices."""
+    launcher = horovodrun(2)                    # skips without Horovod, before any work
+    hvd = subprocess.run(launcher + train_frcnn_gankd_argv(
+        frcnn_data, "gankd_hvd", frcnn_data / "teacher.params", "--horovod",
+        "--watchdog-timeout", "300"), capture_output=True, text=True, timeout=900)
+    assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
+    assert "[rank 1]" in hvd.stdout + hvd.stderr
+    _same_frcnn_gankd_run(frcnn_data / "gankd_hvd", frcnn_gankd_single)

@@ -6,10 +6,11 @@ loopback, two processes of one CPU device each):
 
 * the trainer's update is the *sum* of the workers' gradients (losses are normalised by the
   global batch), checked on one Dense layer with gradients known by hand;
-* a GAN-KD run (one epoch of each stage) ends with the parameters of a one-process run on two
-  CPU devices, the default critics' untrained state (statistics, score scales, balanced
-  weights) included, and only rank 0 writes the log; for Faster R-CNN GAN-KD too (each
-  device's RoI sampling seeded on its own, losses over the global batch).
+* SIGTERM to ``horovodrun`` or its process group ends the job with whole checkpoints.
+
+The Horovod runs that must end with the weights of one process on two CPU devices (SSD and
+Faster R-CNN GAN-KD) are in ``test_distributed.py``, beside the kvstore runs: both compare
+with the same one-process run, made once.
 """
 import argparse
 import os
@@ -17,9 +18,7 @@ import subprocess
 
 import mxnet as mx
 import pytest
-from dist_fixtures import (PY, ROOT, drop_checkpoints, load_params, make_data, make_frcnn_data,
-                           max_trained_diff, train_frcnn_gankd_argv, train_gankd_argv,
-                           write_frcnn_teacher, write_teacher)
+from dist_fixtures import PY, ROOT, horovodrun, make_data, train_gankd_argv, write_teacher
 
 from gankd_gluon.engine.distributed import DistributedSetupError
 from gankd_gluon.engine.ssd_runs import get_contexts
@@ -88,13 +87,6 @@ def test_horovod_takes_one_device_per_process():
 
 
 # ------------------------------------------------------------------ with Horovod
-def _horovodrun(num_proc):
-    """``horovodrun --gloo`` of this interpreter's Horovod, all processes on this machine."""
-    pytest.importorskip("horovod.mxnet")
-    return [PY, "-m", "horovod.runner.launch", "--gloo", "-np", str(num_proc),
-            "-H", "localhost:%d" % num_proc]
-
-
 # Rank r's loss is (r + 1) * sum(w * x) on one Dense(1) without bias, x = 1: its gradient is
 # r + 1 per weight, the workers' sum 1 + 2 = 3. SGD with lr 1 and step(1) moves w by -3 when
 # the trainer sums, -1.5 when it averages (DistributedTrainer's own behaviour).
@@ -124,66 +116,13 @@ print("RESULT rank=%%d size=%%d w0=%%s delta=%%s sum=%%s" %% (
 def test_horovod_trainer_sums_the_workers_gradients(tmp_path):
     script = tmp_path / "sum_check.py"
     script.write_text(_SUM_CHECK % ROOT)
-    out = subprocess.run(_horovodrun(2) + [PY, str(script)], capture_output=True, text=True,
+    out = subprocess.run(horovodrun(2) + [PY, str(script)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     results = sorted(line.split("RESULT ", 1)[1] for line in out.stdout.splitlines()
                      if "RESULT " in line)
     assert results == ["rank=%d size=2 w0=10.0 delta=[-3.0, -3.0, -3.0, -3.0] sum=2.0" % r
                        for r in (0, 1)], out.stdout
-
-
-@pytest.mark.slow
-def test_two_horovod_processes_equal_one_process_on_two_devices(data):
-    """GAN-KD, one epoch of each stage, on two Horovod processes of one device against one
-    process on two devices. The default critics' state that is not trained (teacher
-    statistics, score normalisation, per-critic weights, balanced here at every batch) is
-    reduced over all workers, so the D-Net ends with the same values too, and the logged
-    losses (the critics' and their weights' included) are the global batch's."""
-    teacher = data / "teacher.params"
-    # their score statistics and balancing gradients are summed per device, then over the
-    # devices or workers, in the same order in both layouts
-    balance = ("--critic-balance-interval", "1")
-    hvd = subprocess.run(_horovodrun(2) + train_gankd_argv(data, "hvd", teacher, "--horovod",
-                                                           "--watchdog-timeout", "300",
-                                                           *balance),
-                         capture_output=True, text=True, timeout=900)
-    assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
-    single = subprocess.run(train_gankd_argv(data, "single", teacher, "--cpu-devices", "2",
-                                             *balance),
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    final = {(side, part): load_params(data / side / "run" / ("run-final.%s.params" % part))
-             for side in ("hvd", "single") for part in ("student", "dnet")}
-    for part in ("student", "dnet"):      # stage 1 trains both, stage 2 the student
-        # BatchNorm moving statistics are per replica; float32 summation order only
-        worst = max_trained_diff(final["hvd", part], final["single", part])
-        assert worst < 1e-4, (part, worst)
-    # the D-Net's state that is not trained: 6 critics' statistics and scales, and the weights
-    a, b = final["hvd", "dnet"], final["single", "dnet"]
-    state = [k for k in a if k.endswith(("score_scale", "score_mean", "critic_weights",
-                                         "std.mean", "std.std"))]
-    assert any(k.endswith("critic_weights") for k in state) and len(state) == 1 + 6 * 4
-    for k in state:
-        assert a[k] == pytest.approx(b[k], rel=1e-2, abs=1e-12), k
-    weights = [a[k] for k in state if k.endswith("critic_weights")][0]
-    assert not (weights == 1).all()          # balancing ran
-    # only rank 0 writes: one log, one set of checkpoints; rank 1 prints
-    assert [f for f in os.listdir(data / "hvd") if f.endswith(".log")] == ["run_train.log"]
-    assert "[rank 1]" in hvd.stdout + hvd.stderr
-    # the logged losses are the global batch's, as in the one-process log
-    from gankd_gluon.logs.parse import parse_log
-    ours = parse_log(str(data / "hvd" / "run_train.log")).run()
-    ref = parse_log(str(data / "single" / "run_train.log")).run()
-    assert len(ours.epochs) == len(ref.epochs) == 2
-    for mine, theirs in zip(ours.epochs, ref.epochs):
-        for name in ("CrossEntropy", "SmoothL1", "Loss_D", "Loss_G"):
-            if name in theirs.metrics:
-                assert mine.metrics[name] == pytest.approx(theirs.metrics[name], abs=2e-3,
-                                                           nan_ok=True)
-    for name in ["Loss_D", "W_0", "W_5"]:
-        assert ours.epochs[0].metrics[name] == pytest.approx(ref.epochs[0].metrics[name],
-                                                             rel=1e-2, abs=1e-3), name
 
 
 @pytest.mark.slow
@@ -201,7 +140,7 @@ def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target)
     from gankd_gluon.engine.checkpoint import run_manifests
     from gankd_gluon.models.weights import read_checkpoint
     out = "hvd_sig_" + target
-    proc = subprocess.Popen(_horovodrun(2) + train_gankd_argv(
+    proc = subprocess.Popen(horovodrun(2) + train_gankd_argv(
         data, out, data / "teacher.params", "--horovod", "--gan-epochs", "30", "--epochs", "10"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     log = data / out / "run_train.log"
@@ -224,27 +163,3 @@ def test_sigterm_to_horovodrun_ends_the_job_with_whole_checkpoints(data, target)
         read_checkpoint(manifest, need=None)            # every part, its size and checksum
     time.sleep(1)
     assert kill_left(group) == []
-
-
-@pytest.mark.slow
-def test_frcnn_gankd_two_horovod_processes_equal_one_process_on_two_devices(tmp_path):
-    """Faster R-CNN GAN-KD (epoch 0 adversarial, epoch 1 plain, global batch 2) on two Horovod
-    processes of one CPU device each, against one process on two CPU devices."""
-    launcher = _horovodrun(2)                  # skips without Horovod, before any work
-    make_frcnn_data(tmp_path)
-    teacher = write_frcnn_teacher(tmp_path / "teacher.params")
-    hvd = subprocess.run(launcher + train_frcnn_gankd_argv(tmp_path, "hvd", teacher, "--horovod",
-                                                           "--watchdog-timeout", "300"),
-                         capture_output=True, text=True, timeout=900)
-    assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
-    single = subprocess.run(train_frcnn_gankd_argv(tmp_path, "single", teacher,
-                                                   "--cpu-devices", "2"),
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-3000:]
-    for part in ("student", "dnet"):
-        a = load_params(tmp_path / "hvd" / "run" / ("run-final.%s.params" % part))
-        b = load_params(tmp_path / "single" / "run" / ("run-final.%s.params" % part))
-        worst = max_trained_diff(a, b)
-        assert worst < 1e-4, (part, worst)       # float32 summation order only
-    assert [f for f in os.listdir(tmp_path / "hvd") if f.endswith(".log")] == ["run_train.log"]
-    drop_checkpoints(tmp_path, "run", sides=("hvd", "single"))

@@ -6,6 +6,7 @@ from gluoncv.data import VOCDetection
 from gluoncv.model_zoo import get_model
 from mxnet import autograd, gluon
 
+from gankd_gluon.models import ssd as ssd_module
 from gankd_gluon.models.critics import DNet
 from gankd_gluon.models.ssd import (backbone_params, build_ssd, build_student, build_teacher,
                                     count_params, deployable, export_detector, feature_channels,
@@ -35,6 +36,56 @@ def test_layout_equals_gluoncv_presets_at_512():
     assert small.sizes[0] == pytest.approx(12.8)
     with pytest.raises(ValueError, match="data-shape"):
         teacher_layout("vgg16_atrous", 256)
+
+
+@pytest.mark.parametrize("teacher, shape, dataset", [("resnet50_v1", 512, "voc"),
+                                                     ("resnet50_v1", 512, "coco"),
+                                                     ("vgg16_atrous", 512, "voc"),
+                                                     ("mobilenet1.0", 128, "voc")])
+def test_anchor_constants_are_gluoncvs_own_computation(teacher, shape, dataset):
+    """Every anchor constant of a built SSD, first build and repeat (memoized), equals GluonCV's
+    SSDAnchorGenerator._generate_anchors computed afresh for that map's sizes, ratios and step."""
+    from gluoncv.model_zoo.ssd.anchor import SSDAnchorGenerator
+    lay = teacher_layout(teacher, shape, dataset)
+    base = "vgg16_atrous" if teacher == "vgg16_atrous" else "mobilenet0.25"
+    for _ in range(2):
+        net = build_ssd(base, lay, VOC[:2])
+        assert SSDAnchorGenerator._generate_anchors is ssd_module._memoized_generate_anchors
+        gens = list(net.anchor_generators)
+        assert len(gens) == lay.num_maps
+        alloc = 128                     # GluonCV's SSD: 128x128, halved per map, at least 16
+        for gen, step in zip(gens, lay.steps):
+            gen.anchors.initialize(ctx=mx.cpu())
+            fresh = ssd_module._GLUONCV_GENERATE_ANCHORS(gen, gen._sizes, gen._ratios, step,
+                                                         (alloc, alloc), (0.5, 0.5))
+            alloc = max(alloc // 2, 16)
+            got = gen.anchors.data().asnumpy()
+            assert got.shape == fresh.shape
+            assert np.array_equal(got, fresh.astype(np.float32))
+
+
+def test_memoized_anchors_key_on_every_argument_and_hand_out_copies():
+    ssd_module.gluoncv_ssd_class()
+    orig, memo = ssd_module._GLUONCV_GENERATE_ANCHORS, ssd_module._memoized_generate_anchors
+    args = ((12.8, 25.6), [1, 2, 0.5], 16, (4, 4), (0.5, 0.5))
+    first = memo(None, *args)
+    fresh = orig(None, *args)
+    assert first.dtype == fresh.dtype == np.float64 and np.array_equal(first, fresh)
+    # by hand: cell (0, 0) at step 16 is centred at (8, 8); its anchors are the squares of the
+    # two sizes, then size 12.8 at ratio 2 (w = 12.8 * sqrt 2, h = 12.8 / sqrt 2) and 1/2
+    assert first[0, 0, 0, 0, :8].tolist() == [8, 8, 12.8, 12.8, 8, 8, 25.6, 25.6]
+    assert first[0, 0, 0, 0, 10:12].tolist() == pytest.approx([12.8 * 2 ** 0.5, 12.8 / 2 ** 0.5])
+    assert first[0, 0, 1, 2, :2].tolist() == [40, 24]     # cell (row 1, col 2): cx 40, cy 24
+    first[...] = -1                                       # a caller's change stays its own
+    again = memo(None, *args)
+    assert np.array_equal(again, fresh) and again is not first
+    for i, changed in enumerate([(12.8, 30.0), [1, 2], 32, (4, 5), (0.0, 0.5)]):
+        other = list(args)
+        other[i] = changed
+        assert np.array_equal(memo(None, *other), orig(None, *other))
+        assert not np.array_equal(memo(None, *other), fresh) if i != 3 else True
+    assert np.array_equal(memo(None, (12.8, 25.6), (1.0, 2.0, 0.5), 16.0, [4, 4], (0.5, 0.5)),
+                          fresh)
 
 
 def test_zoo_params_load_into_teacher_unchanged(tmp_path):

@@ -19,6 +19,7 @@ built with :func:`gluoncv.model_zoo.ssd.get_ssd`, so they train, evaluate (``set
   into the class and box predictors after it: a plain GluonCV SSD of the student backbone, with
   the parameter count and cost of a student trained without a teacher.
 """
+import functools
 import math
 import os
 
@@ -30,7 +31,7 @@ __all__ = ["TEACHERS", "STUDENTS", "SSDLayout", "teacher_layout", "build_ssd", "
            "build_student", "split_ssd", "SSDHead", "StudentFeatures", "initialize_new_params",
            "freeze", "WeightsNotFoundError", "copy_head", "zoo_name", "feature_channels",
            "export_detector", "fold_adapters", "fold_border_offset", "deployable", "count_params", "map_channels",
-           "build_run_network", "load_export_params"]
+           "build_run_network", "load_export_params", "gluoncv_ssd_class"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -66,6 +67,52 @@ _RATIOS_6 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2
 _RATIOS_7 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 4 + [[1, 2, 0.5]] * 2
 _FILTERS_6 = (512, 512, 256, 256)     # extra layers of every 6-map SSD512 preset
 _FILTERS_7 = (256, 256, 256, 256)     # student extras mirroring VGG16's four stride-2 extras
+
+
+# GluonCV's SSDAnchorGenerator computes its anchor constants in a pure-Python double loop over a
+# 128x128 grid (0.03-0.05 s per map, 0.2-0.3 s per SSD512); a teacher, its student and every
+# deployable export share one geometry, so the same arrays were computed 4-6 times per run.
+_GLUONCV_GENERATE_ANCHORS = None
+
+
+@functools.lru_cache(maxsize=32)
+def _anchors_of(sizes, ratios, step, alloc_size, offsets):
+    return _GLUONCV_GENERATE_ANCHORS(None, sizes, ratios, step, alloc_size, offsets)
+
+
+def _memoized_generate_anchors(self, sizes, ratios, step, alloc_size, offsets):
+    """``SSDAnchorGenerator._generate_anchors`` of GluonCV, run once per geometry per process.
+
+    The arrays are GluonCV's own (its method is called on the first request of a geometry,
+    ``self`` unused as in GluonCV); each call returns a copy, so a caller changing it changes
+    nothing cached. Key: sizes, ratios, step, offsets as floats, alloc_size as ints (the method
+    computes in float64, so ``16`` and ``16.0`` give the same array).
+
+    Returns
+    -------
+    numpy.ndarray (1, 1, H, W, 4 * num_depth) float64
+        Centre-form anchors ``(cx, cy, w, h)`` in input pixels, ``(H, W) = alloc_size``.
+    """
+    key = (tuple(float(v) for v in sizes), tuple(float(v) for v in ratios), float(step),
+           tuple(int(v) for v in alloc_size), tuple(float(v) for v in offsets))
+    return _anchors_of(*key).copy()
+
+
+def gluoncv_ssd_class():
+    """GluonCV's ``SSD`` class, with its anchor generation memoized per process.
+
+    Every SSD this package builds comes from here. The first call replaces
+    ``gluoncv.model_zoo.ssd.anchor.SSDAnchorGenerator._generate_anchors`` with
+    :func:`_memoized_generate_anchors` (GluonCV's method stays the computation; only repeats are
+    skipped); later calls change nothing.
+    """
+    global _GLUONCV_GENERATE_ANCHORS
+    from gluoncv.model_zoo.ssd.anchor import SSDAnchorGenerator
+    from gluoncv.model_zoo.ssd.ssd import SSD
+    if _GLUONCV_GENERATE_ANCHORS is None:
+        _GLUONCV_GENERATE_ANCHORS = SSDAnchorGenerator._generate_anchors
+        SSDAnchorGenerator._generate_anchors = _memoized_generate_anchors
+    return SSD
 
 
 class SSDLayout:
@@ -185,7 +232,7 @@ def build_ssd(base, layout, classes, features=None, filters=None, pretrained_bas
     gluoncv.model_zoo.ssd.SSD
         Parameters not yet initialised (except a pretrained backbone).
     """
-    from gluoncv.model_zoo.ssd.ssd import SSD
+    SSD = gluoncv_ssd_class()
     if base == "vgg16_atrous":
         if layout.num_maps != 7:
             raise ValueError("vgg16_atrous SSD has 7 maps")
@@ -496,7 +543,7 @@ def build_student(student, teacher_net, teacher_channels, layout, classes, head=
     """
     if head not in ("teacher", "student"):
         raise ValueError("--head must be 'teacher' or 'student', got %r" % head)
-    from gluoncv.model_zoo.ssd.ssd import SSD
+    SSD = gluoncv_ssd_class()
     if student not in _TAPS:
         raise ValueError("unknown student backbone %r; choose one of %s" % (student, STUDENTS))
     taps = list(_TAPS[student][1:] if layout.num_maps == 6 else _TAPS[student])
