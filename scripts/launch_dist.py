@@ -38,7 +38,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from gankd_gluon.usage import nonnegative_int, positive_float, positive_int  # noqa: E402
-from gankd_gluon.engine.distributed import launch  # noqa: E402
+from gankd_gluon.engine.launcher import launch  # noqa: E402
 
 ROLES = ("scheduler", "server", "worker")
 

@@ -1,7 +1,8 @@
-"""engine/distributed.py without a training job: the key ranges of a run's trainers; a worker
-that raises stops at once (a small kvstore job on loopback, no model); the launcher on stand-in
-workers (no MXNet in them): SIGTERM passed on, the grace period, SIGKILL to the launcher, and no
-process left, children of the roles included."""
+"""engine/distributed.py and engine/launcher.py without a training job: the key ranges of a run's
+trainers; a worker that raises stops at once (a small kvstore job on loopback, no model); the
+launcher on stand-in workers (no MXNet in them): SIGTERM passed on, the grace period, SIGKILL to
+the launcher, and no process left, children of the roles included; the launcher itself imports
+no MXNet."""
 import os
 import subprocess
 import sys
@@ -123,10 +124,28 @@ else:
 time.sleep(600)
 """
 
+def test_the_launcher_imports_no_mxnet():
+    """scripts/launch_dist.py only starts processes: MXNet (about 2 s of CPU to import) is
+    imported by the roles, not by the launcher."""
+    code = ("import runpy, sys\n"
+            "sys.argv = [%r, '--help']\n"
+            "try:\n"
+            "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('mxnet' in sys.modules, 'gankd_gluon.engine.launcher' in sys.modules)\n"
+            % os.path.join(ROOT, "scripts", "launch_dist.py"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False True"
+    assert "--timeout" in out.stdout                 # the help was printed
+
+
 _LAUNCH = """
 import sys
 sys.path.insert(0, %r)
-from gankd_gluon.engine.distributed import launch
+from gankd_gluon.engine.launcher import launch
 sys.exit(launch([sys.executable, %r], 2, roles=("worker",), grace=%r))
 """
 
