@@ -33,6 +33,7 @@ launcher itself is killed with SIGKILL (then without a checkpoint).
 """
 import argparse
 import os
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -89,6 +90,9 @@ def parse_args(argv=None):
         args.command = args.command[1:]
     if not args.command:
         parser.error("give the worker command after --")
+    if shutil.which(args.command[0]) is None:
+        parser.error("the worker command %r: not an executable file, nor a program on PATH"
+                     % args.command[0])
     for flag, local, total in (("--local-workers", args.local_workers, args.num_workers),
                                ("--local-servers", args.local_servers, args.num_servers)):
         if local is not None and local > total:

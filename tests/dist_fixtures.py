@@ -19,6 +19,20 @@ DATA_SHAPE = 128
 MOVING_STATS = ("moving_mean", "moving_var", "running_mean", "running_var")
 
 
+def _horovod_found():
+    import importlib.util
+    try:
+        return importlib.util.find_spec("horovod.mxnet") is not None
+    except ImportError:
+        return False
+
+
+# Marks a test whose fixtures train (module-scoped reference runs): without Horovod it skips
+# at collection, before them, rather than in its body
+NEEDS_HOROVOD = __import__("pytest").mark.skipif(
+    not _horovod_found(), reason="Horovod with MXNet is not installed (README: Horovod)")
+
+
 def horovodrun(num_proc):
     """``horovodrun --gloo`` of this interpreter's Horovod, all processes on this machine (the
     calling test skips where Horovod is not installed)."""

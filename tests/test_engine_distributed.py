@@ -4,6 +4,7 @@ launcher on stand-in workers (no MXNet in them): SIGTERM passed on, the grace pe
 the launcher, and no process left, children of the roles included; the launcher itself imports
 no MXNet."""
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from dist_fixtures import alive, kill_left
+from dist_fixtures import PY, alive, free_port, kill_left
 from gankd_gluon.engine.distributed import DistEnv, KeyRangeStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,7 +95,6 @@ sys.exit(run_main(main, None))
 
 @pytest.mark.slow
 def test_a_worker_that_raises_at_start_up_exits_at_once(tmp_path):
-    from dist_fixtures import PY, free_port
     script = tmp_path / "worker.py"
     script.write_text(_WORKER % ROOT)
     tic = time.time()
@@ -124,6 +124,7 @@ else:
 time.sleep(600)
 """
 
+
 def test_the_launcher_imports_no_mxnet():
     """scripts/launch_dist.py only starts processes: MXNet (about 2 s of CPU to import) is
     imported by the roles, not by the launcher."""
@@ -140,6 +141,24 @@ def test_the_launcher_imports_no_mxnet():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False True"
     assert "--timeout" in out.stdout                 # the help was printed
+
+
+@pytest.mark.parametrize("program", ["/nonexistent/worker", "no_such_program_x", "plain_file"])
+def test_a_worker_command_that_cannot_run_is_a_usage_error(tmp_path, program):
+    if program == "plain_file":                     # exists, not executable
+        program = str(tmp_path / "worker.py")
+        open(program, "w").close()
+    port = free_port()
+    out = subprocess.run([PY, os.path.join(ROOT, "scripts", "launch_dist.py"), "-n", "1",
+                          "--port", str(port), "--", program, "x"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "launch_dist.py: error: the worker command %r: not an executable file, nor a program on "
+        "PATH" % program)
+    with socket.socket() as s:                      # no scheduler was started on the port
+        s.bind(("127.0.0.1", port))
 
 
 _LAUNCH = """

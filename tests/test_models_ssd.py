@@ -41,15 +41,21 @@ def test_layout_equals_gluoncv_presets_at_512():
 @pytest.mark.parametrize("teacher, shape, dataset", [("resnet50_v1", 512, "voc"),
                                                      ("resnet50_v1", 512, "coco"),
                                                      ("vgg16_atrous", 512, "voc"),
+                                                     ("vgg16_atrous", 320, "voc"),
+                                                     ("mobilenet1.0", 320, "voc"),
                                                      ("mobilenet1.0", 128, "voc")])
 def test_anchor_constants_are_gluoncvs_own_computation(teacher, shape, dataset):
     """Every anchor constant of a built SSD, first build and repeat (memoized), equals GluonCV's
-    SSDAnchorGenerator._generate_anchors computed afresh for that map's sizes, ratios and step."""
+    SSDAnchorGenerator._generate_anchors computed afresh for that map's sizes, ratios and step
+    (at 320 the steps are not whole: 320 / 3 px)."""
     from gluoncv.model_zoo.ssd.anchor import SSDAnchorGenerator
     lay = teacher_layout(teacher, shape, dataset)
     base = "vgg16_atrous" if teacher == "vgg16_atrous" else "mobilenet0.25"
+    hits = []
     for _ in range(2):
+        before = ssd_module.ANCHOR_CACHE_STATS["hits"]
         net = build_ssd(base, lay, VOC[:2])
+        hits.append(ssd_module.ANCHOR_CACHE_STATS["hits"] - before)
         assert SSDAnchorGenerator._generate_anchors is ssd_module._memoized_generate_anchors
         gens = list(net.anchor_generators)
         assert len(gens) == lay.num_maps
@@ -62,11 +68,18 @@ def test_anchor_constants_are_gluoncvs_own_computation(teacher, shape, dataset):
             got = gen.anchors.data().asnumpy()
             assert got.shape == fresh.shape
             assert np.array_equal(got, fresh.astype(np.float32))
+    assert hits[1] == lay.num_maps          # the repeat computed nothing
+    if shape == 320:
+        assert any(step != int(step) for step in lay.steps)
 
 
-def test_memoized_anchors_key_on_every_argument_and_hand_out_copies():
+def test_memoized_anchors_key_on_every_argument_and_hand_out_copies(monkeypatch):
     ssd_module.gluoncv_ssd_class()
     orig, memo = ssd_module._GLUONCV_GENERATE_ANCHORS, ssd_module._memoized_generate_anchors
+    calls = []
+    monkeypatch.setattr(ssd_module, "_GLUONCV_GENERATE_ANCHORS",
+                        lambda *a: calls.append(a[1:]) or orig(*a))
+    monkeypatch.setattr(ssd_module, "_ANCHORS", type(ssd_module._ANCHORS)())
     args = ((12.8, 25.6), [1, 2, 0.5], 16, (4, 4), (0.5, 0.5))
     first = memo(None, *args)
     fresh = orig(None, *args)
@@ -79,13 +92,28 @@ def test_memoized_anchors_key_on_every_argument_and_hand_out_copies():
     first[...] = -1                                       # a caller's change stays its own
     again = memo(None, *args)
     assert np.array_equal(again, fresh) and again is not first
-    for i, changed in enumerate([(12.8, 30.0), [1, 2], 32, (4, 5), (0.0, 0.5)]):
+    again[...] = -2
+    assert np.array_equal(memo(None, *args), fresh)
+    assert len(calls) == 1                                # the repeats were not computed
+    # every argument is in the key: a step of 64 / 3 px (not whole), other sizes, ratios,
+    # grid, offsets each give GluonCV's array for them
+    for i, changed in enumerate([(12.8, 30.0), [1, 2], 64 / 3, (4, 5), (0.0, 0.5)]):
         other = list(args)
         other[i] = changed
-        assert np.array_equal(memo(None, *other), orig(None, *other))
-        assert not np.array_equal(memo(None, *other), fresh) if i != 3 else True
-    assert np.array_equal(memo(None, (12.8, 25.6), (1.0, 2.0, 0.5), 16.0, [4, 4], (0.5, 0.5)),
-                          fresh)
+        got = memo(None, *other)
+        assert np.array_equal(got, orig(None, *other))
+        assert got.shape != fresh.shape or not np.array_equal(got, fresh)
+    assert len(calls) == 6
+    near = memo(None, args[0], args[1], 21, args[3], args[4])    # beside the 64 / 3 px step
+    assert np.array_equal(near, orig(None, args[0], args[1], 21, args[3], args[4]))
+    assert len(calls) == 7
+    # the types too: GluonCV's method takes float32 ratios' square roots in float32, so the
+    # same values as Python floats give other anchors (by up to 6e-7 px here)
+    f32 = [np.float32(1), np.float32(2), np.float32(0.5)]
+    as_f32 = memo(None, (12.8, 25.6), f32, 16, (4, 4), (0.5, 0.5))
+    assert np.array_equal(as_f32, orig(None, (12.8, 25.6), f32, 16, (4, 4), (0.5, 0.5)))
+    assert not np.array_equal(as_f32, fresh)
+    assert len(calls) == 8
 
 
 def test_zoo_params_load_into_teacher_unchanged(tmp_path):

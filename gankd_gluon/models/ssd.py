@@ -19,9 +19,10 @@ built with :func:`gluoncv.model_zoo.ssd.get_ssd`, so they train, evaluate (``set
   into the class and box predictors after it: a plain GluonCV SSD of the student backbone, with
   the parameter count and cost of a student trained without a teacher.
 """
-import functools
+import collections
 import math
 import os
+import threading
 
 import mxnet as mx
 from mxnet import autograd
@@ -73,29 +74,47 @@ _FILTERS_7 = (256, 256, 256, 256)     # student extras mirroring VGG16's four st
 # 128x128 grid (0.03-0.05 s per map, 0.2-0.3 s per SSD512); a teacher, its student and every
 # deployable export share one geometry, so the same arrays were computed 4-6 times per run.
 _GLUONCV_GENERATE_ANCHORS = None
+_ANCHORS = collections.OrderedDict()      # key -> array, least recently used first
+_ANCHORS_MAX = 32                         # geometries kept (3 MB each at most)
+_ANCHORS_LOCK = threading.Lock()
+ANCHOR_CACHE_STATS = {"hits": 0, "misses": 0}
 
 
-@functools.lru_cache(maxsize=32)
-def _anchors_of(sizes, ratios, step, alloc_size, offsets):
-    return _GLUONCV_GENERATE_ANCHORS(None, sizes, ratios, step, alloc_size, offsets)
+def _anchor_key(value):
+    """A hashable form of an argument that keeps every scalar's type (a float32 step computes
+    in float32 in GluonCV's method, a Python float in float64)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_anchor_key(v) for v in value)
+    return type(value).__name__, value
 
 
 def _memoized_generate_anchors(self, sizes, ratios, step, alloc_size, offsets):
     """``SSDAnchorGenerator._generate_anchors`` of GluonCV, run once per geometry per process.
 
-    The arrays are GluonCV's own (its method is called on the first request of a geometry,
-    ``self`` unused as in GluonCV); each call returns a copy, so a caller changing it changes
-    nothing cached. Key: sizes, ratios, step, offsets as floats, alloc_size as ints (the method
-    computes in float64, so ``16`` and ``16.0`` give the same array).
+    On the first request of a geometry GluonCV's own method runs with the caller's arguments;
+    a repeat (the same values of the same types) gets a copy of that array, so a caller
+    changing it changes nothing kept. The last 32 geometries are kept.
 
     Returns
     -------
-    numpy.ndarray (1, 1, H, W, 4 * num_depth) float64
-        Centre-form anchors ``(cx, cy, w, h)`` in input pixels, ``(H, W) = alloc_size``.
+    numpy.ndarray (1, 1, H, W, 4 * num_depth)
+        Centre-form anchors ``(cx, cy, w, h)`` in input pixels, ``(H, W) = alloc_size``;
+        float64 for Python or float64 arguments (GluonCV's ``np.array`` of them).
     """
-    key = (tuple(float(v) for v in sizes), tuple(float(v) for v in ratios), float(step),
-           tuple(int(v) for v in alloc_size), tuple(float(v) for v in offsets))
-    return _anchors_of(*key).copy()
+    key = _anchor_key((sizes, ratios, step, alloc_size, offsets))
+    with _ANCHORS_LOCK:
+        found = _ANCHORS.get(key)
+        if found is not None:
+            _ANCHORS.move_to_end(key)
+            ANCHOR_CACHE_STATS["hits"] += 1
+            return found.copy()
+    anchors = _GLUONCV_GENERATE_ANCHORS(self, sizes, ratios, step, alloc_size, offsets)
+    with _ANCHORS_LOCK:
+        ANCHOR_CACHE_STATS["misses"] += 1
+        _ANCHORS[key] = anchors.copy()
+        while len(_ANCHORS) > _ANCHORS_MAX:
+            _ANCHORS.popitem(last=False)
+    return anchors
 
 
 def gluoncv_ssd_class():
@@ -104,14 +123,16 @@ def gluoncv_ssd_class():
     Every SSD this package builds comes from here. The first call replaces
     ``gluoncv.model_zoo.ssd.anchor.SSDAnchorGenerator._generate_anchors`` with
     :func:`_memoized_generate_anchors` (GluonCV's method stays the computation; only repeats are
-    skipped); later calls change nothing.
+    skipped); later calls, from any thread, change nothing.
     """
     global _GLUONCV_GENERATE_ANCHORS
     from gluoncv.model_zoo.ssd.anchor import SSDAnchorGenerator
     from gluoncv.model_zoo.ssd.ssd import SSD
-    if _GLUONCV_GENERATE_ANCHORS is None:
-        _GLUONCV_GENERATE_ANCHORS = SSDAnchorGenerator._generate_anchors
-        SSDAnchorGenerator._generate_anchors = _memoized_generate_anchors
+    with _ANCHORS_LOCK:
+        current = SSDAnchorGenerator.__dict__["_generate_anchors"]
+        if current is not _memoized_generate_anchors:
+            _GLUONCV_GENERATE_ANCHORS = current
+            SSDAnchorGenerator._generate_anchors = _memoized_generate_anchors
     return SSD
 
 
