@@ -143,6 +143,24 @@ def test_the_launcher_imports_no_mxnet():
     assert "--timeout" in out.stdout                 # the help was printed
 
 
+def test_workers_that_never_join_the_kvstore_do_not_leave_the_job_waiting(capfd):
+    """Workers that exit 0 without using the kvstore (a command without --kvstore dist_sync)
+    leave a real scheduler and server waiting for ever; the launcher stops the job once
+    ``settle`` seconds have passed, with status 1 and a message, and leaves no process."""
+    from gankd_gluon.engine.launcher import launch
+    tic = time.time()
+    status = launch([PY, "-c", "pass"], 2, port=free_port(), settle=2.0, timeout=120)
+    err = capfd.readouterr().err
+    assert status == 1, err
+    assert "every worker exited 0, but the scheduler and servers were still waiting 2 s " \
+        "later" in err
+    assert time.time() - tic < 60
+    # the control: a worker of another machine still running keeps the job waiting
+    status = launch([PY, "-c", "pass"], 2, port=free_port(), settle=2.0, timeout=5,
+                    local_workers=1)
+    assert status == 124, capfd.readouterr().err
+
+
 @pytest.mark.parametrize("program", ["/nonexistent/worker", "no_such_program_x", "plain_file"])
 def test_a_worker_command_that_cannot_run_is_a_usage_error(tmp_path, program):
     if program == "plain_file":                     # exists, not executable

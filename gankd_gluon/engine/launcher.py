@@ -52,7 +52,7 @@ def _child_setup(launcher_pid):
 
 def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
            roles=("scheduler", "server", "worker"), poll=0.2, timeout=None, stdout=None,
-           node_host=None, local_workers=None, local_servers=None, grace=60.0):
+           node_host=None, local_workers=None, local_servers=None, grace=60.0, settle=30.0):
     """Start the roles of a ps-lite job on this machine and supervise them.
 
     Parameters
@@ -77,11 +77,18 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
         Seconds, after a SIGTERM or SIGINT to the launcher, that the workers get to stop on
         their own (rank 0 finishes its step and saves ``interrupted``) before every role is
         terminated.
+    settle : float or None
+        When every worker of the job runs here: seconds the scheduler and servers here get to
+        end after the last worker exited 0. They end within a second of a job whose workers
+        used the kvstore; a worker command that never joined it (no ``--kvstore dist_sync``)
+        leaves them waiting for ever, so the job stops with status 1 and a message saying so.
+        None: wait (with ``timeout``, if given).
 
     Returns
     -------
     int
-        0 if every process exited 0, else the first non-zero exit status; after SIGTERM or
+        0 if every process exited 0, else the first non-zero exit status (1 for a role killed
+        by a signal or left waiting after the workers, 124 at ``timeout``); after SIGTERM or
         SIGINT, 3 (``EXIT_INTERRUPTED``) if a worker here exited with it (rank 0 saved
         ``interrupted``), 0 if every worker here finished the run, else ``128 + signal``.
         On the first failure the other processes get SIGTERM, then SIGKILL after 5 s: a dead
@@ -115,6 +122,8 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
                 preexec_fn=lambda: _child_setup(me))))
     started = time.time()
     status = 0
+    all_workers_here = local_workers is None or local_workers == num_workers
+    workers_done = None
     try:
         if "scheduler" in roles:
             start("scheduler", _SERVER_CMD, 1)
@@ -144,6 +153,17 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
                 break
             if all(c == 0 for _, c in codes):
                 return 0
+            if settle is not None and all_workers_here and "worker" in roles and \
+                    all(c == 0 for r, c in codes if r == "worker"):
+                workers_done = workers_done or time.time()
+                if time.time() - workers_done > settle:
+                    from ..usage import EXIT_FAULT   # pylint: disable=import-outside-toplevel
+                    sys.stderr.write(
+                        "launch: every worker exited 0, but the scheduler and servers were "
+                        "still waiting %.0f s later: did the worker command join the kvstore "
+                        "(--kvstore dist_sync)? stopping the job\n" % settle)
+                    status = EXIT_FAULT
+                    break
             if timeout is not None and time.time() - started > timeout:
                 sys.stderr.write("launch: job exceeded %.0f s; stopping it\n" % timeout)
                 status = 124
