@@ -1,6 +1,7 @@
 """Shared pieces of the multi-process tests, test_distributed.py (kvstore and Horovod against
 one process) and test_horovod.py (helper, no tests): the generated dataset, the training
 commands, the launchers, parameter comparison."""
+import importlib.util
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import time
 
 import mxnet as mx
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -20,7 +22,6 @@ MOVING_STATS = ("moving_mean", "moving_var", "running_mean", "running_var")
 
 
 def _horovod_found():
-    import importlib.util
     try:
         return importlib.util.find_spec("horovod.mxnet") is not None
     except ImportError:
@@ -29,14 +30,13 @@ def _horovod_found():
 
 # Marks a test whose fixtures train (module-scoped reference runs): without Horovod it skips
 # at collection, before them, rather than in its body
-NEEDS_HOROVOD = __import__("pytest").mark.skipif(
+NEEDS_HOROVOD = pytest.mark.skipif(
     not _horovod_found(), reason="Horovod with MXNet is not installed (README: Horovod)")
 
 
 def horovodrun(num_proc):
     """``horovodrun --gloo`` of this interpreter's Horovod, all processes on this machine (the
     calling test skips where Horovod is not installed)."""
-    import pytest
     pytest.importorskip("horovod.mxnet")
     return [PY, "-m", "horovod.runner.launch", "--gloo", "-np", str(num_proc),
             "-H", "localhost:%d" % num_proc]

@@ -143,6 +143,7 @@ def test_the_launcher_imports_no_mxnet():
     assert "--timeout" in out.stdout                 # the help was printed
 
 
+@pytest.mark.slow
 def test_workers_that_never_join_the_kvstore_do_not_leave_the_job_waiting(capfd):
     """Workers that exit 0 without using the kvstore (a command without --kvstore dist_sync)
     leave a real scheduler and server waiting for ever; the launcher stops the job once

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from ..usage import EXIT_FAULT, EXIT_INTERRUPTED
+
 __all__ = ["dmlc_env", "launch"]
 
 
@@ -143,7 +145,6 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
                 if status < 0:
                     # killed by a signal (Popen gives -signum): a runtime fault of the job,
                     # not a status of ours (sys.exit(-9) would exit with 247)
-                    from ..usage import EXIT_FAULT   # pylint: disable=import-outside-toplevel
                     sys.stderr.write("launch: a %s was killed by %s; stopping the job\n"
                                      % (role, signal.Signals(-status).name))
                     status = EXIT_FAULT
@@ -157,7 +158,6 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
                     all(c == 0 for r, c in codes if r == "worker"):
                 workers_done = workers_done or time.time()
                 if time.time() - workers_done > settle:
-                    from ..usage import EXIT_FAULT   # pylint: disable=import-outside-toplevel
                     sys.stderr.write(
                         "launch: every worker exited 0, but the scheduler and servers were "
                         "still waiting %.0f s later: did the worker command join the kvstore "
@@ -178,7 +178,6 @@ def launch(worker_cmd, num_workers, num_servers=1, port=9091, host="127.0.0.1",
 
 def _interrupt(procs, signum, grace, poll):
     """Pass ``signum`` to the workers, give them ``grace`` seconds; the exit status."""
-    from ..usage import EXIT_INTERRUPTED     # pylint: disable=import-outside-toplevel
     name = signal.Signals(signum).name
     workers = [p for r, p in procs if r == "worker"]
     sys.stderr.write("launch: %s; passing it to %d worker(s) and waiting up to %.0f s for rank "
